@@ -1,0 +1,17 @@
+install(TARGETS ember EXPORT emberTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY include/ember DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT emberTargets NAMESPACE ember:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ember)
+
+include(CMakePackageConfigHelpers)
+configure_package_config_file(cmake/ember-config.cmake.in
+  ${CMAKE_CURRENT_BINARY_DIR}/ember-config.cmake
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ember)
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/ember-config-version.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/ember-config.cmake ${CMAKE_CURRENT_BINARY_DIR}/ember-config-version.cmake
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ember)
+
+configure_file(cmake/ember.pc.in ${CMAKE_CURRENT_BINARY_DIR}/ember.pc @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/ember.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

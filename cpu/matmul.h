@@ -1,0 +1,40 @@
+// Dense matrix products, f32 activations times f32/f16/bf16 weights.
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/activation.h"
+#include "cpu/element_type.h"
+
+namespace ember::cpu {
+
+// C[m, n] = A[m, k] · B.
+// A: f32, row-major, leading dimension lda (elements).
+// B: b_type; [k, n] row-major when !b_transposed, [n, k] row-major (the layout of linear
+//    weights) when b_transposed; leading dimension ldb.
+// C: f32 row-major, leading dimension ldc. C must not alias A or B.
+struct MatmulArgs {
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const void* b = nullptr;
+  ElementType b_type = ElementType::f32;
+  int64_t ldb = 0;
+  bool b_transposed = false;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  int64_t m = 0, n = 0, k = 0;
+};
+void matmul(const MatmulArgs& args);
+
+// y[rows, out] = act(x[rows, in] · W[out, in]ᵀ + bias[out]), all contiguous row-major;
+// bias may be null. One row goes to gemv; several go through a GEMM with the bias and
+// activation applied in the same pass over each output block.
+void linear(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
+            const float* bias, Activation act, float* y, int64_t out_features);
+
+// y[out] = W[out, in] · x[in] (the decode shape): streams W once, split across threads
+// by output rows. Uses the best ISA kernel this CPU runs (see cpu/isa.h).
+void gemv(const void* weight, ElementType weight_type, int64_t out_features, int64_t in_features, const float* x,
+          float* y);
+
+}  // namespace ember::cpu
