@@ -36,8 +36,10 @@ class DeviceMirror {
 
 class Buffer {
  public:
-  // Fresh zero-initialised-on-demand host memory, aligned to `alignment` (≥ 64, power of two).
+  // Fresh, uninitialised host memory aligned to `alignment` (≥ 64, a power of two).
   static Result<std::shared_ptr<Buffer>> allocate(size_t bytes, size_t alignment = kBufferAlignment);
+  // The same, solely owned (pools keep their idle buffers this way).
+  static Result<std::unique_ptr<Buffer>> allocate_unique(size_t bytes, size_t alignment = kBufferAlignment);
   // Memory owned elsewhere (a memory-mapped file, say); `keep_alive` holds it while the
   // buffer lives. A read-only buffer refuses host_write().
   static std::shared_ptr<Buffer> wrap(std::byte* data, size_t bytes, std::shared_ptr<const void> keep_alive,

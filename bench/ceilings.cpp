@@ -1,0 +1,46 @@
+// Ceiling probes: the peak f32 FMA rate and the sustained read bandwidth, on 1 and 2
+// threads. Kernel numbers in docs/PERFORMANCE.md are fractions of these, measured in
+// the same run.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "bench/ceilings.h"
+
+namespace ember::bench {
+namespace {
+
+void BM_CeilingFmaAvx512(benchmark::State& state) {
+  if (!__builtin_cpu_supports("avx512f")) {
+    state.SkipWithError("CPU lacks AVX-512F");
+    return;
+  }
+  const int threads = static_cast<int>(state.range(0));
+  constexpr int64_t kRounds = 1 << 22;
+  for (auto _ : state) benchmark::DoNotOptimize(fma_avx512_chains(kRounds, threads));
+  state.counters["FLOP/s"] = benchmark::Counter(static_cast<double>(kRounds * kFlopsPerFmaRound * threads),
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_CeilingFmaAvx512)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
+
+// Sums 1 GiB of floats: far past every cache, so the rate is DRAM read bandwidth.
+void BM_CeilingReadBandwidth(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  constexpr int64_t kFloats = int64_t{1} << 28;
+  std::vector<float> data(kFloats);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < kFloats; ++i) data[i] = static_cast<float>(i & 7);
+  for (auto _ : state) {
+    float total = 0.0f;
+#pragma omp parallel for simd num_threads(threads) schedule(static) reduction(+ : total)
+    for (int64_t i = 0; i < kFloats; ++i) total += data[i];
+    benchmark::DoNotOptimize(total);
+  }
+  state.SetBytesProcessed(state.iterations() * kFloats * static_cast<int64_t>(sizeof(float)));
+}
+BENCHMARK(BM_CeilingReadBandwidth)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace ember::bench

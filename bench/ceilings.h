@@ -1,0 +1,14 @@
+// The machine's ceilings, measured by the same binary as the kernels they bound.
+#pragma once
+
+#include <cstdint>
+
+namespace ember::bench {
+
+// Runs `iterations` rounds of 16 independent 512-bit FMA chains per thread on `threads`
+// threads; returns a value that depends on every FMA so the work cannot be elided.
+// Requires AVX-512F (check before calling).
+float fma_avx512_chains(int64_t iterations, int threads);
+inline constexpr int64_t kFlopsPerFmaRound = 16 * 16 * 2;  // 16 chains × 16 lanes × (mul + add)
+
+}  // namespace ember::bench

@@ -1,0 +1,77 @@
+#include "ember/buffer.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include <fmt/format.h>
+
+namespace ember {
+
+Buffer::Buffer(std::byte* data, size_t bytes, size_t alignment, bool owned, bool writable,
+               std::shared_ptr<const void> keep_alive)
+    : data_(data), bytes_(bytes), alignment_(alignment), owned_(owned), writable_(writable),
+      keep_alive_(std::move(keep_alive)) {}
+
+Buffer::~Buffer() {
+  if (owned_) std::free(data_);
+}
+
+Result<std::unique_ptr<Buffer>> Buffer::allocate_unique(size_t bytes, size_t alignment) {
+  if (alignment < kBufferAlignment || (alignment & (alignment - 1)) != 0)
+    return invalid_argument(fmt::format("buffer alignment {} is not a power of two of at least {}", alignment,
+                                        kBufferAlignment));
+  if (bytes > (size_t{1} << 48)) return out_of_memory(fmt::format("buffer of {} bytes is larger than any host", bytes));
+  // aligned_alloc wants a size that is a multiple of the alignment; zero bytes still gets a
+  // distinct, valid pointer so empty tensors need no special case.
+  const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
+  void* memory = std::aligned_alloc(alignment, rounded == 0 ? alignment : rounded);
+  if (memory == nullptr) return out_of_memory(fmt::format("cannot allocate a host buffer of {} bytes", bytes));
+  return std::unique_ptr<Buffer>(
+      new Buffer(static_cast<std::byte*>(memory), bytes, alignment, /*owned=*/true, /*writable=*/true, nullptr));
+}
+
+Result<std::shared_ptr<Buffer>> Buffer::allocate(size_t bytes, size_t alignment) {
+  auto buffer = allocate_unique(bytes, alignment);
+  if (!buffer) return buffer.status();
+  return std::shared_ptr<Buffer>(std::move(buffer.value()));
+}
+
+std::shared_ptr<Buffer> Buffer::wrap(std::byte* data, size_t bytes, std::shared_ptr<const void> keep_alive,
+                                     bool writable) {
+  size_t alignment = kBufferAlignment;
+  while (alignment > 1 && reinterpret_cast<uintptr_t>(data) % alignment != 0) alignment /= 2;
+  return std::shared_ptr<Buffer>(new Buffer(data, bytes, alignment, /*owned=*/false, writable, std::move(keep_alive)));
+}
+
+Result<const std::byte*> Buffer::host_read() {
+  if (residency_ == Residency::device) {
+    EMBER_RETURN_IF_ERROR(mirror_->download(data_, bytes_));
+    residency_ = Residency::both;
+  }
+  return static_cast<const std::byte*>(data_);
+}
+
+Result<std::byte*> Buffer::host_write() {
+  if (!writable_) return invalid_argument("buffer is read-only (a mapped file): copy the tensor before writing");
+  if (residency_ == Residency::device) EMBER_RETURN_IF_ERROR(mirror_->download(data_, bytes_));
+  residency_ = Residency::host;
+  return data_;
+}
+
+void Buffer::attach_device(std::unique_ptr<DeviceMirror> mirror, Residency current) {
+  mirror_ = std::move(mirror);
+  residency_ = current;
+}
+
+Status Buffer::ensure_device_current() {
+  if (mirror_ == nullptr) return internal_error("buffer has no device copy to bring up to date");
+  if (residency_ == Residency::host) {
+    EMBER_RETURN_IF_ERROR(mirror_->upload(data_, bytes_));
+    residency_ = Residency::both;
+  }
+  return {};
+}
+
+}  // namespace ember

@@ -1,0 +1,229 @@
+// The CPU backend: turns graph nodes into calls of the cpu/ kernels.
+#include <fmt/format.h>
+
+#include "cpu/attention.h"
+#include "cpu/elementwise.h"
+#include "cpu/embedding.h"
+#include "cpu/matmul.h"
+#include "cpu/norm.h"
+#include "cpu/reduce.h"
+#include "cpu/rope.h"
+#include "cpu/softmax.h"
+#include "ember/backend.h"
+
+namespace ember {
+namespace {
+
+cpu::ElementType element_type(DType type) {
+  switch (type) {
+    case DType::f16: return cpu::ElementType::f16;
+    case DType::bf16: return cpu::ElementType::bf16;
+    default: return cpu::ElementType::f32;
+  }
+}
+
+cpu::Activation cpu_activation(Activation act) { return static_cast<cpu::Activation>(act); }
+static_assert(static_cast<int>(cpu::Activation::silu) == static_cast<int>(Activation::silu));
+
+// A contiguous host view of an input plus its first byte, or the error that stopped it.
+struct HostInput {
+  Tensor tensor;
+  const void* data = nullptr;
+};
+
+Result<HostInput> host_input(const Tensor& tensor) {
+  if (!tensor.defined()) return HostInput{};
+  auto dense = tensor.contiguous();
+  if (!dense) return dense.status();
+  auto bytes = dense->read<std::byte>();
+  if (!bytes) return bytes.status();
+  return HostInput{std::move(dense.value()), bytes.value()};
+}
+
+// The strides that address `tensor` over a 4-D index space `dims` (right-aligned), with
+// stride 0 on every axis the tensor broadcasts along.
+cpu::StridedInput strided(const Tensor& tensor, const float* data, const cpu::Dims4& dims) {
+  cpu::StridedInput input{data, {}};
+  const int pad = 4 - tensor.rank();
+  for (int axis = 0; axis < tensor.rank(); ++axis)
+    input.strides[pad + axis] = (tensor.dim(axis) == 1 && dims[pad + axis] != 1) ? 0 : tensor.stride(axis);
+  return input;
+}
+
+cpu::Dims4 dims4(const Shape& shape) {
+  cpu::Dims4 dims{1, 1, 1, 1};
+  for (int axis = 0; axis < shape.rank(); ++axis) dims[4 - shape.rank() + axis] = shape[axis];
+  return dims;
+}
+
+class CpuBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "cpu"; }
+  bool supports(const Node&) const override { return true; }
+
+  Status run(const Node& node, std::span<const Tensor> inputs, const Tensor& output) override {
+    auto out = output.write<float>();
+    if (!out) return out.status();
+    switch (node.op) {
+      case Op::add: return binary(cpu::BinaryOp::add, cpu::Activation::none, inputs, output, out.value());
+      case Op::sub: return binary(cpu::BinaryOp::sub, cpu::Activation::none, inputs, output, out.value());
+      case Op::mul: return binary(cpu::BinaryOp::mul, cpu::Activation::none, inputs, output, out.value());
+      case Op::div: return binary(cpu::BinaryOp::div, cpu::Activation::none, inputs, output, out.value());
+      case Op::add_relu: return binary(cpu::BinaryOp::add, cpu::Activation::relu, inputs, output, out.value());
+      case Op::affine: return affine(inputs, output, out.value());
+      default: break;
+    }
+    // Every other op reads its inputs contiguous.
+    std::vector<HostInput> in;
+    for (const Tensor& tensor : inputs) {
+      auto host = host_input(tensor);
+      if (!host) return host.status();
+      in.push_back(std::move(host.value()));
+    }
+    return run_dense(node, in, out.value());
+  }
+
+ private:
+  static Status binary(cpu::BinaryOp op, cpu::Activation post, std::span<const Tensor> inputs, const Tensor& output,
+                       float* out) {
+    auto a = inputs[0].read<float>();
+    if (!a) return a.status();
+    auto b = inputs[1].read<float>();
+    if (!b) return b.status();
+    const cpu::Dims4 dims = dims4(output.shape());
+    cpu::binary(op, strided(inputs[0], a.value(), dims), strided(inputs[1], b.value(), dims), out, dims, post);
+    return {};
+  }
+
+  static Status affine(std::span<const Tensor> inputs, const Tensor& output, float* out) {
+    const cpu::Dims4 dims = dims4(output.shape());
+    std::array<cpu::StridedInput, 3> operands;
+    for (size_t i = 0; i < 3; ++i) {
+      auto data = inputs[i].read<float>();
+      if (!data) return data.status();
+      operands[i] = strided(inputs[i], data.value(), dims);
+    }
+    cpu::affine(operands[0], operands[1], operands[2], out, dims);
+    return {};
+  }
+
+  static Status run_dense(const Node& node, const std::vector<HostInput>& in, float* out) {
+    const auto f32 = [&](size_t i) { return static_cast<const float*>(in[i].data); };
+    const Shape& shape = node.shape;
+    const int64_t last = shape.rank() > 0 ? shape[shape.rank() - 1] : 1;
+    const int64_t rows = last == 0 ? 0 : shape.elements() / last;
+    switch (node.op) {
+      case Op::matmul: return matmul(node, in, out);
+      case Op::linear: {
+        const Tensor& weight = in[1].tensor;
+        const int64_t in_features = weight.dim(1);
+        cpu::linear(f32(0), rows, in_features, in[1].data, element_type(weight.dtype()), f32(2),
+                    cpu_activation(node.params.activation), out, weight.dim(0));
+        return {};
+      }
+      case Op::scale: cpu::scale(f32(0), node.params.factor, out, shape.elements()); return {};
+      case Op::activation: cpu::activation(cpu_activation(node.params.activation), f32(0), out, shape.elements()); return {};
+      case Op::sum: case Op::max: case Op::mean: {
+        const Shape& source = in[0].tensor.shape();
+        int64_t outer = 1, inner = 1;
+        for (int axis = 0; axis < node.params.axis; ++axis) outer *= source[axis];
+        for (int axis = node.params.axis + 1; axis < source.rank(); ++axis) inner *= source[axis];
+        const auto op = node.op == Op::sum ? cpu::ReduceOp::sum : node.op == Op::max ? cpu::ReduceOp::max : cpu::ReduceOp::mean;
+        cpu::reduce(op, f32(0), outer, source[node.params.axis], inner, out);
+        return {};
+      }
+      case Op::softmax: {
+        cpu::CausalMask mask;
+        mask.enabled = node.params.causal;
+        mask.query_rows = shape.rank() >= 2 ? shape[shape.rank() - 2] : 1;
+        mask.position_offset = node.params.position_offset;
+        cpu::softmax(f32(0), out, rows, last, node.params.factor, mask);
+        return {};
+      }
+      case Op::rms_norm: cpu::rms_norm(f32(0), f32(1), out, rows, last, node.params.eps); return {};
+      case Op::layer_norm: cpu::layer_norm(f32(0), f32(1), f32(2), out, rows, last, node.params.eps); return {};
+      case Op::rope: {
+        cpu::RopeParams params;
+        params.style = node.params.rope_style == RopeStyle::neox ? cpu::RopeStyle::neox : cpu::RopeStyle::normal;
+        params.rotary_dims = node.params.rotary_dims;
+        params.base = node.params.rope_base;
+        params.position_offset = node.params.position_offset;
+        cpu::rope(f32(0), out, shape[0], shape[1], shape[2], nullptr, params);
+        return {};
+      }
+      case Op::swiglu: cpu::swiglu(f32(0), f32(1), out, shape.elements()); return {};
+      case Op::embedding: {
+        const Tensor& table = in[0].tensor;
+        const auto* ids = static_cast<const int32_t*>(in[1].data);
+        for (int64_t i = 0; i < shape[0]; ++i)
+          if (ids[i] < 0 || ids[i] >= table.dim(0))
+            return out_of_range(fmt::format("embedding id {} at position {} is outside the table's {} rows", ids[i], i,
+                                            table.dim(0)));
+        cpu::embedding(in[0].data, element_type(table.dtype()), table.dim(1), ids, shape[0], out);
+        return {};
+      }
+      case Op::attention: {
+        const Tensor& k = in[1].tensor;
+        cpu::AttentionArgs args;
+        args.q = f32(0);
+        args.k = in[1].data;
+        args.v = in[2].data;
+        args.kv_type = element_type(k.dtype());
+        args.out = out;
+        args.tokens = shape[0];
+        args.q_heads = shape[1];
+        args.head_dim = shape[2];
+        args.kv_heads = k.dim(1);
+        args.kv_length = k.dim(0);
+        args.position_offset = node.params.position_offset;
+        args.scale = node.params.factor;
+        cpu::attention(args);
+        return {};
+      }
+      default: return internal_error(fmt::format("the CPU backend has no kernel for {}", op_name(node.op)));
+    }
+  }
+
+  static Status matmul(const Node& node, const std::vector<HostInput>& in, float* out) {
+    const Tensor &a = in[0].tensor, &b = in[1].tensor;
+    const int64_t k = a.dim(a.rank() - 1);
+    const int64_t n = node.shape[node.shape.rank() - 1];
+    const int64_t m = a.dim(a.rank() - 2);
+    const int64_t b_rows = b.dim(b.rank() - 2), b_cols = b.dim(b.rank() - 1);
+    cpu::MatmulArgs args;
+    args.b_type = element_type(b.dtype());
+    args.b_transposed = node.params.transpose_b;
+    args.ldb = b_cols;
+    args.k = k;
+    args.n = n;
+    args.lda = k;
+    args.ldc = n;
+    const auto* a_data = static_cast<const float*>(in[0].data);
+    const auto* b_bytes = static_cast<const std::byte*>(in[1].data);
+    if (b.rank() == 2) {
+      // Shared weights: every batch row of a is one row of a single big product.
+      args.a = a_data;
+      args.b = b_bytes;
+      args.c = out;
+      args.m = a.elements() / k;
+      cpu::matmul(args);
+      return {};
+    }
+    const int64_t batches = a.elements() / (m * k);
+    const size_t b_matrix_bytes = static_cast<size_t>(b_rows * b_cols) * cpu::element_bytes(args.b_type);
+    args.m = m;
+    for (int64_t batch = 0; batch < batches; ++batch) {
+      args.a = a_data + batch * m * k;
+      args.b = b_bytes + batch * b_matrix_bytes;
+      args.c = out + batch * m * n;
+      cpu::matmul(args);
+    }
+    return {};
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<Backend> make_cpu_backend() { return std::make_shared<CpuBackend>(); }
+
+}  // namespace ember

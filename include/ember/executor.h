@@ -1,0 +1,52 @@
+// Executor: runs a graph, node by node, on the first backend that supports each node.
+//
+// Intermediate buffers come from the executor's pool and go back to it as the memory
+// plan says (ember/planner.h). One executor runs one graph at a time; use one per
+// thread. Per-op timings of the last run are kept for profiling.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ember/backend.h"
+#include "ember/buffer_pool.h"
+#include "ember/graph.h"
+#include "ember/planner.h"
+#include "ember/status.h"
+#include "ember/tensor.h"
+
+namespace ember {
+
+struct NodeTiming {
+  NodeId node = kInvalidNode;
+  Op op = Op::input;
+  std::string_view backend;
+  std::chrono::nanoseconds elapsed{0};
+};
+
+class Executor {
+ public:
+  // With no backends given, the CPU backend alone.
+  explicit Executor(std::shared_ptr<BufferPool> pool = std::make_shared<BufferPool>(),
+                    std::vector<std::shared_ptr<Backend>> backends = {});
+
+  // Backends added here are asked before those already present (the CPU stays last).
+  void prefer_backend(std::shared_ptr<Backend> backend);
+
+  // inputs: one tensor per graph input, in the order the inputs were declared, each of
+  // the declared shape and dtype. Returns the graph outputs in mark_output order.
+  Result<std::vector<Tensor>> run(const Graph& graph, std::span<const Tensor> inputs);
+
+  BufferPool& pool() { return *pool_; }
+  const std::vector<NodeTiming>& last_timings() const { return timings_; }
+
+ private:
+  std::shared_ptr<BufferPool> pool_;
+  std::vector<std::shared_ptr<Backend>> backends_;
+  std::vector<NodeTiming> timings_;
+};
+
+}  // namespace ember

@@ -1,0 +1,49 @@
+// The op set: what a graph node can compute. Backends (cpu, gpu) implement these.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace ember {
+
+enum class Op : uint8_t {
+  input,       // bound at run time
+  constant,    // a tensor held by the graph (weights)
+  matmul,      // a[..., m, k] · b[k, n] (or b[n, k] with transpose_b)
+  linear,      // act(x · Wᵀ + bias): the fused matmul→add→activation
+  add, sub, mul, div,  // NumPy broadcasting
+  add_relu,    // relu(a + b): the fused add→relu
+  affine,      // x * scale + shift: the fused mul→add
+  scale,       // x * factor
+  activation,  // act(x)
+  sum, max, mean,  // over one axis, kept with size 1
+  softmax,     // over the last axis, optional scale and causal mask
+  rms_norm, layer_norm,  // over the last axis
+  rope,        // rotary embedding of [tokens, heads, head_dim]
+  swiglu,      // silu(gate) * up
+  embedding,   // row gather: table[ids]
+  attention,   // causal grouped-query attention over a KV cache
+};
+
+enum class Activation : uint8_t { none, relu, gelu_tanh, gelu_erf, silu };
+
+enum class RopeStyle : uint8_t { normal, neox };
+
+std::string_view op_name(Op op);
+std::string_view activation_name(Activation act);
+
+// Parameters of a node; each op reads only the fields its builder documents.
+struct OpParams {
+  bool transpose_b = false;          // matmul
+  Activation activation = Activation::none;  // linear, activation
+  int axis = 0;                      // sum, max, mean
+  float factor = 1.0f;               // scale; softmax and attention score scale
+  float eps = 1e-5f;                 // rms_norm, layer_norm
+  bool causal = false;               // softmax
+  int64_t position_offset = 0;       // softmax mask, rope, attention
+  RopeStyle rope_style = RopeStyle::normal;  // rope
+  int64_t rotary_dims = 0;           // rope
+  float rope_base = 10000.0f;        // rope
+};
+
+}  // namespace ember

@@ -1,0 +1,257 @@
+// The graph builder's checks, the memory planner, and the executor on the CPU backend.
+// Kernels have their own tests (tests/cpu); here the point is that nodes reach them
+// with the right shapes, strides and batching.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "ember/executor.h"
+#include "ember/graph.h"
+#include "ember/planner.h"
+#include "test_util.h"
+
+namespace ember {
+namespace {
+
+Tensor random_tensor(ember::testing::SeededRng& rng, const Shape& shape, DType type = DType::f32) {
+  Tensor t = Tensor::empty(shape, type).value();
+  auto values = rng.uniform(static_cast<size_t>(shape.elements()));
+  for (int64_t i = 0; i < t.elements(); ++i) t.set_flat(i, values[i]);
+  return t;
+}
+
+TEST(Graph, InfersShapes) {
+  Graph g;
+  NodeId x = g.input("x", {2, 3, 5});
+  NodeId w = g.input("w", {4, 5}, DType::f16);
+  NodeId y = g.matmul(x, w, /*transpose_b=*/true);
+  NodeId bias = g.input("bias", {4});
+  NodeId z = g.add(y, bias);
+  NodeId s = g.sum(z, -1);
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  EXPECT_EQ(g.node(y).shape, (Shape{2, 3, 4}));
+  EXPECT_EQ(g.node(z).shape, (Shape{2, 3, 4}));
+  EXPECT_EQ(g.node(s).shape, (Shape{2, 3, 1}));
+}
+
+TEST(Graph, FirstErrorSticksAndNamesTheNode) {
+  Graph g;
+  NodeId a = g.input("a", {3, 4});
+  NodeId b = g.input("b", {5, 6});
+  NodeId bad = g.matmul(a, b);
+  EXPECT_EQ(bad, kInvalidNode);
+  EXPECT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("inner dimensions 4 and 5 differ"), std::string::npos) << g.status().message();
+  EXPECT_NE(g.status().message().find("node 2"), std::string::npos) << g.status().message();
+  const std::string first = g.status().message();
+  EXPECT_EQ(g.add(bad, a), kInvalidNode);  // later builders propagate, first message kept
+  EXPECT_EQ(g.status().message(), first);
+  Executor executor;
+  std::vector<Tensor> none;
+  EXPECT_FALSE(executor.run(g, none).ok());
+}
+
+TEST(Graph, RejectsWrongTypesAndShapes) {
+  {
+    Graph g;
+    g.add(g.input("a", {2, 3}), g.input("b", {4, 3}));
+    EXPECT_NE(g.status().message().find("do not broadcast"), std::string::npos) << g.status().message();
+  }
+  {
+    Graph g;
+    g.softmax(g.input("ids", {3}, DType::i32));
+    EXPECT_NE(g.status().message().find("i32"), std::string::npos) << g.status().message();
+  }
+  {
+    Graph g;
+    g.attention(g.input("q", {2, 5, 8}), g.input("k", {4, 2, 8}), g.input("v", {4, 2, 8}), 1.0f, 0);
+    EXPECT_FALSE(g.ok());  // 5 heads are not a multiple of 2 kv heads
+  }
+  {
+    Graph g;
+    g.rope(g.input("x", {2, 2, 6}), RopeStyle::neox, 5, 10000.0f, 0);
+    EXPECT_FALSE(g.ok());  // odd rotary_dims
+  }
+}
+
+TEST(Executor, ChecksInputsAgainstDeclarations) {
+  Graph g;
+  NodeId x = g.input("tokens", {2, 3});
+  g.mark_output(g.scale(x, 2.0f));
+  Executor executor;
+  std::vector<Tensor> wrong = {Tensor::empty({3, 2}, DType::f32).value()};
+  auto result = executor.run(g, wrong);
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.status().message().find("'tokens'"), std::string::npos) << result.status().message();
+  std::vector<Tensor> missing;
+  EXPECT_FALSE(executor.run(g, missing).ok());
+}
+
+TEST(Executor, BroadcastingAndNonContiguousInputs) {
+  ember::testing::SeededRng rng;
+  Tensor a = random_tensor(rng, {2, 4, 3});
+  Tensor a_view = a.transpose(1, 2).value();  // [2, 3, 4], strided
+  Tensor b = random_tensor(rng, {3, 1});
+  Graph g;
+  NodeId x = g.input("a", {2, 3, 4});
+  NodeId y = g.input("b", {3, 1});
+  g.mark_output(g.sub(x, y));
+  g.mark_output(g.div(y, x));
+  Executor executor;
+  std::vector<Tensor> inputs = {a_view, b};
+  auto out = executor.run(g, inputs);
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 3; ++j)
+      for (int64_t k = 0; k < 4; ++k) {
+        EXPECT_FLOAT_EQ((*out)[0].get({i, j, k}), a.get({i, k, j}) - b.get({j, 0}));  // one rounding: exact op
+        EXPECT_FLOAT_EQ((*out)[1].get({i, j, k}), b.get({j, 0}) / a.get({i, k, j}));
+      }
+}
+
+TEST(Executor, MatmulBatchingAndWeightTypes) {
+  ember::testing::SeededRng rng;
+  for (DType weight_type : {DType::f32, DType::f16, DType::bf16}) {
+    Tensor a = random_tensor(rng, {2, 3, 5});
+    Tensor batched_b = random_tensor(rng, {2, 5, 7}, weight_type);
+    Tensor shared_w = random_tensor(rng, {7, 5}, weight_type);
+    Graph g;
+    NodeId x = g.input("a", {2, 3, 5});
+    g.mark_output(g.matmul(x, g.constant("b", batched_b)));
+    g.mark_output(g.matmul(x, g.constant("w", shared_w), /*transpose_b=*/true));
+    Executor executor;
+    std::vector<Tensor> inputs = {a};
+    auto out = executor.run(g, inputs);
+    ASSERT_TRUE(out.ok()) << out.status().message();
+    for (int64_t batch = 0; batch < 2; ++batch)
+      for (int64_t i = 0; i < 3; ++i)
+        for (int64_t j = 0; j < 7; ++j) {
+          double batched = 0, shared = 0;
+          for (int64_t k = 0; k < 5; ++k) {
+            batched += double{a.get({batch, i, k})} * batched_b.get({batch, k, j});
+            shared += double{a.get({batch, i, k})} * shared_w.get({j, k});
+          }
+          EXPECT_NEAR((*out)[0].get({batch, i, j}), batched, 1e-5);  // 5 f32 products: ~1e-6 error
+          EXPECT_NEAR((*out)[1].get({batch, i, j}), shared, 1e-5);
+        }
+  }
+}
+
+TEST(Executor, ReductionsOverEachAxis) {
+  ember::testing::SeededRng rng;
+  Tensor x = random_tensor(rng, {3, 4, 5});
+  for (int axis = 0; axis < 3; ++axis) {
+    Graph g;
+    NodeId in = g.input("x", {3, 4, 5});
+    g.mark_output(g.sum(in, axis));
+    g.mark_output(g.max(in, axis));
+    Executor executor;
+    std::vector<Tensor> inputs = {x};
+    auto out = executor.run(g, inputs);
+    ASSERT_TRUE(out.ok()) << out.status().message();
+    const Shape& reduced = (*out)[0].shape();
+    for (int64_t i = 0; i < reduced[0]; ++i)
+      for (int64_t j = 0; j < reduced[1]; ++j)
+        for (int64_t k = 0; k < reduced[2]; ++k) {
+          double sum = 0;
+          float largest = -INFINITY;
+          for (int64_t r = 0; r < x.dim(axis); ++r) {
+            const float v = axis == 0 ? x.get({r, j, k}) : axis == 1 ? x.get({i, r, k}) : x.get({i, j, r});
+            sum += v;
+            largest = std::max(largest, v);
+          }
+          EXPECT_NEAR((*out)[0].get({i, j, k}), sum, 1e-5) << "axis " << axis;  // ≤5 terms of |x|<1
+          EXPECT_EQ((*out)[1].get({i, j, k}), largest) << "axis " << axis;     // max is exact
+        }
+  }
+}
+
+TEST(Executor, CausalSoftmaxMasksByQueryRow) {
+  ember::testing::SeededRng rng;
+  Tensor scores = random_tensor(rng, {2, 3, 5});
+  Graph g;
+  g.mark_output(g.softmax(g.input("s", {2, 3, 5}), 0.5f, /*causal=*/true, /*position_offset=*/2));
+  Executor executor;
+  std::vector<Tensor> inputs = {scores};
+  auto out = executor.run(g, inputs);
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  for (int64_t head = 0; head < 2; ++head)
+    for (int64_t q = 0; q < 3; ++q) {
+      const int64_t visible = 2 + q + 1;
+      double total = 0;
+      for (int64_t key = 0; key < visible; ++key) total += std::exp(0.5 * scores.get({head, q, key}));
+      for (int64_t key = 0; key < 5; ++key) {
+        const double expected = key < visible ? std::exp(0.5 * scores.get({head, q, key})) / total : 0.0;
+        EXPECT_NEAR((*out)[0].get({head, q, key}), expected, 1e-6);  // f32 exp and sum of ≤5 terms
+      }
+    }
+}
+
+TEST(Executor, EmbeddingIdOutOfRangeIsAnError) {
+  Tensor table = Tensor::empty({4, 3}, DType::f32).value();
+  ASSERT_TRUE(table.fill(1.0f).ok());
+  Tensor ids = Tensor::empty({2}, DType::i32).value();
+  ids.set({0}, 1);
+  ids.set({1}, 4);
+  Graph g;
+  g.mark_output(g.embedding(g.constant("token_embd", table), g.input("ids", {2}, DType::i32)));
+  Executor executor;
+  std::vector<Tensor> inputs = {ids};
+  auto out = executor.run(g, inputs);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), ErrorCode::out_of_range);
+  EXPECT_NE(out.status().message().find("id 4 at position 1"), std::string::npos) << out.status().message();
+  EXPECT_NE(out.status().message().find("embedding"), std::string::npos);
+}
+
+// A chain of N same-sized ops needs two live buffers at a time, not N.
+TEST(Planner, PeakIsTheLargestLiveSetNotTheSum) {
+  constexpr int kChain = 10;
+  const Shape shape{1 << 16};
+  Graph g;
+  NodeId x = g.input("x", shape);
+  NodeId y = x;
+  for (int i = 0; i < kChain; ++i) y = g.scale(y, 1.5f);
+  g.mark_output(y);
+  const size_t one = output_bytes(g.node(y));
+  auto plan = plan_memory(g).value();
+  EXPECT_EQ(plan.peak_bytes, 2 * one);
+  EXPECT_EQ(plan.total_bytes, kChain * one);
+
+  ember::testing::SeededRng rng;
+  std::vector<Tensor> inputs = {random_tensor(rng, shape)};
+  Executor executor;
+  auto out = executor.run(g, inputs);
+  ASSERT_TRUE(out.ok());
+  const PoolStats stats = executor.pool().stats();
+  EXPECT_EQ(stats.bytes_peak, plan.peak_bytes);  // the executor follows the plan exactly
+  EXPECT_EQ(stats.allocations, 2u);
+  EXPECT_EQ(stats.reuses, kChain - 2u);
+  EXPECT_FLOAT_EQ((*out)[0].get({77}), inputs[0].get({77}) * std::pow(1.5f, kChain));
+}
+
+TEST(Planner, OutputsAndSharedInputsStayAlive) {
+  Graph g;
+  NodeId x = g.input("x", {1024});
+  NodeId a = g.scale(x, 2.0f);
+  NodeId b = g.scale(a, 3.0f);
+  NodeId c = g.mul(a, a);  // a is read twice by one node, and also by b
+  NodeId d = g.add(b, c);
+  g.mark_output(a);
+  g.mark_output(d);
+  auto plan = plan_memory(g).value();
+  for (const auto& released : plan.release_after)
+    for (NodeId id : released) EXPECT_NE(id, a) << "an output must never be released";
+  ember::testing::SeededRng rng;
+  std::vector<Tensor> inputs = {random_tensor(rng, {1024})};
+  Executor executor;
+  auto out = executor.run(g, inputs);
+  ASSERT_TRUE(out.ok());
+  const float v = inputs[0].get({5}) * 2.0f;
+  EXPECT_FLOAT_EQ((*out)[0].get({5}), v);
+  EXPECT_FLOAT_EQ((*out)[1].get({5}), v * 3.0f + v * v);
+}
+
+}  // namespace
+}  // namespace ember
