@@ -1,0 +1,112 @@
+#include "cpu/matmul.h"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cpu/isa.h"
+#include "cpu/threads.h"
+#include "cpu/x86/gemv_kernels.h"
+#include "quant/convert.h"
+
+namespace ember::cpu {
+namespace {
+
+// Work handed to one thread at a time: about a quarter of a core's L2 of weights, in a
+// multiple of the 4 rows the SIMD kernels share each load of x across.
+constexpr int64_t kChunkBytes = 256 * 1024;
+constexpr int64_t kRowGroup = 4;
+// Below this many weight bytes a parallel region costs more than it saves.
+constexpr int64_t kParallelBytes = 128 * 1024;
+
+// Independent partial sums in a fixed-size array: no reassociation is needed to keep them
+// in one vector register, so the compiler vectorises the loop while the order of every
+// addition stays fixed.
+constexpr int64_t kScalarLanes = 16;
+// 16-bit weights are widened in blocks this long (a stack buffer) before the dot product.
+constexpr int64_t kWidenBlock = 256;
+
+void accumulate(const float* w, const float* x, int64_t count, float (&lanes)[kScalarLanes], float& tail) {
+  int64_t i = 0;
+  for (; i + kScalarLanes <= count; i += kScalarLanes)
+    for (int64_t lane = 0; lane < kScalarLanes; ++lane) lanes[lane] += w[i + lane] * x[i + lane];
+  for (; i < count; ++i) tail += w[i] * x[i];
+}
+
+float finish(const float (&lanes)[kScalarLanes], float tail) {
+  float sum = 0.0f;
+  for (float lane : lanes) sum += lane;
+  return sum + tail;
+}
+
+float dot_f32(const float* w, const float* x, int64_t in) {
+  float lanes[kScalarLanes] = {};
+  float tail = 0.0f;
+  accumulate(w, x, in, lanes, tail);
+  return finish(lanes, tail);
+}
+
+template <void (*kWiden)(const uint16_t*, float*, int64_t)>
+float dot_16bit(const uint16_t* w, const float* x, int64_t in) {
+  float lanes[kScalarLanes] = {};
+  float tail = 0.0f;
+  float widened[kWidenBlock];
+  for (int64_t start = 0; start < in; start += kWidenBlock) {
+    const int64_t count = std::min(kWidenBlock, in - start);
+    kWiden(w + start, widened, count);
+    accumulate(widened, x + start, count, lanes, tail);
+  }
+  return finish(lanes, tail);
+}
+
+void gemv_rows_scalar(ElementType weight_type, const void* weight, int64_t rows, int64_t in, const float* x,
+                      float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    switch (weight_type) {
+      case ElementType::f32: y[r] = dot_f32(static_cast<const float*>(weight) + r * in, x, in); break;
+      case ElementType::f16:
+        y[r] = dot_16bit<quant::f16_to_f32_row>(static_cast<const uint16_t*>(weight) + r * in, x, in);
+        break;
+      case ElementType::bf16:
+        y[r] = dot_16bit<quant::bf16_to_f32_row>(static_cast<const uint16_t*>(weight) + r * in, x, in);
+        break;
+    }
+  }
+}
+
+using RowsKernel = void (*)(ElementType, const void*, int64_t, int64_t, const float*, float*);
+
+RowsKernel kernel_for(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return x86::gemv_rows_avx512;
+    case Isa::avx2: return x86::gemv_rows_avx2;
+    case Isa::scalar: return gemv_rows_scalar;
+  }
+  return gemv_rows_scalar;
+}
+
+}  // namespace
+
+void gemv(const void* weight, ElementType weight_type, int64_t out_features, int64_t in_features, const float* x,
+          float* y) {
+  if (out_features <= 0) return;
+  if (in_features <= 0) {
+    std::fill(y, y + out_features, 0.0f);
+    return;
+  }
+  const RowsKernel kernel = kernel_for(active_isa());
+  const int64_t row_bytes = in_features * static_cast<int64_t>(element_bytes(weight_type));
+  const int64_t chunk_rows = std::max(kRowGroup, kChunkBytes / row_bytes / kRowGroup * kRowGroup);
+  const int64_t chunks = (out_features + chunk_rows - 1) / chunk_rows;
+  const auto* weight_bytes = static_cast<const char*>(weight);
+  const bool parallel = out_features * row_bytes >= kParallelBytes;
+  // Every row is summed by one call in a fixed order, so neither the chunking nor the
+  // thread count changes any result.
+#pragma omp parallel for num_threads(threads()) schedule(static) if (parallel)
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const int64_t first_row = chunk * chunk_rows;
+    const int64_t rows = std::min(chunk_rows, out_features - first_row);
+    kernel(weight_type, weight_bytes + first_row * row_bytes, rows, in_features, x, y + first_row);
+  }
+}
+
+}  // namespace ember::cpu

@@ -1,0 +1,203 @@
+#include "cpu/attention.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cpu/threads.h"
+#include "quant/f16.h"
+#include "test_util.h"
+
+namespace ember::cpu {
+namespace {
+
+using testing::poisoned;
+using testing::SeededRng;
+
+struct Case {
+  int64_t tokens, q_heads, kv_heads, head_dim, kv_length, position_offset;
+};
+
+// A key/value cache in f32 or f16, with the f32 values its elements decode to.
+struct Cache {
+  ElementType type = ElementType::f32;
+  std::vector<float> decoded;
+  std::vector<uint16_t> bits;
+
+  const void* data() const { return type == ElementType::f32 ? static_cast<const void*>(decoded.data()) : bits.data(); }
+  void set(size_t i, float value) {
+    if (type == ElementType::f32) {
+      decoded[i] = value;
+    } else {
+      bits[i] = quant::f32_to_f16(value);
+      decoded[i] = quant::f16_to_f32(bits[i]);
+    }
+  }
+};
+
+Cache make_cache(ElementType type, const std::vector<float>& values) {
+  Cache cache;
+  cache.type = type;
+  cache.decoded.resize(values.size());
+  cache.bits.resize(type == ElementType::f16 ? values.size() : 0);
+  for (size_t i = 0; i < values.size(); ++i) cache.set(i, values[i]);
+  return cache;
+}
+
+struct Problem {
+  Case shape;
+  std::vector<float> q;
+  Cache k, v;
+  float scale = 1.0f;
+
+  AttentionArgs args(float* out) const {
+    return AttentionArgs{q.data(), k.data(), v.data(), k.type, out, shape.tokens, shape.q_heads, shape.kv_heads,
+                         shape.head_dim, shape.kv_length, shape.position_offset, scale};
+  }
+};
+
+Problem make_problem(SeededRng& rng, const Case& c, ElementType kv_type, float value_scale = 1.0f) {
+  Problem p;
+  p.shape = c;
+  p.q = rng.uniform(c.tokens * c.q_heads * c.head_dim);
+  p.k = make_cache(kv_type, rng.uniform(c.kv_length * c.kv_heads * c.head_dim));
+  p.v = make_cache(kv_type, rng.uniform(c.kv_length * c.kv_heads * c.head_dim, -value_scale, value_scale));
+  p.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  return p;
+}
+
+// Plain causal attention in double over the decoded cache.
+std::vector<double> reference_attention(const Problem& p) {
+  const Case& c = p.shape;
+  const int64_t group = c.q_heads / c.kv_heads;
+  std::vector<double> out(c.tokens * c.q_heads * c.head_dim);
+  for (int64_t t = 0; t < c.tokens; ++t)
+    for (int64_t h = 0; h < c.q_heads; ++h) {
+      const float* q = &p.q[(t * c.q_heads + h) * c.head_dim];
+      const int64_t kv_head = h / group;
+      const int64_t visible = c.position_offset + t + 1;
+      std::vector<double> scores(visible);
+      for (int64_t j = 0; j < visible; ++j) {
+        const float* k = &p.k.decoded[(j * c.kv_heads + kv_head) * c.head_dim];
+        double dot = 0.0;
+        for (int64_t d = 0; d < c.head_dim; ++d) dot += static_cast<double>(q[d]) * k[d];
+        scores[j] = dot * p.scale;
+      }
+      const double max_score = *std::max_element(scores.begin(), scores.end());
+      double total = 0.0;
+      for (double& s : scores) total += (s = std::exp(s - max_score));
+      double* o = &out[(t * c.q_heads + h) * c.head_dim];
+      for (int64_t j = 0; j < visible; ++j) {
+        const float* v = &p.v.decoded[(j * c.kv_heads + kv_head) * c.head_dim];
+        for (int64_t d = 0; d < c.head_dim; ++d) o[d] += scores[j] / total * v[d];
+      }
+    }
+  return out;
+}
+
+std::vector<float> run_attention(const Problem& p) {
+  std::vector<float> out = poisoned(p.shape.tokens * p.shape.q_heads * p.shape.head_dim);
+  attention(p.args(out.data()));
+  return out;
+}
+
+// The output is a convex combination of values bounded by value_scale; f32 scores and
+// weights are off by a few ulp, so 1e-5 of that bound is ample, while one wrong key or
+// weight moves an output by ~1/visible of it.
+void expect_near_reference(const std::vector<float>& actual, const Problem& p, float value_scale) {
+  const std::vector<double> expected = reference_attention(p);
+  for (size_t i = 0; i < expected.size(); ++i)
+    ASSERT_NEAR(actual[i], expected[i], 1e-5 * value_scale) << "at flat index " << i;
+}
+
+std::string describe(const Case& c, ElementType type) {
+  return "tokens=" + std::to_string(c.tokens) + " q_heads=" + std::to_string(c.q_heads) +
+         " kv_heads=" + std::to_string(c.kv_heads) + " head_dim=" + std::to_string(c.head_dim) +
+         " kv_length=" + std::to_string(c.kv_length) + " offset=" + std::to_string(c.position_offset) +
+         (type == ElementType::f16 ? " f16" : " f32");
+}
+
+const Case kCases[] = {
+    {1, 1, 1, 1, 1, 0},        // one key
+    {1, 6, 2, 17, 33, 32},     // decode, GQA
+    {5, 6, 2, 33, 40, 7},      // prefill chunk after a prefix, GQA, unused rows at the end
+    {3, 4, 4, 64, 3, 0},       // MHA prompt
+    {17, 8, 1, 127, 160, 100},  // MQA
+    {2, 3, 3, 128, 1031, 1027},  // long cache
+};
+
+class ThreadCount {
+ public:
+  explicit ThreadCount(int count) : saved_(threads()) { set_threads(count); }
+  ~ThreadCount() { set_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+TEST(Attention, MatchesReference) {
+  SeededRng rng;
+  for (int count : {1, 2}) {
+    ThreadCount scoped(count);
+    for (const Case& c : kCases)
+      for (ElementType type : {ElementType::f32, ElementType::f16}) {
+        SCOPED_TRACE(describe(c, type) + " threads=" + std::to_string(count));
+        const Problem p = make_problem(rng, c, type);
+        expect_near_reference(run_attention(p), p, 1.0f);
+      }
+  }
+}
+
+// Values below f16's smallest normal (6.1e-5) exercise the subnormal half widening.
+TEST(Attention, SubnormalHalfValues) {
+  SeededRng rng;
+  const float value_scale = 6e-5f;
+  const Case c{4, 6, 3, 40, 9, 5};
+  const Problem p = make_problem(rng, c, ElementType::f16, value_scale);
+  expect_near_reference(run_attention(p), p, value_scale);
+}
+
+// Rows after the last visible position may hold anything: future keys/values of a
+// prefill, or stale data. Filling them with huge keys and NaN values must not change one
+// bit of the output.
+TEST(Attention, MaskedFutureRowsChangeNothing) {
+  SeededRng rng;
+  for (ElementType type : {ElementType::f32, ElementType::f16}) {
+    const Case c{5, 6, 2, 33, 40, 7};
+    SCOPED_TRACE(describe(c, type));
+    Problem p = make_problem(rng, c, type);
+    const std::vector<float> clean = run_attention(p);
+    const int64_t row = c.kv_heads * c.head_dim;
+    for (int64_t j = c.position_offset + c.tokens; j < c.kv_length; ++j)
+      for (int64_t d = 0; d < row; ++d) {
+        p.k.set(j * row + d, 6e4f);  // near f16's largest finite value
+        p.v.set(j * row + d, NAN);
+      }
+    const std::vector<float> dirty = run_attention(p);
+    EXPECT_EQ(0, std::memcmp(clean.data(), dirty.data(), clean.size() * sizeof(float)));  // exact
+  }
+}
+
+TEST(Attention, ThreadCountDoesNotChangeResults) {
+  SeededRng rng;
+  const Case c{17, 8, 1, 127, 160, 100};
+  const Problem p = make_problem(rng, c, ElementType::f16);
+  std::vector<float> one_thread, two_threads;
+  {
+    ThreadCount scoped(1);
+    one_thread = run_attention(p);
+  }
+  {
+    ThreadCount scoped(2);
+    two_threads = run_attention(p);
+  }
+  EXPECT_EQ(0, std::memcmp(one_thread.data(), two_threads.data(), one_thread.size() * sizeof(float)));  // exact
+}
+
+}  // namespace
+}  // namespace ember::cpu

@@ -1,0 +1,213 @@
+// linear (GEMM or gemv plus bias and activation) and gemv on every ISA path this CPU runs.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cpu/isa.h"
+#include "cpu/matmul.h"
+#include "cpu/threads.h"
+#include "quant/bf16.h"
+#include "quant/f16.h"
+#include "test_util.h"
+
+namespace ember::cpu {
+namespace {
+
+using testing::poisoned;
+using testing::SeededRng;
+
+// Weights [out, in] in one storage type, with the f32 values its elements decode to, so
+// the reference multiplies exactly the rounded weights the kernel sees.
+struct Weights {
+  ElementType type = ElementType::f32;
+  std::vector<float> decoded;
+  std::vector<uint16_t> bits;
+
+  const void* data() const { return type == ElementType::f32 ? static_cast<const void*>(decoded.data()) : bits.data(); }
+};
+
+Weights make_weights(SeededRng& rng, ElementType type, size_t count) {
+  Weights w;
+  w.type = type;
+  w.decoded = rng.uniform(count);
+  if (type == ElementType::f32) return w;
+  w.bits.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    w.bits[i] = type == ElementType::f16 ? quant::f32_to_f16(w.decoded[i]) : quant::f32_to_bf16(w.decoded[i]);
+    w.decoded[i] = type == ElementType::f16 ? quant::f16_to_f32(w.bits[i]) : quant::bf16_to_f32(w.bits[i]);
+  }
+  return w;
+}
+
+double reference_activation(Activation act, double x) {
+  switch (act) {
+    case Activation::none: return x;
+    case Activation::relu: return x > 0.0 ? x : 0.0;
+    case Activation::gelu_tanh: return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+    case Activation::gelu_erf: return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+    case Activation::silu: return x / (1.0 + std::exp(-x));
+  }
+  return x;
+}
+
+// y[r][o] = act(Σ_i x[r][i] · W[o][i] + bias[o]) in double, and the scale of the f32
+// rounding error: Σ_i |x[r][i] · W[o][i]| + |bias[o]|.
+struct Reference {
+  std::vector<double> y, magnitude;
+};
+
+Reference reference_linear(const std::vector<float>& x, int64_t rows, int64_t in, const Weights& w,
+                           const float* bias, Activation act, int64_t out) {
+  Reference ref;
+  ref.y.resize(rows * out);
+  ref.magnitude.resize(rows * out);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double sum = bias != nullptr ? bias[o] : 0.0;
+      double magnitude = bias != nullptr ? std::fabs(bias[o]) : 0.0;
+      for (int64_t i = 0; i < in; ++i) {
+        const double term = static_cast<double>(x[r * in + i]) * w.decoded[o * in + i];
+        sum += term;
+        magnitude += std::fabs(term);
+      }
+      ref.y[r * out + o] = reference_activation(act, sum);
+      ref.magnitude[r * out + o] = magnitude;
+    }
+  return ref;
+}
+
+void expect_near_reference(const std::vector<float>& actual, const Reference& ref) {
+  for (size_t i = 0; i < ref.y.size(); ++i) {
+    // f32 dot products err far below 1e-5 of Σ|terms| (one wrong term is ~1/in of it); the
+    // activations' slopes stay under 1.2, and evaluating them in f32 adds a few ulp.
+    const double tolerance = 1e-5 * ref.magnitude[i] + 8 * FLT_EPSILON * (std::fabs(ref.y[i]) + 1.0);
+    ASSERT_NEAR(actual[i], ref.y[i], tolerance) << "at flat index " << i;
+  }
+}
+
+constexpr ElementType kTypes[] = {ElementType::f32, ElementType::f16, ElementType::bf16};
+constexpr Activation kActivations[] = {Activation::none, Activation::relu, Activation::gelu_tanh,
+                                       Activation::gelu_erf, Activation::silu};
+
+std::string type_name(ElementType type) {
+  return type == ElementType::f32 ? "f32" : type == ElementType::f16 ? "f16" : "bf16";
+}
+
+class ThreadCount {
+ public:
+  explicit ThreadCount(int count) : saved_(threads()) { set_threads(count); }
+  ~ThreadCount() { set_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+class ForcedIsa {
+ public:
+  explicit ForcedIsa(Isa isa) : saved_(active_isa()) { force_isa(isa); }
+  ~ForcedIsa() { force_isa(saved_); }
+
+ private:
+  Isa saved_;
+};
+
+struct LinearShape {
+  int64_t rows, in, out;
+};
+
+TEST(Linear, MatchesReferenceForEveryActivationBiasAndWeightType) {
+  SeededRng rng;
+  const LinearShape shapes[] = {{1, 1, 1}, {1, 127, 33}, {3, 33, 17}, {17, 127, 1001}, {5, 33, 4097}};
+  for (const LinearShape& s : shapes)
+    for (ElementType type : kTypes) {
+      const std::vector<float> x = rng.uniform(s.rows * s.in);
+      const Weights w = make_weights(rng, type, s.out * s.in);
+      // Inputs in [-1, 1] over up to 127 terms put pre-activations where every activation
+      // bends (roughly -6..6); the bias shifts them by up to ±2.
+      const std::vector<float> bias = rng.uniform(s.out, -2.0f, 2.0f);
+      for (Activation act : kActivations)
+        for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
+          SCOPED_TRACE("rows=" + std::to_string(s.rows) + " in=" + std::to_string(s.in) + " out=" +
+                       std::to_string(s.out) + " " + type_name(type) + " activation=" +
+                       std::to_string(static_cast<int>(act)) + (b ? " with bias" : " no bias"));
+          std::vector<float> y = poisoned(s.rows * s.out);
+          linear(x.data(), s.rows, s.in, w.data(), type, b, act, y.data(), s.out);
+          expect_near_reference(y, reference_linear(x, s.rows, s.in, w, b, act, s.out));
+        }
+    }
+}
+
+struct GemvShape {
+  int64_t out, in;
+};
+
+// Widths around every vector and unroll width (8, 16, 32) and row counts off the 4-row
+// grouping; the last two span several thread chunks.
+const GemvShape kGemvShapes[] = {{1, 1},   {3, 7},    {5, 8},     {4, 15},   {7, 16},  {9, 17},
+                                 {6, 31},  {11, 33},  {17, 127},  {2, 1000}, {1, 4099}, {33, 1003},
+                                 {257, 1001}, {130, 4099}};
+
+std::vector<float> run_gemv(const Weights& w, const GemvShape& s, const std::vector<float>& x) {
+  std::vector<float> y = poisoned(s.out);
+  gemv(w.data(), w.type, s.out, s.in, x.data(), y.data());
+  return y;
+}
+
+TEST(Gemv, EveryIsaPathMatchesReferenceOnOneAndTwoThreads) {
+  SeededRng rng;
+  for (int isa = static_cast<int>(Isa::scalar); isa <= static_cast<int>(detected_isa()); ++isa) {
+    ForcedIsa forced(static_cast<Isa>(isa));
+    ASSERT_EQ(active_isa(), static_cast<Isa>(isa));
+    for (int count : {1, 2}) {
+      ThreadCount scoped(count);
+      for (ElementType type : kTypes)
+        for (const GemvShape& s : kGemvShapes) {
+          SCOPED_TRACE(std::string(isa_name(active_isa())) + " threads=" + std::to_string(count) + " " +
+                       type_name(type) + " out=" + std::to_string(s.out) + " in=" + std::to_string(s.in));
+          const std::vector<float> x = rng.uniform(s.in);
+          const Weights w = make_weights(rng, type, s.out * s.in);
+          expect_near_reference(run_gemv(w, s, x), reference_linear(x, 1, s.in, w, nullptr, Activation::none, s.out));
+        }
+    }
+  }
+}
+
+// Each row is summed in one fixed order by one thread, so the split across threads (and
+// across the kernel's 4-row groups) must not change a single bit.
+TEST(Gemv, ThreadCountDoesNotChangeResults) {
+  SeededRng rng;
+  for (int isa = static_cast<int>(Isa::scalar); isa <= static_cast<int>(detected_isa()); ++isa) {
+    ForcedIsa forced(static_cast<Isa>(isa));
+    for (ElementType type : kTypes) {
+      SCOPED_TRACE(std::string(isa_name(active_isa())) + " " + type_name(type));
+      const GemvShape s{1027, 1001};
+      const std::vector<float> x = rng.uniform(s.in);
+      const Weights w = make_weights(rng, type, s.out * s.in);
+      std::vector<float> one_thread, two_threads;
+      {
+        ThreadCount scoped(1);
+        one_thread = run_gemv(w, s, x);
+      }
+      {
+        ThreadCount scoped(2);
+        two_threads = run_gemv(w, s, x);
+      }
+      EXPECT_EQ(0, std::memcmp(one_thread.data(), two_threads.data(), s.out * sizeof(float)));  // exact
+    }
+  }
+}
+
+TEST(Gemv, EmptyInputGivesZeros) {
+  std::vector<float> y = poisoned(3);
+  const float unused = 0.0f;
+  gemv(&unused, ElementType::f32, 3, 0, &unused, y.data());
+  for (float value : y) EXPECT_EQ(value, 0.0f);  // exact: an empty sum is 0
+}
+
+}  // namespace
+}  // namespace ember::cpu
