@@ -13,5 +13,7 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/ember-config-versio
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/ember-config.cmake ${CMAKE_CURRENT_BINARY_DIR}/ember-config-version.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/ember)
 
+# The .pc file finds its prefix relative to itself, so `cmake --install --prefix X` works.
+file(RELATIVE_PATH EMBER_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
 configure_file(cmake/ember.pc.in ${CMAKE_CURRENT_BINARY_DIR}/ember.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/ember.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

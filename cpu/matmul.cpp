@@ -1,12 +1,6 @@
 #include "cpu/matmul.h"
 
-// Eigen's AVX-512 path trips GCC 12's false uninitialised warnings inside the intrinsics
-// headers (GCC PR 105593, fixed in GCC 13).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/Core>
-#pragma GCC diagnostic pop
 
 #include <algorithm>
 #include <cstdint>

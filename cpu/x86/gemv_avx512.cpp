@@ -1,10 +1,4 @@
-// GCC 12 reports the placeholders inside its own AVX-512 intrinsics (`__m512 __Y = __Y;`)
-// as uninitialised once they are inlined (GCC PR 105593, fixed in GCC 13).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
-#pragma GCC diagnostic pop
 
 #include <cstdint>
 

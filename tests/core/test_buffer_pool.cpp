@@ -11,7 +11,9 @@ TEST(BufferPool, BucketsWasteAtMostAnEighth) {
   for (size_t bytes : {1ul, 255ul, 256ul, 257ul, 1000ul, 4096ul, 4097ul, 1000000ul, 123456789ul}) {
     const size_t bucket = BufferPool::bucket_size(bytes);
     EXPECT_GE(bucket, bytes);
-    if (bytes > 256) EXPECT_LE(bucket - bytes, bytes / 8 + 1) << bytes;
+    if (bytes > 256) {
+      EXPECT_LE(bucket - bytes, bytes / 8 + 1) << bytes;
+    }
   }
   EXPECT_EQ(BufferPool::bucket_size(4096), 4096u);
   EXPECT_EQ(BufferPool::bucket_size(4097), 4608u);
