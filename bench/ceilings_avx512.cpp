@@ -31,4 +31,23 @@ float fma_avx512_chains(int64_t iterations, int threads) {
   return sum;
 }
 
+float read_sum_avx512(const float* data, int64_t count, int threads) {
+  constexpr int64_t kBlock = 128;  // 8 accumulators × 16 lanes
+  const int64_t blocks = count / kBlock;
+  float total = 0.0f;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+  {
+    __m512 acc[8];
+    for (auto& a : acc) a = _mm512_setzero_ps();
+#pragma omp for schedule(static)
+    for (int64_t block = 0; block < blocks; ++block) {
+      const float* at = data + block * kBlock;
+      for (int a = 0; a < 8; ++a) acc[a] = _mm512_add_ps(acc[a], _mm512_load_ps(at + 16 * a));
+    }
+    for (int a = 1; a < 8; ++a) acc[0] = _mm512_add_ps(acc[0], acc[a]);
+    total += _mm512_reduce_add_ps(acc[0]);
+  }
+  return total;
+}
+
 }  // namespace ember::bench

@@ -210,7 +210,7 @@ void store_from_float(DType dtype, std::byte* at, float value) {
 
 }  // namespace
 
-float Tensor::get(std::initializer_list<int64_t> index) const {
+int64_t Tensor::index_to_offset(std::initializer_list<int64_t> index) const {
   assert(static_cast<int>(index.size()) == rank());
   int64_t offset = 0;
   int axis = 0;
@@ -218,18 +218,15 @@ float Tensor::get(std::initializer_list<int64_t> index) const {
     assert(i >= 0 && i < shape_[axis]);
     offset += i * strides_[axis++];
   }
-  return load_as_float(dtype_, read<std::byte>().value() + offset * block_bytes(dtype_));
+  return offset;
+}
+
+float Tensor::get(std::initializer_list<int64_t> index) const {
+  return load_as_float(dtype_, read<std::byte>().value() + index_to_offset(index) * block_bytes(dtype_));
 }
 
 void Tensor::set(std::initializer_list<int64_t> index, float value) const {
-  assert(static_cast<int>(index.size()) == rank());
-  int64_t offset = 0;
-  int axis = 0;
-  for (int64_t i : index) {
-    assert(i >= 0 && i < shape_[axis]);
-    offset += i * strides_[axis++];
-  }
-  store_from_float(dtype_, write<std::byte>().value() + offset * block_bytes(dtype_), value);
+  store_from_float(dtype_, write<std::byte>().value() + index_to_offset(index) * block_bytes(dtype_), value);
 }
 
 float Tensor::get_flat(int64_t element) const {

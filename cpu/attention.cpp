@@ -1,10 +1,13 @@
 #include "cpu/attention.h"
 
+#include "cpu/fast_math.h"
+
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "cpu/fast_math.h"
 #include "cpu/threads.h"
 
 namespace ember::cpu {
@@ -63,11 +66,11 @@ void attend(const AttentionArgs& args, const float* q, const Element* k, const E
     scores[j] = args.scale * dot(q, k + j * cache_row, head_dim);
     max_score = std::fmax(max_score, scores[j]);
   }
+#pragma omp simd
+  for (int64_t j = 0; j < visible; ++j) scores[j] = fast_exp(scores[j] - max_score);
   float total = 0.0f;
-  for (int64_t j = 0; j < visible; ++j) {
-    scores[j] = std::exp(scores[j] - max_score);
-    total += scores[j];
-  }
+#pragma omp simd reduction(+ : total)
+  for (int64_t j = 0; j < visible; ++j) total += scores[j];
   for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
   for (int64_t j = 0; j < visible; ++j) {
     const Element* v_row = v + j * cache_row;

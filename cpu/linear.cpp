@@ -19,6 +19,7 @@ constexpr int64_t kParallelOutputs = 16 * 1024;
 // simple cases (none, relu) vectorise.
 template <Activation kAct, bool kHasBias>
 void epilogue_tile(const float* bias, float* y, int64_t columns) {
+#pragma omp simd
   for (int64_t j = 0; j < columns; ++j) {
     const float value = kHasBias ? y[j] + bias[j] : y[j];
     y[j] = activate(kAct, value);

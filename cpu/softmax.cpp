@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "cpu/fast_math.h"
 #include "cpu/threads.h"
 
 namespace ember::cpu {
@@ -21,11 +22,11 @@ void softmax_row(const float* in, float* out, int64_t count, float scale) {
   for (int64_t c = 0; c < count; ++c) largest = std::max(largest, scale * in[c]);
 
   // A double total keeps long rows (tens of thousands of keys) summing to 1 in float.
+#pragma omp simd
+  for (int64_t c = 0; c < count; ++c) out[c] = fast_exp(scale * in[c] - largest);
   double total = 0.0;
-  for (int64_t c = 0; c < count; ++c) {
-    out[c] = std::exp(scale * in[c] - largest);
-    total += out[c];
-  }
+#pragma omp simd reduction(+ : total)
+  for (int64_t c = 0; c < count; ++c) total += out[c];
   const float inverse = static_cast<float>(1.0 / total);
 #pragma omp simd
   for (int64_t c = 0; c < count; ++c) out[c] *= inverse;

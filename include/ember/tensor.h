@@ -97,7 +97,8 @@ class Tensor {
  private:
   Tensor(std::shared_ptr<Buffer> buffer, Shape shape, Strides strides, DType dtype, size_t byte_offset)
       : buffer_(std::move(buffer)), shape_(shape), strides_(strides), dtype_(dtype), byte_offset_(byte_offset) {}
-  int64_t flat_to_offset(int64_t element) const;
+  int64_t flat_to_offset(int64_t element) const;  // in elements from byte_offset_
+  int64_t index_to_offset(std::initializer_list<int64_t> index) const;
 
   std::shared_ptr<Buffer> buffer_;
   Shape shape_;

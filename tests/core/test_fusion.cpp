@@ -4,17 +4,13 @@
 #include "ember/executor.h"
 #include "ember/fusion.h"
 #include "ember/planner.h"
+#include "core/tensor_fixtures.h"
 #include "test_util.h"
 
 namespace ember {
 namespace {
 
-Tensor random_tensor(ember::testing::SeededRng& rng, const Shape& shape, DType type = DType::f32) {
-  Tensor t = Tensor::empty(shape, type).value();
-  auto values = rng.uniform(static_cast<size_t>(shape.elements()));
-  for (int64_t i = 0; i < t.elements(); ++i) t.set_flat(i, values[i]);
-  return t;
-}
+using testing::random_tensor;
 
 size_t count_ops(const Graph& g, Op op) {
   size_t count = 0;

@@ -11,6 +11,7 @@
 
 #include "cpu/threads.h"
 #include "quant/f16.h"
+#include "cpu/kernel_fixtures.h"
 #include "test_util.h"
 
 namespace ember::cpu {
@@ -18,6 +19,7 @@ namespace {
 
 using testing::poisoned;
 using testing::SeededRng;
+using testing::ThreadCount;
 
 struct Case {
   int64_t tokens, q_heads, kv_heads, head_dim, kv_length, position_offset;
@@ -129,15 +131,6 @@ const Case kCases[] = {
     {3, 4, 4, 64, 3, 0},       // MHA prompt
     {17, 8, 1, 127, 160, 100},  // MQA
     {2, 3, 3, 128, 1031, 1027},  // long cache
-};
-
-class ThreadCount {
- public:
-  explicit ThreadCount(int count) : saved_(threads()) { set_threads(count); }
-  ~ThreadCount() { set_threads(saved_); }
-
- private:
-  int saved_;
 };
 
 TEST(Attention, MatchesReference) {

@@ -13,6 +13,7 @@
 #include "cpu/threads.h"
 #include "quant/bf16.h"
 #include "quant/f16.h"
+#include "cpu/kernel_fixtures.h"
 #include "test_util.h"
 
 namespace ember::cpu {
@@ -20,29 +21,10 @@ namespace {
 
 using testing::poisoned;
 using testing::SeededRng;
-
-// Weights [out, in] in one storage type, with the f32 values its elements decode to, so
-// the reference multiplies exactly the rounded weights the kernel sees.
-struct Weights {
-  ElementType type = ElementType::f32;
-  std::vector<float> decoded;
-  std::vector<uint16_t> bits;
-
-  const void* data() const { return type == ElementType::f32 ? static_cast<const void*>(decoded.data()) : bits.data(); }
-};
-
-Weights make_weights(SeededRng& rng, ElementType type, size_t count) {
-  Weights w;
-  w.type = type;
-  w.decoded = rng.uniform(count);
-  if (type == ElementType::f32) return w;
-  w.bits.resize(count);
-  for (size_t i = 0; i < count; ++i) {
-    w.bits[i] = type == ElementType::f16 ? quant::f32_to_f16(w.decoded[i]) : quant::f32_to_bf16(w.decoded[i]);
-    w.decoded[i] = type == ElementType::f16 ? quant::f16_to_f32(w.bits[i]) : quant::bf16_to_f32(w.bits[i]);
-  }
-  return w;
-}
+using testing::ThreadCount;
+using testing::Weights;
+using testing::make_weights;
+using testing::type_name;
 
 double reference_activation(Activation act, double x) {
   switch (act) {
@@ -93,19 +75,6 @@ void expect_near_reference(const std::vector<float>& actual, const Reference& re
 constexpr ElementType kTypes[] = {ElementType::f32, ElementType::f16, ElementType::bf16};
 constexpr Activation kActivations[] = {Activation::none, Activation::relu, Activation::gelu_tanh,
                                        Activation::gelu_erf, Activation::silu};
-
-std::string type_name(ElementType type) {
-  return type == ElementType::f32 ? "f32" : type == ElementType::f16 ? "f16" : "bf16";
-}
-
-class ThreadCount {
- public:
-  explicit ThreadCount(int count) : saved_(threads()) { set_threads(count); }
-  ~ThreadCount() { set_threads(saved_); }
-
- private:
-  int saved_;
-};
 
 class ForcedIsa {
  public:

@@ -10,6 +10,7 @@
 #include "cpu/threads.h"
 #include "quant/bf16.h"
 #include "quant/f16.h"
+#include "cpu/kernel_fixtures.h"
 #include "test_util.h"
 
 namespace ember::cpu {
@@ -17,33 +18,10 @@ namespace {
 
 using testing::poisoned;
 using testing::SeededRng;
-
-// A weight matrix in one storage type, with the f32 values its elements decode to, so the
-// reference multiplies exactly the rounded weights the kernel sees.
-struct Weights {
-  ElementType type = ElementType::f32;
-  std::vector<float> f32;
-  std::vector<uint16_t> bits;
-  std::vector<float> decoded;
-
-  const void* data() const { return type == ElementType::f32 ? static_cast<const void*>(f32.data()) : bits.data(); }
-};
-
-Weights make_weights(SeededRng& rng, ElementType type, size_t count) {
-  Weights w;
-  w.type = type;
-  w.decoded = rng.uniform(count);
-  if (type == ElementType::f32) {
-    w.f32 = w.decoded;
-    return w;
-  }
-  w.bits.resize(count);
-  for (size_t i = 0; i < count; ++i) {
-    w.bits[i] = type == ElementType::f16 ? quant::f32_to_f16(w.decoded[i]) : quant::f32_to_bf16(w.decoded[i]);
-    w.decoded[i] = type == ElementType::f16 ? quant::f16_to_f32(w.bits[i]) : quant::bf16_to_f32(w.bits[i]);
-  }
-  return w;
-}
+using testing::ThreadCount;
+using testing::Weights;
+using testing::make_weights;
+using testing::type_name;
 
 struct Shape {
   int64_t m, n, k;
@@ -128,15 +106,6 @@ std::string describe(Shape s, ElementType type, bool transposed) {
   return "m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) + " k=" + std::to_string(s.k) +
          " type=" + std::to_string(static_cast<int>(type)) + (transposed ? " B transposed" : " B plain");
 }
-
-class ThreadCount {
- public:
-  explicit ThreadCount(int count) : saved_(threads()) { set_threads(count); }
-  ~ThreadCount() { set_threads(saved_); }
-
- private:
-  int saved_;
-};
 
 TEST(Matmul, MatchesReferenceForEveryLayoutAndWeightType) {
   SeededRng rng;

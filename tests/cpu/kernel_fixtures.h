@@ -1,0 +1,57 @@
+// Fixtures shared by the matmul, linear and attention kernel tests.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cpu/element_type.h"
+#include "cpu/threads.h"
+#include "quant/bf16.h"
+#include "quant/f16.h"
+#include "test_util.h"
+
+namespace ember::testing {
+
+// A weight matrix in one storage type, with the f32 values its elements decode to, so the
+// reference multiplies exactly the rounded weights the kernel sees.
+struct Weights {
+  cpu::ElementType type = cpu::ElementType::f32;
+  std::vector<float> f32;
+  std::vector<uint16_t> bits;
+  std::vector<float> decoded;
+
+  const void* data() const { return type == cpu::ElementType::f32 ? static_cast<const void*>(f32.data()) : bits.data(); }
+};
+
+inline Weights make_weights(SeededRng& rng, cpu::ElementType type, size_t count) {
+  Weights w;
+  w.type = type;
+  w.decoded = rng.uniform(count);
+  if (type == cpu::ElementType::f32) {
+    w.f32 = w.decoded;
+    return w;
+  }
+  w.bits.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    w.bits[i] = type == cpu::ElementType::f16 ? quant::f32_to_f16(w.decoded[i]) : quant::f32_to_bf16(w.decoded[i]);
+    w.decoded[i] = type == cpu::ElementType::f16 ? quant::f16_to_f32(w.bits[i]) : quant::bf16_to_f32(w.bits[i]);
+  }
+  return w;
+}
+
+inline std::string type_name(cpu::ElementType type) {
+  return type == cpu::ElementType::f32 ? "f32" : type == cpu::ElementType::f16 ? "f16" : "bf16";
+}
+
+// Sets the kernel thread count for one scope.
+class ThreadCount {
+ public:
+  explicit ThreadCount(int count) : saved_(cpu::threads()) { cpu::set_threads(count); }
+  ~ThreadCount() { cpu::set_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+}  // namespace ember::testing
