@@ -1,6 +1,7 @@
-// Element types of tensors. Quantized block types join this list with the formats issue;
-// every function here already treats a type as "blocks of block_elements() elements
-// taking block_bytes() bytes", so a block type needs no special case elsewhere.
+// Element types of tensors. Every function here treats a type as "blocks of
+// block_elements() elements taking block_bytes() bytes" (1 element per block for plain
+// types), so block-quantized types need no special case elsewhere. The block layouts
+// are GGUF's (quant/block_formats.h).
 #pragma once
 
 #include <cstddef>
@@ -10,7 +11,17 @@
 
 namespace ember {
 
-enum class DType : uint8_t { f32, f16, bf16, i32 };
+enum class DType : uint8_t {
+  f32, f16, bf16, i32,
+  q8_0,  // 32 weights: f16 scale + 32 int8                        (34 bytes)
+  q4_0,  // 32 weights: f16 scale + 16 bytes of 4-bit values        (18 bytes)
+  q4_1,  // 32 weights: f16 scale, f16 min + 16 bytes of nibbles    (20 bytes)
+  q4_k,  // 256 weights: 8 sub-blocks with 6-bit scales and mins    (144 bytes)
+  q6_k,  // 256 weights: 6-bit values, 16 int8 sub-block scales     (210 bytes)
+  q8_k,  // 256 activations: f32 scale, 256 int8, 16 int16 sums     (292 bytes)
+};
+inline constexpr DType kAllDTypes[] = {DType::f32,  DType::f16,  DType::bf16, DType::i32, DType::q8_0,
+                                       DType::q4_0, DType::q4_1, DType::q4_k, DType::q6_k, DType::q8_k};
 
 std::string_view dtype_name(DType type);
 std::optional<DType> dtype_from_name(std::string_view name);
@@ -25,5 +36,6 @@ inline int64_t row_bytes(DType type, int64_t elements) {
 }
 
 inline bool is_float(DType type) { return type == DType::f32 || type == DType::f16 || type == DType::bf16; }
+inline bool is_quantized(DType type) { return type >= DType::q8_0; }
 
 }  // namespace ember
