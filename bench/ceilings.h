@@ -11,9 +11,9 @@ namespace ember::bench {
 float fma_avx512_chains(int64_t iterations, int threads);
 inline constexpr int64_t kFlopsPerFmaRound = 16 * 16 * 2;  // 16 chains × 16 lanes × (mul + add)
 
-// Sums `count` floats (count a multiple of 128) on `threads` threads with 8 independent
-// 512-bit accumulators each, so the adds never limit the rate: memory does.
-// Requires AVX-512F.
+// Sums `count` floats (a multiple of 128 × threads, 64-byte aligned) on `threads`
+// threads, each reading 4 streams into 8 independent 512-bit accumulators, so the adds
+// never limit the rate: memory does. Requires AVX-512F.
 float read_sum_avx512(const float* data, int64_t count, int threads);
 
 }  // namespace ember::bench

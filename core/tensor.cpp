@@ -195,6 +195,7 @@ float load_as_float(DType dtype, const std::byte* at) {
     case DType::f16: { uint16_t v; std::memcpy(&v, at, 2); return quant::f16_to_f32(v); }
     case DType::bf16: { uint16_t v; std::memcpy(&v, at, 2); return quant::bf16_to_f32(v); }
     case DType::i32: { int32_t v; std::memcpy(&v, at, 4); return static_cast<float>(v); }
+    default: break;  // block-quantized elements have no value on their own
   }
   return std::numeric_limits<float>::quiet_NaN();
 }
@@ -205,6 +206,7 @@ void store_from_float(DType dtype, std::byte* at, float value) {
     case DType::f16: { uint16_t v = quant::f32_to_f16(value); std::memcpy(at, &v, 2); return; }
     case DType::bf16: { uint16_t v = quant::f32_to_bf16(value); std::memcpy(at, &v, 2); return; }
     case DType::i32: { auto v = static_cast<int32_t>(value); std::memcpy(at, &v, 4); return; }
+    default: return;
   }
 }
 
