@@ -1,10 +1,3 @@
-// Fusing a * b + c into one FMA rounds once instead of twice and changes codes; the
-// reference's float expressions define the format, so contraction stays off here.
-#pragma GCC optimize("fp-contract=off")
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#endif
-
 #include <immintrin.h>
 
 #include <cstdint>
