@@ -85,6 +85,10 @@ struct GgufTensorInfo {
   uint64_t bytes = 0;
 };
 
+// Keys and tensor names must be valid UTF-8 (no overlong forms, surrogates or code
+// points past U+10FFFF); the reader and the writer both check with this.
+bool is_valid_utf8(std::string_view text);
+
 // GGML type ids of the GGUF tensor table; nullopt for a type ember cannot hold.
 std::optional<DType> dtype_from_ggml_type(uint32_t ggml_type);
 uint32_t ggml_type_of(DType type);

@@ -1,0 +1,99 @@
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "ember/mapped_file.h"
+
+namespace ember {
+namespace {
+
+class MappedFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (std::filesystem::temp_directory_path() / "ember-mapped-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr) << "cannot create a scratch folder";
+    folder_ = pattern;
+  }
+  void TearDown() override { std::filesystem::remove_all(folder_); }
+
+  std::filesystem::path write_file(const std::string& name, const std::string& contents) {
+    const std::filesystem::path path = folder_ / name;
+    std::ofstream(path, std::ios::binary) << contents;
+    return path;
+  }
+
+  std::filesystem::path folder_;
+};
+
+TEST_F(MappedFileTest, MapsTheWholeFile) {
+  const std::string contents = "GGUF and some bytes after it";
+  const auto path = write_file("data.bin", contents);
+  auto map = MappedFile::open(path);
+  ASSERT_TRUE(map.ok()) << map.status().message();
+  EXPECT_EQ((*map)->path(), path);
+  ASSERT_EQ((*map)->size(), contents.size());
+  ASSERT_EQ((*map)->bytes().size(), contents.size());
+  EXPECT_EQ(std::memcmp((*map)->bytes().data(), contents.data(), contents.size()), 0) << "mapped bytes differ from the file";
+}
+
+TEST_F(MappedFileTest, EmptyFileIsAnEmptyMap) {
+  const auto path = write_file("empty.bin", "");
+  auto map = MappedFile::open(path);
+  ASSERT_TRUE(map.ok()) << map.status().message();
+  EXPECT_EQ((*map)->size(), 0u);
+  EXPECT_TRUE((*map)->bytes().empty());
+}
+
+TEST_F(MappedFileTest, MissingFileIsAnErrorNamingThePath) {
+  const auto path = folder_ / "absent.gguf";
+  auto map = MappedFile::open(path);
+  ASSERT_FALSE(map.ok());
+  EXPECT_EQ(map.status().code(), ErrorCode::io_error);
+  EXPECT_NE(map.status().message().find(path.string()), std::string::npos) << map.status().message();
+  EXPECT_NE(map.status().message().find("no such file"), std::string::npos) << map.status().message();
+}
+
+TEST_F(MappedFileTest, DirectoryIsAnErrorNamingThePath) {
+  auto map = MappedFile::open(folder_);
+  ASSERT_FALSE(map.ok());
+  EXPECT_EQ(map.status().code(), ErrorCode::io_error);
+  EXPECT_NE(map.status().message().find(folder_.string()), std::string::npos) << map.status().message();
+  EXPECT_NE(map.status().message().find("directory"), std::string::npos) << map.status().message();
+}
+
+TEST_F(MappedFileTest, FifoIsRefusedWithoutBlocking) {
+  const auto path = folder_ / "pipe";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  auto map = MappedFile::open(path);
+  ASSERT_FALSE(map.ok()) << "a FIFO has no size to map";
+  EXPECT_NE(map.status().message().find("not a regular file"), std::string::npos) << map.status().message();
+}
+
+TEST_F(MappedFileTest, UnreadableFileIsAnErrorNamingThePath) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads files whatever their permissions";
+  const auto path = write_file("secret.bin", "hidden");
+  std::filesystem::permissions(path, std::filesystem::perms::none);
+  auto map = MappedFile::open(path);
+  ASSERT_FALSE(map.ok());
+  EXPECT_EQ(map.status().code(), ErrorCode::io_error);
+  EXPECT_NE(map.status().message().find(path.string()), std::string::npos) << map.status().message();
+}
+
+TEST_F(MappedFileTest, MapOutlivesTheFileName) {
+  const std::string contents = "still here";
+  const auto path = write_file("gone.bin", contents);
+  auto map = MappedFile::open(path);
+  ASSERT_TRUE(map.ok()) << map.status().message();
+  std::filesystem::remove(path);
+  EXPECT_EQ(std::memcmp((*map)->bytes().data(), contents.data(), contents.size()), 0)
+      << "an unlinked file's map must keep its bytes";
+}
+
+}  // namespace
+}  // namespace ember
