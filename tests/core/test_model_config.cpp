@@ -36,7 +36,9 @@ const GgufValue* find_key(const std::vector<std::pair<std::string, GgufValue>>& 
 void expect_error(const Result<ModelConfig>& config, std::initializer_list<std::string_view> phrases,
                   std::optional<ErrorCode> code = ErrorCode::invalid_argument) {
   ASSERT_FALSE(config.ok());
-  if (code) EXPECT_EQ(config.status().code(), *code) << config.status().message();
+  if (code) {
+    EXPECT_EQ(config.status().code(), *code) << config.status().message();
+  }
   for (std::string_view phrase : phrases)
     EXPECT_NE(config.status().message().find(phrase), std::string::npos) << config.status().message();
 }
