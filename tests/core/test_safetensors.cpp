@@ -206,7 +206,7 @@ TEST(Safetensors, HeaderLongerThanTheLimitIsRejectedBeforeParsing) {
 std::vector<NamedTensor> some_tensors(testing::SeededRng& rng, int count) {
   std::vector<NamedTensor> tensors;
   for (int i = 0; i < count; ++i)
-    tensors.push_back({"t" + std::to_string(i), testing::random_tensor(rng, {i + 1, 3}, i % 2 ? DType::f16 : DType::f32)});
+    tensors.push_back({std::string("t").append(std::to_string(i)), testing::random_tensor(rng, {i + 1, 3}, i % 2 ? DType::f16 : DType::f32)});
   return tensors;
 }
 
