@@ -1,7 +1,8 @@
 // cpu::quantize_rows against the reference: byte-identical output for every type, every
 // ISA this machine runs, one and two threads, odd row counts and poisoned buffers. The
 // data mixes the cases where a SIMD kernel could round or pick differently from the
-// scalar loop: exact rounding ties, tied extremes of opposite sign, signed zeros.
+// scalar loop: exact rounding ties, tied extremes of opposite sign, signed zeros, and for
+// the K-quant searches constant, negative-only, overflowing, subnormal and outlier groups.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -36,11 +37,12 @@ class KernelSettingsGuard {
   int threads_;
 };
 
-// One 32-element group of an awkward kind, so that every block size sees them all.
-void fill_group(testing::SeededRng& rng, float* out) {
+// One 32-element group of an awkward kind, so that every block size sees them all. The
+// K-quant searches also get the extremes (kinds 7-10) their fits must survive.
+void fill_group(testing::SeededRng& rng, float* out, bool k_quant_extremes) {
   constexpr int kGroup = 32;
   const float scale = std::ldexp(1.0f, static_cast<int>(rng.integer(-12, 12)));
-  switch (rng.integer(0, 6)) {
+  switch (rng.integer(0, k_quant_extremes ? 10 : 6)) {
     case 0:  // Ties for every rounding rule: with the extreme at ±127·2^e, q8_0's 1/d and
              // q8_K's iscale are powers of two and the others land on exact halves.
       out[0] = (rng.integer(0, 1) ? 127.0f : -127.0f) * scale;
@@ -63,6 +65,27 @@ void fill_group(testing::SeededRng& rng, float* out) {
       for (int i = 0; i < kGroup; ++i) out[i] = rng.integer(0, 99) == 0 ? 50.0f * values[i] : values[i];
       break;
     }
+    case 7: {  // Negative only: q4_K's offset takes the whole range, its fit's min moves.
+      const std::vector<float> values = rng.normal(kGroup, scale);
+      for (int i = 0; i < kGroup; ++i) out[i] = -std::fabs(values[i]) - scale;
+      break;
+    }
+    case 8: {  // Squares past FLT_MAX: sums reach infinity and the fits divide by it.
+      const std::vector<float> values = rng.normal(kGroup, 1e20f);
+      std::copy(values.begin(), values.end(), out);
+      break;
+    }
+    case 9: {  // Subnormals: scales and inverse scales at the edges of the float range.
+      const std::vector<float> values = rng.normal(kGroup, 1e-40f);
+      std::copy(values.begin(), values.end(), out);
+      break;
+    }
+    case 10: {  // One huge outlier in a small-valued group: the other codes collapse to 0.
+      const std::vector<float> values = rng.normal(kGroup, scale);
+      std::copy(values.begin(), values.end(), out);
+      out[rng.integer(0, 31)] = 1e6f * scale;
+      break;
+    }
     default: {
       const std::vector<float> values = rng.normal(kGroup, scale);
       std::copy(values.begin(), values.end(), out);
@@ -70,9 +93,10 @@ void fill_group(testing::SeededRng& rng, float* out) {
   }
 }
 
-std::vector<float> awkward_data(testing::SeededRng& rng, int64_t count) {
+std::vector<float> awkward_data(testing::SeededRng& rng, DType type, int64_t count) {
+  const bool k_quant = type == DType::q4_k || type == DType::q6_k;
   std::vector<float> x(static_cast<size_t>(count));
-  for (int64_t start = 0; start < count; start += 32) fill_group(rng, x.data() + start);
+  for (int64_t start = 0; start < count; start += 32) fill_group(rng, x.data() + start, k_quant);
   return x;
 }
 
@@ -94,7 +118,7 @@ TEST(QuantizeFast, ByteIdenticalToReferenceForEveryIsaAndThreadCount) {
     for (const auto& shape : shapes) {
       const int64_t rows = shape[0];
       const int64_t row_length = shape[1] / block * block;
-      const std::vector<float> x = awkward_data(rng, rows * row_length);
+      const std::vector<float> x = awkward_data(rng, type, rows * row_length);
       const std::vector<unsigned char> expected = reference_rows(type, x, rows, row_length);
       for (int isa = 0; isa <= static_cast<int>(detected_isa()); ++isa) {
         for (int thread_count : {1, 2}) {
@@ -118,7 +142,7 @@ TEST(QuantizeFast, DequantizeRowsMatchesTheRowDequantizer) {
     const int64_t block = block_elements(type) == 1 ? 32 : block_elements(type);
     const int64_t rows = 35;
     const int64_t row_length = 8 * block;
-    const std::vector<float> x = awkward_data(rng, rows * row_length);
+    const std::vector<float> x = awkward_data(rng, type, rows * row_length);
     const std::vector<unsigned char> blocks = reference_rows(type, x, rows, row_length);
     std::vector<float> expected = testing::poisoned(static_cast<size_t>(rows * row_length));
     quant::dequantize_row(type, blocks.data(), expected.data(), rows * row_length);
