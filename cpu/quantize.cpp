@@ -20,7 +20,8 @@ using BlocksKernel = void (*)(DType, const float*, void*, int64_t);
 BlocksKernel kernel_for(DType type, Isa isa) {
   if (!x86::has_simd_quantizer(type)) return quant::quantize_row_reference;
   switch (isa) {
-    case Isa::avx512: return type == DType::q4_k ? x86::quantize_blocks_avx2 : x86::quantize_blocks_avx512;
+    case Isa::avx512:
+      return type == DType::q4_k || type == DType::q6_k ? x86::quantize_blocks_avx2 : x86::quantize_blocks_avx512;
     case Isa::avx2: return x86::quantize_blocks_avx2;
     case Isa::scalar: return quant::quantize_row_reference;
   }
@@ -46,7 +47,7 @@ void for_each_chunk(DType type, int64_t elements, ChunkFn&& chunk_fn) {
 
 bool x86::has_simd_quantizer(DType type) {
   return type == DType::q8_0 || type == DType::q4_0 || type == DType::q4_1 || type == DType::q4_k ||
-         type == DType::q8_k;
+         type == DType::q6_k || type == DType::q8_k;
 }
 
 void quantize_rows(DType type, const float* x, int64_t rows, int64_t row_length, void* out) {

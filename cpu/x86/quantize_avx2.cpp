@@ -194,6 +194,7 @@ void quantize_blocks_avx2(DType type, const float* x, void* blocks, int64_t coun
     case DType::q4_1: quantize_q4_1(x, static_cast<BlockQ4_1*>(blocks), count / quant::kQK4_1); break;
     case DType::q8_k: quantize_q8_k(x, static_cast<BlockQ8_K*>(blocks), count / quant::kQK_K); break;
     case DType::q4_k: quantize_q4_k_avx2(x, blocks, count); break;
+    case DType::q6_k: quantize_q6_k_avx2(x, blocks, count); break;
     default: quant::quantize_row_reference(type, x, blocks, count); break;
   }
 }

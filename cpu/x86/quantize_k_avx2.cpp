@@ -1,12 +1,14 @@
-// q4_K with AVX2, byte-identical to quant::quantize_row_q4_k_reference. The costly part of
-// the reference is the scale search run on each of a super-block's eight sub-blocks on its
-// own; here lane j of every vector walks sub-block j, so one pass runs all eight searches.
+// q4_K and q6_K with AVX2, byte-identical to quant::quantize_row_q4_k_reference and
+// quantize_row_q6_k_reference. The costly part of each reference is the scale search run on
+// every sub-block on its own; here lane j of every vector walks sub-block j, so one pass
+// runs eight searches.
 // Each lane performs exactly the reference's float operations in the same order (the same
 // sums built element by element, true divisions, nearest_int's rounding), and blends
 // replace the reference's branches, so every lane ends with the reference's values.
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "cpu/quantize.h"
 #include "quant/block_formats.h"
@@ -18,6 +20,7 @@ namespace ember::cpu::x86 {
 namespace {
 
 using quant::BlockQ4_K;
+using quant::BlockQ6_K;
 
 constexpr int kSubBlock = 32;
 constexpr int kSubBlocks = quant::kQK_K / kSubBlock;  // one per lane
@@ -46,11 +49,13 @@ __m256 code_of(__m256 value) {
   return _mm256_cvtepi32_ps(code);
 }
 
-// The eight sub-blocks turned so that x[i] holds element i of sub-block j in lane j.
-void transpose_sub_blocks(const float* in, __m256 (&x)[kSubBlock]) {
-  for (int column = 0; column < kSubBlock; column += 8) {
+// Eight consecutive sub-blocks of kLength floats turned so that x[i] holds element i of
+// sub-block j in lane j.
+template <int kLength>
+void transpose_sub_blocks(const float* in, __m256 (&x)[kLength]) {
+  for (int column = 0; column < kLength; column += 8) {
     __m256 row[8];
-    for (int j = 0; j < 8; ++j) row[j] = _mm256_loadu_ps(in + j * kSubBlock + column);
+    for (int j = 0; j < 8; ++j) row[j] = _mm256_loadu_ps(in + j * kLength + column);
     const __m256 t0 = _mm256_unpacklo_ps(row[0], row[1]);
     const __m256 t1 = _mm256_unpackhi_ps(row[0], row[1]);
     const __m256 t2 = _mm256_unpacklo_ps(row[2], row[3]);
@@ -99,7 +104,7 @@ struct SubBlockFits {
 // The reference's weights and fit_scale_and_offset for all eight sub-blocks at once.
 void fit_sub_blocks(const float* in, SubBlockFits& fits) {
   __m256 x[kSubBlock];
-  transpose_sub_blocks(in, x);
+  transpose_sub_blocks<kSubBlock>(in, x);
 
   __m256 sum_x2 = _mm256_setzero_ps();
   for (int i = 0; i < kSubBlock; ++i) sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(x[i], x[i]));
@@ -251,11 +256,160 @@ void quantize_block_q4_k(const float* in, BlockQ4_K& y) {
   }
 }
 
+// q6_K: sixteen sub-blocks of 16, run as two sets of eight lanes.
+constexpr int kQ6SubBlock = 16;
+constexpr int kQ6SubBlocks = quant::kQK_K / kQ6SubBlock;
+constexpr int kQ6CodeOffset = 32;  // codes are stored as q + 32 in [0, 63]
+constexpr float kQ6AllZero = 1e-15f;  // ggml's GROUP_MAX_EPS
+
+// nearest_int clamped to [-32, 31], as the float the reference's sums multiply with.
+__m256 signed_code_of(__m256 value) {
+  const __m256i code = _mm256_min_epi32(_mm256_max_epi32(nearest_int(value), _mm256_set1_epi32(-kQ6CodeOffset)),
+                                        _mm256_set1_epi32(kQ6CodeOffset - 1));
+  return _mm256_cvtepi32_ps(code);
+}
+
+struct SymmetricFits {
+  alignas(32) float scale[8];
+  // codes[i][j]: element i of sub-block j, stored as the reference stores it (q + 32,
+  // or 0 for an all-zero sub-block).
+  alignas(32) float codes[kQ6SubBlock][8];
+};
+
+// The reference's fit_symmetric_scale for eight consecutive sub-blocks at once.
+void fit_symmetric_sub_blocks(const float* in, SymmetricFits& fits) {
+  __m256 x[kQ6SubBlock];
+  transpose_sub_blocks<kQ6SubBlock>(in, x);
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+
+  // The first element of largest magnitude: only a strictly larger one replaces it.
+  __m256 amax = zero;
+  __m256 extreme = zero;
+  for (int i = 0; i < kQ6SubBlock; ++i) {
+    const __m256 magnitude = _mm256_andnot_ps(sign_bit, x[i]);
+    const __m256 larger = _mm256_cmp_ps(magnitude, amax, _CMP_GT_OQ);
+    amax = _mm256_blendv_ps(amax, magnitude, larger);
+    extreme = _mm256_blendv_ps(extreme, x[i], larger);
+  }
+  // Lanes below the threshold take the reference's early return: codes 0, scale 0.
+  const __m256 all_zero = _mm256_cmp_ps(amax, _mm256_set1_ps(kQ6AllZero), _CMP_LT_OQ);
+
+  __m256 inverse = _mm256_div_ps(_mm256_set1_ps(static_cast<float>(-kQ6CodeOffset)), extreme);
+  __m256 codes[kQ6SubBlock];
+  __m256 sum_lx = zero;
+  __m256 sum_l2 = zero;
+  for (int i = 0; i < kQ6SubBlock; ++i) {
+    const __m256 l = signed_code_of(_mm256_mul_ps(inverse, x[i]));
+    codes[i] = l;
+    const __m256 w = _mm256_mul_ps(x[i], x[i]);
+    sum_lx = _mm256_add_ps(sum_lx, _mm256_mul_ps(_mm256_mul_ps(w, x[i]), l));
+    sum_l2 = _mm256_add_ps(sum_l2, _mm256_mul_ps(_mm256_mul_ps(w, l), l));
+  }
+  // sum_l2 != 0, true on NaN as in the reference.
+  __m256 scale = _mm256_and_ps(_mm256_div_ps(sum_lx, sum_l2), _mm256_cmp_ps(sum_l2, zero, _CMP_NEQ_UQ));
+  __m256 best = _mm256_mul_ps(scale, sum_lx);
+  for (int step = -9; step <= 9; ++step) {
+    if (step == 0) continue;
+    // Scalar, in the reference's order: -(limit + 0.1 * step), then the division.
+    const float numerator = -(static_cast<float>(kQ6CodeOffset) + 0.1f * static_cast<float>(step));
+    inverse = _mm256_div_ps(_mm256_set1_ps(numerator), extreme);
+    __m256 trial[kQ6SubBlock];
+    __m256 trial_lx = zero;
+    __m256 trial_l2 = zero;
+    for (int i = 0; i < kQ6SubBlock; ++i) {
+      const __m256 l = signed_code_of(_mm256_mul_ps(inverse, x[i]));
+      trial[i] = l;
+      const __m256 w = _mm256_mul_ps(x[i], x[i]);
+      trial_lx = _mm256_add_ps(trial_lx, _mm256_mul_ps(_mm256_mul_ps(w, x[i]), l));
+      trial_l2 = _mm256_add_ps(trial_l2, _mm256_mul_ps(_mm256_mul_ps(w, l), l));
+    }
+    const __m256 better =
+        _mm256_and_ps(_mm256_cmp_ps(trial_l2, zero, _CMP_GT_OQ),
+                      _mm256_cmp_ps(_mm256_mul_ps(trial_lx, trial_lx), _mm256_mul_ps(best, trial_l2), _CMP_GT_OQ));
+    if (_mm256_movemask_ps(better) == 0) continue;
+    for (int i = 0; i < kQ6SubBlock; ++i) codes[i] = _mm256_blendv_ps(codes[i], trial[i], better);
+    scale = _mm256_blendv_ps(scale, _mm256_div_ps(trial_lx, trial_l2), better);
+    best = _mm256_blendv_ps(best, _mm256_mul_ps(scale, trial_lx), better);
+  }
+
+  _mm256_store_ps(fits.scale, _mm256_blendv_ps(scale, zero, all_zero));
+  const __m256 offset = _mm256_set1_ps(static_cast<float>(kQ6CodeOffset));
+  for (int i = 0; i < kQ6SubBlock; ++i)
+    _mm256_store_ps(fits.codes[i], _mm256_blendv_ps(_mm256_add_ps(codes[i], offset), zero, all_zero));
+}
+
+void quantize_block_q6_k(const float* in, BlockQ6_K& y) {
+  SymmetricFits fits[2];
+  fit_symmetric_sub_blocks(in, fits[0]);
+  fit_symmetric_sub_blocks(in + quant::kQK_K / 2, fits[1]);
+
+  float scales[kQ6SubBlocks];
+  float max_scale = 0.0f;
+  float max_abs_scale = 0.0f;
+  for (int s = 0; s < kQ6SubBlocks; ++s) {
+    scales[s] = fits[s / 8].scale[s % 8];
+    const float magnitude = scales[s] < 0.0f ? -scales[s] : scales[s];
+    if (magnitude > max_abs_scale) {
+      max_abs_scale = magnitude;
+      max_scale = scales[s];
+    }
+  }
+  if (max_abs_scale < kQ6AllZero) {
+    std::memset(&y, 0, sizeof y);
+    return;
+  }
+
+  const float inverse = -128.0f / max_scale;
+  y.d = to_half(1.0f / inverse);
+  for (int s = 0; s < kQ6SubBlocks; ++s) {
+    const int code = nearest_int(inverse * scales[s]);
+    y.scales[s] = static_cast<int8_t>(code < 127 ? code : 127);
+  }
+
+  // Re-quantize against the scales as stored; a sub-block whose scale rounded to zero
+  // keeps the codes of its fit.
+  const float d = from_half(y.d);
+  alignas(32) int32_t codes[quant::kQK_K];
+  for (int s = 0; s < kQ6SubBlocks; ++s) {
+    const float sub_scale = d * static_cast<float>(y.scales[s]);
+    int32_t* sub_codes = codes + s * kQ6SubBlock;
+    if (sub_scale == 0.0f) {
+      for (int i = 0; i < kQ6SubBlock; ++i) sub_codes[i] = static_cast<int32_t>(fits[s / 8].codes[i][s % 8]);
+      continue;
+    }
+    const __m256 divisor = _mm256_set1_ps(sub_scale);
+    for (int i = 0; i < kQ6SubBlock; i += 8) {
+      const __m256 value = _mm256_loadu_ps(in + s * kQ6SubBlock + i);
+      const __m256i code = _mm256_add_epi32(_mm256_cvttps_epi32(signed_code_of(_mm256_div_ps(value, divisor))),
+                                            _mm256_set1_epi32(kQ6CodeOffset));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sub_codes + i), code);
+    }
+  }
+
+  // The layout of block_formats.h, as the reference writes it.
+  for (int half = 0; half < 2; ++half) {
+    const int32_t* q = codes + half * 128;
+    uint8_t* ql = y.ql + half * 64;
+    uint8_t* qh = y.qh + half * 32;
+    for (int l = 0; l < 32; ++l) {
+      ql[l] = static_cast<uint8_t>((q[l] & 0x0f) | (q[l + 64] & 0x0f) << 4);
+      ql[l + 32] = static_cast<uint8_t>((q[l + 32] & 0x0f) | (q[l + 96] & 0x0f) << 4);
+      qh[l] = static_cast<uint8_t>(q[l] >> 4 | (q[l + 32] >> 4) << 2 | (q[l + 64] >> 4) << 4 | (q[l + 96] >> 4) << 6);
+    }
+  }
+}
+
 }  // namespace
 
 void quantize_q4_k_avx2(const float* x, void* blocks, int64_t count) {
   auto* y = static_cast<BlockQ4_K*>(blocks);
   for (int64_t b = 0; b < count / quant::kQK_K; ++b) quantize_block_q4_k(x + b * quant::kQK_K, y[b]);
+}
+
+void quantize_q6_k_avx2(const float* x, void* blocks, int64_t count) {
+  auto* y = static_cast<BlockQ6_K*>(blocks);
+  for (int64_t b = 0; b < count / quant::kQK_K; ++b) quantize_block_q6_k(x + b * quant::kQK_K, y[b]);
 }
 
 }  // namespace ember::cpu::x86
