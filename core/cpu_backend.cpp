@@ -1,4 +1,6 @@
 // The CPU backend: turns graph nodes into calls of the cpu/ kernels.
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "cpu/attention.h"
@@ -10,6 +12,7 @@
 #include "cpu/rope.h"
 #include "cpu/softmax.h"
 #include "ember/backend.h"
+#include "quant/convert.h"
 
 namespace ember {
 namespace {
@@ -71,6 +74,7 @@ class CpuBackend final : public Backend {
       case Op::div: return binary(cpu::BinaryOp::div, cpu::Activation::none, inputs, output, out.value());
       case Op::add_relu: return binary(cpu::BinaryOp::add, cpu::Activation::relu, inputs, output, out.value());
       case Op::affine: return affine(inputs, output, out.value());
+      case Op::cached_attention: return cached_attention(node, inputs, out.value());
       default: break;
     }
     // Every other op reads its inputs contiguous.
@@ -104,6 +108,52 @@ class CpuBackend final : public Backend {
       operands[i] = strided(inputs[i], data.value(), dims);
     }
     cpu::affine(operands[0], operands[1], operands[2], out, dims);
+    return {};
+  }
+
+  // Rows position..position + tokens of the caches take the new keys and values (rounded
+  // to f16 for an f16 cache), then the queries attend over rows 0..position + tokens.
+  static Status cached_attention(const Node& node, std::span<const Tensor> inputs, float* out) {
+    std::array<HostInput, 3> fresh;  // q, k_new, v_new
+    for (size_t i = 0; i < fresh.size(); ++i) {
+      auto host = host_input(inputs[i]);
+      if (!host) return host.status();
+      fresh[i] = std::move(host.value());
+    }
+    const Tensor &k_cache = inputs[3], &v_cache = inputs[4];
+    if (!k_cache.is_contiguous() || !v_cache.is_contiguous())
+      return invalid_argument(fmt::format("the KV cache must be contiguous; got k {} and v {}", k_cache.describe(),
+                                          v_cache.describe()));
+    const int64_t tokens = node.shape[0], position = node.params.position_offset;
+    const int64_t row = k_cache.dim(1) * k_cache.dim(2);
+    const bool half = k_cache.dtype() == DType::f16;
+    std::array<std::byte*, 2> caches{};
+    for (size_t i = 0; i < caches.size(); ++i) {
+      auto bytes = inputs[3 + i].write<std::byte>();
+      if (!bytes) return bytes.status();
+      caches[i] = bytes.value();
+      const auto* source = static_cast<const float*>(fresh[1 + i].data);
+      if (half) {
+        quant::f32_to_f16_row(source, reinterpret_cast<uint16_t*>(caches[i]) + position * row, tokens * row);
+      } else {
+        std::memcpy(reinterpret_cast<float*>(caches[i]) + position * row, source,
+                    static_cast<size_t>(tokens * row) * sizeof(float));
+      }
+    }
+    cpu::AttentionArgs args;
+    args.q = static_cast<const float*>(fresh[0].data);
+    args.k = caches[0];
+    args.v = caches[1];
+    args.kv_type = half ? cpu::ElementType::f16 : cpu::ElementType::f32;
+    args.out = out;
+    args.tokens = tokens;
+    args.q_heads = node.shape[1];
+    args.head_dim = node.shape[2];
+    args.kv_heads = k_cache.dim(1);
+    args.kv_length = position + tokens;
+    args.position_offset = position;
+    args.scale = node.params.factor;
+    cpu::attention(args);
     return {};
   }
 
@@ -180,6 +230,11 @@ class CpuBackend final : public Backend {
         cpu::attention(args);
         return {};
       }
+      // A copy, not a view: every node owns a pooled output buffer, and the rows copied
+      // are activations, tiny beside the weights the neighbouring projections stream.
+      case Op::reshape:
+        std::memcpy(out, in[0].data, static_cast<size_t>(shape.elements()) * sizeof(float));
+        return {};
       default: return internal_error(fmt::format("the CPU backend has no kernel for {}", op_name(node.op)));
     }
   }

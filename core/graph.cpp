@@ -30,6 +30,8 @@ std::string_view op_name(Op op) {
     case Op::swiglu: return "swiglu";
     case Op::embedding: return "embedding";
     case Op::attention: return "attention";
+    case Op::reshape: return "reshape";
+    case Op::cached_attention: return "cached_attention";
   }
   return "unknown";
 }
@@ -315,6 +317,43 @@ NodeId Graph::attention(NodeId q, NodeId k, NodeId v, float scale, int64_t posit
   params.factor = scale;
   params.position_offset = position_offset;
   return append(make_node(Op::attention, {q, k, v}, sq, params));
+}
+
+NodeId Graph::cached_attention(NodeId q, NodeId k_new, NodeId v_new, NodeId k_cache, NodeId v_cache, float scale,
+                               int64_t position) {
+  constexpr Op op = Op::cached_attention;
+  if (!valid({q, k_new, v_new, k_cache, v_cache}) || !expect(q, kActivations, "q", op) ||
+      !expect(k_new, kActivations, "k_new", op) || !expect(v_new, kActivations, "v_new", op) ||
+      !expect(k_cache, {DType::f32, DType::f16}, "k_cache", op) ||
+      !expect(v_cache, {DType::f32, DType::f16}, "v_cache", op))
+    return kInvalidNode;
+  const Shape &sq = node(q).shape, &sk = node(k_new).shape, &sv = node(v_new).shape;
+  const Shape &cache_k = node(k_cache).shape, &cache_v = node(v_cache).shape;
+  if (sq.rank() != 3 || sk.rank() != 3 || sk != sv || sk[0] != sq[0] || sq[2] != sk[2] || sk[1] == 0 ||
+      sq[1] % sk[1] != 0)
+    return fail(fmt::format("cached_attention of q {} with new k {} and v {}: expected q [tokens, heads, d], k and v "
+                            "[tokens, kv_heads, d], heads a multiple of kv_heads",
+                            sq.str(), sk.str(), sv.str()));
+  if (cache_k.rank() != 3 || cache_k != cache_v || node(k_cache).dtype != node(v_cache).dtype ||
+      cache_k[1] != sk[1] || cache_k[2] != sk[2])
+    return fail(fmt::format("cached_attention caches k {} {} and v {} {} for rows of [{}, {}]: expected two "
+                            "[capacity, kv_heads, d] caches of one type",
+                            dtype_name(node(k_cache).dtype), cache_k.str(), dtype_name(node(v_cache).dtype),
+                            cache_v.str(), sk[1], sk[2]));
+  if (position < 0 || position + sq[0] > cache_k[0])
+    return fail(fmt::format("cached_attention of {} tokens at position {} into a cache of {} rows", sq[0], position,
+                            cache_k[0]));
+  OpParams params;
+  params.factor = scale;
+  params.position_offset = position;
+  return append(make_node(op, {q, k_new, v_new, k_cache, v_cache}, sq, params));
+}
+
+NodeId Graph::reshape(NodeId x, const Shape& shape) {
+  if (!valid({x}) || !expect(x, kActivations, "x", Op::reshape)) return kInvalidNode;
+  if (shape.elements() != node(x).shape.elements())
+    return fail(fmt::format("reshape of {} into {}: element counts differ", node(x).shape.str(), shape.str()));
+  return append(make_node(Op::reshape, {x}, shape));
 }
 
 void Graph::set_name(NodeId id, std::string name) {

@@ -10,6 +10,10 @@
 //
 // Activations are f32. Weights (matmul's b, linear's weight, embedding tables) may be
 // f32, f16 or bf16; attention's K and V f32 or f16; embedding ids i32.
+//
+// One node writes into its inputs: cached_attention stores the new keys and values
+// into its k_cache and v_cache (constants the caller owns, such as a model session's
+// KV cache) before attending. Every other node only reads its inputs.
 #pragma once
 
 #include <string>
@@ -68,6 +72,15 @@ class Graph {
   NodeId embedding(NodeId table, NodeId ids);
   // q[tokens, q_heads, d], k/v[kv_length, kv_heads, d] -> [tokens, q_heads, d]
   NodeId attention(NodeId q, NodeId k, NodeId v, float scale, int64_t position_offset);
+  // Writes k_new and v_new (f32 [tokens, kv_heads, d]) into rows position..position +
+  // tokens of k_cache and v_cache ([capacity, kv_heads, d], both f32 or both f16,
+  // contiguous), then attends q [tokens, q_heads, d] causally over rows 0..position +
+  // tokens, as attention() does with position_offset = position -> [tokens, q_heads, d].
+  // The caches are modified in place, so graphs sharing them must run one at a time.
+  NodeId cached_attention(NodeId q, NodeId k_new, NodeId v_new, NodeId k_cache, NodeId v_cache, float scale,
+                          int64_t position);
+  // The elements of x in row-major order, in `shape` (same element count).
+  NodeId reshape(NodeId x, const Shape& shape);
 
   void mark_output(NodeId node);
 

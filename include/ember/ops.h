@@ -23,6 +23,8 @@ enum class Op : uint8_t {
   swiglu,      // silu(gate) * up
   embedding,   // row gather: table[ids]
   attention,   // causal grouped-query attention over a KV cache
+  reshape,     // the same elements in another shape
+  cached_attention,  // stores new keys/values into a KV cache, then attention over it
 };
 
 enum class Activation : uint8_t { none, relu, gelu_tanh, gelu_erf, silu };
@@ -40,7 +42,7 @@ struct OpParams {
   float factor = 1.0f;               // scale; softmax and attention score scale
   float eps = 1e-5f;                 // rms_norm, layer_norm
   bool causal = false;               // softmax
-  int64_t position_offset = 0;       // softmax mask, rope, attention
+  int64_t position_offset = 0;       // softmax mask, rope, attention, cached_attention
   RopeStyle rope_style = RopeStyle::normal;  // rope
   int64_t rotary_dims = 0;           // rope
   float rope_base = 10000.0f;        // rope
