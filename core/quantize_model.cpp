@@ -116,6 +116,16 @@ double squared_error(DType type, const std::byte* out, const float* original, in
   return total;
 }
 
+// Index of the first NaN or infinity, or -1. Quantizing one would turn a broken
+// model into a different broken model without a word.
+int64_t first_non_finite(const float* values, int64_t count) {
+  int64_t first = count;
+#pragma omp parallel for num_threads(cpu::threads()) schedule(static) reduction(min : first)
+  for (int64_t i = 0; i < count; ++i)
+    if (!std::isfinite(values[i]) && i < first) first = i;
+  return first == count ? -1 : first;
+}
+
 }  // namespace
 
 Result<QuantizeReport> quantize_model(const QuantizeOptions& options, const QuantizeProgress& progress,
@@ -179,6 +189,9 @@ Result<QuantizeReport> quantize_model(const QuantizeOptions& options, const Quan
             if (cancel != nullptr && cancel->load()) return Status(ErrorCode::io_error, "interrupted");
             const int64_t count = std::min(chunk_rows, rows - first);
             cpu::dequantize_rows(plan.from, in.value() + first * in_row_bytes, count, row_length, original.data());
+            if (const int64_t bad = first_non_finite(original.data(), count * row_length); bad >= 0)
+              return invalid_argument(fmt::format("element {} is {}: the input model is corrupt",
+                                                  first * row_length + bad, original[bad]));
             std::byte* target = out.data() + first * out_row_bytes;
             cpu::quantize_rows(plan.to, original.data(), count, row_length, target);
             totals.squared_error += squared_error(plan.to, target, original.data(), count, row_length, decoded);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "cpu/quantize.h"
 #include "ember/gguf.h"
@@ -139,6 +140,27 @@ TEST(QuantizeModel, CancelLeavesNoFile) {
   ASSERT_FALSE(result.ok());
   for (const auto& entry : std::filesystem::directory_iterator(scratch.path()))
     EXPECT_EQ(entry.path().filename(), "hf") << "left behind: " << entry.path();
+}
+
+TEST(QuantizeModel, NonFiniteWeightsAreAnErrorNamingTheTensor) {
+  ScratchDir scratch;
+  Tensor broken = Tensor::empty({4, 32}, DType::f32).value();
+  ASSERT_TRUE(broken.fill(0.5f).ok());
+  broken.set({2, 7}, std::numeric_limits<float>::infinity());
+  GgufWriter writer;
+  writer.set("general.architecture", GgufValue::string("llama"));
+  writer.set("llama.block_count", GgufValue::u32(1));
+  ASSERT_TRUE(writer.add_tensor("blk.0.attn_q.weight", broken).ok());
+  ASSERT_TRUE(writer.write(scratch / "broken.gguf").ok());
+
+  QuantizeOptions options;
+  options.input = scratch / "broken.gguf";
+  options.output = scratch / "out.gguf";
+  auto result = quantize_model(options);
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.status().message().find("blk.0.attn_q.weight"), std::string::npos) << result.status().message();
+  EXPECT_NE(result.status().message().find("element 71 is inf"), std::string::npos) << result.status().message();
+  EXPECT_FALSE(std::filesystem::exists(options.output));
 }
 
 }  // namespace
