@@ -7,14 +7,13 @@
 #include <fstream>
 #include <sstream>
 
-#include <unistd.h>
-
 #include <nlohmann/json.hpp>
 
 #include "ember/gguf.h"
 #include "ember/hf_to_gguf.h"
 #include "ember/model_config.h"
 #include "ember/tokenizer.h"
+#include "model_builder.h"
 #include "test_util.h"
 
 namespace ember {
@@ -22,14 +21,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using Ids = std::vector<int32_t>;
+using testing::ScratchDir;
 
 const fs::path kDemoTokenizer = fs::path(EMBER_TEST_DATA_DIR) / "demo-fortunes-7m" / "tokenizer.json";
-
-fs::path scratch_dir(std::string_view name) {
-  const fs::path dir = fs::temp_directory_path() / ("ember_tokenizer_" + std::string(name) + "_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir;
-}
 
 Tokenizer load(const fs::path& path) {
   auto tokenizer = Tokenizer::from_json_file(path);
@@ -138,7 +132,8 @@ TEST(DemoTokenizer, GgufKeysGiveTheSameIds) {
   GgufWriter writer;
   writer.set("general.architecture", GgufValue::string("llama"));
   for (const auto& [key, value] : keys.value()) writer.set(key, value);
-  const fs::path file = scratch_dir("gguf") / "demo-tokenizer.gguf";
+  const ScratchDir scratch;
+  const fs::path file = scratch / "demo-tokenizer.gguf";
   ASSERT_TRUE(writer.write(file).ok());
   auto gguf = GgufFile::open(file);
   ASSERT_TRUE(gguf.ok()) << gguf.status().message();
@@ -153,7 +148,7 @@ TEST(DemoTokenizer, GgufKeysGiveTheSameIds) {
 
 // A SentencePiece-style BPE in the Llama 2 layout: <unk>, <s>, </s>, the 256 byte
 // tokens, then pieces; the normalizer prepends "▁" and spells spaces as "▁".
-fs::path write_sentencepiece_json() {
+fs::path write_sentencepiece_json(const ScratchDir& scratch) {
   nlohmann::json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}};
   char name[8];
   for (int b = 0; b < 256; ++b) {
@@ -182,13 +177,14 @@ fs::path write_sentencepiece_json() {
       {"post_processor", {{"type", "TemplateProcessing"},
                           {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}}}},
       {"model", {{"type", "BPE"}, {"unk_token", "<unk>"}, {"byte_fallback", true}, {"vocab", vocab}, {"merges", merges}}}};
-  const fs::path path = scratch_dir("sentencepiece") / "tokenizer.json";
+  const fs::path path = scratch / "tokenizer.json";
   std::ofstream(path) << root.dump();
   return path;
 }
 
 TEST(SentencePieceTokenizer, MergesByScoreAndFallsBackToBytes) {
-  const Tokenizer tokenizer = load(write_sentencepiece_json());
+  const ScratchDir scratch;
+  const Tokenizer tokenizer = load(write_sentencepiece_json(scratch));
   const int32_t hello = 259 + 13, world = 259 + 18, space = 259, h = 260, e = 261;
   EXPECT_EQ(encode(tokenizer, "hello"), (Ids{hello}));
   EXPECT_EQ(encode(tokenizer, "hello", true), (Ids{1, hello})) << "add_bos from the TemplateProcessing post-processor";
@@ -202,7 +198,8 @@ TEST(SentencePieceTokenizer, MergesByScoreAndFallsBackToBytes) {
 }
 
 TEST(SentencePieceTokenizer, LongTextIsOneWordMergedLikeItsParts) {
-  const Tokenizer tokenizer = load(write_sentencepiece_json());
+  const ScratchDir scratch;
+  const Tokenizer tokenizer = load(write_sentencepiece_json(scratch));
   const int32_t hello = 259 + 13, world = 259 + 18;
   std::string text = "hello world";
   Ids expected = {hello, world};
@@ -283,7 +280,8 @@ TEST_F(Gpt2Reference, MatchesThePackagesEncode) {
 TEST(TokenizerRobustness, RandomBytesAndIdsNeverCrash) {
   testing::SeededRng rng;
   const Tokenizer byte_level = load(kDemoTokenizer);
-  const Tokenizer sentencepiece = load(write_sentencepiece_json());
+  const ScratchDir scratch;
+  const Tokenizer sentencepiece = load(write_sentencepiece_json(scratch));
   for (const Tokenizer* tokenizer : {&byte_level, &sentencepiece}) {
     for (int round = 0; round < 300; ++round) {
       std::string text(static_cast<size_t>(rng.integer(0, 64)), '\0');
