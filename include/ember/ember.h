@@ -15,3 +15,4 @@
 #include "ember/status.h"
 #include "ember/tensor.h"
 #include "ember/threads.h"
+#include "ember/tokenizer.h"
