@@ -25,18 +25,6 @@ ScaleAndMin unpack_scale_min(const uint8_t* scales, int sub_block) {
           (scales[sub_block + 4] >> 4) | (scales[sub_block] >> 6) << 4};
 }
 
-// Sub-blocks must be packed in order: 4-7 reuse the top bits of the bytes 0-3 wrote.
-void pack_scale_min(uint8_t* scales, int sub_block, uint8_t scale, uint8_t min) {
-  if (sub_block < 4) {
-    scales[sub_block] = scale;
-    scales[sub_block + 4] = min;
-    return;
-  }
-  scales[sub_block + 4] = static_cast<uint8_t>((scale & 0x0f) | (min & 0x0f) << 4);
-  scales[sub_block - 4] |= static_cast<uint8_t>((scale >> 4) << 6);
-  scales[sub_block] |= static_cast<uint8_t>((min >> 4) << 6);
-}
-
 // ggml's make_qkx2_quants: fits x ≈ scale * code - offset with codes in [0, max_code] by
 // weighted least squares, trying nstep + 1 inverse scales around max_code / range and
 // keeping the lowest weighted squared error. Returns the scale and sets *offset (>= 0).
@@ -106,6 +94,17 @@ float fit_scale_and_offset(const float* x, const float* weights, uint8_t* codes,
 
 }  // namespace
 
+void pack_q4_k_scale_min(uint8_t* scales, int sub_block, uint8_t scale, uint8_t min) {
+  if (sub_block < 4) {
+    scales[sub_block] = scale;
+    scales[sub_block + 4] = min;
+    return;
+  }
+  scales[sub_block + 4] = static_cast<uint8_t>((scale & 0x0f) | (min & 0x0f) << 4);
+  scales[sub_block - 4] |= static_cast<uint8_t>((scale >> 4) << 6);
+  scales[sub_block] |= static_cast<uint8_t>((min >> 4) << 6);
+}
+
 void quantize_row_q4_k_reference(const float* x, BlockQ4_K* y, int64_t count) {
   const int64_t blocks = count / kQK_K;
   for (int64_t b = 0; b < blocks; ++b) {
@@ -135,7 +134,7 @@ void quantize_row_q4_k_reference(const float* x, BlockQ4_K* y, int64_t count) {
       // Narrowed to a byte before the clamp, exactly as ggml does.
       const auto scale_code = static_cast<uint8_t>(nearest_int(inverse_scale * scales[s]));
       const auto min_code = static_cast<uint8_t>(nearest_int(inverse_min * mins[s]));
-      pack_scale_min(y[b].scales, s, std::min<uint8_t>(kMaxScaleCode, scale_code),
+      pack_q4_k_scale_min(y[b].scales, s, std::min<uint8_t>(kMaxScaleCode, scale_code),
                      std::min<uint8_t>(kMaxScaleCode, min_code));
     }
     y[b].d = f32_to_f16(max_scale / kMaxScaleCode);

@@ -42,6 +42,9 @@ void quantize_row_q8_0_reference(const float* x, BlockQ8_0* y, int64_t count);
 void quantize_row_q4_0_reference(const float* x, BlockQ4_0* y, int64_t count);
 void quantize_row_q4_1_reference(const float* x, BlockQ4_1* y, int64_t count);
 void quantize_row_q4_k_reference(const float* x, BlockQ4_K* y, int64_t count);
+// Stores sub-block `sub_block`'s 6-bit scale and min codes into a q4_K scales array.
+// Sub-blocks must be packed in order: 4-7 reuse the top bits of the bytes 0-3 wrote.
+void pack_q4_k_scale_min(uint8_t* scales, int sub_block, uint8_t scale, uint8_t min);
 void quantize_row_q6_k_reference(const float* x, BlockQ6_K* y, int64_t count);
 void quantize_row_q8_k_reference(const float* x, BlockQ8_K* y, int64_t count);
 

@@ -12,6 +12,7 @@
 
 #include "cpu/quantize.h"
 #include "quant/block_formats.h"
+#include "quant/quantize.h"
 
 namespace ember::cpu::x86 {
 // Everything here stays in an anonymous namespace, and nothing from quant/'s inline
@@ -184,19 +185,6 @@ void fit_sub_blocks(const float* in, SubBlockFits& fits) {
 uint16_t to_half(float value) { return _cvtss_sh(value, _MM_FROUND_TO_NEAREST_INT); }
 float from_half(uint16_t half) { return _cvtsh_ss(half); }
 
-// The packing of block_formats.h, as quant/q4_k.cpp's pack_scale_min: sub-blocks in
-// order, since 4-7 reuse the top bits of the bytes 0-3 wrote.
-void pack_scale_min(uint8_t* scales, int sub_block, uint8_t scale, uint8_t min) {
-  if (sub_block < 4) {
-    scales[sub_block] = scale;
-    scales[sub_block + 4] = min;
-    return;
-  }
-  scales[sub_block + 4] = static_cast<uint8_t>((scale & 0x0f) | (min & 0x0f) << 4);
-  scales[sub_block - 4] |= static_cast<uint8_t>((scale >> 4) << 6);
-  scales[sub_block] |= static_cast<uint8_t>((min >> 4) << 6);
-}
-
 // The reference's narrowing to a byte, then the clamp to 6 bits.
 uint8_t scale_code(float inverse, float value) {
   const auto code = static_cast<uint8_t>(nearest_int(inverse * value));
@@ -220,7 +208,7 @@ void quantize_block_q4_k(const float* in, BlockQ4_K& y) {
   for (int s = 0; s < kSubBlocks; ++s) {
     scale_codes[s] = scale_code(inverse_scale, fits.scale[s]);
     min_codes[s] = scale_code(inverse_min, fits.offset[s]);
-    pack_scale_min(y.scales, s, scale_codes[s], min_codes[s]);
+    quant::pack_q4_k_scale_min(y.scales, s, scale_codes[s], min_codes[s]);
   }
   y.d = to_half(max_scale / kMaxScaleCode);
   y.dmin = to_half(max_min / kMaxScaleCode);
