@@ -8,6 +8,7 @@
 #include "cpu/embedding.h"
 #include "cpu/matmul.h"
 #include "cpu/norm.h"
+#include "cpu/quantize.h"
 #include "cpu/reduce.h"
 #include "cpu/rope.h"
 #include "cpu/softmax.h"
@@ -111,8 +112,9 @@ class CpuBackend final : public Backend {
     return {};
   }
 
-  // Rows position..position + tokens of the caches take the new keys and values (rounded
-  // to f16 for an f16 cache), then the queries attend over rows 0..position + tokens.
+  // Each segment's new keys and values go into rows position..position + tokens of its
+  // caches (rounded to the cache's type), then its queries attend over rows 0..position +
+  // tokens of them.
   static Status cached_attention(const Node& node, std::span<const Tensor> inputs, float* out) {
     std::array<HostInput, 3> fresh;  // q, k_new, v_new
     for (size_t i = 0; i < fresh.size(); ++i) {
@@ -120,40 +122,49 @@ class CpuBackend final : public Backend {
       if (!host) return host.status();
       fresh[i] = std::move(host.value());
     }
-    const Tensor &k_cache = inputs[3], &v_cache = inputs[4];
-    if (!k_cache.is_contiguous() || !v_cache.is_contiguous())
-      return invalid_argument(fmt::format("the KV cache must be contiguous; got k {} and v {}", k_cache.describe(),
-                                          v_cache.describe()));
-    const int64_t tokens = node.shape[0], position = node.params.position_offset;
-    const int64_t row = k_cache.dim(1) * k_cache.dim(2);
-    const bool half = k_cache.dtype() == DType::f16;
-    std::array<std::byte*, 2> caches{};
-    for (size_t i = 0; i < caches.size(); ++i) {
-      auto bytes = inputs[3 + i].write<std::byte>();
-      if (!bytes) return bytes.status();
-      caches[i] = bytes.value();
-      const auto* source = static_cast<const float*>(fresh[1 + i].data);
-      if (half) {
-        quant::f32_to_f16_row(source, reinterpret_cast<uint16_t*>(caches[i]) + position * row, tokens * row);
-      } else {
-        std::memcpy(reinterpret_cast<float*>(caches[i]) + position * row, source,
-                    static_cast<size_t>(tokens * row) * sizeof(float));
+    const int64_t q_heads = node.shape[1], head_dim = node.shape[2];
+    const int64_t kv_heads = inputs[1].dim(1);
+    const int64_t q_row = q_heads * head_dim, kv_row = kv_heads * head_dim;
+    int64_t first_row = 0;
+    for (size_t segment = 0; segment < node.params.segments.size(); ++segment) {
+      const AttentionSegment& rows = node.params.segments[segment];
+      const Tensor &k_cache = inputs[3 + 2 * segment], &v_cache = inputs[4 + 2 * segment];
+      if (!k_cache.is_contiguous() || !v_cache.is_contiguous())
+        return invalid_argument(fmt::format("the KV cache must be contiguous; got k {} and v {}", k_cache.describe(),
+                                            v_cache.describe()));
+      const DType cache_type = k_cache.dtype();
+      const auto cache_row_bytes = static_cast<size_t>(row_bytes(cache_type, kv_row));
+      std::array<std::byte*, 2> caches{};
+      for (size_t i = 0; i < caches.size(); ++i) {
+        auto bytes = inputs[3 + 2 * segment + i].write<std::byte>();
+        if (!bytes) return bytes.status();
+        caches[i] = bytes.value();
+        const float* source = static_cast<const float*>(fresh[1 + i].data) + first_row * kv_row;
+        std::byte* target = caches[i] + static_cast<size_t>(rows.position) * cache_row_bytes;
+        if (cache_type == DType::f32) {
+          std::memcpy(target, source, static_cast<size_t>(rows.tokens * kv_row) * sizeof(float));
+        } else if (cache_type == DType::f16) {
+          quant::f32_to_f16_row(source, reinterpret_cast<uint16_t*>(target), rows.tokens * kv_row);
+        } else {
+          cpu::quantize_rows(cache_type, source, rows.tokens, kv_row, target);
+        }
       }
+      cpu::AttentionArgs args;
+      args.q = static_cast<const float*>(fresh[0].data) + first_row * q_row;
+      args.k = caches[0];
+      args.v = caches[1];
+      args.kv_type = element_type(cache_type);
+      args.out = out + first_row * q_row;
+      args.tokens = rows.tokens;
+      args.q_heads = q_heads;
+      args.head_dim = head_dim;
+      args.kv_heads = kv_heads;
+      args.kv_length = rows.position + rows.tokens;
+      args.position_offset = rows.position;
+      args.scale = node.params.factor;
+      cpu::attention(args);
+      first_row += rows.tokens;
     }
-    cpu::AttentionArgs args;
-    args.q = static_cast<const float*>(fresh[0].data);
-    args.k = caches[0];
-    args.v = caches[1];
-    args.kv_type = half ? cpu::ElementType::f16 : cpu::ElementType::f32;
-    args.out = out;
-    args.tokens = tokens;
-    args.q_heads = node.shape[1];
-    args.head_dim = node.shape[2];
-    args.kv_heads = k_cache.dim(1);
-    args.kv_length = position + tokens;
-    args.position_offset = position;
-    args.scale = node.params.factor;
-    cpu::attention(args);
     return {};
   }
 
@@ -198,7 +209,9 @@ class CpuBackend final : public Backend {
         params.rotary_dims = node.params.rotary_dims;
         params.base = node.params.rope_base;
         params.position_offset = node.params.position_offset;
-        cpu::rope(f32(0), out, shape[0], shape[1], shape[2], nullptr, params);
+        params.position_scale = node.params.rope_position_scale;
+        const auto* positions = in.size() > 1 ? static_cast<const int32_t*>(in[1].data) : nullptr;
+        cpu::rope(f32(0), out, shape[0], shape[1], shape[2], positions, params);
         return {};
       }
       case Op::swiglu: cpu::swiglu(f32(0), f32(1), out, shape.elements()); return {};

@@ -1,6 +1,7 @@
 #include "ember/graph.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -283,6 +284,21 @@ NodeId Graph::rope(NodeId x, RopeStyle style, int64_t rotary_dims, float base, i
   return append(make_node(Op::rope, {x}, shape, params));
 }
 
+NodeId Graph::rope(NodeId x, NodeId positions, RopeStyle style, int64_t rotary_dims, float base,
+                   float position_scale) {
+  const NodeId rotated = rope(x, style, rotary_dims, base, 0);
+  if (!valid({rotated, positions}) || !expect(positions, {DType::i32}, "positions", Op::rope)) return kInvalidNode;
+  if (node(positions).shape != Shape{node(x).shape[0]})
+    return fail(fmt::format("rope of {} at positions {}: expected one position per token", node(x).shape.str(),
+                            node(positions).shape.str()));
+  if (!(position_scale > 0.0f) || !std::isfinite(position_scale))
+    return fail(fmt::format("rope position scale {}: must be positive", position_scale));
+  Node& node = nodes_[static_cast<size_t>(rotated)];
+  node.inputs.push_back(positions);
+  node.params.rope_position_scale = position_scale;
+  return rotated;
+}
+
 NodeId Graph::swiglu(NodeId gate, NodeId up) {
   if (!valid({gate, up}) || !expect(gate, kActivations, "gate", Op::swiglu) || !expect(up, kActivations, "up", Op::swiglu))
     return kInvalidNode;
@@ -319,34 +335,49 @@ NodeId Graph::attention(NodeId q, NodeId k, NodeId v, float scale, int64_t posit
   return append(make_node(Op::attention, {q, k, v}, sq, params));
 }
 
-NodeId Graph::cached_attention(NodeId q, NodeId k_new, NodeId v_new, NodeId k_cache, NodeId v_cache, float scale,
-                               int64_t position) {
+NodeId Graph::cached_attention(NodeId q, NodeId k_new, NodeId v_new, std::span<const CacheSegment> segments,
+                               float scale) {
   constexpr Op op = Op::cached_attention;
-  if (!valid({q, k_new, v_new, k_cache, v_cache}) || !expect(q, kActivations, "q", op) ||
-      !expect(k_new, kActivations, "k_new", op) || !expect(v_new, kActivations, "v_new", op) ||
-      !expect(k_cache, {DType::f32, DType::f16}, "k_cache", op) ||
-      !expect(v_cache, {DType::f32, DType::f16}, "v_cache", op))
+  static constexpr std::initializer_list<DType> kCacheTypes = {DType::f32, DType::f16, DType::q8_0};
+  if (!valid({q, k_new, v_new}) || !expect(q, kActivations, "q", op) || !expect(k_new, kActivations, "k_new", op) ||
+      !expect(v_new, kActivations, "v_new", op))
     return kInvalidNode;
   const Shape &sq = node(q).shape, &sk = node(k_new).shape, &sv = node(v_new).shape;
-  const Shape &cache_k = node(k_cache).shape, &cache_v = node(v_cache).shape;
   if (sq.rank() != 3 || sk.rank() != 3 || sk != sv || sk[0] != sq[0] || sq[2] != sk[2] || sk[1] == 0 ||
       sq[1] % sk[1] != 0)
     return fail(fmt::format("cached_attention of q {} with new k {} and v {}: expected q [tokens, heads, d], k and v "
                             "[tokens, kv_heads, d], heads a multiple of kv_heads",
                             sq.str(), sk.str(), sv.str()));
-  if (cache_k.rank() != 3 || cache_k != cache_v || node(k_cache).dtype != node(v_cache).dtype ||
-      cache_k[1] != sk[1] || cache_k[2] != sk[2])
-    return fail(fmt::format("cached_attention caches k {} {} and v {} {} for rows of [{}, {}]: expected two "
-                            "[capacity, kv_heads, d] caches of one type",
-                            dtype_name(node(k_cache).dtype), cache_k.str(), dtype_name(node(v_cache).dtype),
-                            cache_v.str(), sk[1], sk[2]));
-  if (position < 0 || position + sq[0] > cache_k[0])
-    return fail(fmt::format("cached_attention of {} tokens at position {} into a cache of {} rows", sq[0], position,
-                            cache_k[0]));
+  if (segments.empty()) return fail("cached_attention with no segments");
+  std::vector<NodeId> inputs = {q, k_new, v_new};
   OpParams params;
   params.factor = scale;
-  params.position_offset = position;
-  return append(make_node(op, {q, k_new, v_new, k_cache, v_cache}, sq, params));
+  int64_t rows = 0;
+  for (const CacheSegment& segment : segments) {
+    const NodeId k_cache = segment.k_cache, v_cache = segment.v_cache;
+    if (!valid({k_cache, v_cache}) || !expect(k_cache, kCacheTypes, "k_cache", op) ||
+        !expect(v_cache, kCacheTypes, "v_cache", op))
+      return kInvalidNode;
+    const Shape &cache_k = node(k_cache).shape, &cache_v = node(v_cache).shape;
+    const DType cache_type = node(k_cache).dtype;
+    if (cache_k.rank() != 3 || cache_k != cache_v || cache_type != node(v_cache).dtype || cache_k[1] != sk[1] ||
+        cache_k[2] != sk[2] || (cache_type == DType::q8_0 && sk[2] % block_elements(DType::q8_0) != 0))
+      return fail(fmt::format("cached_attention caches k {} {} and v {} {} for rows of [{}, {}]: expected two "
+                              "[capacity, kv_heads, d] caches of one type (q8_0 needs d a multiple of {})",
+                              dtype_name(cache_type), cache_k.str(), dtype_name(node(v_cache).dtype), cache_v.str(),
+                              sk[1], sk[2], block_elements(DType::q8_0)));
+    const AttentionSegment& at = segment.rows;
+    if (at.tokens <= 0 || at.position < 0 || at.position + at.tokens > cache_k[0])
+      return fail(fmt::format("cached_attention of {} tokens at position {} into a cache of {} rows", at.tokens,
+                              at.position, cache_k[0]));
+    rows += at.tokens;
+    inputs.push_back(k_cache);
+    inputs.push_back(v_cache);
+    params.segments.push_back(at);
+  }
+  if (rows != sq[0])
+    return fail(fmt::format("cached_attention segments cover {} rows of q's {}", rows, sq[0]));
+  return append(make_node(op, std::move(inputs), sq, std::move(params)));
 }
 
 NodeId Graph::reshape(NodeId x, const Shape& shape) {

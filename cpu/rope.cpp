@@ -56,7 +56,7 @@ void rope(const float* x, float* y, int64_t tokens, int64_t heads, int64_t head_
     const int64_t token = item / pairs;
     const double position = positions != nullptr ? static_cast<double>(positions[token])
                                                  : static_cast<double>(params.position_offset + token);
-    const double angle = position * frequencies[item % pairs];
+    const double angle = position * static_cast<double>(params.position_scale) * frequencies[item % pairs];
     cosines[item] = static_cast<float>(std::cos(angle));
     sines[item] = static_cast<float>(std::sin(angle));
   }

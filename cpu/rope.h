@@ -14,11 +14,12 @@ struct RopeParams {
   int64_t rotary_dims = 0;  // rotated leading dims of each head (even, ≤ head_dim); rest copied
   float base = 10000.0f;
   int64_t position_offset = 0;
+  float position_scale = 1.0f;  // linear rope scaling: positions times 1 / factor
 };
 
 // x, y: [tokens, heads, head_dim] contiguous; y may alias x. Token t sits at position
 // positions[t] when positions is non-null, else position_offset + t. Pair i of a head
-// turns by angle position * base^(-2i / rotary_dims).
+// turns by angle position * position_scale * base^(-2i / rotary_dims).
 void rope(const float* x, float* y, int64_t tokens, int64_t heads, int64_t head_dim, const int32_t* positions,
           const RopeParams& params);
 

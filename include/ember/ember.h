@@ -8,7 +8,7 @@
 #include "ember/executor.h"
 #include "ember/fusion.h"
 #include "ember/graph.h"
-#include "ember/llama_model.h"
+#include "ember/model.h"
 #include "ember/log.h"
 #include "ember/ops.h"
 #include "ember/planner.h"

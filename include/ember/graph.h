@@ -16,6 +16,7 @@
 // KV cache) before attending. Every other node only reads its inputs.
 #pragma once
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -67,18 +68,27 @@ class Graph {
   NodeId layer_norm(NodeId x, NodeId weight, NodeId bias, float eps);    // either may be kInvalidNode
   // x: [tokens, heads, head_dim]; rotary_dims 0 means head_dim.
   NodeId rope(NodeId x, RopeStyle style, int64_t rotary_dims, float base, int64_t position_offset);
+  // The same with token t at position positions[t] (i32 [tokens]) times position_scale
+  // (linear rope scaling divides positions by its factor).
+  NodeId rope(NodeId x, NodeId positions, RopeStyle style, int64_t rotary_dims, float base, float position_scale);
   NodeId swiglu(NodeId gate, NodeId up);
   // table[rows, cols], ids i32[count] -> [count, cols]
   NodeId embedding(NodeId table, NodeId ids);
   // q[tokens, q_heads, d], k/v[kv_length, kv_heads, d] -> [tokens, q_heads, d]
   NodeId attention(NodeId q, NodeId k, NodeId v, float scale, int64_t position_offset);
-  // Writes k_new and v_new (f32 [tokens, kv_heads, d]) into rows position..position +
-  // tokens of k_cache and v_cache ([capacity, kv_heads, d], both f32 or both f16,
-  // contiguous), then attends q [tokens, q_heads, d] causally over rows 0..position +
-  // tokens, as attention() does with position_offset = position -> [tokens, q_heads, d].
+  // Attention of a batch of several sequences over their KV caches. q [tokens, q_heads,
+  // d], k_new and v_new [tokens, kv_heads, d] hold the segments' rows one after another;
+  // segment s stores its keys and values into rows position..position + tokens of its
+  // caches ([capacity, kv_heads, d], both f32, f16 or q8_0, contiguous; q8_0 needs d a
+  // multiple of 32), then its queries attend causally over rows 0..position + tokens, as
+  // attention() does with position_offset = position -> [tokens, q_heads, d].
   // The caches are modified in place, so graphs sharing them must run one at a time.
-  NodeId cached_attention(NodeId q, NodeId k_new, NodeId v_new, NodeId k_cache, NodeId v_cache, float scale,
-                          int64_t position);
+  struct CacheSegment {
+    NodeId k_cache = kInvalidNode;
+    NodeId v_cache = kInvalidNode;
+    AttentionSegment rows;
+  };
+  NodeId cached_attention(NodeId q, NodeId k_new, NodeId v_new, std::span<const CacheSegment> segments, float scale);
   // The elements of x in row-major order, in `shape` (same element count).
   NodeId reshape(NodeId x, const Shape& shape);
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 namespace ember {
 
@@ -34,6 +35,14 @@ enum class RopeStyle : uint8_t { normal, neox };
 std::string_view op_name(Op op);
 std::string_view activation_name(Activation act);
 
+// One sequence's rows in a cached_attention node: `tokens` consecutive query rows at
+// positions position..position + tokens - 1 of that sequence's cache.
+struct AttentionSegment {
+  int64_t tokens = 0;
+  int64_t position = 0;
+  friend bool operator==(const AttentionSegment&, const AttentionSegment&) = default;
+};
+
 // Parameters of a node; each op reads only the fields its builder documents.
 struct OpParams {
   bool transpose_b = false;          // matmul
@@ -46,6 +55,8 @@ struct OpParams {
   RopeStyle rope_style = RopeStyle::normal;  // rope
   int64_t rotary_dims = 0;           // rope
   float rope_base = 10000.0f;        // rope
+  float rope_position_scale = 1.0f;  // rope: positions are multiplied by it (linear scaling)
+  std::vector<AttentionSegment> segments;  // cached_attention
 };
 
 }  // namespace ember

@@ -1,0 +1,68 @@
+#include <fmt/format.h>
+
+#include "core/model_weights.h"
+#include "cpu/quantize.h"
+#include "quant/convert.h"
+
+namespace ember {
+namespace {
+
+// An f32 copy of `tensor` (which may be f16, bf16 or block-quantized), rows kept.
+Result<Tensor> to_f32(const Tensor& tensor) {
+  if (tensor.dtype() == DType::f32) return tensor;
+  auto dense = tensor.contiguous();
+  if (!dense) return dense.status();
+  auto bytes = dense->read<std::byte>();
+  if (!bytes) return bytes.status();
+  auto widened = Tensor::empty(tensor.shape(), DType::f32);
+  if (!widened) return widened.status();
+  auto out = widened->write<float>();
+  if (!out) return out.status();
+  const int64_t count = tensor.elements();
+  const auto* halves = reinterpret_cast<const uint16_t*>(bytes.value());
+  if (tensor.dtype() == DType::f16) {
+    quant::f16_to_f32_row(halves, out.value(), count);
+  } else if (tensor.dtype() == DType::bf16) {
+    quant::bf16_to_f32_row(halves, out.value(), count);
+  } else {
+    const int64_t row_length = tensor.dim(tensor.rank() - 1);
+    cpu::dequantize_rows(tensor.dtype(), bytes.value(), count / row_length, row_length, out.value());
+  }
+  return widened;
+}
+
+}  // namespace
+
+WeightLoader::WeightLoader(const ModelSource& source, std::filesystem::path path) : path_(std::move(path)) {
+  for (const SourceTensor& tensor : source.tensors) by_name_.emplace(tensor.name, &tensor);
+}
+
+Result<Tensor> WeightLoader::matrix(const std::string& name, const Shape& shape) const {
+  auto tensor = load(name, shape);
+  if (!tensor || is_float(tensor->dtype())) return tensor;
+  return to_f32(tensor.value());
+}
+
+Result<Tensor> WeightLoader::f32_vector(const std::string& name, int64_t length) const {
+  auto tensor = load(name, Shape{length});
+  if (!tensor) return tensor;
+  return to_f32(tensor.value());
+}
+
+Result<Tensor> WeightLoader::optional_f32_vector(const std::string& name, int64_t length) const {
+  if (!has(name)) return Tensor{};
+  return f32_vector(name, length);
+}
+
+Result<Tensor> WeightLoader::load(const std::string& name, const Shape& shape) const {
+  auto found = by_name_.find(name);
+  if (found == by_name_.end())
+    return invalid_argument(fmt::format("{}: tensor '{}' is missing", path_.string(), name));
+  const SourceTensor& source = *found->second;
+  if (source.shape != shape)
+    return invalid_argument(fmt::format("{}: tensor '{}' is {}; the config needs {}", path_.string(), name,
+                                        source.shape.str(), shape.str()));
+  return source.load();
+}
+
+}  // namespace ember
