@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "ember/chat_template.h"
 #include "ember/hf_to_gguf.h"
 #include "ember/model_config.h"
 #include "ember/safetensors.h"
@@ -43,6 +44,13 @@ Result<ModelSource> open_hugging_face(const std::filesystem::path& folder) {
     auto tokenizer = tokenizer_metadata_from_json(tokenizer_path, config.value());
     if (!tokenizer) return tokenizer.status();
     source.metadata.insert(source.metadata.end(), tokenizer->begin(), tokenizer->end());
+  }
+  const auto tokenizer_config_path = folder / "tokenizer_config.json";
+  if (std::filesystem::exists(tokenizer_config_path)) {
+    auto chat_template = read_hf_chat_template(tokenizer_config_path);
+    if (!chat_template) return chat_template.status();
+    if (chat_template.value())
+      source.metadata.emplace_back(kChatTemplateKey, GgufValue::string(std::move(**chat_template)));
   }
   source.layer_count = config->layer_count;
   source.output_is_tied = config->tie_word_embeddings;
