@@ -1,7 +1,5 @@
 #include "cpu/attention.h"
 
-#include "cpu/fast_math.h"
-
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -9,6 +7,7 @@
 
 #include "cpu/fast_math.h"
 #include "cpu/threads.h"
+#include "quant/block_formats.h"
 
 namespace ember::cpu {
 namespace {
@@ -55,12 +54,50 @@ float dot(const float* q, const Element* k, int64_t length) {
   return sum;
 }
 
+// Σ over blocks of scale · Σ q·int8, straight from the blocks. Lane i takes element i of
+// every block with that block's scale folded in, so the fixed 32-wide loop vectorises and
+// the only horizontal sum is the one per key.
+float dot(const float* q, const quant::BlockQ8_0* k, int64_t length) {
+  constexpr int kBlock = quant::kQK8_0;
+  float lanes[kBlock] = {};
+  for (int64_t block = 0; block < length / kBlock; ++block, q += kBlock) {
+    const float scale = widen(k[block].d);
+    const int8_t* values = k[block].qs;
+    for (int lane = 0; lane < kBlock; ++lane) lanes[lane] += scale * (q[lane] * static_cast<float>(values[lane]));
+  }
+  for (int width = kBlock / 2; width > 0; width /= 2)
+    for (int lane = 0; lane < width; ++lane) lanes[lane] += lanes[lane + width];
+  return lanes[0];
+}
+
+// out += weight · v_row. restrict because int8 may alias floats: without it the compiler
+// guards the q8_0 block loop with a runtime overlap check.
+template <class Element>
+void accumulate(float weight, const Element* __restrict v_row, int64_t length, float* __restrict out) {
+  for (int64_t d = 0; d < length; ++d) out[d] += weight * widen(v_row[d]);
+}
+
+void accumulate(float weight, const quant::BlockQ8_0* __restrict v_row, int64_t length, float* __restrict out) {
+  constexpr int kBlock = quant::kQK8_0;
+  for (int64_t block = 0; block < length / kBlock; ++block, out += kBlock) {
+    const float scaled_weight = weight * widen(v_row[block].d);
+    const int8_t* values = v_row[block].qs;
+    for (int lane = 0; lane < kBlock; ++lane) out[lane] += scaled_weight * static_cast<float>(values[lane]);
+  }
+}
+
+// Head-dim values per stored Element: one for the plain types, a whole block for q8_0.
+template <class Element>
+constexpr int64_t kValuesPer = 1;
+template <>
+constexpr int64_t kValuesPer<quant::BlockQ8_0> = quant::kQK8_0;
+
 // One query row against keys 0..visible-1 of its kv head; `scores` has room for them.
 template <class Element>
 void attend(const AttentionArgs& args, const float* q, const Element* k, const Element* v, int64_t visible,
             float* scores, float* out) {
   const int64_t head_dim = args.head_dim;
-  const int64_t cache_row = args.kv_heads * head_dim;
+  const int64_t cache_row = args.kv_heads * head_dim / kValuesPer<Element>;
   float max_score = -INFINITY;
   for (int64_t j = 0; j < visible; ++j) {
     scores[j] = args.scale * dot(q, k + j * cache_row, head_dim);
@@ -72,11 +109,7 @@ void attend(const AttentionArgs& args, const float* q, const Element* k, const E
 #pragma omp simd reduction(+ : total)
   for (int64_t j = 0; j < visible; ++j) total += scores[j];
   for (int64_t d = 0; d < head_dim; ++d) out[d] = 0.0f;
-  for (int64_t j = 0; j < visible; ++j) {
-    const Element* v_row = v + j * cache_row;
-    const float weight = scores[j];
-    for (int64_t d = 0; d < head_dim; ++d) out[d] += weight * widen(v_row[d]);
-  }
+  for (int64_t j = 0; j < visible; ++j) accumulate(scores[j], v + j * cache_row, head_dim, out);
   const float normaliser = 1.0f / total;
   for (int64_t d = 0; d < head_dim; ++d) out[d] *= normaliser;
 }
@@ -96,7 +129,7 @@ void attention_typed(const AttentionArgs& args) {
     for (int64_t pair = 0; pair < pairs; ++pair) {
       const int64_t token = pair / args.q_heads;
       const int64_t head = pair % args.q_heads;
-      const int64_t kv_offset = head / group * args.head_dim;
+      const int64_t kv_offset = head / group * args.head_dim / kValuesPer<Element>;
       attend(args, args.q + pair * args.head_dim, k + kv_offset, v + kv_offset, args.position_offset + token + 1,
              scores.data(), args.out + pair * args.head_dim);
     }
@@ -107,10 +140,10 @@ void attention_typed(const AttentionArgs& args) {
 
 void attention(const AttentionArgs& args) {
   if (args.tokens <= 0 || args.q_heads <= 0 || args.head_dim <= 0) return;
-  if (args.kv_type == ElementType::f16) {
-    attention_typed<uint16_t>(args);
-  } else {
-    attention_typed<float>(args);
+  switch (args.kv_type) {
+    case ElementType::f16: return attention_typed<uint16_t>(args);
+    case ElementType::q8_0: return attention_typed<quant::BlockQ8_0>(args);
+    default: return attention_typed<float>(args);
   }
 }
 

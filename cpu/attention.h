@@ -11,7 +11,9 @@ struct AttentionArgs {
   const float* q = nullptr;    // [tokens, q_heads, head_dim]
   const void* k = nullptr;     // [kv_length, kv_heads, head_dim], kv_type
   const void* v = nullptr;     // [kv_length, kv_heads, head_dim], kv_type
-  ElementType kv_type = ElementType::f32;  // f32 or f16
+  // f32, f16 or q8_0. A q8_0 row of head_dim values (one position, one kv head) is
+  // head_dim / 32 consecutive quant::BlockQ8_0 blocks.
+  ElementType kv_type = ElementType::f32;
   float* out = nullptr;        // [tokens, q_heads, head_dim]
   int64_t tokens = 0, q_heads = 0, kv_heads = 0, head_dim = 0;
   int64_t kv_length = 0;        // cache rows holding valid keys/values
@@ -22,7 +24,9 @@ struct AttentionArgs {
 // Query t (position position_offset + t) attends keys 0..position_offset + t; query head
 // h reads kv head h / (q_heads / kv_heads). Scores and softmax in f32; parallel over
 // (token, head) pairs. Preconditions (the caller checks them): q_heads % kv_heads == 0,
-// position_offset + tokens <= kv_length.
+// position_offset + tokens <= kv_length, and head_dim % 32 == 0 when kv_type is q8_0. A
+// q8_0 cache reads each key and value straight from its blocks, never widened to a
+// temporary row; results match the f32 path over the dequantized cache to a few ulp.
 void attention(const AttentionArgs& args);
 
 }  // namespace ember::cpu

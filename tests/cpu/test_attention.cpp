@@ -9,7 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "cpu/quantize.h"
 #include "cpu/threads.h"
+#include "ember/dtype.h"
+#include "quant/block_formats.h"
 #include "quant/f16.h"
 #include "cpu/kernel_fixtures.h"
 #include "test_util.h"
@@ -25,20 +28,47 @@ struct Case {
   int64_t tokens, q_heads, kv_heads, head_dim, kv_length, position_offset;
 };
 
-// A key/value cache in f32 or f16, with the f32 values its elements decode to.
+constexpr int64_t kBlock = quant::kQK8_0;
+
+// A key/value cache in f32, f16 or q8_0, with the f32 values its elements decode to.
 struct Cache {
   ElementType type = ElementType::f32;
   std::vector<float> decoded;
   std::vector<uint16_t> bits;
+  std::vector<quant::BlockQ8_0> blocks;
 
-  const void* data() const { return type == ElementType::f32 ? static_cast<const void*>(decoded.data()) : bits.data(); }
-  void set(size_t i, float value) {
-    if (type == ElementType::f32) {
-      decoded[i] = value;
-    } else {
-      bits[i] = quant::f32_to_f16(value);
-      decoded[i] = quant::f16_to_f32(bits[i]);
+  const void* data() const {
+    switch (type) {
+      case ElementType::f16: return bits.data();
+      case ElementType::q8_0: return blocks.data();
+      default: return decoded.data();
     }
+  }
+  // Elements [begin, end) all decode to `value`. A q8_0 range must be whole blocks, which
+  // get scale `value` and every code 1.
+  void fill(size_t begin, size_t end, float value) {
+    if (type == ElementType::q8_0) {
+      for (size_t b = begin / kBlock; b < end / kBlock; ++b) {
+        blocks[b].d = quant::f32_to_f16(value);
+        std::fill(std::begin(blocks[b].qs), std::end(blocks[b].qs), int8_t{1});
+      }
+      decode_blocks();
+      return;
+    }
+    for (size_t i = begin; i < end; ++i) {
+      if (type == ElementType::f32) {
+        decoded[i] = value;
+      } else {
+        bits[i] = quant::f32_to_f16(value);
+        decoded[i] = quant::f16_to_f32(bits[i]);
+      }
+    }
+  }
+  // Decoded by hand from the block layout rather than by cpu::dequantize_rows, so the
+  // reference does not share code with the kernel's reading of the blocks.
+  void decode_blocks() {
+    for (size_t i = 0; i < decoded.size(); ++i)
+      decoded[i] = quant::f16_to_f32(blocks[i / kBlock].d) * static_cast<float>(blocks[i / kBlock].qs[i % kBlock]);
   }
 };
 
@@ -46,8 +76,16 @@ Cache make_cache(ElementType type, const std::vector<float>& values) {
   Cache cache;
   cache.type = type;
   cache.decoded.resize(values.size());
+  if (type == ElementType::q8_0) {
+    const auto count = static_cast<int64_t>(values.size());
+    cache.blocks.resize(values.size() / kBlock);
+    EXPECT_EQ(element_row_bytes(type, count), static_cast<int64_t>(cache.blocks.size() * sizeof(quant::BlockQ8_0)));
+    quantize_rows(DType::q8_0, values.data(), 1, count, cache.blocks.data());
+    cache.decode_blocks();
+    return cache;
+  }
   cache.bits.resize(type == ElementType::f16 ? values.size() : 0);
-  for (size_t i = 0; i < values.size(); ++i) cache.set(i, values[i]);
+  for (size_t i = 0; i < values.size(); ++i) cache.fill(i, i + 1, values[i]);
   return cache;
 }
 
@@ -121,8 +159,13 @@ std::string describe(const Case& c, ElementType type) {
   return "tokens=" + std::to_string(c.tokens) + " q_heads=" + std::to_string(c.q_heads) +
          " kv_heads=" + std::to_string(c.kv_heads) + " head_dim=" + std::to_string(c.head_dim) +
          " kv_length=" + std::to_string(c.kv_length) + " offset=" + std::to_string(c.position_offset) +
-         (type == ElementType::f16 ? " f16" : " f32");
+         (type == ElementType::f16 ? " f16" : type == ElementType::q8_0 ? " q8_0" : " f32");
 }
+
+// q8_0 caches need whole blocks per head.
+bool supports(const Case& c, ElementType type) { return type != ElementType::q8_0 || c.head_dim % kBlock == 0; }
+
+constexpr ElementType kTypes[] = {ElementType::f32, ElementType::f16, ElementType::q8_0};
 
 const Case kCases[] = {
     {1, 1, 1, 1, 1, 0},        // one key
@@ -131,6 +174,9 @@ const Case kCases[] = {
     {3, 4, 4, 64, 3, 0},       // MHA prompt
     {17, 8, 1, 127, 160, 100},  // MQA
     {2, 3, 3, 128, 1031, 1027},  // long cache
+    {3, 6, 2, 64, 8, 5},       // chunk after a prefix, GQA, two blocks per head
+    {3, 6, 2, 32, 8, 5},       // one block per head
+    {1, 6, 2, 64, 1100, 1040},  // decode over a long cache, unused rows at the end
 };
 
 TEST(Attention, MatchesReference) {
@@ -138,7 +184,8 @@ TEST(Attention, MatchesReference) {
   for (int count : {1, 2}) {
     ThreadCount scoped(count);
     for (const Case& c : kCases)
-      for (ElementType type : {ElementType::f32, ElementType::f16}) {
+      for (ElementType type : kTypes) {
+        if (!supports(c, type)) continue;
         SCOPED_TRACE(describe(c, type) + " threads=" + std::to_string(count));
         const Problem p = make_problem(rng, c, type);
         expect_near_reference(run_attention(p), p, 1.0f);
@@ -160,17 +207,16 @@ TEST(Attention, SubnormalHalfValues) {
 // bit of the output.
 TEST(Attention, MaskedFutureRowsChangeNothing) {
   SeededRng rng;
-  for (ElementType type : {ElementType::f32, ElementType::f16}) {
-    const Case c{5, 6, 2, 33, 40, 7};
+  for (ElementType type : kTypes) {
+    const Case c{5, 6, 2, type == ElementType::q8_0 ? 32 : 33, 40, 7};
     SCOPED_TRACE(describe(c, type));
     Problem p = make_problem(rng, c, type);
     const std::vector<float> clean = run_attention(p);
-    const int64_t row = c.kv_heads * c.head_dim;
-    for (int64_t j = c.position_offset + c.tokens; j < c.kv_length; ++j)
-      for (int64_t d = 0; d < row; ++d) {
-        p.k.set(j * row + d, 6e4f);  // near f16's largest finite value
-        p.v.set(j * row + d, NAN);
-      }
+    const auto row = static_cast<size_t>(c.kv_heads * c.head_dim);
+    const auto first_future = static_cast<size_t>(c.position_offset + c.tokens) * row;
+    const auto end = static_cast<size_t>(c.kv_length) * row;
+    p.k.fill(first_future, end, 6e4f);  // near f16's largest finite value
+    p.v.fill(first_future, end, NAN);
     const std::vector<float> dirty = run_attention(p);
     EXPECT_EQ(0, std::memcmp(clean.data(), dirty.data(), clean.size() * sizeof(float)));  // exact
   }
@@ -178,18 +224,62 @@ TEST(Attention, MaskedFutureRowsChangeNothing) {
 
 TEST(Attention, ThreadCountDoesNotChangeResults) {
   SeededRng rng;
-  const Case c{17, 8, 1, 127, 160, 100};
-  const Problem p = make_problem(rng, c, ElementType::f16);
-  std::vector<float> one_thread, two_threads;
-  {
-    ThreadCount scoped(1);
-    one_thread = run_attention(p);
+  for (ElementType type : {ElementType::f16, ElementType::q8_0}) {
+    const Case c{17, 8, 1, type == ElementType::q8_0 ? 128 : 127, 160, 100};
+    SCOPED_TRACE(describe(c, type));
+    const Problem p = make_problem(rng, c, type);
+    std::vector<float> one_thread, two_threads;
+    {
+      ThreadCount scoped(1);
+      one_thread = run_attention(p);
+    }
+    {
+      ThreadCount scoped(2);
+      two_threads = run_attention(p);
+    }
+    EXPECT_EQ(0, std::memcmp(one_thread.data(), two_threads.data(), one_thread.size() * sizeof(float)));  // exact
   }
-  {
-    ThreadCount scoped(2);
-    two_threads = run_attention(p);
+}
+
+// Reading the blocks directly must agree with widening the whole cache to f32 first and
+// taking the f32 path: only the order of a few f32 roundings differs.
+TEST(Attention, Q8_0MatchesF32OverDequantizedCache) {
+  SeededRng rng;
+  for (int count : {1, 2}) {
+    ThreadCount scoped(count);
+    for (const Case& c : kCases) {
+      if (!supports(c, ElementType::q8_0)) continue;
+      SCOPED_TRACE(describe(c, ElementType::q8_0) + " threads=" + std::to_string(count));
+      const Problem quantized = make_problem(rng, c, ElementType::q8_0);
+      Problem widened = quantized;
+      widened.k = make_cache(ElementType::f32, quantized.k.decoded);
+      widened.v = make_cache(ElementType::f32, quantized.v.decoded);
+      // Outputs are bounded by the value range, 1: relative to it, as the f32 tests are.
+      EXPECT_LT(testing::max_relative_error(run_attention(quantized), run_attention(widened), 1.0), 1e-5);
+    }
   }
-  EXPECT_EQ(0, std::memcmp(one_thread.data(), two_threads.data(), one_thread.size() * sizeof(float)));  // exact
+}
+
+// Against attention over the values before quantization, q8_0's own error shows: each
+// value moves by at most half a step, amax/254 (about 0.004 here), and with random signs
+// the score errors stay near 0.004 · |q| · scale while outputs, averages of values, stay
+// within that too. 2e-2 leaves margin for unlucky draws; a block with a wrong scale or
+// misread codes moves scores and outputs by O(1).
+TEST(Attention, Q8_0NearUnquantizedReference) {
+  SeededRng rng;
+  for (const Case& c : kCases) {
+    if (!supports(c, ElementType::q8_0)) continue;
+    SCOPED_TRACE(describe(c, ElementType::q8_0));
+    const Problem exact = make_problem(rng, c, ElementType::f32);
+    Problem quantized = exact;
+    quantized.k = make_cache(ElementType::q8_0, exact.k.decoded);
+    quantized.v = make_cache(ElementType::q8_0, exact.v.decoded);
+    const std::vector<float> actual = run_attention(quantized);
+    const std::vector<double> expected = reference_attention(exact);
+    double worst = 0.0;
+    for (size_t i = 0; i < expected.size(); ++i) worst = std::max(worst, std::abs(actual[i] - expected[i]));
+    EXPECT_LT(worst, 2e-2);
+  }
 }
 
 }  // namespace
