@@ -22,6 +22,7 @@ cpu::ElementType element_type(DType type) {
   switch (type) {
     case DType::f16: return cpu::ElementType::f16;
     case DType::bf16: return cpu::ElementType::bf16;
+    case DType::q8_0: return cpu::ElementType::q8_0;
     default: return cpu::ElementType::f32;
   }
 }

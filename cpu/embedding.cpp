@@ -32,6 +32,8 @@ void embedding(const void* table, ElementType table_type, int64_t cols, const in
       case ElementType::bf16:
         quant::bf16_to_f32_row(reinterpret_cast<const uint16_t*>(row), destination, cols);
         break;
+      case ElementType::q8_0:  // the graph admits q8_0 for KV caches only
+        break;
     }
   }
 }

@@ -69,6 +69,8 @@ void gemv_rows_scalar(ElementType weight_type, const void* weight, int64_t rows,
       case ElementType::bf16:
         y[r] = dot_16bit<quant::bf16_to_f32_row>(static_cast<const uint16_t*>(weight) + r * in, x, in);
         break;
+      case ElementType::q8_0:  // the graph admits q8_0 for KV caches only
+        break;
     }
   }
 }
