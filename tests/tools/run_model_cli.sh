@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# run-model's command line: the default model, the output files, determinism, and one
+# clear line with a non-zero exit for each bad input.
+set -euo pipefail
+run_model=$1
+scratch=$2
+data_dir=$(cd "$(dirname "$0")/../data" && pwd)
+rm -rf "$scratch" && mkdir -p "$scratch"
+cd "$scratch"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# The main job: no -m runs the committed demo model and prints text.
+"$run_model" -n 24 --seed 7 >out.txt 2>err.txt || fail "default model run failed: $(cat err.txt)"
+[ -s out.txt ] || fail "the default model printed nothing"
+grep -q "run-model: load .* ms | prompt 1 tokens.* | generated .* tok/s | peak RSS" err.txt || fail "no timing line"
+
+# Same seed, same text; greedy decoding ignores the seed.
+"$run_model" -p "The" -n 16 --seed 7 >a.txt 2>/dev/null
+"$run_model" -p "The" -n 16 --seed 7 >b.txt 2>/dev/null
+cmp -s a.txt b.txt || fail "the same seed gave two texts"
+"$run_model" -p "The" -n 16 --temp 0 --seed 1 >g1.txt 2>/dev/null
+"$run_model" -p "The" -n 16 --temp 0 --seed 2 >g2.txt 2>/dev/null
+cmp -s g1.txt g2.txt || fail "greedy decoding depends on the seed"
+
+# -n 0 evaluates the prompt only; the logits and ids files are complete.
+"$run_model" -p "Never under" -n 0 --logits-out logits.npy --tokens-out ids.json >/dev/null 2>&1
+grep -q '"generated_ids":\[\]' ids.json || fail "ids.json: $(cat ids.json)"
+grep -q '"prompt_ids":\[0,' ids.json || fail "ids.json lacks the BOS: $(cat ids.json)"
+prompt_tokens=$(sed 's/.*"prompt_ids":\[\([0-9,]*\)\].*/\1/' ids.json | tr ',' '\n' | wc -l)
+head -c 128 logits.npy | grep -aq "'shape': ($prompt_tokens, 4096)" || fail "logits.npy header"
+[ "$(stat -c %s logits.npy)" -eq $((128 + prompt_tokens * 4096 * 4)) ] || fail "logits.npy size"
+ls ./*.tmp 2>/dev/null && fail "a temporary file was left behind"
+
+# Several continuations in one batch, chat from stdin, perplexity.
+"$run_model" -p "A" -n 8 --parallel 3 --seed 3 >parallel.txt 2>/dev/null
+[ "$(grep -c '^\[[0-2]\] A' parallel.txt)" -eq 3 ] || fail "--parallel 3: $(cat parallel.txt)"
+echo "hello" | "$run_model" -i -n 8 --seed 3 >chat.txt 2>chat_err.txt || fail "chat: $(cat chat_err.txt)"
+grep -q "using chatml" chat_err.txt || fail "chat without a template does not say which it uses"
+printf 'You will be surrounded by luxury. Your lucky number has been disconnected.\n' >text.txt
+"$run_model" --perplexity text.txt >ppl.txt 2>/dev/null
+grep -q "^PPL = [0-9.]* +/- [0-9.]* over [0-9]* tokens" ppl.txt || fail "perplexity: $(cat ppl.txt)"
+
+# Bad input: one line naming the cause, non-zero exit.
+expect_error() {
+  local pattern=$1
+  shift
+  if "$run_model" "$@" >/dev/null 2>bad.txt; then fail "accepted: $*"; fi
+  grep -q -- "$pattern" bad.txt || fail "$* said: $(cat bad.txt)"
+}
+expect_error "no such file" -m missing.gguf
+expect_error "Vulkan" --device vulkan
+expect_error "kv-type" --kv-type q4_0
+expect_error "top-p" --top-p 1.5
+expect_error "needs .* positions" -p "hi" -n 100000
+expect_error "longer than the context" -c 4 -p "one two three four five six seven"
+printf 'abc\377' >bad_utf8.txt
+expect_error "UTF-8" -f bad_utf8.txt
+expect_error "cannot read" -f missing.txt
+expect_error "cannot read" --perplexity missing.txt
+printf 'not a model' >corrupt.gguf
+expect_error "corrupt.gguf" -m corrupt.gguf
+mkdir -p no_tokenizer && cp "$data_dir/demo-fortunes-7m/config.json" no_tokenizer/
+expect_error "no_tokenizer" -m no_tokenizer
+echo "run-model CLI: all checks passed"
