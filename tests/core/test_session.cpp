@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "ember/perplexity.h"
+#include "ember/quantize.h"
+#include "model_builder.h"
 #include "ember/session.h"
 
 namespace ember {
@@ -87,6 +89,73 @@ TEST(SessionTest, PerplexityOfFortuneTextIsNearTheTrainingLoss) {
   EXPECT_FALSE(perplexity(session, ids.value(), 1).ok());
   EXPECT_FALSE(perplexity(session, ids.value(), 100000).ok());
   EXPECT_FALSE(perplexity(session, std::span(ids->data(), 1), 32).ok());
+}
+
+constexpr std::string_view kHeldOutText =
+    "The man who does not read good books has no advantage over the man who cannot read them. Beware of "
+    "all enterprises that require new clothes. A fool and his money are soon parted, but the fool keeps "
+    "the receipt. If you think nobody cares if you're alive, try missing a couple of car payments. "
+    "Experience is what you get when you didn't get what you wanted.";
+
+// The demo model converted to `target` through quantize-model's library call.
+Session converted_demo(const testing::ScratchDir& scratch, QuantizeTarget target) {
+  QuantizeOptions options;
+  options.input = kDemo;
+  options.output = scratch / (std::string(quantize_target_name(target)) + ".gguf");
+  options.target = target;
+  auto report = quantize_model(options);
+  EXPECT_TRUE(report.ok()) << report.status().message();
+  auto session = Session::load(options.output, {.kv_cache_type = DType::f32});
+  EXPECT_TRUE(session.ok()) << session.status().message();
+  return std::move(session.value());
+}
+
+double relative_l2(const Tensor& got, const Tensor& expected) {
+  double difference = 0.0, norm = 0.0;
+  for (int64_t i = 0; i < expected.elements(); ++i) {
+    const double d = static_cast<double>(got.get_flat(i)) - expected.get_flat(i);
+    difference += d * d;
+    norm += static_cast<double>(expected.get_flat(i)) * expected.get_flat(i);
+  }
+  return std::sqrt(difference / norm);
+}
+
+TEST(QuantizedDemoTest, Q8LogitsWithinTwoPercentOfF32) {
+  testing::ScratchDir scratch;
+  Session exact = load_demo();
+  Session q8 = converted_demo(scratch, QuantizeTarget::q8_0);
+  auto ids = exact.tokenize(kHeldOutText, true);
+  ASSERT_TRUE(ids.ok());
+  auto expected = exact.eval_all_logits(ids.value());
+  auto got = q8.eval_all_logits(ids.value());
+  ASSERT_TRUE(expected.ok() && got.ok());
+  const double error = relative_l2(got.value(), expected.value());
+  EXPECT_LE(error, 0.02);
+  RecordProperty("relative_l2_q8_0", std::to_string(error));
+}
+
+// 4-bit weights cost some perplexity; llama.cpp reports a few percent for q4_0 on real
+// models. The bound: within 10% of f16's on held-out text (the demo is tiny, which
+// makes it more sensitive than large models). Measured: f16 87.6, q4_0 92.1 (+5.1%),
+// q4_k_m 86.1 (-1.8%).
+TEST(QuantizedDemoTest, FourBitPerplexityStaysNearF16) {
+  testing::ScratchDir scratch;
+  const auto perplexity_of = [&](QuantizeTarget target) {
+    Session session = converted_demo(scratch, target);
+    auto ids = session.tokenize(kHeldOutText, false);
+    EXPECT_TRUE(ids.ok());
+    auto result = perplexity(session, ids.value(), 64);
+    EXPECT_TRUE(result.ok()) << result.status().message();
+    return result.ok() ? result->perplexity : INFINITY;
+  };
+  const double f16 = perplexity_of(QuantizeTarget::f16);
+  for (QuantizeTarget target : {QuantizeTarget::q4_0, QuantizeTarget::q4_k_m}) {
+    const double quantized = perplexity_of(target);
+    EXPECT_LE(quantized, f16 * 1.10) << quantize_target_name(target) << " vs f16 " << f16;
+    EXPECT_GE(quantized, f16 * 0.90) << quantize_target_name(target) << " vs f16 " << f16;
+    RecordProperty(std::string("perplexity_") + std::string(quantize_target_name(target)), std::to_string(quantized));
+  }
+  RecordProperty("perplexity_f16", std::to_string(f16));
 }
 
 TEST(SessionTest, LoadErrorsNameThePath) {
