@@ -102,6 +102,16 @@ std::pair<double, double> node_work(const ember::Graph& graph, const ember::Node
   if (node.op == ember::Op::linear || node.op == ember::Op::matmul) {
     const ember::Shape& x = graph.node(node.inputs[0]).shape;
     flops = 2.0 * static_cast<double>(node.shape.elements()) * static_cast<double>(x[x.rank() - 1]);
+  } else if (node.op == ember::Op::cached_attention) {
+    // Query row t of a segment scores and weights position + t + 1 keys: 4 FLOPs per
+    // key and head dimension (q·k and p·v multiply-adds).
+    flops = 0.0;
+    const double head_elements = static_cast<double>(node.shape[1] * node.shape[2]);
+    for (const ember::AttentionSegment& segment : node.params.segments) {
+      const double keys = static_cast<double>(segment.tokens) * static_cast<double>(segment.position) +
+                          static_cast<double>(segment.tokens * (segment.tokens + 1)) / 2.0;
+      flops += 4.0 * head_elements * keys;
+    }
   }
   return {flops, bytes};
 }
