@@ -21,13 +21,6 @@ Status check_gpt2_config(const ModelConfig& config, const std::filesystem::path&
 Result<ModelWeights> load_gpt2_weights(const ModelConfig& c, const WeightLoader& weights) {
   const int64_t hidden = c.hidden_size;
   ModelWeights model;
-#define EMBER_LOAD(slot, expression)     \
-  do {                                   \
-    auto loaded = (expression);          \
-    if (!loaded) return loaded.status(); \
-    (slot) = std::move(loaded.value());  \
-  } while (false)
-
   EMBER_LOAD(model.token_embd, weights.matrix("token_embd.weight", Shape{c.vocab_size, hidden}));
   EMBER_LOAD(model.position_embd, weights.matrix("position_embd.weight", Shape{c.context_length, hidden}));
   EMBER_LOAD(model.output_norm, weights.f32_vector("output_norm.weight", hidden));
@@ -63,7 +56,6 @@ Result<ModelWeights> load_gpt2_weights(const ModelConfig& c, const WeightLoader&
     EMBER_LOAD(layer.b_down, weights.f32_vector(prefix + "ffn_down.bias", hidden));
     model.layers.push_back(std::move(layer));
   }
-#undef EMBER_LOAD
   return model;
 }
 

@@ -19,14 +19,6 @@ Result<ModelWeights> load_llama_weights(const ModelConfig& c, const WeightLoader
   const int64_t q_rows = c.head_count * c.head_dim, kv_rows = c.kv_head_count * c.head_dim;
   const int64_t hidden = c.hidden_size;
   ModelWeights model;
-  // Assigns the loaded tensor to `slot`, or returns its error.
-#define EMBER_LOAD(slot, expression)     \
-  do {                                   \
-    auto loaded = (expression);          \
-    if (!loaded) return loaded.status(); \
-    (slot) = std::move(loaded.value());  \
-  } while (false)
-
   EMBER_LOAD(model.token_embd, weights.matrix("token_embd.weight", Shape{c.vocab_size, hidden}));
   EMBER_LOAD(model.output_norm, weights.f32_vector("output_norm.weight", hidden));
   if (weights.has("output.weight")) {
@@ -52,7 +44,6 @@ Result<ModelWeights> load_llama_weights(const ModelConfig& c, const WeightLoader
     EMBER_LOAD(layer.w_down, weights.matrix(prefix + "ffn_down.weight", Shape{hidden, c.ffn_size}));
     model.layers.push_back(std::move(layer));
   }
-#undef EMBER_LOAD
   return model;
 }
 

@@ -73,6 +73,14 @@ class WeightLoader {
   std::map<std::string, const SourceTensor*, std::less<>> by_name_;
 };
 
+// In a loader returning Result: assigns the loaded tensor to `slot`, or returns its error.
+#define EMBER_LOAD(slot, expression)     \
+  do {                                   \
+    auto loaded = (expression);          \
+    if (!loaded) return loaded.status(); \
+    (slot) = std::move(loaded.value());  \
+  } while (false)
+
 // Builders shared by the architectures.
 class TransformerGraph {
  public:
