@@ -21,15 +21,10 @@ Status check_gpt2_config(const ModelConfig& config, const std::filesystem::path&
 Result<ModelWeights> load_gpt2_weights(const ModelConfig& c, const WeightLoader& weights) {
   const int64_t hidden = c.hidden_size;
   ModelWeights model;
-  EMBER_LOAD(model.token_embd, weights.matrix("token_embd.weight", Shape{c.vocab_size, hidden}));
+  EMBER_RETURN_IF_ERROR(weights.embeddings_and_output(c, model));
   EMBER_LOAD(model.position_embd, weights.matrix("position_embd.weight", Shape{c.context_length, hidden}));
   EMBER_LOAD(model.output_norm, weights.f32_vector("output_norm.weight", hidden));
   EMBER_LOAD(model.output_norm_bias, weights.f32_vector("output_norm.bias", hidden));
-  if (weights.has("output.weight")) {
-    EMBER_LOAD(model.output, weights.matrix("output.weight", Shape{c.vocab_size, hidden}));
-  } else {
-    model.output = model.token_embd;
-  }
   for (int64_t i = 0; i < c.layer_count; ++i) {
     const std::string prefix = fmt::format("blk.{}.", i);
     LayerWeights layer;

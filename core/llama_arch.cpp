@@ -19,13 +19,8 @@ Result<ModelWeights> load_llama_weights(const ModelConfig& c, const WeightLoader
   const int64_t q_rows = c.head_count * c.head_dim, kv_rows = c.kv_head_count * c.head_dim;
   const int64_t hidden = c.hidden_size;
   ModelWeights model;
-  EMBER_LOAD(model.token_embd, weights.matrix("token_embd.weight", Shape{c.vocab_size, hidden}));
+  EMBER_RETURN_IF_ERROR(weights.embeddings_and_output(c, model));
   EMBER_LOAD(model.output_norm, weights.f32_vector("output_norm.weight", hidden));
-  if (weights.has("output.weight")) {
-    EMBER_LOAD(model.output, weights.matrix("output.weight", Shape{c.vocab_size, hidden}));
-  } else {
-    model.output = model.token_embd;
-  }
   for (int64_t i = 0; i < c.layer_count; ++i) {
     const std::string prefix = fmt::format("blk.{}.", i);
     LayerWeights layer;

@@ -63,6 +63,8 @@ class WeightLoader {
   Result<Tensor> matrix(const std::string& name, const Shape& shape) const;
   // Norm weights and biases feed ops that take f32 only (ember/graph.h).
   Result<Tensor> f32_vector(const std::string& name, int64_t length) const;
+  // token_embd.weight and the output matrix: output.weight, or token_embd when tied.
+  Status embeddings_and_output(const ModelConfig& config, ModelWeights& model) const;
   // An optional f32 vector: undefined when the file does not have it.
   Result<Tensor> optional_f32_vector(const std::string& name, int64_t length) const;
 

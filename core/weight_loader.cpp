@@ -49,6 +49,17 @@ Result<Tensor> WeightLoader::f32_vector(const std::string& name, int64_t length)
   return to_f32(tensor.value());
 }
 
+Status WeightLoader::embeddings_and_output(const ModelConfig& config, ModelWeights& model) const {
+  const Shape table{config.vocab_size, config.hidden_size};
+  EMBER_LOAD(model.token_embd, matrix("token_embd.weight", table));
+  if (has("output.weight")) {
+    EMBER_LOAD(model.output, matrix("output.weight", table));
+  } else {
+    model.output = model.token_embd;
+  }
+  return {};
+}
+
 Result<Tensor> WeightLoader::optional_f32_vector(const std::string& name, int64_t length) const {
   if (!has(name)) return Tensor{};
   return f32_vector(name, length);

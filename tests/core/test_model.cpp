@@ -13,12 +13,15 @@
 #include "ember/graph.h"
 #include "ember/model.h"
 #include "ember/quantize.h"
+#include "core/logit_compare.h"
 #include "model_builder.h"
 #include "npy.h"
 
 namespace ember {
 namespace {
 
+using testing::relative_error;
+using testing::scientific;
 using testing::ScratchDir;
 
 const std::filesystem::path kDemo = std::filesystem::path(EMBER_TEST_DATA_DIR) / "demo-fortunes-7m";
@@ -36,23 +39,6 @@ const std::vector<std::vector<int32_t>> kGreedy = {
      13, 304, 260, 277, 1076, 291, 265, 200, 642, 86, 3232, 373, 384, 13, 265, 782},
     {526, 34, 27, 222, 1335, 13, 265, 782, 301, 260, 636, 1856, 13, 304, 265, 703,
      301, 260, 636, 1856, 290, 199, 199, 292, 1532, 702, 373, 523, 1}};
-
-// max|got - expected| / max|expected| over all elements; infinity when shapes differ.
-double relative_error(const Tensor& got, const Tensor& expected) {
-  if (got.shape() != expected.shape()) return INFINITY;
-  double worst = 0.0, scale = 0.0;
-  for (int64_t i = 0; i < expected.elements(); ++i) {
-    worst = std::max(worst, std::fabs(static_cast<double>(got.get_flat(i)) - expected.get_flat(i)));
-    scale = std::max(scale, std::fabs(static_cast<double>(expected.get_flat(i))));
-  }
-  return worst / scale;
-}
-
-std::string scientific(double value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.3g", value);
-  return text;
-}
 
 int32_t argmax_of_last_row(const Tensor& logits) {
   auto data = logits.read<float>();

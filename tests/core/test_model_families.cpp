@@ -14,6 +14,7 @@
 
 #include "ember/model.h"
 #include "ember/quantize.h"
+#include "core/logit_compare.h"
 #include "model_builder.h"
 #include "npy.h"
 #include "reference_transformer.h"
@@ -22,23 +23,15 @@ namespace ember {
 namespace {
 
 using testing::HfModelSpec;
+using testing::relative_error;
+using testing::relative_l2_error;
+using testing::scientific;
 using testing::ReferenceLogits;
 using testing::ScratchDir;
 using testing::SeededRng;
 
 // An f32 KV cache: comparisons need no rounding of keys and values.
 const ModelOptions kExact{.kv_cache_type = DType::f32};
-
-// max|got - expected| / max|expected|; infinity when the shapes differ.
-double relative_error(const Tensor& got, const Tensor& expected) {
-  if (got.shape() != expected.shape()) return INFINITY;
-  double worst = 0.0, scale = 0.0;
-  for (int64_t i = 0; i < expected.elements(); ++i) {
-    worst = std::max(worst, std::fabs(static_cast<double>(got.get_flat(i)) - expected.get_flat(i)));
-    scale = std::max(scale, std::fabs(static_cast<double>(expected.get_flat(i))));
-  }
-  return worst / scale;
-}
 
 double relative_error(const Tensor& got, const ReferenceLogits& expected) {
   if (got.shape() != Shape{expected.rows, expected.vocab}) return INFINITY;
@@ -49,24 +42,6 @@ double relative_error(const Tensor& got, const ReferenceLogits& expected) {
     scale = std::max(scale, std::fabs(want));
   }
   return worst / scale;
-}
-
-// ||got - expected|| / ||expected|| over all elements.
-double relative_l2_error(const Tensor& got, const Tensor& expected) {
-  if (got.shape() != expected.shape()) return INFINITY;
-  double difference = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < expected.elements(); ++i) {
-    const double want = expected.get_flat(i);
-    difference += (got.get_flat(i) - want) * (got.get_flat(i) - want);
-    norm += want * want;
-  }
-  return std::sqrt(difference / norm);
-}
-
-std::string scientific(double value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.3g", value);
-  return text;
 }
 
 Tensor rows(const Tensor& logits, int64_t start, int64_t count) {

@@ -8,6 +8,7 @@
 
 #include "ember/perplexity.h"
 #include "ember/quantize.h"
+#include "core/logit_compare.h"
 #include "model_builder.h"
 #include "ember/session.h"
 
@@ -110,16 +111,6 @@ Session converted_demo(const testing::ScratchDir& scratch, QuantizeTarget target
   return std::move(session.value());
 }
 
-double relative_l2(const Tensor& got, const Tensor& expected) {
-  double difference = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < expected.elements(); ++i) {
-    const double d = static_cast<double>(got.get_flat(i)) - expected.get_flat(i);
-    difference += d * d;
-    norm += static_cast<double>(expected.get_flat(i)) * expected.get_flat(i);
-  }
-  return std::sqrt(difference / norm);
-}
-
 TEST(QuantizedDemoTest, Q8LogitsWithinTwoPercentOfF32) {
   testing::ScratchDir scratch;
   Session exact = load_demo();
@@ -129,7 +120,7 @@ TEST(QuantizedDemoTest, Q8LogitsWithinTwoPercentOfF32) {
   auto expected = exact.eval_all_logits(ids.value());
   auto got = q8.eval_all_logits(ids.value());
   ASSERT_TRUE(expected.ok() && got.ok());
-  const double error = relative_l2(got.value(), expected.value());
+  const double error = testing::relative_l2_error(got.value(), expected.value());
   EXPECT_LE(error, 0.02);
   RecordProperty("relative_l2_q8_0", std::to_string(error));
 }
