@@ -5,6 +5,7 @@
 
 #include "cpu/threads.h"
 #include "quant/convert.h"
+#include "quant/quantize.h"
 
 namespace ember::cpu {
 namespace {
@@ -17,7 +18,7 @@ constexpr int64_t kMinParallelWork = 16384;
 void embedding(const void* table, ElementType table_type, int64_t cols, const int32_t* ids, int64_t count,
                float* out) {
   const auto* bytes = static_cast<const std::byte*>(table);
-  const int64_t row_bytes = cols * static_cast<int64_t>(element_bytes(table_type));
+  const int64_t row_bytes = element_row_bytes(table_type, cols);
 #pragma omp parallel for num_threads(threads()) schedule(static) if (count * cols >= kMinParallelWork)
   for (int64_t i = 0; i < count; ++i) {
     const std::byte* row = bytes + static_cast<int64_t>(ids[i]) * row_bytes;
@@ -32,8 +33,7 @@ void embedding(const void* table, ElementType table_type, int64_t cols, const in
       case ElementType::bf16:
         quant::bf16_to_f32_row(reinterpret_cast<const uint16_t*>(row), destination, cols);
         break;
-      case ElementType::q8_0:  // the graph admits q8_0 for KV caches only
-        break;
+      default: quant::dequantize_row(to_dtype(table_type), row, destination, cols); break;
     }
   }
 }

@@ -69,7 +69,7 @@ void gemv_rows_scalar(ElementType weight_type, const void* weight, int64_t rows,
       case ElementType::bf16:
         y[r] = dot_16bit<quant::bf16_to_f32_row>(static_cast<const uint16_t*>(weight) + r * in, x, in);
         break;
-      case ElementType::q8_0:  // the graph admits q8_0 for KV caches only
+      default:  // block types go through quantized_matmul
         break;
     }
   }
@@ -78,11 +78,8 @@ void gemv_rows_scalar(ElementType weight_type, const void* weight, int64_t rows,
 using RowsKernel = void (*)(ElementType, const void*, int64_t, int64_t, const float*, float*);
 
 RowsKernel kernel_for(Isa isa) {
-  switch (isa) {
-    case Isa::avx512: return x86::gemv_rows_avx512;
-    case Isa::avx2: return x86::gemv_rows_avx2;
-    case Isa::scalar: return gemv_rows_scalar;
-  }
+  if (has_avx512(isa)) return x86::gemv_rows_avx512;
+  if (has_avx2(isa)) return x86::gemv_rows_avx2;
   return gemv_rows_scalar;
 }
 

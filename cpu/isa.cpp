@@ -8,32 +8,57 @@
 namespace ember::cpu {
 namespace {
 
-Isa detect() {
+constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2, Isa::avx_vnni, Isa::avx512, Isa::avx512_vnni};
+
+bool cpu_runs(Isa isa) {
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512dq"))
-    return Isa::avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
-  return Isa::scalar;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  switch (isa) {
+    case Isa::scalar: return true;
+    case Isa::avx2: return avx2;
+    case Isa::avx_vnni: return avx2 && __builtin_cpu_supports("avxvnni");
+    case Isa::avx512: return avx512;
+    case Isa::avx512_vnni: return avx512 && __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+}
+
+Isa highest_supported_at_most(Isa ceiling) {
+  Isa best = Isa::scalar;
+  for (Isa isa : kAllIsas)
+    if (isa <= ceiling && isa_supported(isa)) best = isa;
+  return best;
 }
 
 Isa from_environment(Isa detected) {
   const char* value = std::getenv("EMBER_CPU_ISA");
   if (value == nullptr) return detected;
-  std::string_view name(value);
-  Isa wanted = detected;
-  if (name == "scalar") wanted = Isa::scalar;
-  if (name == "avx2") wanted = Isa::avx2;
-  if (name == "avx512") wanted = Isa::avx512;
-  return std::min(wanted, detected);
+  for (Isa isa : kAllIsas)
+    if (isa_name(isa) == value) return highest_supported_at_most(isa);
+  return detected;
 }
 
 std::atomic<int> g_forced{-1};
 
 }  // namespace
 
+bool isa_supported(Isa isa) {
+  static const bool supported[] = {cpu_runs(Isa::scalar), cpu_runs(Isa::avx2), cpu_runs(Isa::avx_vnni),
+                                   cpu_runs(Isa::avx512), cpu_runs(Isa::avx512_vnni)};
+  return supported[static_cast<int>(isa)];
+}
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> isas;
+  for (Isa isa : kAllIsas)
+    if (isa_supported(isa)) isas.push_back(isa);
+  return isas;
+}
+
 Isa detected_isa() {
-  static const Isa detected = detect();
+  static const Isa detected = highest_supported_at_most(Isa::avx512_vnni);
   return detected;
 }
 
@@ -44,13 +69,17 @@ Isa active_isa() {
   return from_env;
 }
 
-void force_isa(Isa isa) { g_forced.store(static_cast<int>(std::min(isa, detected_isa())), std::memory_order_relaxed); }
+void force_isa(Isa isa) {
+  g_forced.store(static_cast<int>(highest_supported_at_most(isa)), std::memory_order_relaxed);
+}
 
 std::string_view isa_name(Isa isa) {
   switch (isa) {
     case Isa::scalar: return "scalar";
     case Isa::avx2: return "avx2";
+    case Isa::avx_vnni: return "avx_vnni";
     case Isa::avx512: return "avx512";
+    case Isa::avx512_vnni: return "avx512_vnni";
   }
   return "unknown";
 }

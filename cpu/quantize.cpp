@@ -19,12 +19,9 @@ using BlocksKernel = void (*)(DType, const float*, void*, int64_t);
 
 BlocksKernel kernel_for(DType type, Isa isa) {
   if (!x86::has_simd_quantizer(type)) return quant::quantize_row_reference;
-  switch (isa) {
-    case Isa::avx512:
-      return type == DType::q4_k || type == DType::q6_k ? x86::quantize_blocks_avx2 : x86::quantize_blocks_avx512;
-    case Isa::avx2: return x86::quantize_blocks_avx2;
-    case Isa::scalar: return quant::quantize_row_reference;
-  }
+  if (has_avx512(isa))
+    return type == DType::q4_k || type == DType::q6_k ? x86::quantize_blocks_avx2 : x86::quantize_blocks_avx512;
+  if (has_avx2(isa)) return x86::quantize_blocks_avx2;
   return quant::quantize_row_reference;
 }
 

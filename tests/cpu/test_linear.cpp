@@ -129,9 +129,9 @@ std::vector<float> run_gemv(const Weights& w, const GemvShape& s, const std::vec
 
 TEST(Gemv, EveryIsaPathMatchesReferenceOnOneAndTwoThreads) {
   SeededRng rng;
-  for (int isa = static_cast<int>(Isa::scalar); isa <= static_cast<int>(detected_isa()); ++isa) {
-    ForcedIsa forced(static_cast<Isa>(isa));
-    ASSERT_EQ(active_isa(), static_cast<Isa>(isa));
+  for (Isa isa : supported_isas()) {
+    ForcedIsa forced(isa);
+    ASSERT_EQ(active_isa(), isa);
     for (int count : {1, 2}) {
       ThreadCount scoped(count);
       for (ElementType type : kTypes)
@@ -150,8 +150,8 @@ TEST(Gemv, EveryIsaPathMatchesReferenceOnOneAndTwoThreads) {
 // across the kernel's 4-row groups) must not change a single bit.
 TEST(Gemv, ThreadCountDoesNotChangeResults) {
   SeededRng rng;
-  for (int isa = static_cast<int>(Isa::scalar); isa <= static_cast<int>(detected_isa()); ++isa) {
-    ForcedIsa forced(static_cast<Isa>(isa));
+  for (Isa isa : supported_isas()) {
+    ForcedIsa forced(isa);
     for (ElementType type : kTypes) {
       SCOPED_TRACE(std::string(isa_name(active_isa())) + " " + type_name(type));
       const GemvShape s{1027, 1001};

@@ -120,14 +120,14 @@ TEST(QuantizeFast, ByteIdenticalToReferenceForEveryIsaAndThreadCount) {
       const int64_t row_length = shape[1] / block * block;
       const std::vector<float> x = awkward_data(rng, type, rows * row_length);
       const std::vector<unsigned char> expected = reference_rows(type, x, rows, row_length);
-      for (int isa = 0; isa <= static_cast<int>(detected_isa()); ++isa) {
+      for (Isa isa : supported_isas()) {
         for (int thread_count : {1, 2}) {
-          force_isa(static_cast<Isa>(isa));
+          force_isa(isa);
           set_threads(thread_count);
           std::vector<unsigned char> actual(expected.size(), kPoison);
           quantize_rows(type, x.data(), rows, row_length, actual.data());
           // Exact: the same bytes, guard bytes past the matrix included (still poison).
-          ASSERT_EQ(actual, expected) << dtype_name(type) << " " << isa_name(static_cast<Isa>(isa)) << " threads "
+          ASSERT_EQ(actual, expected) << dtype_name(type) << " " << isa_name(isa) << " threads "
                                       << thread_count << " rows " << rows << " x " << row_length;
         }
       }
