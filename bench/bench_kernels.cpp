@@ -1,15 +1,17 @@
 // Kernel benchmarks: f32 GEMM (Eigen alone vs through ember's graph and executor), the
 // prefill shape, decode GEMVs per weight type, fused linear vs its unfused chain,
-// softmax and rms_norm. Every case takes the thread count as its last argument.
+// softmax, rms_norm, attention and the fork/join cost of a tiny parallel op. Every case takes the thread count as its last argument.
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
 #include <random>
 #include <vector>
 
+#include "cpu/attention.h"
 #include "cpu/matmul.h"
 #include "cpu/norm.h"
 #include "cpu/softmax.h"
+#include "cpu/threads.h"
 #include "ember/ember.h"
 
 namespace ember::bench {
@@ -159,6 +161,64 @@ void BM_RmsNorm(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * rows * cols * 8);
 }
 BENCHMARK(BM_RmsNorm)->ArgNames({"rows", "cols", "threads"})->ArgsProduct({{512}, {4096}, {1, 2}})->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// Causal attention over an f16 cache, M's shape (16 query heads, 4 kv heads, head_dim
+// 128): a 512-token prompt from position 0, and one decoded token after 511 cached ones.
+// FLOP/s counts the score and value multiply-adds of the visible keys only.
+void BM_Attention(benchmark::State& state) {
+  const int64_t tokens = state.range(0), cached = state.range(1);
+  set_num_threads(static_cast<int>(state.range(2)));
+  constexpr int64_t kQHeads = 16, kKvHeads = 4, kHeadDim = 128;
+  const int64_t kv_length = cached + tokens;
+  Tensor q = random_tensor({tokens, kQHeads, kHeadDim});
+  Tensor k = random_tensor({kv_length, kKvHeads, kHeadDim}, DType::f16);
+  Tensor v = random_tensor({kv_length, kKvHeads, kHeadDim}, DType::f16);
+  std::vector<float> out(static_cast<size_t>(tokens * kQHeads * kHeadDim));
+  const cpu::AttentionArgs args{.q = q.read<float>().value(),
+                                .k = k.read<std::byte>().value(),
+                                .v = v.read<std::byte>().value(),
+                                .kv_type = cpu::ElementType::f16,
+                                .out = out.data(),
+                                .tokens = tokens,
+                                .q_heads = kQHeads,
+                                .kv_heads = kKvHeads,
+                                .head_dim = kHeadDim,
+                                .kv_length = kv_length,
+                                .position_offset = cached,
+                                .scale = 0.088f};
+  for (auto _ : state) {
+    cpu::attention(args);
+    benchmark::DoNotOptimize(out.data());
+  }
+  double visible_pairs = 0.0;
+  for (int64_t t = 0; t < tokens; ++t) visible_pairs += static_cast<double>(cached + t + 1);
+  set_flops(state, 4.0 * visible_pairs * kQHeads * kHeadDim);
+}
+BENCHMARK(BM_Attention)
+    ->ArgNames({"tokens", "cached", "threads"})
+    ->Args({512, 0, 1})
+    ->Args({512, 0, 2})
+    ->Args({1, 511, 1})
+    ->Args({1, 511, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// The fork/join cost every parallel kernel pays: a tiny op (scaling 4096 floats, under a
+// microsecond of work) run as a parallel region of the kernel thread count. A decoded
+// token runs a few hundred such regions, so this must stay far below a microsecond-scale
+// budget per op (issue #5 sets 5 µs).
+void BM_ForkJoinTinyOp(benchmark::State& state) {
+  constexpr int64_t kCount = 4096;
+  const int thread_count = static_cast<int>(state.range(0));
+  set_num_threads(thread_count);
+  std::vector<float> x(kCount, 1.0f);
+  for (auto _ : state) {
+#pragma omp parallel for num_threads(cpu::threads()) schedule(static)
+    for (int64_t i = 0; i < kCount; ++i) x[i] *= 1.0000001f;
+    benchmark::DoNotOptimize(x.data());
+  }
+}
+BENCHMARK(BM_ForkJoinTinyOp)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace ember::bench

@@ -1,6 +1,6 @@
-// Ceiling probes: the peak f32 FMA rate and the sustained read bandwidth, on 1 and 2
-// threads. Kernel numbers in docs/PERFORMANCE.md are fractions of these, measured in
-// the same run.
+// Ceiling probes: the peak f32 FMA and int8 dot-product rates and the sustained read
+// bandwidth, on 1 and 2 threads. Kernel numbers in docs/PERFORMANCE.md are fractions of
+// these, measured in the same run.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -12,18 +12,31 @@
 namespace ember::bench {
 namespace {
 
-void BM_CeilingFmaAvx512(benchmark::State& state) {
-  if (!__builtin_cpu_supports("avx512f")) {
-    state.SkipWithError("CPU lacks AVX-512F");
+// Runs `probe(rounds, threads)` (rounds of independent chains of one instruction) and
+// reports ops per second under `counter`, when the CPU runs the instruction
+// (`cpu_has`).
+template <class Probe>
+void peak_rate(benchmark::State& state, bool cpu_has, Probe probe, int64_t ops_per_round, const char* counter) {
+  if (!cpu_has) {
+    state.SkipWithError("the CPU lacks this instruction set");
     return;
   }
   const int threads = static_cast<int>(state.range(0));
   constexpr int64_t kRounds = 1 << 22;
-  for (auto _ : state) benchmark::DoNotOptimize(fma_avx512_chains(kRounds, threads));
-  state.counters["FLOP/s"] = benchmark::Counter(static_cast<double>(kRounds * kFlopsPerFmaRound * threads),
-                                                benchmark::Counter::kIsIterationInvariantRate);
+  for (auto _ : state) benchmark::DoNotOptimize(probe(kRounds, threads));
+  state.counters[counter] = benchmark::Counter(static_cast<double>(kRounds * ops_per_round * threads),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_CeilingFmaAvx512(benchmark::State& state) {
+  peak_rate(state, __builtin_cpu_supports("avx512f") != 0, fma_avx512_chains, kFlopsPerFmaRound, "FLOP/s");
 }
 BENCHMARK(BM_CeilingFmaAvx512)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
+
+void BM_CeilingInt8DotAvx512Vnni(benchmark::State& state) {
+  peak_rate(state, __builtin_cpu_supports("avx512vnni") != 0, int8_dot_avx512vnni_chains, kOpsPerDotRound, "OP/s");
+}
+BENCHMARK(BM_CeilingInt8DotAvx512Vnni)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
 
 // Sums `bytes` of floats: far past every cache (the L3 of this machine kind is 32 MiB),
 // so the rate is DRAM read bandwidth.

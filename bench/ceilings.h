@@ -11,6 +11,12 @@ namespace ember::bench {
 float fma_avx512_chains(int64_t iterations, int threads);
 inline constexpr int64_t kFlopsPerFmaRound = 16 * 16 * 2;  // 16 chains × 16 lanes × (mul + add)
 
+// The int8 dot-product peak: `iterations` rounds of 16 independent 512-bit vpdpbusd
+// chains per thread. Each vpdpbusd does 64 multiply-adds, counted as 2 ops each, as
+// peers.md and the quantized kernels' GOP/s do. Requires AVX512-VNNI.
+int32_t int8_dot_avx512vnni_chains(int64_t iterations, int threads);
+inline constexpr int64_t kOpsPerDotRound = 16 * 64 * 2;
+
 // Sums `count` floats (a multiple of 128 × threads, 64-byte aligned) on `threads`
 // threads, each reading 4 streams into 8 independent 512-bit accumulators, so the adds
 // never limit the rate: memory does. Requires AVX-512F.

@@ -23,6 +23,10 @@ cpu::ElementType element_type(DType type) {
     case DType::f16: return cpu::ElementType::f16;
     case DType::bf16: return cpu::ElementType::bf16;
     case DType::q8_0: return cpu::ElementType::q8_0;
+    case DType::q4_0: return cpu::ElementType::q4_0;
+    case DType::q4_1: return cpu::ElementType::q4_1;
+    case DType::q4_k: return cpu::ElementType::q4_k;
+    case DType::q6_k: return cpu::ElementType::q6_k;
     default: return cpu::ElementType::f32;
   }
 }

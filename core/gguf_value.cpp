@@ -129,6 +129,7 @@ std::optional<DType> dtype_from_ggml_type(uint32_t ggml_type) {
     case 2: return DType::q4_0;
     case 3: return DType::q4_1;
     case 8: return DType::q8_0;
+    case 9: return DType::q8_1;
     case 12: return DType::q4_k;
     case 14: return DType::q6_k;
     case 15: return DType::q8_k;
@@ -145,6 +146,7 @@ uint32_t ggml_type_of(DType type) {
     case DType::q4_0: return 2;
     case DType::q4_1: return 3;
     case DType::q8_0: return 8;
+    case DType::q8_1: return 9;
     case DType::q4_k: return 12;
     case DType::q6_k: return 14;
     case DType::q8_k: return 15;

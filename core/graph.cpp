@@ -103,6 +103,9 @@ Node make_node(Op op, std::vector<NodeId> inputs, const Shape& shape, OpParams p
 
 constexpr std::initializer_list<DType> kActivations = {DType::f32};
 constexpr std::initializer_list<DType> kWeights = {DType::f32, DType::f16, DType::bf16};
+// Linear layers and embedding tables also take GGUF's block types, read in place.
+constexpr std::initializer_list<DType> kStoredWeights = {DType::f32,  DType::f16,  DType::bf16, DType::q8_0,
+                                                         DType::q4_0, DType::q4_1, DType::q4_k, DType::q6_k};
 
 }  // namespace
 
@@ -151,7 +154,7 @@ NodeId Graph::matmul(NodeId a, NodeId b, bool transpose_b) {
 
 NodeId Graph::linear(NodeId x, NodeId weight, NodeId bias, Activation act) {
   if (!valid({x, weight}) || (bias != kInvalidNode && !valid({bias}))) return kInvalidNode;
-  if (!expect(x, kActivations, "x", Op::linear) || !expect(weight, kWeights, "weight", Op::linear)) return kInvalidNode;
+  if (!expect(x, kActivations, "x", Op::linear) || !expect(weight, kStoredWeights, "weight", Op::linear)) return kInvalidNode;
   const Shape &sx = node(x).shape, &sw = node(weight).shape;
   if (sx.rank() < 1 || sw.rank() != 2 || sx[sx.rank() - 1] != sw[1])
     return fail(fmt::format("linear of x {} and weight {}: weight must be [out, {}]", sx.str(), sw.str(),
@@ -308,7 +311,7 @@ NodeId Graph::swiglu(NodeId gate, NodeId up) {
 }
 
 NodeId Graph::embedding(NodeId table, NodeId ids) {
-  if (!valid({table, ids}) || !expect(table, kWeights, "table", Op::embedding) ||
+  if (!valid({table, ids}) || !expect(table, kStoredWeights, "table", Op::embedding) ||
       !expect(ids, {DType::i32}, "ids", Op::embedding))
     return kInvalidNode;
   const Shape &st = node(table).shape, &si = node(ids).shape;

@@ -58,8 +58,8 @@ class WeightLoader {
  public:
   WeightLoader(const ModelSource& source, std::filesystem::path path);
   bool has(const std::string& name) const { return by_name_.contains(name); }
-  // A matrix in its own type if f32, f16 or bf16; block-quantized ones are widened to f32
-  // because the linear kernels do not read blocks yet (issue #5).
+  // A matrix in its own type when the linear kernels read that type in place (the float
+  // types and q8_0, q4_0, q4_1, q4_k, q6_k); any other type is widened to f32.
   Result<Tensor> matrix(const std::string& name, const Shape& shape) const;
   // Norm weights and biases feed ops that take f32 only (ember/graph.h).
   Result<Tensor> f32_vector(const std::string& name, int64_t length) const;

@@ -31,6 +31,14 @@ Result<Tensor> to_f32(const Tensor& tensor) {
   return widened;
 }
 
+bool read_in_place(DType type) {
+  switch (type) {
+    case DType::f32: case DType::f16: case DType::bf16: case DType::q8_0:
+    case DType::q4_0: case DType::q4_1: case DType::q4_k: case DType::q6_k: return true;
+    default: return false;
+  }
+}
+
 }  // namespace
 
 WeightLoader::WeightLoader(const ModelSource& source, std::filesystem::path path) : path_(std::move(path)) {
@@ -39,7 +47,7 @@ WeightLoader::WeightLoader(const ModelSource& source, std::filesystem::path path
 
 Result<Tensor> WeightLoader::matrix(const std::string& name, const Shape& shape) const {
   auto tensor = load(name, shape);
-  if (!tensor || is_float(tensor->dtype())) return tensor;
+  if (!tensor || read_in_place(tensor->dtype())) return tensor;
   return to_f32(tensor.value());
 }
 

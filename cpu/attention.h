@@ -22,11 +22,14 @@ struct AttentionArgs {
 };
 
 // Query t (position position_offset + t) attends keys 0..position_offset + t; query head
-// h reads kv head h / (q_heads / kv_heads). Scores and softmax in f32; parallel over
-// (token, head) pairs. Preconditions (the caller checks them): q_heads % kv_heads == 0,
-// position_offset + tokens <= kv_length, and head_dim % 32 == 0 when kv_type is q8_0. A
-// q8_0 cache reads each key and value straight from its blocks, never widened to a
-// temporary row; results match the f32 path over the dequantized cache to a few ulp.
+// h reads kv head h / (q_heads / kv_heads). Preconditions (the caller checks them):
+// q_heads % kv_heads == 0, position_offset + tokens <= kv_length, and head_dim % 32 == 0
+// when kv_type is q8_0.
+// Tiled (flash attention): tiles of query rows (tokens × the heads sharing a kv head) meet
+// blocks of 64 keys, widened to f32 once per tile, with a running softmax in f32, so no
+// full score matrix is ever made; tiles run in parallel. A query's result does not depend
+// on the tile it was in, so a prompt's rows equal the same rows decoded one at a time, and
+// a q8_0 cache gives exactly the f32 path's result over the dequantized cache.
 void attention(const AttentionArgs& args);
 
 }  // namespace ember::cpu

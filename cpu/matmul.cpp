@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "cpu/threads.h"
+#include "cpu/x86/gemm_kernels.h"
 #include "quant/convert.h"
 
 namespace ember::cpu {
@@ -93,9 +95,16 @@ void matmul(const MatmulArgs& args) {
     gemv(args.b, args.b_type, args.n, args.k, args.a, args.c);
     return;
   }
+  // Linear layers (B transposed) run ember's own tiled kernel where the CPU has AVX-512;
+  // everything else goes to Eigen.
   // Eigen keeps its own thread count, which anything linked in may change: pin it to
   // threads(). Its GEMM then runs one OpenMP region of at most that many threads (fewer
   // for products too small to split) and stays serial when called inside a parallel region.
+  if (args.b_transposed && has_avx512(active_isa())) {
+    x86::gemm_weights_avx512(args.a, args.lda, args.b, args.b_type, args.ldb, args.c, args.ldc, args.m, args.n,
+                             args.k);
+    return;
+  }
   Eigen::setNbThreads(threads());
   if (args.b_type == ElementType::f32) {
     matmul_f32(args);

@@ -1,4 +1,5 @@
-// Dense matrix products, f32 activations times f32/f16/bf16 weights.
+// Matrix products of f32 activations with f32/f16/bf16 weights, and with GGUF block
+// weights through integer dot products.
 #pragma once
 
 #include <cstdint>
@@ -27,8 +28,9 @@ struct MatmulArgs {
 void matmul(const MatmulArgs& args);
 
 // y[rows, out] = act(x[rows, in] · W[out, in]ᵀ + bias[out]), all contiguous row-major;
-// bias may be null. One row goes to gemv; several go through a GEMM with the bias and
-// activation applied in the same pass over each output block.
+// bias may be null. W may be any ElementType. For the plain types one row goes to gemv
+// and several through a GEMM; block types go to quantized_matmul. The bias and
+// activation follow in one pass over the output.
 void linear(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
             const float* bias, Activation act, float* y, int64_t out_features);
 
@@ -36,5 +38,12 @@ void linear(const float* x, int64_t rows, int64_t in_features, const void* weigh
 // by output rows. Uses the best ISA kernel this CPU runs (see cpu/isa.h).
 void gemv(const void* weight, ElementType weight_type, int64_t out_features, int64_t in_features, const float* x,
           float* y);
+
+// y[rows, out] = x[rows, in] · W[out, in]ᵀ for W of a block type (in a multiple of its
+// block): x is quantized once to activation_dtype(weight_type) (cpu/quantized_dot.h), then
+// integer dot-product tiles of weight rows × activation rows run across threads. Results
+// do not depend on the thread count.
+void quantized_matmul(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
+                      float* y, int64_t out_features);
 
 }  // namespace ember::cpu

@@ -43,8 +43,8 @@ void for_each_chunk(DType type, int64_t elements, ChunkFn&& chunk_fn) {
 }  // namespace
 
 bool x86::has_simd_quantizer(DType type) {
-  return type == DType::q8_0 || type == DType::q4_0 || type == DType::q4_1 || type == DType::q4_k ||
-         type == DType::q6_k || type == DType::q8_k;
+  return type == DType::q8_0 || type == DType::q8_1 || type == DType::q4_0 || type == DType::q4_1 ||
+         type == DType::q4_k || type == DType::q6_k || type == DType::q8_k;
 }
 
 void quantize_rows(DType type, const float* x, int64_t rows, int64_t row_length, void* out) {

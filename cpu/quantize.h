@@ -22,7 +22,7 @@ namespace x86 {
 
 // Per-ISA kernels behind quantize_rows, each defined in a file compiled for its ISA only:
 // call one only when active_isa() says this CPU runs it. `count` elements of x into
-// blocks of q8_0, q4_0, q4_1, q4_k, q6_k or q8_k (has_simd_quantizer); byte-identical to
+// blocks of q8_0, q8_1, q4_0, q4_1, q4_k, q6_k or q8_k (has_simd_quantizer); byte-identical to
 // the reference. q4_k and q6_k have AVX2 kernels only, which AVX-512 CPUs run as well.
 bool has_simd_quantizer(DType type);
 void quantize_blocks_avx2(DType type, const float* x, void* blocks, int64_t count);

@@ -9,6 +9,7 @@
 namespace ember::quant {
 
 inline constexpr int kQK8_0 = 32;
+inline constexpr int kQK8_1 = 32;
 inline constexpr int kQK4_0 = 32;
 inline constexpr int kQK4_1 = 32;
 // The "K" formats share one 256-element super-block.
@@ -21,6 +22,15 @@ inline constexpr int kScaleBytesK4 = 12;
 struct BlockQ8_0 {
   uint16_t d;
   int8_t qs[kQK8_0];
+};
+
+// q8_1: the activations q4_1 weights meet. Codes and d exactly as q8_0's, plus
+// s = d * Σ qs (the f32 d, not its f16 rounding, as ggml), so that the min term of a q4_1
+// dot product, m * d_a * Σ qs_a, costs one multiply per block pair.
+struct BlockQ8_1 {
+  uint16_t d;
+  uint16_t s;
+  int8_t qs[kQK8_1];
 };
 
 // q4_0: 32 weights as 4-bit codes q in [0, 15], x = d * (q - 8). Byte j holds weight j in
@@ -75,6 +85,7 @@ struct BlockQ8_K {
 };
 
 static_assert(sizeof(BlockQ8_0) == 34);
+static_assert(sizeof(BlockQ8_1) == 36);
 static_assert(sizeof(BlockQ4_0) == 18);
 static_assert(sizeof(BlockQ4_1) == 20);
 static_assert(sizeof(BlockQ4_K) == 144);

@@ -14,6 +14,7 @@ std::string_view dtype_name(DType type) {
     case DType::q4_k: return "q4_k";
     case DType::q6_k: return "q6_k";
     case DType::q8_k: return "q8_k";
+    case DType::q8_1: return "q8_1";
   }
   return "unknown";
 }
@@ -26,7 +27,7 @@ std::optional<DType> dtype_from_name(std::string_view name) {
 
 int64_t block_elements(DType type) {
   switch (type) {
-    case DType::q8_0: case DType::q4_0: case DType::q4_1: return 32;
+    case DType::q8_0: case DType::q4_0: case DType::q4_1: case DType::q8_1: return 32;
     case DType::q4_k: case DType::q6_k: case DType::q8_k: return 256;
     default: return 1;
   }
@@ -44,6 +45,7 @@ int64_t block_bytes(DType type) {
     case DType::q4_k: return 144;
     case DType::q6_k: return 210;
     case DType::q8_k: return 292;
+    case DType::q8_1: return 36;
   }
   return 0;
 }

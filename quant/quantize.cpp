@@ -22,6 +22,7 @@ void quantize_row_reference(DType type, const float* x, void* blocks, int64_t co
     case DType::q4_k: quantize_row_q4_k_reference(x, static_cast<BlockQ4_K*>(blocks), count); break;
     case DType::q6_k: quantize_row_q6_k_reference(x, static_cast<BlockQ6_K*>(blocks), count); break;
     case DType::q8_k: quantize_row_q8_k_reference(x, static_cast<BlockQ8_K*>(blocks), count); break;
+    case DType::q8_1: quantize_row_q8_1_reference(x, static_cast<BlockQ8_1*>(blocks), count); break;
     case DType::i32: break;
   }
 }
@@ -43,6 +44,7 @@ void dequantize_row(DType type, const void* blocks, float* y, int64_t count) {
     case DType::q4_k: dequantize_row_q4_k(static_cast<const BlockQ4_K*>(blocks), y, count); break;
     case DType::q6_k: dequantize_row_q6_k(static_cast<const BlockQ6_K*>(blocks), y, count); break;
     case DType::q8_k: dequantize_row_q8_k(static_cast<const BlockQ8_K*>(blocks), y, count); break;
+    case DType::q8_1: dequantize_row_q8_1(static_cast<const BlockQ8_1*>(blocks), y, count); break;
   }
 }
 

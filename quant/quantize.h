@@ -38,7 +38,10 @@ inline int nearest_int(float value) {
   return (bits & 0x007fffff) - 0x00400000;
 }
 
+// q8_0's codes of one 32-element block (q8_1 shares them); returns the f32 scale d.
+float quantize_codes_q8(const float* x, int8_t* qs);
 void quantize_row_q8_0_reference(const float* x, BlockQ8_0* y, int64_t count);
+void quantize_row_q8_1_reference(const float* x, BlockQ8_1* y, int64_t count);
 void quantize_row_q4_0_reference(const float* x, BlockQ4_0* y, int64_t count);
 void quantize_row_q4_1_reference(const float* x, BlockQ4_1* y, int64_t count);
 void quantize_row_q4_k_reference(const float* x, BlockQ4_K* y, int64_t count);
@@ -48,7 +51,10 @@ void pack_q4_k_scale_min(uint8_t* scales, int sub_block, uint8_t scale, uint8_t 
 void quantize_row_q6_k_reference(const float* x, BlockQ6_K* y, int64_t count);
 void quantize_row_q8_k_reference(const float* x, BlockQ8_K* y, int64_t count);
 
+// One 32-element block of q8_0 or q8_1 codes times the f16 scale d.
+void dequantize_codes_q8(uint16_t d, const int8_t* qs, float* y);
 void dequantize_row_q8_0(const BlockQ8_0* x, float* y, int64_t count);
+void dequantize_row_q8_1(const BlockQ8_1* x, float* y, int64_t count);
 void dequantize_row_q4_0(const BlockQ4_0* x, float* y, int64_t count);
 void dequantize_row_q4_1(const BlockQ4_1* x, float* y, int64_t count);
 void dequantize_row_q4_k(const BlockQ4_K* x, float* y, int64_t count);

@@ -253,13 +253,17 @@ ember::Status write_tokens_json(const std::string& path, const std::vector<int32
   return write_atomically(path, json.dump() + "\n");
 }
 
+// An installed run-model uses the model installed beside it, <prefix>/share/ember/models;
+// a run-model in its build tree, the one in the source tree.
 std::string default_model_path(const char* argv0) {
   std::error_code error;
-  if (std::filesystem::exists(EMBER_DEFAULT_MODEL, error)) return EMBER_DEFAULT_MODEL;
-  // An installed run-model finds the model under <prefix>/share/ember/models.
-  const auto installed = std::filesystem::absolute(argv0, error).parent_path().parent_path() / "share" / "ember" /
-                         "models" / std::filesystem::path(EMBER_DEFAULT_MODEL).filename();
-  return installed.string();
+  // /proc/self/exe names the binary even when it was found through PATH.
+  std::filesystem::path executable = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (error) executable = std::filesystem::absolute(argv0, error);
+  const auto installed = executable.parent_path().parent_path() / "share" / "ember" / "models" /
+                         std::filesystem::path(EMBER_DEFAULT_MODEL).filename();
+  if (std::filesystem::exists(installed, error)) return installed.string();
+  return EMBER_DEFAULT_MODEL;
 }
 
 int run_chat(ember::Session& session, Runner& runner, const Options& options, ember::Sampler& sampler,

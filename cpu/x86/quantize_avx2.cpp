@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cpu/quantize.h"
 #include "quant/block_formats.h"
@@ -15,6 +16,7 @@ namespace {
 using quant::BlockQ4_0;
 using quant::BlockQ4_1;
 using quant::BlockQ8_0;
+using quant::BlockQ8_1;
 using quant::BlockQ8_K;
 
 constexpr int kLanes = 8;
@@ -97,7 +99,9 @@ void store_nibbles(uint8_t* out, const __m256i (&codes)[4]) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(out), bytes);
 }
 
-void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t blocks) {
+// q8_0, and q8_1 which adds s = d * Σ codes (int sum times the f32 d, as its reference).
+template <class Block>
+void quantize_q8(const float* x, Block* y, int64_t blocks) {
   for (int64_t b = 0; b < blocks; ++b) {
     const float* in = x + b * quant::kQK8_0;
     __m256 v[4];
@@ -110,6 +114,10 @@ void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t blocks) {
     __m256i codes[4];
     for (int k = 0; k < 4; ++k) codes[k] = _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v[k], inverse)));
     store_signed_bytes(y[b].qs, codes);
+    if constexpr (std::is_same_v<Block, BlockQ8_1>) {
+      const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(codes[0], codes[1]), _mm256_add_epi32(codes[2], codes[3]));
+      y[b].s = to_half(static_cast<float>(horizontal_sum(sum)) * d);
+    }
   }
 }
 
@@ -189,7 +197,8 @@ void quantize_q8_k(const float* x, BlockQ8_K* y, int64_t blocks) {
 
 void quantize_blocks_avx2(DType type, const float* x, void* blocks, int64_t count) {
   switch (type) {
-    case DType::q8_0: quantize_q8_0(x, static_cast<BlockQ8_0*>(blocks), count / quant::kQK8_0); break;
+    case DType::q8_0: quantize_q8(x, static_cast<BlockQ8_0*>(blocks), count / quant::kQK8_0); break;
+    case DType::q8_1: quantize_q8(x, static_cast<BlockQ8_1*>(blocks), count / quant::kQK8_1); break;
     case DType::q4_0: quantize_q4_0(x, static_cast<BlockQ4_0*>(blocks), count / quant::kQK4_0); break;
     case DType::q4_1: quantize_q4_1(x, static_cast<BlockQ4_1*>(blocks), count / quant::kQK4_1); break;
     case DType::q8_k: quantize_q8_k(x, static_cast<BlockQ8_K*>(blocks), count / quant::kQK_K); break;

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cpu/quantize.h"
 #include "quant/block_formats.h"
@@ -15,6 +16,7 @@ namespace {
 using quant::BlockQ4_0;
 using quant::BlockQ4_1;
 using quant::BlockQ8_0;
+using quant::BlockQ8_1;
 using quant::BlockQ8_K;
 
 constexpr int kLanes = 16;
@@ -59,7 +61,9 @@ float signed_extreme(const float* x, const __m512 (&v)[kVectors], float& amax) {
   return 0.0f;
 }
 
-void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t blocks) {
+// q8_0, and q8_1 which adds s = d * Σ codes (int sum times the f32 d, as its reference).
+template <class Block>
+void quantize_q8(const float* x, Block* y, int64_t blocks) {
   for (int64_t b = 0; b < blocks; ++b) {
     const float* in = x + b * quant::kQK8_0;
     const __m512 v[2] = {_mm512_loadu_ps(in), _mm512_loadu_ps(in + kLanes)};
@@ -67,10 +71,13 @@ void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t blocks) {
     const float d = amax / 127.0f;
     const __m512 inverse = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
     y[b].d = to_half(d);
+    __m512i codes[2];
     for (int k = 0; k < 2; ++k) {
-      const __m512i codes = _mm512_cvttps_epi32(round_half_away(_mm512_mul_ps(v[k], inverse)));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(y[b].qs + k * kLanes), _mm512_cvtsepi32_epi8(codes));
+      codes[k] = _mm512_cvttps_epi32(round_half_away(_mm512_mul_ps(v[k], inverse)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y[b].qs + k * kLanes), _mm512_cvtsepi32_epi8(codes[k]));
     }
+    if constexpr (std::is_same_v<Block, BlockQ8_1>)
+      y[b].s = to_half(static_cast<float>(_mm512_reduce_add_epi32(_mm512_add_epi32(codes[0], codes[1]))) * d);
   }
 }
 
@@ -148,7 +155,8 @@ void quantize_q8_k(const float* x, BlockQ8_K* y, int64_t blocks) {
 
 void quantize_blocks_avx512(DType type, const float* x, void* blocks, int64_t count) {
   switch (type) {
-    case DType::q8_0: quantize_q8_0(x, static_cast<BlockQ8_0*>(blocks), count / quant::kQK8_0); break;
+    case DType::q8_0: quantize_q8(x, static_cast<BlockQ8_0*>(blocks), count / quant::kQK8_0); break;
+    case DType::q8_1: quantize_q8(x, static_cast<BlockQ8_1*>(blocks), count / quant::kQK8_1); break;
     case DType::q4_0: quantize_q4_0(x, static_cast<BlockQ4_0*>(blocks), count / quant::kQK4_0); break;
     case DType::q4_1: quantize_q4_1(x, static_cast<BlockQ4_1*>(blocks), count / quant::kQK4_1); break;
     case DType::q8_k: quantize_q8_k(x, static_cast<BlockQ8_K*>(blocks), count / quant::kQK_K); break;

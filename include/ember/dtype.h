@@ -19,9 +19,11 @@ enum class DType : uint8_t {
   q4_k,  // 256 weights: 8 sub-blocks with 6-bit scales and mins    (144 bytes)
   q6_k,  // 256 weights: 6-bit values, 16 int8 sub-block scales     (210 bytes)
   q8_k,  // 256 activations: f32 scale, 256 int8, 16 int16 sums     (292 bytes)
+  q8_1,  // 32 activations: f16 scale, f16 scale × Σ codes, 32 int8 (36 bytes)
 };
 inline constexpr DType kAllDTypes[] = {DType::f32,  DType::f16,  DType::bf16, DType::i32, DType::q8_0,
-                                       DType::q4_0, DType::q4_1, DType::q4_k, DType::q6_k, DType::q8_k};
+                                       DType::q4_0, DType::q4_1, DType::q4_k, DType::q6_k, DType::q8_k,
+                                       DType::q8_1};
 
 std::string_view dtype_name(DType type);
 std::optional<DType> dtype_from_name(std::string_view name);

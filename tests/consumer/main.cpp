@@ -1,36 +1,52 @@
-// Builds y = relu(x·Wᵀ + b) through the installed public API and checks one value.
+// Continues a prompt with a model through ember's library API, picking the likeliest
+// token each step (greedy decoding), as run-model --temp 0 does.
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include <ember/ember.h>
 
-int main() {
-  using namespace ember;
-  Graph graph;
-  NodeId x = graph.input("x", {1, 2});
-  Tensor weight = Tensor::empty({1, 2}, DType::f32).value();
-  weight.set({0, 0}, 3.0f);
-  weight.set({0, 1}, -1.0f);
-  Tensor bias = Tensor::empty({1}, DType::f32).value();
-  bias.set({0}, 0.5f);
-  graph.mark_output(graph.linear(x, graph.constant("w", weight), graph.constant("b", bias), Activation::relu));
-  if (!graph.ok()) {
-    std::fprintf(stderr, "consumer: %s\n", graph.status().message().c_str());
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: %s MODEL PROMPT\n", argv[0]);
+    return 2;
+  }
+  auto session = ember::Session::load(argv[1]);
+  if (!session.ok()) {
+    std::fprintf(stderr, "%s\n", session.status().message().c_str());
     return 1;
   }
-  Tensor input = Tensor::empty({1, 2}, DType::f32).value();
-  input.set({0, 0}, 2.0f);
-  input.set({0, 1}, 1.0f);
-  Executor executor;
-  std::vector<Tensor> inputs = {input};
-  auto outputs = executor.run(graph, inputs);
-  if (!outputs.ok()) {
-    std::fprintf(stderr, "consumer: %s\n", outputs.status().message().c_str());
+  auto prompt = session->tokenize(argv[2]);
+  if (!prompt.ok()) {
+    std::fprintf(stderr, "%s\n", prompt.status().message().c_str());
     return 1;
   }
-  // The tokenizer pulls in PCRE2: a missing file must come back as an error, not a link failure.
-  if (Tokenizer::from_json_file("no-such-tokenizer.json").ok()) return 1;
-  const float y = (*outputs)[0].get({0, 0});  // relu(2*3 - 1 + 0.5) = 5.5
-  std::printf("consumer: y = %g\n", y);
-  return y == 5.5f ? 0 : 1;
+  auto sampler = ember::Sampler::create({.temperature = 0.0f});
+  if (!sampler.ok()) {
+    std::fprintf(stderr, "%s\n", sampler.status().message().c_str());
+    return 1;
+  }
+  std::vector<int32_t> next_tokens = prompt.value();
+  std::vector<int32_t> generated;
+  for (int step = 0; step < 16; ++step) {
+    if (auto status = session->eval(next_tokens); !status.ok()) {
+      std::fprintf(stderr, "%s\n", status.message().c_str());
+      return 1;
+    }
+    auto next = session->sample(*sampler);
+    if (!next.ok()) {
+      std::fprintf(stderr, "%s\n", next.status().message().c_str());
+      return 1;
+    }
+    if (next.value() == session->tokenizer().eos_id()) break;
+    generated.push_back(next.value());
+    next_tokens = {next.value()};
+  }
+  auto text = session->detokenize(generated);
+  if (!text.ok()) {
+    std::fprintf(stderr, "%s\n", text.status().message().c_str());
+    return 1;
+  }
+  std::printf("%s%s\n", argv[2], text->c_str());
+  return 0;
 }

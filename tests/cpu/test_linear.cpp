@@ -111,6 +111,31 @@ TEST(Linear, MatchesReferenceForEveryActivationBiasAndWeightType) {
     }
 }
 
+// Many rows: AVX-512 CPUs run ember's tiled GEMM (8-row × 32-output register tiles over
+// 256-deep chunks of the weights), others Eigen. Shapes straddle every tile edge and
+// span several depth chunks.
+TEST(Linear, EveryIsaPathMatchesReferenceForManyRows) {
+  SeededRng rng;
+  const LinearShape shapes[] = {{2, 1, 1}, {7, 31, 33}, {9, 257, 31}, {8, 700, 64}, {17, 513, 97}, {70, 300, 65}};
+  for (Isa isa : supported_isas()) {
+    ForcedIsa forced(isa);
+    for (int count : {1, 2}) {
+      ThreadCount scoped(count);
+      for (const LinearShape& s : shapes)
+        for (ElementType type : kTypes) {
+          SCOPED_TRACE(std::string(isa_name(isa)) + " threads=" + std::to_string(count) + " rows=" +
+                       std::to_string(s.rows) + " in=" + std::to_string(s.in) + " out=" + std::to_string(s.out) +
+                       " " + type_name(type));
+          const std::vector<float> x = rng.uniform(s.rows * s.in);
+          const Weights w = make_weights(rng, type, s.out * s.in);
+          std::vector<float> y = poisoned(s.rows * s.out);
+          linear(x.data(), s.rows, s.in, w.data(), type, nullptr, Activation::none, y.data(), s.out);
+          expect_near_reference(y, reference_linear(x, s.rows, s.in, w, nullptr, Activation::none, s.out));
+        }
+    }
+  }
+}
+
 struct GemvShape {
   int64_t out, in;
 };

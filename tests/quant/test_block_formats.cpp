@@ -2,6 +2,7 @@
 // formulas of block_formats.h, hand-computed encodings, and error bounds on random data.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -15,7 +16,8 @@
 namespace ember::quant {
 namespace {
 
-constexpr DType kBlockTypes[] = {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q6_k, DType::q8_k};
+constexpr DType kBlockTypes[] = {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k,
+                                 DType::q6_k, DType::q8_k, DType::q8_1};
 
 std::vector<float> dequantize(DType type, const void* blocks, int64_t count) {
   std::vector<float> out = testing::poisoned(static_cast<size_t>(count));
@@ -149,6 +151,28 @@ TEST(KnownVectors, Q8_0RoundsHalfAwayFromZero) {
   for (size_t i = 0; i < std::size(codes); ++i) EXPECT_EQ(block.qs[i], codes[i]) << i;
 }
 
+TEST(KnownVectors, Q8_1HasQ8_0sCodesAndTheirScaledSum) {
+  testing::SeededRng rng;
+  const std::vector<float> x = rng.normal(4 * kQK8_1);
+  BlockQ8_0 plain[4];
+  BlockQ8_1 summed[4];
+  quantize_row_reference(DType::q8_0, x.data(), plain, 4 * kQK8_1);
+  quantize_row_reference(DType::q8_1, x.data(), summed, 4 * kQK8_1);
+  for (int b = 0; b < 4; ++b) {
+    EXPECT_EQ(summed[b].d, plain[b].d) << b;
+    EXPECT_EQ(std::memcmp(summed[b].qs, plain[b].qs, sizeof plain[b].qs), 0) << b;
+    // s is the int sum times the f32 scale (amax / 127), before f16 rounding, as ggml.
+    float amax = 0.0f;
+    int sum = 0;
+    for (int i = 0; i < kQK8_1; ++i) {
+      amax = std::max(amax, std::fabs(x[b * kQK8_1 + i]));
+      sum += plain[b].qs[i];
+    }
+    EXPECT_EQ(summed[b].s, f32_to_f16(static_cast<float>(sum) * (amax / 127.0f))) << b;
+  }
+  EXPECT_EQ(dequantize(DType::q8_1, summed, 4 * kQK8_1), dequantize(DType::q8_0, plain, 4 * kQK8_1));
+}
+
 TEST(KnownVectors, Q4_0SignedExtremeMapsToCodeZero) {
   std::vector<float> x(2 * kQK4_0, 0.0f);
   // Block 0: extreme -4 gives d = 0.5 and 1/d = 2; code = min(15, trunc(2x + 8.5)).
@@ -257,7 +281,7 @@ std::vector<double> element_bounds(DType type, const std::vector<float>& x) {
     }
     constexpr double kF16 = 1.0 / 2048.0;
     double bound = 0.0;
-    if (type == DType::q8_0) bound = amax / 127.0 * (0.5 + 127.0 * kF16);
+    if (type == DType::q8_0 || type == DType::q8_1) bound = amax / 127.0 * (0.5 + 127.0 * kF16);
     if (type == DType::q4_0) bound = amax / 8.0 * (1.0 + 8.0 * kF16);
     if (type == DType::q4_1) bound = (max - min) / 15.0 * (0.5 + 15.0 * kF16) + std::fabs(min) * kF16;
     if (type == DType::q8_k) bound = amax / 127.0 * 0.5 * (1.0 + 1e-5);  // f32 scale: float rounding only
@@ -275,7 +299,7 @@ std::vector<float> heavy_tailed(testing::SeededRng& rng, size_t count) {
 
 TEST(RoundTrip, SimpleFormatsStayWithinHalfAStepPerElement) {
   testing::SeededRng rng;
-  for (DType type : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q8_k}) {
+  for (DType type : {DType::q8_0, DType::q8_1, DType::q4_0, DType::q4_1, DType::q8_k}) {
     for (const std::vector<float>& x : {rng.normal(64 * 256), heavy_tailed(rng, 64 * 256)}) {
       const std::vector<float> y = round_trip(type, x);
       const std::vector<double> bounds = element_bounds(type, x);

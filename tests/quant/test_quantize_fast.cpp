@@ -18,8 +18,8 @@
 namespace ember::cpu {
 namespace {
 
-constexpr DType kTypes[] = {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k,
-                            DType::q6_k, DType::q8_k, DType::f32,  DType::f16, DType::bf16};
+constexpr DType kTypes[] = {DType::q8_0, DType::q8_1, DType::q4_0, DType::q4_1, DType::q4_k,
+                            DType::q6_k, DType::q8_k, DType::f32,  DType::f16,  DType::bf16};
 constexpr unsigned char kPoison = 0xAB;
 constexpr int64_t kGuardBytes = 64;
 

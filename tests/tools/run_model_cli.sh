@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# run-model's command line: the default model, the output files, determinism, and one
-# clear line with a non-zero exit for each bad input.
+# run-model's command line: the default model, the output files, determinism, a random
+# GPT-2 model, Ctrl-C, and one clear line with a non-zero exit for each bad input.
 set -euo pipefail
 run_model=$1
-scratch=$2
+make_random_model=$2
+scratch=$3
 data_dir=$(cd "$(dirname "$0")/../data" && pwd)
 rm -rf "$scratch" && mkdir -p "$scratch"
 cd "$scratch"
@@ -40,6 +41,45 @@ grep -q "using chatml" chat_err.txt || fail "chat without a template does not sa
 printf 'You will be surrounded by luxury. Your lucky number has been disconnected.\n' >text.txt
 "$run_model" --perplexity text.txt >ppl.txt 2>/dev/null
 grep -q "^PPL = [0-9.]* +/- [0-9.]* over [0-9]* tokens" ppl.txt || fail "perplexity: $(cat ppl.txt)"
+
+# A GPT-2 model (learned positions, LayerNorm, fused q/k/v, byte-level BPE): the requested
+# number of tokens, greedy decoding the same twice.
+"$make_random_model" gpt2.gguf --arch gpt2 --hidden 128 --layers 2 --heads 4 --ffn 512 --vocab 2048 \
+  --context 8192 --type f32 2>make_err.txt || fail "make-random-model --arch gpt2: $(cat make_err.txt)"
+for run in 1 2; do
+  "$run_model" -m gpt2.gguf -p "Hello world" -n 40 --temp 0 --tokens-out gpt2_$run.json >gpt2_$run.txt \
+    2>gpt2_err.txt || fail "gpt2 run $run: $(cat gpt2_err.txt)"
+done
+grep -q "gpt2.gguf (gpt2," gpt2_err.txt || fail "the gpt2 model was not loaded as gpt2: $(cat gpt2_err.txt)"
+grep -q "generated 40 tokens" gpt2_err.txt || fail "gpt2 did not generate 40 tokens: $(cat gpt2_err.txt)"
+generated_count() { sed 's/.*"generated_ids":\[\([0-9,]*\)\].*/\1/' "$1" | awk -F, '{print NF}'; }
+generated=$(generated_count gpt2_1.json)
+[ "$generated" -eq 40 ] || fail "gpt2_1.json holds $generated generated ids: $(cat gpt2_1.json)"
+cmp -s gpt2_1.json gpt2_2.json || fail "greedy gpt2 ids differ between runs"
+cmp -s gpt2_1.txt gpt2_2.txt || fail "greedy gpt2 text differs between runs"
+grep -q "^Hello world" gpt2_1.txt || fail "gpt2 output does not start with the prompt: $(cat gpt2_1.txt)"
+
+# Ctrl-C stops a generation that would run to the full context: exit 130, the timing line,
+# the ids file complete, and no temporary file or process left behind.
+"$run_model" -m gpt2.gguf -p "Hello" -n -1 --temp 0 --tokens-out interrupted.json >interrupted.txt 2>interrupted_err.txt &
+pid=$!
+for _ in $(seq 600); do
+  [ "$(stat -c %s interrupted.txt)" -gt 64 ] && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+[ "$(stat -c %s interrupted.txt)" -gt 64 ] || fail "no text to interrupt: $(cat interrupted_err.txt)"
+kill -INT "$pid"
+status=0
+wait "$pid" || status=$?
+[ "$status" -eq 130 ] || fail "Ctrl-C exit status $status, not 130: $(cat interrupted_err.txt)"
+grep -q "run-model: load .* ms | prompt .* tokens.* | generated [0-9]* tokens.* | peak RSS" interrupted_err.txt ||
+  fail "no timing line after Ctrl-C: $(cat interrupted_err.txt)"
+interrupted_ids=$(generated_count interrupted.json)
+[ "$interrupted_ids" -gt 0 ] && [ "$interrupted_ids" -lt 8000 ] ||
+  fail "interrupted.json holds $interrupted_ids generated ids (Ctrl-C should have stopped well short of the context)"
+ls ./*.tmp 2>/dev/null && fail "a temporary file was left behind after Ctrl-C"
+kill -0 "$pid" 2>/dev/null && fail "run-model still runs after Ctrl-C"
 
 # Bad input: one line naming the cause, non-zero exit.
 expect_error() {

@@ -1,0 +1,83 @@
+// The quantized linear kernels at the two shapes that matter (issue #5): decode, one row
+// through a 4096×14336 weight, reported as GB/s of weight bytes against the read
+// bandwidth ceiling; and prefill, 512 rows through the same weight, reported as GOP/s
+// against the int8 dot-product ceiling (BM_Ceiling* in the same binary). The f16 and bf16
+// rows are the plain kernels at the same shapes, for comparison.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/matmul.h"
+#include "cpu/quantize.h"
+#include "ember/ember.h"
+#include "quant/convert.h"
+
+namespace ember::bench {
+namespace {
+
+constexpr int64_t kOut = 4096, kIn = 14336;
+
+struct StoredWeights {
+  cpu::ElementType type;
+  std::vector<std::byte> bytes;
+};
+
+StoredWeights random_weights(cpu::ElementType type, int64_t out, int64_t in) {
+  std::mt19937 engine(7);
+  std::normal_distribution<float> dist(0.0f, 0.02f);
+  std::vector<float> values(static_cast<size_t>(out * in));
+  for (float& v : values) v = dist(engine);
+  StoredWeights w{type, std::vector<std::byte>(static_cast<size_t>(cpu::element_row_bytes(type, in) * out))};
+  const DType dtype = cpu::to_dtype(type);
+  if (dtype == DType::f16) {
+    quant::f32_to_f16_row(values.data(), reinterpret_cast<uint16_t*>(w.bytes.data()), out * in);
+  } else if (dtype == DType::bf16) {
+    quant::f32_to_bf16_row(values.data(), reinterpret_cast<uint16_t*>(w.bytes.data()), out * in);
+  } else {
+    cpu::quantize_rows(dtype, values.data(), out, in, w.bytes.data());
+  }
+  return w;
+}
+
+std::vector<float> random_activations(int64_t count) {
+  std::mt19937 engine(11);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(count));
+  for (float& v : x) v = dist(engine);
+  return x;
+}
+
+void BM_QuantizedLinear(benchmark::State& state) {
+  const auto type = static_cast<cpu::ElementType>(state.range(0));
+  const int64_t rows = state.range(1);
+  set_num_threads(static_cast<int>(state.range(2)));
+  const StoredWeights w = random_weights(type, kOut, kIn);
+  const std::vector<float> x = random_activations(rows * kIn);
+  std::vector<float> y(static_cast<size_t>(rows * kOut));
+  for (auto _ : state) {
+    cpu::linear(x.data(), rows, kIn, w.bytes.data(), type, nullptr, cpu::Activation::none, y.data(), kOut);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(w.bytes.size()));
+  state.counters["OP/s"] =
+      benchmark::Counter(2.0 * static_cast<double>(rows * kOut * kIn), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(dtype_name(cpu::to_dtype(type))));
+}
+
+constexpr int64_t kTypes[] = {
+    static_cast<int64_t>(cpu::ElementType::f16),  static_cast<int64_t>(cpu::ElementType::bf16),
+    static_cast<int64_t>(cpu::ElementType::q8_0), static_cast<int64_t>(cpu::ElementType::q4_0),
+    static_cast<int64_t>(cpu::ElementType::q4_1), static_cast<int64_t>(cpu::ElementType::q4_k),
+    static_cast<int64_t>(cpu::ElementType::q6_k)};
+
+BENCHMARK(BM_QuantizedLinear)
+    ->ArgNames({"type", "rows", "threads"})
+    ->ArgsProduct({{std::begin(kTypes), std::end(kTypes)}, {1, 512}, {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace ember::bench
