@@ -1,4 +1,4 @@
-// bench-model -m MODEL [-m MODEL ...] [-p 512] [-n 128] [-t 1,2] [-r 5] [-o md|json] [--kv-type f16]:
+// bench-model -m MODEL [-m MODEL ...] [-p 512] [-n 128] [-t 1,2] [-r 5] [-o md|json] [--kv-type f16] [--mlock]:
 // llama-bench's prompt-processing (ppN) and generation (tgN) speeds of whole models, with its table columns and
 // JSON field names, so ember's numbers and llama.cpp's can be read side by side.
 //
@@ -232,6 +232,8 @@ int main(int argc, char** argv) {
   app.add_option("-r,--repetitions", repetitions_text, "timed runs per test");
   app.add_option("-o,--output", output, "md or json");
   app.add_option("--kv-type", kv_type_name, "KV cache type: f32, f16 or q8_0");
+  bool lock_weights = false;
+  app.add_flag("--mlock", lock_weights, "keep the weights in RAM (mlock), as llama-bench's --mlock");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -299,6 +301,7 @@ int main(int argc, char** argv) {
   for (const auto& info : models) {
     ember::ModelOptions options;
     options.kv_cache_type = *kv_type;
+    options.lock_weights = lock_weights;
     // pp and tg tests each start from position 0, so the longest one bounds the cache rows needed.
     options.context_length = std::max(max_prompt, max_gen);
     const auto load_start = Clock::now();

@@ -1,5 +1,5 @@
 // The quantized linear kernels at the two shapes that matter (issue #5): decode, one row
-// through a 4096×14336 weight, reported as GB/s of weight bytes against the read
+// through a 4096×14336 weight (shape 0; shape 1 is M's 32000×2048 output layer), reported as GB/s of weight bytes against the read
 // bandwidth ceiling; and prefill, 512 rows through the same weight, reported as GOP/s
 // against the int8 dot-product ceiling (BM_Ceiling* in the same binary). The f16 and bf16
 // rows are the plain kernels at the same shapes, for comparison.
@@ -18,7 +18,11 @@
 namespace ember::bench {
 namespace {
 
-constexpr int64_t kOut = 4096, kIn = 14336;
+// The issue's decode/prefill shape, and M's output layer (short rows: 2048 wide).
+struct WeightShape {
+  int64_t out, in;
+};
+constexpr WeightShape kShapes[] = {{4096, 14336}, {32000, 2048}};
 
 struct StoredWeights {
   cpu::ElementType type;
@@ -52,8 +56,10 @@ std::vector<float> random_activations(int64_t count) {
 
 void BM_QuantizedLinear(benchmark::State& state) {
   const auto type = static_cast<cpu::ElementType>(state.range(0));
-  const int64_t rows = state.range(1);
-  set_num_threads(static_cast<int>(state.range(2)));
+  const WeightShape shape = kShapes[state.range(1)];
+  const int64_t rows = state.range(2);
+  set_num_threads(static_cast<int>(state.range(3)));
+  const int64_t kOut = shape.out, kIn = shape.in;
   const StoredWeights w = random_weights(type, kOut, kIn);
   const std::vector<float> x = random_activations(rows * kIn);
   std::vector<float> y(static_cast<size_t>(rows * kOut));
@@ -74,8 +80,8 @@ constexpr int64_t kTypes[] = {
     static_cast<int64_t>(cpu::ElementType::q6_k)};
 
 BENCHMARK(BM_QuantizedLinear)
-    ->ArgNames({"type", "rows", "threads"})
-    ->ArgsProduct({{std::begin(kTypes), std::end(kTypes)}, {1, 512}, {1, 2}})
+    ->ArgNames({"type", "shape", "rows", "threads"})
+    ->ArgsProduct({{std::begin(kTypes), std::end(kTypes)}, {0, 1}, {1, 512}, {1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

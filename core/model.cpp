@@ -1,5 +1,8 @@
 #include "ember/model.h"
 
+#include <sys/mman.h>
+
+#include <cerrno>
 #include <cstring>
 #include <set>
 
@@ -31,6 +34,26 @@ Result<Tensor> i32_tensor(const std::vector<int32_t>& values) {
 }
 
 int64_t tensor_bytes(const Tensor& tensor) { return tensor.defined() ? static_cast<int64_t>(tensor.payload_bytes()) : 0; }
+
+// Pins every weight byte in RAM (mlock), mapped file pages included, so the kernel never
+// evicts them between tokens: a model mapped from a file otherwise streams from disk
+// again whenever memory pressure (or a proactive reclaimer such as DAMON) drops its pages.
+Status lock_in_memory(const ModelWeights& weights, const std::filesystem::path& path) {
+  Status status;
+  weights.for_each([&](const Tensor& tensor) {
+    if (!status.ok() || !tensor.defined()) return;
+    auto bytes = tensor.read<std::byte>();
+    if (!bytes) {
+      status = bytes.status();
+      return;
+    }
+    if (::mlock(bytes.value(), tensor.payload_bytes()) != 0)
+      status = Status(ErrorCode::out_of_memory,
+                      fmt::format("{}: cannot lock the weights in memory ({}); raise `ulimit -l` or drop --mlock",
+                                  path.string(), std::strerror(errno)));
+  });
+  return status;
+}
 
 }  // namespace
 
@@ -70,6 +93,7 @@ Result<Model> Model::load(const std::filesystem::path& path, const ModelOptions&
   model.kv_cache_type_ = kv_type;
   model.context_length_ = options.context_length > 0 ? options.context_length : c.context_length;
   model.weights_ = std::make_unique<ModelWeights>(std::move(weights.value()));
+  if (options.lock_weights) EMBER_RETURN_IF_ERROR(lock_in_memory(*model.weights_, path));
   model.caches_ = std::make_unique<KvCaches>();
   model.cached_tokens_.assign(static_cast<size_t>(options.sequences), 0);
   const Shape cache_shape{model.context_length_, c.kv_head_count, c.head_dim};
@@ -92,30 +116,14 @@ int64_t Model::cached_tokens(int sequence) const {
 }
 
 int64_t Model::parameter_count() const {
-  const ModelWeights& w = *weights_;
   int64_t count = 0;
-  const auto add = [&count](const Tensor& tensor) { count += tensor.defined() ? tensor.elements() : 0; };
-  for (const Tensor* tensor : {&w.token_embd, &w.position_embd, &w.output_norm, &w.output_norm_bias}) add(*tensor);
-  if (w.output.buffer() != w.token_embd.buffer()) add(w.output);
-  for (const LayerWeights& layer : w.layers)
-    for (const Tensor* tensor : {&layer.attn_norm, &layer.attn_norm_bias, &layer.wq, &layer.wk, &layer.wv, &layer.wo,
-                                 &layer.bq, &layer.bk, &layer.bv, &layer.bo, &layer.ffn_norm, &layer.ffn_norm_bias,
-                                 &layer.w_gate, &layer.w_up, &layer.w_down, &layer.b_up, &layer.b_down})
-      add(*tensor);
+  weights_->for_each([&count](const Tensor& tensor) { count += tensor.defined() ? tensor.elements() : 0; });
   return count;
 }
 
 int64_t Model::weight_bytes() const {
-  const ModelWeights& w = *weights_;
   int64_t bytes = 0;
-  for (const Tensor* tensor : {&w.token_embd, &w.position_embd, &w.output_norm, &w.output_norm_bias})
-    bytes += tensor_bytes(*tensor);
-  if (w.output.buffer() != w.token_embd.buffer()) bytes += tensor_bytes(w.output);
-  for (const LayerWeights& layer : w.layers)
-    for (const Tensor* tensor : {&layer.attn_norm, &layer.attn_norm_bias, &layer.wq, &layer.wk, &layer.wv, &layer.wo,
-                                 &layer.bq, &layer.bk, &layer.bv, &layer.bo, &layer.ffn_norm, &layer.ffn_norm_bias,
-                                 &layer.w_gate, &layer.w_up, &layer.w_down, &layer.b_up, &layer.b_down})
-      bytes += tensor_bytes(*tensor);
+  weights_->for_each([&bytes](const Tensor& tensor) { bytes += tensor_bytes(tensor); });
   return bytes;
 }
 

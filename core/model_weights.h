@@ -29,6 +29,19 @@ struct ModelWeights {
   Tensor output_norm, output_norm_bias;
   Tensor output;  // token_embd when the embeddings are tied
   std::vector<LayerWeights> layers;
+
+  // Calls fn(const Tensor&) once per distinct weight tensor, defined or not (a tied output
+  // is token_embd, visited once).
+  template <class Fn>
+  void for_each(Fn&& fn) const {
+    for (const Tensor* tensor : {&token_embd, &position_embd, &output_norm, &output_norm_bias}) fn(*tensor);
+    if (output.buffer() != token_embd.buffer()) fn(output);
+    for (const LayerWeights& layer : layers)
+      for (const Tensor* tensor : {&layer.attn_norm, &layer.attn_norm_bias, &layer.wq, &layer.wk, &layer.wv, &layer.wo,
+                                   &layer.bq, &layer.bk, &layer.bv, &layer.bo, &layer.ffn_norm, &layer.ffn_norm_bias,
+                                   &layer.w_gate, &layer.w_up, &layer.w_down, &layer.b_up, &layer.b_down})
+        fn(*tensor);
+  }
 };
 
 // Per sequence and layer, keys and values [context, kv_heads, head_dim].

@@ -21,8 +21,13 @@ constexpr int64_t kTileWeightBytes = 256 * 1024;
 // Tiles per thread wanted when the matrix is small enough that kTileWeightBytes would
 // leave some threads idle.
 constexpr int64_t kTilesPerThread = 8;
-// Weight rows per tile come in multiples of this: the kernels' register tiles are 4 rows.
-constexpr int64_t kRowGroup = 4;
+// Weight rows per tile come in multiples of this: the 512-bit kernels run 16 weight rows
+// down the lanes of a vector.
+constexpr int64_t kRowGroup = 16;
+// With several activation rows the kernels transpose each 16-row slab of weights once per
+// call and reuse it across the activation rows: calls of fewer weight rows than this
+// spend too much of their time on that setup.
+constexpr int64_t kMinPrefillTileRows = 64;
 // Below this many weight bytes times activation rows one thread does the whole product:
 // a parallel region costs more than it saves.
 constexpr int64_t kParallelWork = 128 * 1024;
@@ -53,7 +58,8 @@ void quantized_matmul(const float* x, int64_t rows, int64_t in_features, const v
   const int64_t thread_count = threads();
   const int64_t rows_for_balance = (out_features + thread_count * kTilesPerThread - 1) / (thread_count * kTilesPerThread);
   const int64_t rows_for_cache = std::max<int64_t>(1, kTileWeightBytes / std::max<int64_t>(1, weight_row_bytes));
-  const int64_t tile_rows = round_up(std::max<int64_t>(1, std::min(rows_for_balance, rows_for_cache)), kRowGroup);
+  int64_t tile_rows = round_up(std::max<int64_t>(1, std::min(rows_for_balance, rows_for_cache)), kRowGroup);
+  if (rows > 1) tile_rows = std::max(tile_rows, kMinPrefillTileRows);
   const int64_t row_tiles = (out_features + tile_rows - 1) / tile_rows;
   const int64_t column_tiles = (rows + kTileColumns - 1) / kTileColumns;
   const bool parallel = out_features * weight_row_bytes * rows >= kParallelWork;

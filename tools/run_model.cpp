@@ -52,6 +52,7 @@ struct Options {
   std::vector<std::string> stop;
   int parallel = 1;
   bool profile = false;
+  bool lock_weights = false;
 };
 
 // What the timing line and --profile report, gathered while the run goes.
@@ -393,6 +394,7 @@ int main(int argc, char** argv) {
   app.add_option("-c,--ctx-size", options.context, "context length (0: the model's)")->check(CLI::NonNegativeNumber);
   app.add_option("--device", options.device, "auto, cpu or vulkan");
   app.add_option("--kv-type", options.kv_type, "KV cache type: f16, f32 or q8_0");
+  app.add_flag("--mlock", options.lock_weights, "keep the weights in RAM (mlock): never evicted and re-read");
   app.add_flag("-i,--interactive", options.interactive, "chat, one user message per line of stdin");
   app.add_option("--chat-template", options.chat_template, "chat template name (default: the model's own)");
   app.add_option("--perplexity", options.perplexity_file, "print the perplexity of a text file");
@@ -437,7 +439,10 @@ int main(int argc, char** argv) {
   Report report;
   const auto load_start = Clock::now();
   auto loaded = ember::Session::load(
-      options.model, {.kv_cache_type = *kv_type, .context_length = options.context, .sequences = options.parallel});
+      options.model, {.kv_cache_type = *kv_type,
+                      .context_length = options.context,
+                      .sequences = options.parallel,
+                      .lock_weights = options.lock_weights});
   if (!loaded) return fail(loaded.status().message());
   report.load_ms = ms_since(load_start);
   ember::Session& session = loaded.value();

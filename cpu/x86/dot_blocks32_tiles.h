@@ -36,6 +36,15 @@ struct FullSlab {
   const uint8_t* block(int j, int64_t b) const {
     return reinterpret_cast<const uint8_t*>(reinterpret_cast<const WeightBlock*>(w + j * w_stride) + b);
   }
+  // What to prefetch `distance` blocks ahead of block b of row j: past the row's end, the
+  // same row of the next slab (kLanes rows on), so the next slab starts warm. Rows of a
+  // short matrix (2048 wide: 64 blocks of q4_0) end long before the hardware prefetchers
+  // ramp up, and a slab's 16 rows would all start cold. Past the matrix it is harmless:
+  // prefetches never fault.
+  template <int kLanes>
+  const uint8_t* prefetch_target(int j, int64_t b, int64_t distance, int64_t blocks) const {
+    return b + distance < blocks ? block(j, b + distance) : block(j + kLanes, b + distance - blocks);
+  }
 };
 
 template <class WeightBlock, int kLanes>
@@ -49,6 +58,11 @@ struct PartialSlab {
     }
   }
   const uint8_t* block(int j, int64_t b) const { return rows[j] + b * block_bytes[j]; }
+  // The last slab of a tile: nothing of its own lies past its rows' ends.
+  template <int>
+  const uint8_t* prefetch_target(int j, int64_t b, int64_t distance, int64_t) const {
+    return block(j, b + distance);
+  }
 };
 
 // Σ of 32 signed bytes: sad sums bytes as unsigned, so bias them by 128 and take 32 · 128 off.
@@ -83,7 +97,7 @@ template <class Format, int kLanes, class Slab, class TransposedBlock>
 // 8 or 16 rows streaming at once the hardware prefetchers alone fall well short of the
 // memory bandwidth (about 22 → 28 GB/s for q4_0 on Zen 5). Prefetches never fault, so
 // running past a row's end is harmless.
-constexpr int64_t kPrefetchBlocks = 16;
+constexpr int64_t kPrefetchBlocks = 32;
 
 // Up to kLanes weight rows × kCols, each weight block transposed as it is used: for few
 // activation rows (decoding), where the weights stream from memory once.
@@ -96,7 +110,9 @@ void streamed_columns(const Slab& slab, int rows, const char* a, int64_t a_strid
     typename Kernel::TransposedBlock block;
     if (b % 2 == 0)
       for (int j = 0; j < Kernel::kLanes; ++j)
-        _mm_prefetch(reinterpret_cast<const char*>(slab.block(j, b + kPrefetchBlocks)), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(
+                         slab.template prefetch_target<Kernel::kLanes>(j, b, kPrefetchBlocks, blocks)),
+                     _MM_HINT_T0);
     transpose_block<Format, Kernel::kLanes>(slab, b, block);
     Kernel::template accumulate<Format, kCols>(block, a, a_stride, b, terms, blocks, acc);
   }

@@ -26,6 +26,7 @@ struct ModelOptions {
   DType kv_cache_type = DType::f16;  // f32, f16 or q8_0 (q8_0 needs head_dim a multiple of 32)
   int64_t context_length = 0;        // cache rows per sequence; 0: the model's context length
   int sequences = 1;                 // independent KV caches, for decoding several sequences as one batch
+  bool lock_weights = false;         // mlock the weights (llama.cpp's --mlock): never evicted, never re-read
 };
 
 // One sequence's part of a batch: `tokens` at positions position..position + size - 1.

@@ -421,7 +421,7 @@ TEST(GgufValue, ConversionsSucceedOnlyWhenTheValueFits) {
 
 TEST(GgufValue, GgmlTypeIdsFollowTheSpec) {
   const std::pair<uint32_t, DType> spec[] = {{0, DType::f32},   {1, DType::f16},   {2, DType::q4_0}, {3, DType::q4_1},
-                                             {8, DType::q8_0},  {12, DType::q4_k}, {14, DType::q6_k}, {15, DType::q8_k},
+                                             {8, DType::q8_0},  {9, DType::q8_1},  {12, DType::q4_k}, {14, DType::q6_k}, {15, DType::q8_k},
                                              {26, DType::i32},  {30, DType::bf16}};
   for (const auto& [id, dtype] : spec) {
     EXPECT_EQ(dtype_from_ggml_type(id), dtype) << "ggml type " << id;
