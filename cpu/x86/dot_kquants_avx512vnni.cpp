@@ -106,6 +106,7 @@ struct Q4K {
       }
     Accumulators<kRows, kCols> acc;
     for (int64_t b = 0; b < blocks; ++b) {
+      prefetch_decode<BlockQ4_K, kRows, kCols>(w, w_stride, b, blocks);
       const BlockQ4_K* wb[kRows];
       __m512i packed_scales = _mm512_setzero_si512();
       __m512 min_scales = _mm512_setzero_ps();  // lanes of row r: its dmin
@@ -178,6 +179,7 @@ struct Q6K {
     const __m512i high_half_shifts = half_shifts(0, 2);  // qh bits 4-5 | 6-7 down to bits 4-5
     Accumulators<kRows, kCols> acc;
     for (int64_t b = 0; b < blocks; ++b) {
+      prefetch_decode<BlockQ6_K, kRows, kCols>(w, w_stride, b, blocks);
       const BlockQ8_K* x[kCols];
       __m512 x_scale[kCols];
       __m256i group_sums[kCols];

@@ -44,6 +44,27 @@ inline __m128i q4_k_scales_and_mins(const BlockQ4_K& block) {
   return _mm_unpacklo_epi32(low, high);
 }
 
+// Decoding (one activation row) streams every weight once, kRows rows at a time. Rows of
+// a 2048-wide layer (8 blocks) end before the hardware prefetchers ramp up, so the loop
+// over blocks prefetches kDecodePrefetchBlocks blocks ahead in each row and, past a
+// row's end, the start of the row kRows on, which the next micro-tile reads. Prefetches
+// never fault, so running past the matrix is harmless.
+constexpr int64_t kDecodePrefetchBlocks = 4;
+
+template <class Block, int kRows, int kCols>
+[[gnu::always_inline]] inline void prefetch_decode(const uint8_t* w, int64_t w_stride, int64_t b, int64_t blocks) {
+  if constexpr (kCols == 1) {
+    const int64_t target = b + kDecodePrefetchBlocks;
+    for (int r = 0; r < kRows; ++r) {
+      const uint8_t* block = target < blocks ? w + r * w_stride + target * static_cast<int64_t>(sizeof(Block))
+                                             : w + (r + kRows) * w_stride +
+                                                   (target - blocks) * static_cast<int64_t>(sizeof(Block));
+      for (size_t line = 0; line < sizeof(Block); line += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(block + line), _MM_HINT_T0);
+    }
+  }
+}
+
 // A kernel's micro-tile: y[c * ldy + r] for its fixed rows and cols.
 using MicroTile = void (*)(const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t a_stride, int64_t blocks,
                            float* y, int64_t ldy);

@@ -40,6 +40,26 @@ struct Bf16Weights {
 // Dot products of kRows weight rows with x, sharing each load of x across the rows. Every
 // row keeps two accumulators (even and odd 16-lane blocks) and the same tail handling
 // whatever kRows is, so a row's sum is identical in the 4-row and the 1-row variants.
+// How far ahead of each row the loop prefetches. A decoded token streams every weight once,
+// kRows rows at a time; rows of a 2048-wide layer (4 KiB of f16) end before the hardware
+// prefetchers ramp up, so each row's tail prefetches the start of the row kRows on,
+// which the next call reads. Prefetches never fault, so running past the matrix is harmless.
+constexpr int64_t kPrefetchBytes = 1024;
+
+template <class Element, int kRows>
+[[gnu::always_inline]] inline void prefetch_ahead(const Element* w, int64_t in, int64_t i) {
+  constexpr int64_t kAhead = kPrefetchBytes / static_cast<int64_t>(sizeof(Element));
+  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(Element));
+  for (int r = 0; r < kRows; ++r) {
+    const Element* row = w + r * in;
+    for (int64_t offset = 0; offset < 2 * kLanes; offset += kLine) {
+      const int64_t target = i + kAhead + offset;
+      const Element* address = target < in ? row + target : row + kRows * in + (target - in);
+      _mm_prefetch(reinterpret_cast<const char*>(address), _MM_HINT_T0);
+    }
+  }
+}
+
 template <class Weights, int kRows>
 void dot_rows(const typename Weights::Element* w, int64_t in, const float* x, float* y) {
   __m512 even[kRows];
@@ -47,6 +67,7 @@ void dot_rows(const typename Weights::Element* w, int64_t in, const float* x, fl
   for (int r = 0; r < kRows; ++r) even[r] = odd[r] = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 2 * kLanes <= in; i += 2 * kLanes) {
+    prefetch_ahead<typename Weights::Element, kRows>(w, in, i);
     const __m512 x_even = _mm512_loadu_ps(x + i);
     const __m512 x_odd = _mm512_loadu_ps(x + i + kLanes);
     for (int r = 0; r < kRows; ++r) {
