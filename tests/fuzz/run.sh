@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs one fuzz target for SECONDS, starting from seeds made from the test files and the
+# checked-in crash inputs, and prints libFuzzer's closing lines (runs, cov, crashes).
+# Usage: tests/fuzz/run.sh TARGET SECONDS [BUILD_DIR]
+# BUILD_DIR (default build-fuzz) is configured with
+#   CXX=clang++-14 cmake -S . -B build-fuzz -DEMBER_FUZZ=ON -DEMBER_BUILD_TESTS=OFF -DEMBER_VULKAN=OFF
+# and the target built with `cmake --build build-fuzz --target TARGET make-random-model`.
+# A crash leaves its input as BUILD_DIR/fuzz-artifacts/TARGET/crash-* and exits non-zero.
+set -euo pipefail
+target=$1 seconds=$2
+source_dir=$(cd "$(dirname "$0")/../.." && pwd)
+build=$(cd "${3:-$source_dir/build-fuzz}" && pwd)
+data=$source_dir/tests/data/demo-fortunes-7m
+seeds=$build/fuzz-seeds/$target corpus=$build/fuzz-corpus/$target artifacts=$build/fuzz-artifacts/$target
+rm -rf "$seeds" && mkdir -p "$seeds" "$corpus" "$artifacts"
+
+little_endian() {  # the $2 little-endian bytes of $1
+  local value=$1
+  for _ in $(seq "$2"); do
+    printf "\\$(printf '%03o' $((value & 255)))"
+    value=$((value >> 8))
+  done
+}
+safetensors_seed() {  # a header and its data bytes: header length, header, data
+  little_endian "${#1}" 8
+  printf '%s' "$1"
+  head -c "$2" /dev/zero
+}
+
+case $target in
+  fuzz_gguf)
+    "$build/bench/make-random-model" "$seeds/llama.gguf" --hidden 32 --layers 1 --heads 2 --kv-heads 1 --ffn 64 \
+      --vocab 64 --type f16 >/dev/null
+    "$build/bench/make-random-model" "$seeds/gpt2.gguf" --arch gpt2 --hidden 32 --layers 1 --heads 2 --ffn 64 \
+      --vocab 300 --type f32 >/dev/null
+    # The demo model's metadata and tensor table (a real tokenizer), its data cut off.
+    head -c 131072 "$source_dir/models/demo-fortunes-7m-q8_0.gguf" >"$seeds/demo-head.gguf"
+    ;;
+  fuzz_safetensors)
+    safetensors_seed '{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"BF16","shape":[3],"data_offsets":[16,22]}}' 22 >"$seeds/small.safetensors"
+    header_bytes=$(od -An -t u8 -N 8 "$data/model.safetensors" | tr -d ' ')
+    head -c $((8 + header_bytes)) "$data/model.safetensors" >"$seeds/demo-header.safetensors"
+    ;;
+  fuzz_model_config)
+    cp "$data/config.json" "$seeds/llama.json"
+    printf '{"architectures":["GPT2LMHeadModel"],"model_type":"gpt2","n_embd":64,"n_layer":2,"n_head":4,"n_positions":128,"vocab_size":256,"layer_norm_epsilon":1e-5}' >"$seeds/gpt2.json"
+    ;;
+  fuzz_tokenizer_json)
+    cp "$data/tokenizer.json" "$seeds/demo.json"
+    ;;
+  fuzz_tokenizer_encode)
+    printf 'You will be surrounded by luxury.' >"$seeds/ascii.txt"
+    printf 'caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80 \xe4\xb8\xad\xe6\x96\x87\n\t  <s></s>' >"$seeds/utf8.txt"
+    printf 'bad \xff\xfe \xc0\x80 \xed\xa0\x80 cut \xe2\x9c' >"$seeds/invalid.txt"
+    ;;
+  fuzz_tokenizer_decode)
+    for id in 0 1 2 3 100 259 1000 4095 4096 -1 2147483647; do little_endian "$id" 4; done >"$seeds/ids.bin"
+    ;;
+  *)
+    echo "unknown target '$target'" >&2
+    exit 2
+    ;;
+esac
+for input in "$source_dir/tests/fuzz/regressions/$target"-*; do
+  [ -e "$input" ] && cp "$input" "$seeds/"
+done
+
+"$build/tests/fuzz/$target" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$artifacts/" \
+  "$corpus" "$seeds" 2>&1 | tee "$build/fuzz-$target.log" | grep -E "^#[0-9]+ +(INITED|DONE)|^Done|stat::|ERROR|SUMMARY" 
+exit "${PIPESTATUS[0]}"
