@@ -2,14 +2,13 @@
 # Runs one fuzz target for SECONDS, starting from seeds made from the test files and the
 # checked-in crash inputs, and prints libFuzzer's closing lines (runs, cov, crashes).
 # Usage: tests/fuzz/run.sh TARGET SECONDS [BUILD_DIR]
-# BUILD_DIR (default build-fuzz) is configured with
-#   CXX=clang++-14 cmake -S . -B build-fuzz -DEMBER_FUZZ=ON -DEMBER_BUILD_TESTS=OFF -DEMBER_VULKAN=OFF
-# and the target built with `cmake --build build-fuzz --target TARGET make-random-model`.
+# BUILD_DIR (default build-asan) is the `asan` preset's build, which has the fuzz targets:
+#   cmake --preset asan && cmake --build --preset asan --target TARGET make-random-model
 # A crash leaves its input as BUILD_DIR/fuzz-artifacts/TARGET/crash-* and exits non-zero.
 set -euo pipefail
 target=$1 seconds=$2
 source_dir=$(cd "$(dirname "$0")/../.." && pwd)
-build=$(cd "${3:-$source_dir/build-fuzz}" && pwd)
+build=$(cd "${3:-$source_dir/build-asan}" && pwd)
 data=$source_dir/tests/data/demo-fortunes-7m
 seeds=$build/fuzz-seeds/$target corpus=$build/fuzz-corpus/$target artifacts=$build/fuzz-artifacts/$target
 rm -rf "$seeds" && mkdir -p "$seeds" "$corpus" "$artifacts"
@@ -47,6 +46,10 @@ case $target in
     ;;
   fuzz_tokenizer_json)
     cp "$data/tokenizer.json" "$seeds/demo.json"
+    # Small ones too, so that most mutations land on structure rather than on the demo's
+    # 120 KB of vocabulary: a SentencePiece-style BPE with byte fallback, a byte-level BPE.
+    printf '%s' '{"added_tokens":[{"id":0,"content":"<unk>","special":true},{"id":1,"content":"<s>","special":true},{"id":2,"content":"</s>","special":true}],"normalizer":{"type":"Sequence","normalizers":[{"type":"Prepend","prepend":"\u2581"},{"type":"Replace","pattern":{"String":" "},"content":"\u2581"}]},"pre_tokenizer":null,"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},{"Sequence":{"id":"A","type_id":0}}]},"model":{"type":"BPE","unk_token":"<unk>","byte_fallback":true,"vocab":{"<unk>":0,"<s>":1,"</s>":2,"<0x00>":3,"<0x0A>":4,"\u2581":5,"a":6,"b":7,"ab":8,"\u2581a":9,"\u2581ab":10},"merges":["a b","\u2581 a","\u2581a b"]}}' >"$seeds/spm.json"
+    printf '%s' '{"added_tokens":[{"id":0,"content":"<|begin_of_text|>","special":true}],"normalizer":null,"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true},"post_processor":{"type":"ByteLevel"},"decoder":{"type":"ByteLevel"},"model":{"type":"BPE","byte_fallback":false,"vocab":{"<|begin_of_text|>":0,"a":1,"b":2,"\u0120":3,"ab":4,"\u0120a":5},"merges":["a b","\u0120 a"]}}' >"$seeds/byte-level.json"
     ;;
   fuzz_tokenizer_encode)
     printf 'You will be surrounded by luxury.' >"$seeds/ascii.txt"
