@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "core/mapped_tensor.h"
 #include "core/printable.h"
 #include "ember/gguf.h"
 
@@ -377,10 +378,7 @@ const GgufTensorInfo* GgufFile::find_tensor(std::string_view name) const {
 Result<Tensor> GgufFile::tensor(std::string_view name) const {
   const GgufTensorInfo* info = find_tensor(name);
   if (info == nullptr) return invalid_argument(fmt::format("{}: no tensor named '{}'", path().string(), name));
-  // The map is PROT_READ; the buffer is marked read-only, so nothing writes through this pointer.
-  auto* data = const_cast<std::byte*>(map_->bytes().data() + data_offset_ + info->offset);
-  auto buffer = Buffer::wrap(data, static_cast<size_t>(info->bytes), map_, /*writable=*/false);
-  auto view = Tensor::view(std::move(buffer), info->shape, info->dtype);
+  auto view = mapped_tensor(map_, data_offset_ + info->offset, info->bytes, info->shape, info->dtype);
   if (!view) return Status(view.status().code(), fmt::format("{}: tensor '{}': {}", path().string(), name, view.status().message()));
   return view;
 }

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/mapped_tensor.h"
 #include "core/printable.h"
 
 namespace ember {
@@ -26,22 +27,6 @@ uint64_t read_le_u64(const std::byte* at) {
   uint64_t value = 0;
   for (int i = 7; i >= 0; --i) value = (value << 8) | static_cast<uint8_t>(at[i]);
   return value;
-}
-
-Result<Tensor> view_or_aligned_copy(const std::shared_ptr<MappedFile>& map, uint64_t at,
-                                    const SafetensorsTensorInfo& info) {
-  // The map is PROT_READ and the buffer is marked read-only, so nothing writes through it.
-  auto* data = const_cast<std::byte*>(map->bytes().data() + at);
-  const auto bytes = static_cast<size_t>(info.end - info.begin);
-  const auto element_bytes = static_cast<uintptr_t>(block_bytes(info.dtype));
-  if (reinterpret_cast<uintptr_t>(data) % element_bytes == 0)
-    return Tensor::view(Buffer::wrap(data, bytes, map, /*writable=*/false), info.shape, info.dtype);
-  auto copy = Tensor::empty(info.shape, info.dtype);
-  if (!copy) return copy.status();
-  auto target = copy->write<std::byte>();
-  if (!target) return target.status();
-  std::memcpy(target.value(), data, bytes);
-  return copy;
 }
 
 }  // namespace
@@ -218,7 +203,7 @@ const SafetensorsTensorInfo* SafetensorsFile::find(std::string_view name) const 
 Result<Tensor> SafetensorsFile::tensor(std::string_view name) const {
   const SafetensorsTensorInfo* info = find(name);
   if (info == nullptr) return invalid_argument(fmt::format("{}: no tensor named '{}'", path().string(), name));
-  auto tensor = view_or_aligned_copy(map_, data_offset_ + info->begin, *info);
+  auto tensor = mapped_tensor(map_, data_offset_ + info->begin, info->end - info->begin, info->shape, info->dtype);
   if (!tensor)
     return Status(tensor.status().code(), fmt::format("{}: tensor '{}': {}", path().string(), name, tensor.status().message()));
   return tensor;

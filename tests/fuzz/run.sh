@@ -2,6 +2,8 @@
 # Runs one fuzz target for SECONDS, starting from seeds made from the test files and the
 # checked-in crash inputs, and prints libFuzzer's closing lines (runs, cov, crashes).
 # Usage: tests/fuzz/run.sh TARGET SECONDS [BUILD_DIR]
+# FUZZ_WORKERS=N (default 1) runs N fuzzing processes sharing the corpus (libFuzzer's
+# -fork=N); the corpus in BUILD_DIR/fuzz-corpus/TARGET carries over from run to run.
 # BUILD_DIR (default build-asan) is the `asan` preset's build, which has the fuzz targets:
 #   cmake --preset asan && cmake --build --preset asan --target TARGET make-random-model
 # A crash leaves its input as BUILD_DIR/fuzz-artifacts/TARGET/crash-* and exits non-zero.
@@ -68,6 +70,14 @@ for input in "$source_dir/tests/fuzz/regressions/$target"-*; do
   [ -e "$input" ] && cp "$input" "$seeds/"
 done
 
-"$build/tests/fuzz/$target" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$artifacts/" \
-  "$corpus" "$seeds" 2>&1 | tee "$build/fuzz-$target.log" | grep -E "^#[0-9]+ +(INITED|DONE)|^Done|stat::|ERROR|SUMMARY" 
-exit "${PIPESTATUS[0]}"
+workers=${FUZZ_WORKERS:-1}
+parallel=()
+((workers > 1)) && parallel=(-fork="$workers")
+log=$build/fuzz-$target.log
+status=0
+"$build/tests/fuzz/$target" "${parallel[@]}" -max_total_time="$seconds" -print_final_stats=1 \
+  -artifact_prefix="$artifacts/" "$corpus" "$seeds" >"$log" 2>&1 || status=$?
+grep -E "^#[0-9]+ +(INITED|DONE)|^Done|stat::|ERROR|SUMMARY|INFO: exiting" "$log" || true
+# With -fork the parent prints its progress as "#RUNS: cov: ..." lines; the last is the total.
+if ((workers > 1)); then grep -E "^#[0-9]+: cov:" "$log" | tail -1; fi
+exit "$status"
