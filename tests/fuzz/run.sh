@@ -77,7 +77,7 @@ log=$build/fuzz-$target.log
 status=0
 "$build/tests/fuzz/$target" "${parallel[@]}" -max_total_time="$seconds" -print_final_stats=1 \
   -artifact_prefix="$artifacts/" "$corpus" "$seeds" >"$log" 2>&1 || status=$?
-grep -E "^#[0-9]+ +(INITED|DONE)|^Done|stat::|ERROR|SUMMARY|INFO: exiting" "$log" || true
+grep -E "^#[0-9]+[[:space:]]+(INITED|DONE)|^Done|stat::|ERROR|SUMMARY|INFO: exiting" "$log" || true
 # With -fork the parent prints its progress as "#RUNS: cov: ..." lines; the last is the total.
 if ((workers > 1)); then grep -E "^#[0-9]+: cov:" "$log" | tail -1; fi
 exit "$status"
