@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ember/chat_template.h"
+#include "ember/gpu_devices.h"
 #include "ember/perplexity.h"
 #include "ember/session.h"
 #include "ember/threads.h"
@@ -53,6 +54,7 @@ struct Options {
   int parallel = 1;
   bool profile = false;
   bool lock_weights = false;
+  bool list_devices = false;
 };
 
 // What the timing line and --profile report, gathered while the run goes.
@@ -404,10 +406,18 @@ int main(int argc, char** argv) {
   app.add_option("--parallel", options.parallel, "sampled continuations of the prompt, decoded as one batch")
       ->check(CLI::Range(1, 64));
   app.add_flag("--profile", options.profile, "print per-op time, GFLOP/s, GB/s and pool stats");
+  app.add_flag("--list-devices", options.list_devices, "print the Vulkan devices and their capabilities, then exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error);
+  }
+  if (options.list_devices) {
+    // No device is not an error: the CPU runs everything, so this still exits 0.
+    const auto devices = ember::describe_gpu_devices();
+    if (devices) fmt::print("{}", devices.value());
+    else fmt::print("no Vulkan device: {}\n", devices.status().message());
+    return 0;
   }
   if (*prompt_option) options.prompt = prompt;
 

@@ -81,6 +81,15 @@ interrupted_ids=$(generated_count interrupted.json)
 ls ./*.tmp 2>/dev/null && fail "a temporary file was left behind after Ctrl-C"
 kill -0 "$pid" 2>/dev/null && fail "run-model still runs after Ctrl-C"
 
+# --list-devices: a block per Vulkan device, or one line saying why there is none; both
+# exit 0, since the CPU then runs everything. No driver to be found must not crash.
+"$run_model" --list-devices >devices.txt 2>&1 || fail "--list-devices exited non-zero: $(cat devices.txt)"
+grep -q -e '^device 0: .*, Vulkan 1\.' -e '^no Vulkan device: ' devices.txt || fail "--list-devices: $(cat devices.txt)"
+VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json "$run_model" --list-devices >no_devices.txt 2>&1 ||
+  fail "--list-devices without a driver exited non-zero: $(cat no_devices.txt)"
+[ "$(wc -l <no_devices.txt)" -eq 1 ] && grep -q '^no Vulkan device: ' no_devices.txt ||
+  fail "--list-devices without a driver: $(cat no_devices.txt)"
+
 # Bad input: one line naming the cause, non-zero exit.
 expect_error() {
   local pattern=$1
