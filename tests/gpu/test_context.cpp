@@ -43,7 +43,9 @@ TEST(GpuContext, ChosenDeviceIsListedAndMeetsTheMinimum) {
   EXPECT_EQ((*devices)[caps.index].name, caps.name);
   // The automatic choice is the best-ranked usable device.
   for (const DeviceCapabilities& other : devices.value()) {
-    if (other.meets_minimum()) EXPECT_GE(device_type_rank(other.type), device_type_rank(caps.type)) << other.name;
+    if (other.meets_minimum()) {
+      EXPECT_GE(device_type_rank(other.type), device_type_rank(caps.type)) << other.name;
+    }
   }
   const std::string text = describe(caps);
   EXPECT_NE(text.find("device " + std::to_string(caps.index) + ": " + caps.name), std::string::npos) << text;
