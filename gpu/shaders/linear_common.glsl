@@ -1,0 +1,89 @@
+// What both fused-linear shaders share: the bindings, the push constants, reading the
+// weight matrix from its stored bytes, and the activation.
+//
+// y[r][c] = act(sum_i x[r][i] * W[c][i] + bias[c]); x is rows x k f32, W is n rows of k
+// weights in the GGUF layout of WEIGHT_TYPE, y is rows x n f32. The weights are bound as
+// uint[] and decoded here, so no 8- or 16-bit storage feature is needed; every buffer is
+// allocated in whole words (gpu/device_buffer.h), so a word read at the end stays inside.
+
+layout(constant_id = 0) const uint WEIGHT_TYPE = 0;  // gpu::WeightType: f32, f16, q8_0, q4_0
+layout(constant_id = 1) const uint ACTIVATION = 0;   // gpu::Activation: none, relu, gelu_tanh, silu
+
+const uint kF32 = 0;
+const uint kF16 = 1;
+const uint kQ8_0 = 2;
+const uint kQ4_0 = 3;
+
+layout(std430, binding = 0) readonly buffer InputRows { float x[]; };
+layout(std430, binding = 1) readonly buffer WeightBytes { uint w[]; };
+layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
+layout(std430, binding = 3) writeonly buffer OutputRows { float y[]; };
+
+layout(push_constant) uniform Shape {
+  uint rows;
+  uint k;
+  uint n;
+  uint has_bias;
+  uint first_column;  // the GEMV covers n in dispatches of at most maxComputeWorkGroupCount columns
+  uint row_bytes;     // bytes of one weight row
+} shape;
+
+// The 4 bytes at an even byte offset (GGUF blocks of 34 and 18 bytes keep every field
+// 2-byte aligned, not 4).
+uint word_at(uint byte_offset) {
+  const uint first = w[byte_offset >> 2];
+  if ((byte_offset & 2u) == 0u) return first;
+  return (first >> 16) | (w[(byte_offset >> 2) + 1u] << 16);
+}
+
+float half_at(uint byte_offset) {
+  return unpackHalf2x16((w[byte_offset >> 2] >> ((byte_offset & 2u) * 8u)) & 0xffffu).x;
+}
+
+// Weights i .. i+3 of weight row `column` (i a multiple of 4; for the block types the four
+// lie in one 32-weight block). Past k (only f32/f16 rows, whose k is free) they read 0.
+vec4 weights4(uint column, uint i) {
+  const uint row = column * shape.row_bytes;
+  if (WEIGHT_TYPE == kF32) {
+    vec4 v = vec4(0.0);
+    for (uint e = 0u; e < 4u; ++e)
+      if (i + e < shape.k) v[e] = uintBitsToFloat(w[(row >> 2) + i + e]);
+    return v;
+  }
+  if (WEIGHT_TYPE == kF16) {
+    vec4 v = vec4(0.0);
+    for (uint e = 0u; e < 4u; ++e)
+      if (i + e < shape.k) v[e] = half_at(row + 2u * (i + e));
+    return v;
+  }
+  const uint block = i >> 5;
+  const uint within = i & 31u;
+  if (WEIGHT_TYPE == kQ8_0) {
+    // 2 bytes of f16 scale, then 32 int8 codes.
+    const uint base = row + block * 34u;
+    const int codes = int(word_at(base + 2u + within));
+    const ivec4 q = ivec4(bitfieldExtract(codes, 0, 8), bitfieldExtract(codes, 8, 8), bitfieldExtract(codes, 16, 8),
+                          bitfieldExtract(codes, 24, 8));
+    return half_at(base) * vec4(q);
+  }
+  // q4_0: 2 bytes of f16 scale, then 16 bytes; byte j holds weight j in its low nibble and
+  // weight j + 16 in its high nibble; value = (q - 8) * scale.
+  const uint base = row + block * 18u;
+  const uint bytes = word_at(base + 2u + (within & 15u)) >> (within >= 16u ? 4u : 0u);
+  const uvec4 q = uvec4(bytes & 15u, (bytes >> 8) & 15u, (bytes >> 16) & 15u, (bytes >> 24) & 15u);
+  return half_at(base) * (vec4(q) - 8.0);
+}
+
+// The same formulas as cpu/activation.h: gelu_tanh(v) = v * sigmoid(2u), u = sqrt(2/pi) *
+// (v + 0.044715 v^3), with exp's argument clamped so it never overflows.
+float activate(float v) {
+  if (ACTIVATION == 1u) return v > 0.0 ? v : 0.0;
+  if (ACTIVATION == 2u) return v / (1.0 + exp(clamp(-1.5957691216057308 * (v + 0.044715 * v * v * v), -87.3, 88.3)));
+  if (ACTIVATION == 3u) return v / (1.0 + exp(clamp(-v, -87.3, 88.3)));
+  return v;
+}
+
+void store_output(uint r, uint column, float sum) {
+  if (shape.has_bias != 0u) sum += bias[column];
+  y[r * shape.n + column] = activate(sum);
+}
