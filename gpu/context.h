@@ -19,7 +19,7 @@ namespace ember::gpu {
 struct ContextOptions {
   // Which device, by vkEnumeratePhysicalDevices index. Unset: EMBER_VK_DEVICE if set,
   // else the first usable device by type (discrete, integrated, virtual, other, CPU).
-  std::optional<uint32_t> device_index;
+  std::optional<uint32_t> device_index = std::nullopt;
 };
 
 // A failed Vulkan call as a Status naming the call and the result.

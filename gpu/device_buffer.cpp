@@ -6,7 +6,7 @@
 
 namespace ember::gpu {
 
-Result<DeviceBuffer> DeviceBuffer::create(Allocator& allocator, uint64_t bytes, MemoryUse use) {
+Result<DeviceBuffer> DeviceBuffer::create(Allocator& allocator, uint64_t bytes, MemoryUse use, uint64_t min_alignment) {
   const Context& context = allocator.context();
   const VulkanFunctions& vk = context.vk();
   const uint64_t rounded = (std::max<uint64_t>(bytes, 1) + 3) & ~uint64_t{3};
@@ -24,6 +24,7 @@ Result<DeviceBuffer> DeviceBuffer::create(Allocator& allocator, uint64_t bytes, 
   EMBER_GPU_RETURN_IF_ERROR(vk_check(vk.vkCreateBuffer(context.device(), &info, nullptr, &buffer.buffer_), "vkCreateBuffer"));
   VkMemoryRequirements requirements{};
   vk.vkGetBufferMemoryRequirements(context.device(), buffer.buffer_, &requirements);
+  requirements.alignment = std::max(requirements.alignment, min_alignment);
   auto allocation = allocator.allocate(requirements, use);
   if (!allocation) return allocation.status();
   buffer.allocation_ = allocation.value();

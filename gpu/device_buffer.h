@@ -13,7 +13,9 @@ namespace ember::gpu {
 
 class DeviceBuffer {
  public:
-  static Result<DeviceBuffer> create(Allocator& allocator, uint64_t bytes, MemoryUse use);
+  // `min_alignment` (a power of two) raises the device's own alignment, e.g. to a cache
+  // line where the host will use the mapping as ordinary memory.
+  static Result<DeviceBuffer> create(Allocator& allocator, uint64_t bytes, MemoryUse use, uint64_t min_alignment = 4);
 
   DeviceBuffer() = default;
   DeviceBuffer(DeviceBuffer&& other) noexcept;
