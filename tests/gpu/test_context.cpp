@@ -79,6 +79,20 @@ TEST(GpuContext, EnvironmentPicksTheDeviceAndRejectsABadOne) {
   EXPECT_NE(explicit_option.status().message().find("device index 4000"), std::string::npos);
 }
 
+// No driver for the loader to find: an error value naming the cause, for both entry points.
+TEST(GpuContext, NoDriverIsAnErrorValue) {
+  ScopedEnv old_name("VK_ICD_FILENAMES", "/nonexistent/ember_icd.json");
+  ScopedEnv new_name("VK_DRIVER_FILES", "/nonexistent/ember_icd.json");
+  auto context = Context::create();
+  ASSERT_FALSE(context);
+  EXPECT_EQ(context.status().kind(), ErrorKind::unavailable);
+  EXPECT_FALSE(context.status().message().empty());
+  EXPECT_EQ(context.status().message().find('\n'), std::string::npos);
+  auto devices = Context::list_devices();
+  ASSERT_FALSE(devices);
+  EXPECT_EQ(devices.status().kind(), ErrorKind::unavailable);
+}
+
 TEST(GpuContext, RunsAnEmptySubmissionTwice) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   int recorded = 0;
