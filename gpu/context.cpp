@@ -62,7 +62,7 @@ Result<std::optional<uint32_t>> requested_index(const ContextOptions& options, s
     if (const char* text = std::getenv("EMBER_VK_DEVICE"); text != nullptr && *text != '\0') {
       char* end = nullptr;
       const unsigned long value = std::strtoul(text, &end, 10);
-      if (*end != '\0' || text[0] == '-')
+      if (*end != '\0' || text[0] == '-' || value > UINT32_MAX)
         return Status{ErrorKind::invalid_argument, std::string("EMBER_VK_DEVICE='") + text + "': a device number"};
       index = static_cast<uint32_t>(value);
       source = "EMBER_VK_DEVICE";

@@ -9,6 +9,7 @@ namespace ember::gpu {
 namespace {
 
 constexpr uint32_t kGemmTile = 32;          // linear_gemm.comp's kTile
+constexpr uint32_t kGemmInvocations = 256;  // linear_gemm.comp's 16 x 16 workgroup; Vulkan only promises 128
 // One set per run() in flight; runs serialise on the queue, so few are ever live at once.
 constexpr uint32_t kDescriptorSets = 64;
 
@@ -101,6 +102,10 @@ Status FusedLinear::run(const LinearArgs& args) {
   EMBER_GPU_RETURN_IF_ERROR(check(args));
   const bool gemv = args.path == LinearPath::gemv || (args.path == LinearPath::automatic && args.rows == 1);
   const DeviceCapabilities& caps = context_.capabilities();
+  if (!gemv && caps.max_workgroup_invocations < kGemmInvocations)
+    return {ErrorKind::unavailable, "GPU linear: the tiled GEMM needs workgroups of " + std::to_string(kGemmInvocations) +
+                                        " invocations; " + caps.name + " allows " +
+                                        std::to_string(caps.max_workgroup_invocations)};
   const uint32_t max_groups_x = caps.max_workgroup_count[0];
   const uint32_t max_groups_y = caps.max_workgroup_count[1];
   const uint32_t groups_y = gemv ? args.rows : (args.rows + kGemmTile - 1) / kGemmTile;

@@ -69,6 +69,12 @@ TEST(GpuContext, EnvironmentPicksTheDeviceAndRejectsABadOne) {
     EXPECT_NE(missing.status().message().find("EMBER_VK_DEVICE 4000"), std::string::npos) << missing.status().message();
   }
   {
+    ScopedEnv env("EMBER_VK_DEVICE", "4294967296");  // would wrap to 0 as a uint32_t
+    auto wrapped = Context::create();
+    ASSERT_FALSE(wrapped);
+    EXPECT_EQ(wrapped.status().kind(), ErrorKind::invalid_argument);
+  }
+  {
     ScopedEnv env("EMBER_VK_DEVICE", "first");
     auto garbled = Context::create();
     ASSERT_FALSE(garbled);

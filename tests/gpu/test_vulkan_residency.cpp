@@ -4,7 +4,10 @@
 // and once with the staging path forced.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "core/vulkan_device.h"
@@ -171,6 +174,56 @@ TEST(VulkanStaging, AttachesAnExistingReadOnlyBuffer) {
   device_copy(*device, mirror_of(*wrapped).device_buffer(), check.value(), bytes);
   EXPECT_EQ(std::memcmp(check->mapped(), weights.data(), bytes), 0);
   EXPECT_FALSE(wrapped->host_write());  // still read-only on the host
+}
+
+// Several threads moving their own buffers through the one staging ring and running
+// kernels on the one queue at the same time: each sees only its own bytes.
+TEST(VulkanStaging, ThreadsShareTheRingAndTheQueue) {
+  std::string why_not;
+  auto device = open_or_skip(/*zero_copy=*/false, &why_not, /*slot_bytes=*/1024);
+  if (!device) GTEST_SKIP() << "no Vulkan device: " << why_not;
+  const uint64_t seed = testing::SeededRng().seed();
+  constexpr uint32_t kRows = 9, kN = 33;
+  constexpr size_t kBytes = size_t{kRows} * kN * sizeof(float);
+  gpu::DeviceBuffer w_buffer = mapped_buffer(device->allocator(), identity(kN));
+  std::atomic<int> mismatches{0};
+  std::vector<std::string> errors(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      std::mt19937_64 engine(seed + static_cast<uint64_t>(t));
+      std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+      for (int round = 0; round < 10; ++round) {
+        auto buffer = device->allocate(kBytes);
+        auto y = gpu::DeviceBuffer::create(device->allocator(), kBytes, gpu::MemoryUse::staging);
+        if (!buffer || !y) {
+          errors[t] = "allocation failed";
+          return;
+        }
+        std::vector<float> values(size_t{kRows} * kN);
+        for (float& v : values) v = dist(engine);
+        std::memcpy(buffer.value()->host_write().value(), values.data(), kBytes);
+        if (!buffer.value()->ensure_device_current().ok()) {
+          errors[t] = "upload failed";
+          return;
+        }
+        const gpu::Status run = device->linear().run({.x = &mirror_of(*buffer.value()).device_buffer(), .rows = kRows,
+                                                      .k = kN, .weights = &w_buffer, .n = kN, .y = &y.value()});
+        if (!run) {
+          errors[t] = run.message();
+          return;
+        }
+        if (std::memcmp(y->mapped(), values.data(), kBytes) != 0) ++mismatches;
+        std::memcpy(y->mapped(), values.data() + 1, kBytes - sizeof(float));
+        device_copy(*device, y.value(), mirror_of(*buffer.value()).device_buffer(), kBytes);
+        buffer.value()->mark_device_written();
+        auto host = buffer.value()->host_read();
+        if (!host || std::memcmp(host.value(), values.data() + 1, kBytes - sizeof(float)) != 0) ++mismatches;
+      }
+    });
+  for (std::thread& thread : threads) thread.join();
+  for (const std::string& error : errors) EXPECT_EQ(error, "");
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 TEST(VulkanStaging, BadDeviceIndexIsAnErrorValue) {
