@@ -54,7 +54,6 @@ class VulkanDevice : public std::enable_shared_from_this<VulkanDevice> {
   gpu::Context& context() { return *context_; }
   gpu::Allocator& allocator() { return *allocator_; }
   gpu::StagingRing& staging() { return *staging_; }
-  gpu::PipelineCache& pipelines() { return *pipelines_; }
   gpu::FusedLinear& linear() { return *linear_; }
 
  private:
