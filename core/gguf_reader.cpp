@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "core/mapped_tensor.h"
+#include "core/printable.h"
 #include "ember/gguf.h"
 
 namespace ember {
@@ -201,8 +203,8 @@ class GgufParser {
       EMBER_RETURN_IF_ERROR(read_string(key, fmt::format("metadata key #{}", index)));
       if (!is_valid_utf8(key)) return corrupt(fmt::format("metadata key #{} is not valid UTF-8", index));
       // Views into the keys stay valid: metadata_ was sized once and its strings never move.
-      if (!seen.insert(key).second) return corrupt(fmt::format("duplicate metadata key '{}'", key));
-      const std::string where = fmt::format("metadata '{}'", key);
+      if (!seen.insert(key).second) return corrupt(fmt::format("duplicate metadata key '{}'", printable(key)));
+      const std::string where = fmt::format("metadata '{}'", printable(key));
       GgufType type{};
       EMBER_RETURN_IF_ERROR(read_type(type, where));
       EMBER_RETURN_IF_ERROR(read_value(type, 0, value, where));
@@ -226,7 +228,7 @@ class GgufParser {
   Status parse_tensor_info(GgufTensorInfo& info, uint64_t index) {
     EMBER_RETURN_IF_ERROR(read_string(info.name, fmt::format("tensor #{} name", index)));
     if (!is_valid_utf8(info.name)) return corrupt(fmt::format("tensor #{} name is not valid UTF-8", index));
-    const std::string where = fmt::format("tensor '{}'", info.name);
+    const std::string where = fmt::format("tensor '{}'", printable(info.name));
     uint32_t n_dims = 0;
     EMBER_RETURN_IF_ERROR(read(n_dims, where));
     if (n_dims < 1 || n_dims > kMaxDims)
@@ -267,7 +269,8 @@ class GgufParser {
     for (uint64_t index = 0; index < tensor_count_; ++index) {
       GgufTensorInfo& info = file.tensors_[index];
       EMBER_RETURN_IF_ERROR(parse_tensor_info(info, index));
-      if (!seen.insert(info.name).second) return corrupt(fmt::format("duplicate tensor name '{}'", info.name));
+      if (!seen.insert(info.name).second)
+        return corrupt(fmt::format("duplicate tensor name '{}'", printable(info.name)));
     }
     return {};
   }
@@ -282,11 +285,12 @@ class GgufParser {
     const uint64_t data_bytes = bytes_.size() - data_offset;
     for (const GgufTensorInfo& info : file.tensors_) {
       if (info.offset % alignment != 0)
-        return corrupt(fmt::format("tensor '{}': offset {} is not aligned to {} bytes", info.name, info.offset, alignment));
+        return corrupt(fmt::format("tensor '{}': offset {} is not aligned to {} bytes", printable(info.name), info.offset,
+                                   alignment));
       uint64_t end = 0;
       if (__builtin_add_overflow(info.offset, info.bytes, &end) || end > data_bytes)
         return corrupt(fmt::format("tensor '{}': data [offset {}, {} bytes] ends past the end of the file ({} bytes)",
-                                   info.name, info.offset, info.bytes, bytes_.size()));
+                                   printable(info.name), info.offset, info.bytes, bytes_.size()));
     }
     std::vector<size_t> order(file.tensors_.size());
     std::iota(order.begin(), order.end(), size_t{0});
@@ -299,7 +303,8 @@ class GgufParser {
       const GgufTensorInfo& after = tensors[order[i]];
       if (after.offset < before.offset + before.bytes)
         return corrupt(fmt::format("tensors '{}' [offset {}, {} bytes] and '{}' [offset {}, {} bytes] overlap",
-                                   before.name, before.offset, before.bytes, after.name, after.offset, after.bytes));
+                                   printable(before.name), before.offset, before.bytes, printable(after.name),
+                                   after.offset, after.bytes));
     }
     return {};
   }
@@ -373,10 +378,7 @@ const GgufTensorInfo* GgufFile::find_tensor(std::string_view name) const {
 Result<Tensor> GgufFile::tensor(std::string_view name) const {
   const GgufTensorInfo* info = find_tensor(name);
   if (info == nullptr) return invalid_argument(fmt::format("{}: no tensor named '{}'", path().string(), name));
-  // The map is PROT_READ; the buffer is marked read-only, so nothing writes through this pointer.
-  auto* data = const_cast<std::byte*>(map_->bytes().data() + data_offset_ + info->offset);
-  auto buffer = Buffer::wrap(data, static_cast<size_t>(info->bytes), map_, /*writable=*/false);
-  auto view = Tensor::view(std::move(buffer), info->shape, info->dtype);
+  auto view = mapped_tensor(map_, data_offset_ + info->offset, info->bytes, info->shape, info->dtype);
   if (!view) return Status(view.status().code(), fmt::format("{}: tensor '{}': {}", path().string(), name, view.status().message()));
   return view;
 }

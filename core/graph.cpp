@@ -49,7 +49,6 @@ std::string_view activation_name(Activation act) {
 }
 
 Result<Shape> broadcast_shapes(const Shape& a, const Shape& b) {
-  Shape out;
   const int rank = std::max(a.rank(), b.rank());
   std::array<int64_t, kMaxDims> dims{};
   for (int i = 0; i < rank; ++i) {

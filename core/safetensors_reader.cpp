@@ -8,6 +8,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/mapped_tensor.h"
+#include "core/printable.h"
+
 namespace ember {
 
 namespace {
@@ -26,43 +29,40 @@ uint64_t read_le_u64(const std::byte* at) {
   return value;
 }
 
-Result<Tensor> view_or_aligned_copy(const std::shared_ptr<MappedFile>& map, uint64_t at,
-                                    const SafetensorsTensorInfo& info) {
-  // The map is PROT_READ and the buffer is marked read-only, so nothing writes through it.
-  auto* data = const_cast<std::byte*>(map->bytes().data() + at);
-  const auto bytes = static_cast<size_t>(info.end - info.begin);
-  const auto element_bytes = static_cast<uintptr_t>(block_bytes(info.dtype));
-  if (reinterpret_cast<uintptr_t>(data) % element_bytes == 0)
-    return Tensor::view(Buffer::wrap(data, bytes, map, /*writable=*/false), info.shape, info.dtype);
-  auto copy = Tensor::empty(info.shape, info.dtype);
-  if (!copy) return copy.status();
-  auto target = copy->write<std::byte>();
-  if (!target) return target.status();
-  std::memcpy(target.value(), data, bytes);
-  return copy;
-}
-
 }  // namespace
 
 class SafetensorsHeaderParser {
  public:
+  // A valid header nests three levels (the root, a tensor's entry, its shape).
+  static constexpr int kMaxJsonDepth = 8;
+
   SafetensorsHeaderParser(SafetensorsFile& file, uint64_t data_bytes) : file_(file), data_bytes_(data_bytes) {}
 
   Status parse(std::string_view header) {
     std::optional<std::string> duplicate;
-    const Json::parser_callback_t note_duplicates = [&](int depth, Json::parse_event_t event, Json& parsed) {
+    bool too_deep = false;
+    const Json::parser_callback_t check_keys_and_depth = [&](int depth, Json::parse_event_t event, Json& parsed) {
       if (event == Json::parse_event_t::key && depth == 1 && !keys_.insert(parsed.get<std::string>()).second)
         duplicate = parsed.get<std::string>();
+      // Containers past the limit are discarded unbuilt: the parser itself is iterative,
+      // but copying a deeply nested value recurses once per level and can overflow the
+      // stack (ordered_json copies values when its entries grow).
+      if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) &&
+          depth > kMaxJsonDepth) {
+        too_deep = true;
+        return false;
+      }
       return true;
     };
     Json root;
     try {
-      root = Json::parse(header.begin(), header.end(), note_duplicates);
+      root = Json::parse(header.begin(), header.end(), check_keys_and_depth);
     } catch (const Json::exception& error) {
       return corrupt(fmt::format("header is not valid JSON: {}", error.what()));
     }
+    if (too_deep) return corrupt(fmt::format("header nests JSON deeper than the limit of {} levels", kMaxJsonDepth));
     if (!root.is_object()) return corrupt(fmt::format("header is a JSON {}, not an object", root.type_name()));
-    if (duplicate) return corrupt(fmt::format("header names '{}' twice", *duplicate));
+    if (duplicate) return corrupt(fmt::format("header names '{}' twice", printable(*duplicate)));
 
     for (const auto& [name, entry] : root.items()) {
       if (name == "__metadata__") {
@@ -81,13 +81,13 @@ class SafetensorsHeaderParser {
     return {ErrorCode::corrupt_file, fmt::format("{}: {}", file_.path().string(), what)};
   }
   Status corrupt_tensor(std::string_view name, std::string_view what) const {
-    return {ErrorCode::corrupt_file, fmt::format("{}: tensor '{}': {}", file_.path().string(), name, what)};
+    return {ErrorCode::corrupt_file, fmt::format("{}: tensor '{}': {}", file_.path().string(), printable(name), what)};
   }
 
   Status parse_metadata(const Json& entry) {
     if (!entry.is_object()) return corrupt("__metadata__ is not an object of strings");
     for (const auto& [key, value] : entry.items()) {
-      if (!value.is_string()) return corrupt(fmt::format("__metadata__ value of '{}' is not a string", key));
+      if (!value.is_string()) return corrupt(fmt::format("__metadata__ value of '{}' is not a string", printable(key)));
       file_.metadata_.emplace_back(key, value.get<std::string>());
     }
     return {};
@@ -105,7 +105,8 @@ class SafetensorsHeaderParser {
                                      [&](const DTypeName& d) { return d.name == dtype_text; });
     if (known == std::end(kSupportedDTypes))
       return Status(ErrorCode::unsupported, fmt::format("{}: unsupported dtype {} for tensor '{}' (ember reads F32, F16 "
-                                                        "and BF16)", file_.path().string(), dtype_text, name));
+                                                        "and BF16)", file_.path().string(), printable(dtype_text),
+                                                        printable(name)));
     info.dtype = known->dtype;
 
     const auto shape = entry.find("shape");
@@ -151,8 +152,8 @@ class SafetensorsHeaderParser {
     });
     for (size_t i = 1; i < tensors.size(); ++i)
       if (tensors[i].begin < tensors[i - 1].end)
-        return corrupt(fmt::format("tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", tensors[i - 1].name,
-                                   tensors[i - 1].begin, tensors[i - 1].end, tensors[i].name, tensors[i].begin,
+        return corrupt(fmt::format("tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", printable(tensors[i - 1].name),
+                                   tensors[i - 1].begin, tensors[i - 1].end, printable(tensors[i].name), tensors[i].begin,
                                    tensors[i].end));
     return {};
   }
@@ -202,7 +203,7 @@ const SafetensorsTensorInfo* SafetensorsFile::find(std::string_view name) const 
 Result<Tensor> SafetensorsFile::tensor(std::string_view name) const {
   const SafetensorsTensorInfo* info = find(name);
   if (info == nullptr) return invalid_argument(fmt::format("{}: no tensor named '{}'", path().string(), name));
-  auto tensor = view_or_aligned_copy(map_, data_offset_ + info->begin, *info);
+  auto tensor = mapped_tensor(map_, data_offset_ + info->begin, info->end - info->begin, info->shape, info->dtype);
   if (!tensor)
     return Status(tensor.status().code(), fmt::format("{}: tensor '{}': {}", path().string(), name, tensor.status().message()));
   return tensor;

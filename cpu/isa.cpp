@@ -1,5 +1,7 @@
 #include "cpu/isa.h"
 
+#include <cpuid.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -10,15 +12,26 @@ namespace {
 
 constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2, Isa::avx_vnni, Isa::avx512, Isa::avx512_vnni};
 
+// Clang 14's __builtin_cpu_supports knows neither "f16c" nor "avxvnni", so those two
+// bits come from CPUID itself; both are only used together with avx2, whose check already
+// covers the OS saving the vector registers.
+enum CpuidRegister { eax, ebx, ecx, edx };
+bool cpuid_bit(unsigned leaf, unsigned subleaf, CpuidRegister reg, unsigned bit) {
+  unsigned registers[4] = {};
+  if (!__get_cpuid_count(leaf, subleaf, &registers[eax], &registers[ebx], &registers[ecx], &registers[edx])) return false;
+  return (registers[reg] >> bit) & 1u;
+}
+
 bool cpu_runs(Isa isa) {
   __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  const bool f16c = cpuid_bit(1, 0, ecx, 29);
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   switch (isa) {
     case Isa::scalar: return true;
     case Isa::avx2: return avx2;
-    case Isa::avx_vnni: return avx2 && __builtin_cpu_supports("avxvnni");
+    case Isa::avx_vnni: return avx2 && cpuid_bit(7, 1, eax, 4);
     case Isa::avx512: return avx512;
     case Isa::avx512_vnni: return avx512 && __builtin_cpu_supports("avx512vnni");
   }

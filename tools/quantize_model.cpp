@@ -17,8 +17,14 @@
 namespace {
 
 std::atomic<bool> g_interrupted{false};
+// The signal that stopped the conversion: the exit status is 128 + its number, as a
+// shell reports a process the signal killed (130 for Ctrl-C, 143 for SIGTERM).
+std::atomic<int> g_signal{0};
 
-extern "C" void on_signal(int) { g_interrupted.store(true); }
+extern "C" void on_signal(int signal) {
+  g_signal.store(signal);
+  g_interrupted.store(true);
+}
 
 // One status line redrawn in place: tensor i/N, name, MB/s of input, ETA.
 class ProgressBar {
@@ -103,7 +109,7 @@ int main(int argc, char** argv) {
       &g_interrupted);
   if (!report) {
     fmt::print(stderr, "\nquantize-model: {}\n", report.status().message());
-    return g_interrupted.load() ? 130 : 1;
+    return g_interrupted.load() ? 128 + g_signal.load() : 1;
   }
   if (options.dry_run) {
     print_plan(report.value());

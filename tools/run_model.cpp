@@ -32,7 +32,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::atomic<bool> g_interrupted{false};
-extern "C" void on_signal(int) { g_interrupted.store(true); }
+// The signal that stopped generation: the exit status is 128 + its number, as a shell
+// reports a process the signal killed (130 for Ctrl-C, 143 for SIGTERM).
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int signal) {
+  g_signal.store(signal);
+  g_interrupted.store(true);
+}
 
 struct Options {
   std::string model;
@@ -508,6 +514,6 @@ int main(int argc, char** argv) {
   }
   print_timings(report);
   if (options.profile) print_profile(report, session);
-  if (g_interrupted.load()) return 130;
+  if (g_interrupted.load()) return 128 + g_signal.load();
   return code;
 }

@@ -35,10 +35,14 @@ struct TransposedBlock {
 [[gnu::always_inline]] inline void transpose_16x4(const uint8_t* const (&rows)[kVectorRows], int offset,
                                                   __m512i (&out)[4]) {
   __m512i by_row[4];
+  // The chunk index of _mm512_inserti32x4 must be a literal: clang refuses a loop
+  // variable outright, and GCC does too wherever the loop is left rolled (-O2 with ASan).
+  const auto chunk = [&](int row) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[row] + offset)); };
   for (int m = 0; m < 4; ++m) {
-    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[m] + offset)));
-    for (int k = 1; k < 4; ++k)
-      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[4 * k + m] + offset)), k);
+    __m512i v = _mm512_castsi128_si512(chunk(m));
+    v = _mm512_inserti32x4(v, chunk(4 + m), 1);
+    v = _mm512_inserti32x4(v, chunk(8 + m), 2);
+    v = _mm512_inserti32x4(v, chunk(12 + m), 3);
     by_row[m] = v;
   }
   const __m512i t0 = _mm512_unpacklo_epi32(by_row[0], by_row[1]);

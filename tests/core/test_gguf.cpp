@@ -314,6 +314,49 @@ TEST_F(GgufTest, CustomAlignmentIsRecordedAndFollowed) {
     ASSERT_EQ(bytes[i], 0) << "padding must be zero bytes, byte " << i;
 }
 
+// general.alignment may be 1, so a tensor can start at an odd byte of the file; the
+// reader then hands out an aligned copy, since kernels read block scales and floats as
+// typed fields (a misaligned one is undefined behaviour, caught by UBSan).
+TEST_F(GgufTest, TensorAtAnOddOffsetIsReadThroughAnAlignedCopy) {
+  // Names of two lengths move the data section by one byte: one of the files starts its
+  // tensors at odd offsets.
+  bool some_tensor_is_odd = false;
+  for (const char* name : {"odd", "even"}) {
+    SCOPED_TRACE(name);
+    GgufWriter writer(1);
+    writer.set("general.name", GgufValue::string(name));
+    std::vector<std::vector<std::byte>> payloads;
+    for (DType dtype : kAllDTypes) {
+      const Shape shape{2 * block_elements(dtype)};
+      payloads.push_back(pattern_bytes(static_cast<size_t>(row_bytes(dtype, shape.elements())), payloads.size()));
+      const std::vector<std::byte>& payload = payloads.back();
+      ASSERT_TRUE(writer.add_tensor(std::string(dtype_name(dtype)), shape, dtype,
+                                    [payload](std::span<std::byte> out) {
+                                      std::memcpy(out.data(), payload.data(), out.size());
+                                      return Status{};
+                                    })
+                      .ok());
+    }
+    const auto path = folder_ / "unaligned.gguf";
+    ASSERT_TRUE(writer.write(path).ok());
+    auto file = GgufFile::open(path);
+    ASSERT_TRUE(file.ok()) << file.status().message();
+    EXPECT_EQ(file->alignment(), 1u);
+    for (size_t i = 0; i < std::size(kAllDTypes); ++i) {
+      const GgufTensorInfo& info = file->tensors()[i];
+      SCOPED_TRACE(info.name);
+      some_tensor_is_odd |= (file->data_offset() + info.offset) % 2 == 1;
+      auto tensor = file->tensor(info.name);
+      ASSERT_TRUE(tensor.ok()) << tensor.status().message();
+      const std::byte* data = tensor->read<std::byte>().value();
+      const uintptr_t needed = is_quantized(info.dtype) ? 4 : static_cast<uintptr_t>(block_bytes(info.dtype));
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(data) % needed, 0u);
+      EXPECT_EQ(std::memcmp(data, payloads[i].data(), payloads[i].size()), 0);
+    }
+  }
+  EXPECT_TRUE(some_tensor_is_odd) << "neither file starts a tensor at an odd byte";
+}
+
 TEST_F(GgufTest, ConstructorAlignmentReplacesACopiedAlignmentKey) {
   GgufWriter writer;  // 32
   writer.set("general.alignment", GgufValue::u32(64));

@@ -189,6 +189,9 @@ TEST_F(GgufMalformedTest, EachCorruptionIsRefusedWithItsReason) {
        "ends past the end of the file"},
       {"misaligned offset", [&](Bytes& b) { put64(b, offset(tensor_b), 96); }, "offset 96 is not aligned to 64"},
       {"overlapping tensors", [&](Bytes& b) { put64(b, offset(tensor_b), 0); }, "overlap"},
+      {"newline and escape in a tensor name",
+       [&](Bytes& b) { b[tensor_a + 1] = '\n'; b[tensor_a + 2] = 0x1b; put32(b, type(tensor_a), 99); },
+       "tensor 't\\n\\x1bsor_a': unsupported ggml type 99", ErrorCode::unsupported},
   };
   for (const Case& broken : cases) {
     SCOPED_TRACE(broken.name);

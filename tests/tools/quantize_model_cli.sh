@@ -69,20 +69,29 @@ cmp -s small.gguf small.before || { echo "FAIL: the input was modified"; failure
 check "file size limit" 1 "" -- bash -c "ulimit -f 64; exec '$tool' small.gguf limited.gguf --type f32"
 no_leftovers "file size limit" limited.gguf
 
-# Ctrl-C part way through: the scalar q4_K search on one thread keeps the conversion
-# running for seconds, and the signal goes once the temporary output exists.
+# Ctrl-C or SIGTERM part way through: the scalar q4_K search on one thread keeps the
+# conversion running for seconds, and the signal goes once the temporary output exists.
 "$make_model" big.gguf --hidden 1024 --layers 4 --heads 8 --kv-heads 2 --ffn 2816 --vocab 8000 --type f16 || exit 1
-EMBER_CPU_ISA=scalar "$tool" big.gguf interrupted.gguf --type q4_k_m --threads 1 > /dev/null 2> err.txt &
-pid=$!
-for _ in $(seq 100); do
-  ls -a | grep -q '^\.interrupted\.gguf\.tmp-' && break
-  sleep 0.05
+for signal in INT TERM; do
+  EMBER_CPU_ISA=scalar "$tool" big.gguf interrupted.gguf --type q4_k_m --threads 1 > /dev/null 2> err.txt &
+  pid=$!
+  for _ in $(seq 100); do
+    ls -a | grep -q '^\.interrupted\.gguf\.tmp-' && break
+    sleep 0.05
+  done
+  kill -"$signal" "$pid"
+  wait "$pid"
+  code=$?
+  expected=$((128 + $(kill -l "$signal")))
+  if [ "$code" -ne "$expected" ]; then
+    echo "FAIL SIG$signal: exit $code, expected $expected"
+    cat err.txt
+    failures=$((failures + 1))
+  else
+    passed=$((passed + 1))
+  fi
+  no_leftovers "SIG$signal" interrupted.gguf
 done
-kill -INT "$pid"
-wait "$pid"
-code=$?
-if [ "$code" -ne 130 ]; then echo "FAIL interrupt: exit $code, expected 130"; cat err.txt; failures=$((failures + 1)); else passed=$((passed + 1)); fi
-no_leftovers "interrupt" interrupted.gguf
 
 echo "$passed passed, $failures failed"
 [ "$failures" -eq 0 ]

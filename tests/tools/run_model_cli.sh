@@ -59,27 +59,30 @@ cmp -s gpt2_1.json gpt2_2.json || fail "greedy gpt2 ids differ between runs"
 cmp -s gpt2_1.txt gpt2_2.txt || fail "greedy gpt2 text differs between runs"
 grep -q "^Hello world" gpt2_1.txt || fail "gpt2 output does not start with the prompt: $(cat gpt2_1.txt)"
 
-# Ctrl-C stops a generation that would run to the full context: exit 130, the timing line,
-# the ids file complete, and no temporary file or process left behind.
-"$run_model" -m gpt2.gguf -p "Hello" -n -1 --temp 0 --tokens-out interrupted.json >interrupted.txt 2>interrupted_err.txt &
-pid=$!
-for _ in $(seq 600); do
-  [ "$(stat -c %s interrupted.txt)" -gt 64 ] && break
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
+# Ctrl-C (or SIGTERM) stops a generation that would run to the full context: exit 128 +
+# the signal, the timing line, the ids file complete, no temporary file or process left.
+for signal in INT TERM; do
+  "$run_model" -m gpt2.gguf -p "Hello" -n -1 --temp 0 --tokens-out interrupted.json >interrupted.txt 2>interrupted_err.txt &
+  pid=$!
+  for _ in $(seq 600); do
+    [ "$(stat -c %s interrupted.txt)" -gt 64 ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ "$(stat -c %s interrupted.txt)" -gt 64 ] || fail "no text to interrupt: $(cat interrupted_err.txt)"
+  kill -"$signal" "$pid"
+  status=0
+  wait "$pid" || status=$?
+  expected=$((128 + $(kill -l "$signal")))
+  [ "$status" -eq "$expected" ] || fail "SIG$signal exit status $status, not $expected: $(cat interrupted_err.txt)"
+  grep -q "run-model: load .* ms | prompt .* tokens.* | generated [0-9]* tokens.* | peak RSS" interrupted_err.txt ||
+    fail "no timing line after SIG$signal: $(cat interrupted_err.txt)"
+  interrupted_ids=$(generated_count interrupted.json)
+  [ "$interrupted_ids" -gt 0 ] && [ "$interrupted_ids" -lt 8000 ] ||
+    fail "interrupted.json holds $interrupted_ids generated ids (SIG$signal should have stopped well short of the context)"
+  ls ./*.tmp 2>/dev/null && fail "a temporary file was left behind after SIG$signal"
+  kill -0 "$pid" 2>/dev/null && fail "run-model still runs after SIG$signal"
 done
-[ "$(stat -c %s interrupted.txt)" -gt 64 ] || fail "no text to interrupt: $(cat interrupted_err.txt)"
-kill -INT "$pid"
-status=0
-wait "$pid" || status=$?
-[ "$status" -eq 130 ] || fail "Ctrl-C exit status $status, not 130: $(cat interrupted_err.txt)"
-grep -q "run-model: load .* ms | prompt .* tokens.* | generated [0-9]* tokens.* | peak RSS" interrupted_err.txt ||
-  fail "no timing line after Ctrl-C: $(cat interrupted_err.txt)"
-interrupted_ids=$(generated_count interrupted.json)
-[ "$interrupted_ids" -gt 0 ] && [ "$interrupted_ids" -lt 8000 ] ||
-  fail "interrupted.json holds $interrupted_ids generated ids (Ctrl-C should have stopped well short of the context)"
-ls ./*.tmp 2>/dev/null && fail "a temporary file was left behind after Ctrl-C"
-kill -0 "$pid" 2>/dev/null && fail "run-model still runs after Ctrl-C"
 
 # --list-devices: a block per Vulkan device, or one line saying why there is none; both
 # exit 0, since the CPU then runs everything. No driver to be found must not crash.
