@@ -78,6 +78,7 @@ class VulkanMirror : public DeviceMirror {
   Status upload(const std::byte* host, size_t bytes) override;
   Status download(std::byte* host, size_t bytes) override;
 
+  const VulkanDevice* owner() const { return device_.get(); }
   const gpu::DeviceBuffer& device_buffer() const { return buffer_; }
   gpu::DeviceBuffer& device_buffer() { return buffer_; }
 

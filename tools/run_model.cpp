@@ -26,6 +26,7 @@
 #include "ember/perplexity.h"
 #include "ember/session.h"
 #include "ember/threads.h"
+#include "tools/device_flags.h"
 
 namespace {
 
@@ -49,7 +50,7 @@ struct Options {
   std::optional<uint64_t> seed;
   int threads = 0;
   int64_t context = 0;
-  std::string device = "auto";
+  ember::tools::DeviceFlags device;
   std::string kv_type = "f16";
   bool interactive = false;
   std::string chat_template;
@@ -400,7 +401,7 @@ int main(int argc, char** argv) {
   app.add_option("-s,--seed", options.seed, "random seed (default: a fresh one, printed)");
   app.add_option("-t,--threads", options.threads, "threads (default: one per core)")->check(CLI::NonNegativeNumber);
   app.add_option("-c,--ctx-size", options.context, "context length (0: the model's)")->check(CLI::NonNegativeNumber);
-  app.add_option("--device", options.device, "auto, cpu or vulkan");
+  ember::tools::add_device_flags(app, options.device);
   app.add_option("--kv-type", options.kv_type, "KV cache type: f16, f32 or q8_0");
   app.add_flag("--mlock", options.lock_weights, "keep the weights in RAM (mlock): never evicted and re-read");
   app.add_flag("-i,--interactive", options.interactive, "chat, one user message per line of stdin");
@@ -413,6 +414,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64));
   app.add_flag("--profile", options.profile, "print per-op time, GFLOP/s, GB/s and pool stats");
   app.add_flag("--list-devices", options.list_devices, "print the Vulkan devices and their capabilities, then exit");
+  ember::tools::spell_out_ngl(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -427,10 +429,8 @@ int main(int argc, char** argv) {
   }
   if (*prompt_option) options.prompt = prompt;
 
-  if (options.device == "vulkan")
-    return fail("--device vulkan: this build has no Vulkan offload yet (issue #6); use --device cpu", 2);
-  if (options.device != "auto" && options.device != "cpu")
-    return fail(fmt::format("--device '{}': auto, cpu or vulkan", options.device), 2);
+  const auto offload = ember::tools::offload_options(options.device);
+  if (!offload) return fail(offload.status().message(), 2);
   const auto kv_type = ember::dtype_from_name(options.kv_type);
   if (!kv_type || (*kv_type != ember::DType::f16 && *kv_type != ember::DType::f32 && *kv_type != ember::DType::q8_0))
     return fail(fmt::format("--kv-type '{}': f16, f32 or q8_0", options.kv_type), 2);
@@ -458,7 +458,8 @@ int main(int argc, char** argv) {
       options.model, {.kv_cache_type = *kv_type,
                       .context_length = options.context,
                       .sequences = options.parallel,
-                      .lock_weights = options.lock_weights});
+                      .lock_weights = options.lock_weights,
+                      .offload = offload.value()});
   if (!loaded) return fail(loaded.status().message());
   report.load_ms = ms_since(load_start);
   ember::Session& session = loaded.value();

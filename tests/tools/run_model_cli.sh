@@ -93,6 +93,13 @@ VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json "$run_model
 [ "$(wc -l <no_devices.txt)" -eq 1 ] && grep -q '^no Vulkan device: ' no_devices.txt ||
   fail "--list-devices without a driver: $(cat no_devices.txt)"
 
+# --device auto without a usable Vulkan device runs on the CPU and says so at info level;
+# --device vulkan without one is an error (below).
+EMBER_LOG=info VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json \
+  "$run_model" --device auto -p "The" -n 4 --temp 0 >auto.txt 2>auto_err.txt || fail "--device auto without a driver: $(cat auto_err.txt)"
+[ "$(grep -c 'device auto: no usable Vulkan device' auto_err.txt)" -eq 1 ] || fail "--device auto without a driver: $(cat auto_err.txt)"
+cmp -s auto.txt <("$run_model" --device cpu -p "The" -n 4 --temp 0 2>/dev/null) || fail "--device auto on the CPU changed the text"
+
 # Bad input: one line naming the cause, non-zero exit.
 expect_error() {
   local pattern=$1
@@ -101,7 +108,10 @@ expect_error() {
   grep -q -- "$pattern" bad.txt || fail "$* said: $(cat bad.txt)"
 }
 expect_error "no such file" -m missing.gguf
-expect_error "Vulkan" --device vulkan
+VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json expect_error "no usable Vulkan device" --device vulkan
+[ "$(wc -l <bad.txt)" -eq 1 ] || fail "--device vulkan without a driver said more than one line: $(cat bad.txt)"
+expect_error "cpu, vulkan or auto" --device tpu
+expect_error "ngl -2: a layer count" -ngl -2
 expect_error "kv-type" --kv-type q4_0
 expect_error "top-p" --top-p 1.5
 expect_error "needs .* positions" -p "hi" -n 100000
