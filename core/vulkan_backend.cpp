@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "core/log.h"
+
 namespace ember {
 namespace {
 
@@ -32,6 +34,7 @@ bool bindable(const Tensor& tensor) { return tensor.is_contiguous() && tensor.by
 }  // namespace
 
 bool VulkanBackend::supports(const Node& node, std::span<const Tensor> inputs) const {
+  if (device_->context().device_lost()) return false;
   if (node.op != Op::linear || inputs.size() != 3 || !gpu_activation(node.params.activation)) return false;
   const Tensor &x = inputs[0], &weight = inputs[1], &bias = inputs[2];
   if (x.dtype() != DType::f32 || !bindable(x) || weight.rank() != 2 || !bindable(weight)) return false;
@@ -65,6 +68,43 @@ Result<gpu::DeviceBuffer*> VulkanBackend::device_side(const Tensor& tensor, bool
 }
 
 Status VulkanBackend::run(const Node& node, std::span<const Tensor> inputs, const Tensor& output) {
+  Status status = run_linear(node, inputs, output);
+  if (status.code() == ErrorCode::out_of_memory && !device_->context().device_lost()) {
+    device_->allocator().trim();
+    status = run_linear(node, inputs, output);
+  }
+  if (status.ok()) return status;
+  const auto fault = fault_of(status);
+  if (!fault) return status;
+  warn_once(*fault, status);
+  return unsupported(status.message());
+}
+
+std::optional<VulkanBackend::Fault> VulkanBackend::fault_of(const Status& status) const {
+  if (device_->context().device_lost()) return Fault::device_lost;
+  if (status.code() == ErrorCode::out_of_memory) return Fault::out_of_memory;
+  // Pipeline and shader failures (gpu/pipeline_cache.h), and shaders the device cannot run.
+  if (status.code() == ErrorCode::unsupported) return Fault::pipeline;
+  return std::nullopt;
+}
+
+void VulkanBackend::warn_once(Fault fault, const Status& status) {
+  if (warned_[static_cast<size_t>(fault)].exchange(true)) return;
+  switch (fault) {
+    case Fault::pipeline:
+      EMBER_LOG(warn, "Vulkan: {}; nodes needing that shader run on the CPU", status.message());
+      break;
+    case Fault::out_of_memory:
+      EMBER_LOG(warn, "Vulkan: out of device memory after freeing spare blocks ({}); such nodes run on the CPU",
+                status.message());
+      break;
+    case Fault::device_lost:
+      EMBER_LOG(warn, "Vulkan: the device was lost ({}); the CPU runs every node from now on", status.message());
+      break;
+  }
+}
+
+Status VulkanBackend::run_linear(const Node& node, std::span<const Tensor> inputs, const Tensor& output) {
   const Tensor &x = inputs[0], &weight = inputs[1], &bias = inputs[2];
   gpu::LinearArgs args;
   auto x_device = device_side(x, true);

@@ -5,8 +5,18 @@
 // first time a node here uses it. Weights keep theirs, so they are uploaded once and stay
 // resident; an activation is uploaded only while its device copy is stale, and a result
 // stays on the device (Buffer residency `device`) until a CPU node reads it.
+//
+// Faults: a node that hits one returns ErrorCode::unsupported, so the executor reruns it
+// on the CPU with the same inputs, and each kind is logged once per backend as a warning.
+// Out of device memory: the allocator's spare blocks are freed and the node retried once
+// first. A pipeline or shader that cannot be created: that node runs on the CPU. A lost
+// device: this node and every later one run on the CPU. (A real loss also loses results
+// that only the device held, so the node reading one fails with the download's error
+// and the next forward pass runs on the CPU from the start.)
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -38,9 +48,15 @@ class VulkanBackend final : public Backend {
   // The device copy of `tensor`'s buffer, attached first if it has none here, and made
   // current when `needs_current` (inputs; an output is overwritten whole).
   Result<gpu::DeviceBuffer*> device_side(const Tensor& tensor, bool needs_current);
+  Status run_linear(const Node& node, std::span<const Tensor> inputs, const Tensor& output);
+
+  enum class Fault { pipeline, out_of_memory, device_lost };
+  std::optional<Fault> fault_of(const Status& status) const;
+  void warn_once(Fault fault, const Status& status);
 
   std::shared_ptr<VulkanDevice> device_;
   VulkanRouting routing_;
+  std::array<std::atomic<bool>, 3> warned_{};
 };
 
 }  // namespace ember

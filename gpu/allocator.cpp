@@ -122,6 +122,8 @@ Result<Allocation> Allocator::allocate(const VkMemoryRequirements& requirements,
   if (!memory_type)
     return Status{ErrorKind::unavailable, std::string("the Vulkan device has no memory type for ") + use_name(use) +
                                               " memory among types " + type_mask_text(requirements.memoryTypeBits)};
+  if (const VkResult injected = context_.faults().take(InjectedFault::out_of_device_memory); injected != VK_SUCCESS)
+    return vk_check(injected, "vkAllocateMemory");
   const uint64_t alignment = std::max<uint64_t>(requirements.alignment, 1);
   if ((alignment & (alignment - 1)) != 0)
     return Status{ErrorKind::invalid_argument, "alignment " + std::to_string(alignment) + " is not a power of two"};
@@ -166,6 +168,19 @@ void Allocator::release(const Allocation& allocation) {
     reserved_bytes_ -= block.ranges.capacity();
     blocks_.erase(owner);
   }
+}
+
+uint64_t Allocator::trim() {
+  std::lock_guard lock(mutex_);
+  uint64_t freed = 0;
+  std::erase_if(blocks_, [&](const std::unique_ptr<Block>& block) {
+    if (block->allocations > 0) return false;
+    context_.vk().vkFreeMemory(context_.device(), block->memory, nullptr);
+    freed += block->ranges.capacity();
+    return true;
+  });
+  reserved_bytes_ -= freed;
+  return freed;
 }
 
 AllocatorStats Allocator::stats() const {

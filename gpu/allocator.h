@@ -65,6 +65,10 @@ class Allocator {
   // block of its memory type (kept so that alternating allocate/release does not churn).
   void release(const Allocation& allocation);
 
+  // Frees every block that holds no allocation (the spare blocks release() keeps), so a
+  // request that ran out of device memory can be retried; returns the bytes freed.
+  uint64_t trim();
+
   // The memory type allocate() would pick, or none if the device has no fitting type.
   std::optional<uint32_t> memory_type_for(MemoryUse use, uint32_t allowed_types = UINT32_MAX) const;
   AllocatorStats stats() const;

@@ -179,7 +179,13 @@ Status Context::submit(VkCommandBuffer commands, VkFence fence) {
   info.commandBufferCount = 1;
   info.pCommandBuffers = &commands;
   std::lock_guard lock(queue_mutex_);
-  return vk_check(vk_.vkQueueSubmit(queue_, 1, &info, fence), "vkQueueSubmit");
+  const VkResult injected = faults_.take(InjectedFault::device_lost);
+  return check_device(injected != VK_SUCCESS ? injected : vk_.vkQueueSubmit(queue_, 1, &info, fence), "vkQueueSubmit");
+}
+
+Status Context::check_device(VkResult result, const char* what) {
+  if (result == VK_ERROR_DEVICE_LOST) device_lost_.store(true, std::memory_order_relaxed);
+  return vk_check(result, what);
 }
 
 Status Context::run_and_wait(const std::function<void(VkCommandBuffer)>& record) {
@@ -191,7 +197,7 @@ Status Context::run_and_wait(const std::function<void(VkCommandBuffer)>& record)
   EMBER_GPU_RETURN_IF_ERROR(vk_check(vk_.vkEndCommandBuffer(one_shot_commands_), "vkEndCommandBuffer"));
   EMBER_GPU_RETURN_IF_ERROR(vk_check(vk_.vkResetFences(device_, 1, &one_shot_fence_), "vkResetFences"));
   EMBER_GPU_RETURN_IF_ERROR(submit(one_shot_commands_, one_shot_fence_));
-  return vk_check(vk_.vkWaitForFences(device_, 1, &one_shot_fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+  return check_device(vk_.vkWaitForFences(device_, 1, &one_shot_fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
 }
 
 }  // namespace ember::gpu

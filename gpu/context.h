@@ -3,6 +3,7 @@
 // Context. One context may be used from several threads: queue submission is serialised.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "gpu/device_capabilities.h"
+#include "gpu/fault_injection.h"
 #include "gpu/status.h"
 #include "gpu/vulkan_functions.h"
 
@@ -43,6 +45,13 @@ class Context {
 
   // Submits one recorded command buffer; `fence` (may be null) signals on completion.
   Status submit(VkCommandBuffer commands, VkFence fence);
+  // vk_check() that also remembers VK_ERROR_DEVICE_LOST: for results of calls that wait
+  // on or submit to the device.
+  Status check_device(VkResult result, const char* what);
+  // Once lost, a device stays lost: nothing submitted to it runs again.
+  bool device_lost() const { return device_lost_.load(std::memory_order_relaxed); }
+  // The tests' fault hook (gpu/fault_injection.h).
+  FaultInjector& faults() { return faults_; }
   // Records commands through `record` into a reusable command buffer, submits them and
   // waits for the device to finish.
   Status run_and_wait(const std::function<void(VkCommandBuffer)>& record);
@@ -61,6 +70,8 @@ class Context {
   VkCommandPool one_shot_pool_ = VK_NULL_HANDLE;
   VkCommandBuffer one_shot_commands_ = VK_NULL_HANDLE;
   VkFence one_shot_fence_ = VK_NULL_HANDLE;
+  std::atomic<bool> device_lost_{false};
+  FaultInjector faults_;
 };
 
 }  // namespace ember::gpu

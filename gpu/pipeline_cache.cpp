@@ -13,7 +13,7 @@ void destroy(const VulkanFunctions& vk, VkDevice device, const Pipeline& pipelin
   if (pipeline.set_layout != VK_NULL_HANDLE) vk.vkDestroyDescriptorSetLayout(device, pipeline.set_layout, nullptr);
 }
 
-Status build(const VulkanFunctions& vk, VkDevice device, const ShaderInfo& shader,
+Status build(const VulkanFunctions& vk, VkDevice device, FaultInjector& faults, const ShaderInfo& shader,
              const std::vector<uint32_t>& specialization, Pipeline& pipeline) {
   std::vector<VkDescriptorSetLayoutBinding> bindings(shader.storage_buffers);
   for (uint32_t b = 0; b < shader.storage_buffers; ++b)
@@ -52,7 +52,10 @@ Status build(const VulkanFunctions& vk, VkDevice device, const ShaderInfo& shade
   info.stage.pName = "main";
   info.stage.pSpecializationInfo = &specialization_info;
   info.layout = pipeline.layout;
-  const VkResult result = vk.vkCreateComputePipelines(device, VK_NULL_HANDLE, 1, &info, nullptr, &pipeline.pipeline);
+  const VkResult injected = faults.take(InjectedFault::pipeline_creation);
+  const VkResult result = injected != VK_SUCCESS
+                              ? injected
+                              : vk.vkCreateComputePipelines(device, VK_NULL_HANDLE, 1, &info, nullptr, &pipeline.pipeline);
   vk.vkDestroyShaderModule(device, module, nullptr);
   return vk_check(result, (std::string("vkCreateComputePipelines (") + shader.name + ")").c_str());
 }
@@ -68,10 +71,12 @@ Result<const Pipeline*> PipelineCache::get(ShaderId shader, const std::vector<ui
   auto key = std::make_pair(shader, specialization);
   if (auto found = pipelines_.find(key); found != pipelines_.end()) return static_cast<const Pipeline*>(found->second.get());
   auto pipeline = std::make_unique<Pipeline>();
-  if (Status status = build(context_.vk(), context_.device(), shader_info(shader), specialization, *pipeline);
+  if (Status status = build(context_.vk(), context_.device(), context_.faults(), shader_info(shader), specialization,
+                            *pipeline);
       !status.ok()) {
     destroy(context_.vk(), context_.device(), *pipeline);
-    return status;
+    // Whatever the result, the shader cannot run here: callers fall back, not fail.
+    return Status{ErrorKind::unavailable, status.message()};
   }
   const Pipeline* created = pipeline.get();
   pipelines_.emplace(std::move(key), std::move(pipeline));

@@ -29,7 +29,8 @@ class PipelineCache {
   ~PipelineCache();
 
   // The pipeline of `shader` with constant_id i set to specialization[i]. The pointer
-  // stays valid for the life of the cache.
+  // stays valid for the life of the cache. A failure is ErrorKind::unavailable, whatever
+  // Vulkan said: the shader cannot run on this device, and callers run it elsewhere.
   Result<const Pipeline*> get(ShaderId shader, const std::vector<uint32_t>& specialization);
   // How many pipelines were created, for tests that check the cache reuses them.
   size_t created() const;

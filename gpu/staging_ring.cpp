@@ -49,7 +49,8 @@ Status StagingRing::finish(Slot& slot) {
   if (!slot.in_flight) return {};
   slot.in_flight = false;
   EMBER_GPU_RETURN_IF_ERROR(
-      vk_check(context_.vk().vkWaitForFences(context_.device(), 1, &slot.fence, VK_TRUE, UINT64_MAX), "vkWaitForFences"));
+      context_.check_device(context_.vk().vkWaitForFences(context_.device(), 1, &slot.fence, VK_TRUE, UINT64_MAX),
+                            "vkWaitForFences"));
   if (slot.drain_to != nullptr) {
     std::memcpy(slot.drain_to, slot.buffer.mapped(), slot.drain_bytes);
     slot.drain_to = nullptr;

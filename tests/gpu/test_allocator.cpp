@@ -87,6 +87,38 @@ TEST(GpuAllocator, ReusesReleasedRangesAndKeepsOneSpareBlock) {
   EXPECT_EQ(allocator.stats().blocks, 1u);
 }
 
+TEST(GpuAllocator, TrimFreesOnlyEmptyBlocks) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Allocator allocator(context, {.block_bytes = kMiB});
+  auto held = allocator.allocate(request(900 * 1024, 256), MemoryUse::device);
+  auto spare = allocator.allocate(request(900 * 1024, 256), MemoryUse::device);
+  ASSERT_TRUE(held && spare);
+  allocator.release(spare.value());
+  ASSERT_EQ(allocator.stats().blocks, 2u);
+  EXPECT_EQ(allocator.trim(), kMiB);
+  EXPECT_EQ(allocator.stats().blocks, 1u);
+  EXPECT_EQ(allocator.stats().reserved_bytes, kMiB);
+  allocator.release(held.value());
+  EXPECT_EQ(allocator.trim(), kMiB);
+  EXPECT_EQ(allocator.stats().blocks, 0u);
+}
+
+TEST(GpuAllocator, InjectedOutOfMemoryIsAnErrorValueForTheArmedCallsOnly) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Allocator allocator(context, {.block_bytes = kMiB});
+  context.faults().arm(gpu::InjectedFault::out_of_device_memory, 2);
+  for (int call = 0; call < 2; ++call) {
+    auto refused = allocator.allocate(request(1024, 256), MemoryUse::device);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.status().kind(), gpu::ErrorKind::out_of_memory);
+    EXPECT_NE(refused.status().message().find("VK_ERROR_OUT_OF_DEVICE_MEMORY"), std::string::npos)
+        << refused.status().message();
+  }
+  auto granted = allocator.allocate(request(1024, 256), MemoryUse::device);
+  ASSERT_TRUE(granted) << granted.status().message();
+  allocator.release(granted.value());
+}
+
 TEST(GpuAllocator, CoalescesAndReportsFragmentation) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Allocator allocator(context, {.block_bytes = 8 * kMiB});
