@@ -40,38 +40,86 @@ float half_at(uint byte_offset) {
   return unpackHalf2x16((w[byte_offset >> 2] >> ((byte_offset & 2u) * 8u)) & 0xffffu).x;
 }
 
-// Weights i .. i+3 of weight row `column` (i a multiple of 4; for the block types the four
-// lie in one 32-weight block). Past k (only f32/f16 rows, whose k is free) they read 0.
+// Float weights i .. i+3 of weight row `column` (i a multiple of 4); past k they read 0.
 vec4 weights4(uint column, uint i) {
   const uint row = column * shape.row_bytes;
-  if (WEIGHT_TYPE == kF32) {
-    vec4 v = vec4(0.0);
-    for (uint e = 0u; e < 4u; ++e)
-      if (i + e < shape.k) v[e] = uintBitsToFloat(w[(row >> 2) + i + e]);
-    return v;
-  }
-  if (WEIGHT_TYPE == kF16) {
-    vec4 v = vec4(0.0);
-    for (uint e = 0u; e < 4u; ++e)
-      if (i + e < shape.k) v[e] = half_at(row + 2u * (i + e));
-    return v;
-  }
+  vec4 v = vec4(0.0);
+  for (uint e = 0u; e < 4u; ++e)
+    if (i + e < shape.k) v[e] = WEIGHT_TYPE == kF32 ? uintBitsToFloat(w[(row >> 2) + i + e]) : half_at(row + 2u * (i + e));
+  return v;
+}
+
+// Block weights as the CPU's int8 kernels take them (cpu/dot_blocks32.cpp): a block's f16
+// scale and its integer codes, q for q8_0 and q - 8 for q4_0.
+const bool kBlockWeights = WEIGHT_TYPE == kQ8_0 || WEIGHT_TYPE == kQ4_0;
+
+float weight_scale(uint column, uint block) {
+  return half_at(column * shape.row_bytes + block * (WEIGHT_TYPE == kQ8_0 ? 34u : 18u));
+}
+
+// Codes i .. i+3 of weight row `column` (i a multiple of 4, so all four lie in one block).
+vec4 weight_codes4(uint column, uint i) {
+  const uint row = column * shape.row_bytes;
   const uint block = i >> 5;
   const uint within = i & 31u;
   if (WEIGHT_TYPE == kQ8_0) {
     // 2 bytes of f16 scale, then 32 int8 codes.
-    const uint base = row + block * 34u;
-    const int codes = int(word_at(base + 2u + within));
-    const ivec4 q = ivec4(bitfieldExtract(codes, 0, 8), bitfieldExtract(codes, 8, 8), bitfieldExtract(codes, 16, 8),
-                          bitfieldExtract(codes, 24, 8));
-    return half_at(base) * vec4(q);
+    const int codes = int(word_at(row + block * 34u + 2u + within));
+    return vec4(bitfieldExtract(codes, 0, 8), bitfieldExtract(codes, 8, 8), bitfieldExtract(codes, 16, 8),
+                bitfieldExtract(codes, 24, 8));
   }
   // q4_0: 2 bytes of f16 scale, then 16 bytes; byte j holds weight j in its low nibble and
-  // weight j + 16 in its high nibble; value = (q - 8) * scale.
-  const uint base = row + block * 18u;
-  const uint bytes = word_at(base + 2u + (within & 15u)) >> (within >= 16u ? 4u : 0u);
-  const uvec4 q = uvec4(bytes & 15u, (bytes >> 8) & 15u, (bytes >> 16) & 15u, (bytes >> 24) & 15u);
-  return half_at(base) * (vec4(q) - 8.0);
+  // weight j + 16 in its high nibble.
+  const uint bytes = word_at(row + block * 18u + 2u + (within & 15u)) >> (within >= 16u ? 4u : 0u);
+  return vec4(uvec4(bytes & 15u, (bytes >> 8) & 15u, (bytes >> 16) & 15u, (bytes >> 24) & 15u)) - 8.0;
+}
+
+// Against block weights x is taken as the CPU takes it (quant/q8_0.cpp): each 32 values
+// become codes round(x / d), d = amax / 127, and the f16 rounding of d; a block adds
+// (Σ codes·codes) · d_w · d_x, the integer sum exact in f32 (|Σ| < 2^24). So the GPU
+// gives the CPU's numbers, not just numbers as close to the exact product.
+float f16_round(float v) { return unpackHalf2x16(packHalf2x16(vec2(v, 0.0))).x; }
+float round_half_away(float v) { return sign(v) * floor(abs(v) + 0.5); }
+
+// |a - q·b|, exact up to one rounding: q·b as Dekker's unevaluated sum hi + lo (Vulkan
+// rounds each multiply and add correctly; `precise` keeps them from being fused or
+// reordered), and a - hi exact because q·b is within a factor 2 of a.
+float division_residual(float a, float b, float q) {
+  precise float q_split = 4097.0 * q;
+  precise float q_hi = q_split - (q_split - q);
+  precise float q_lo = q - q_hi;
+  precise float b_split = 4097.0 * b;
+  precise float b_hi = b_split - (b_split - b);
+  precise float b_lo = b - b_hi;
+  precise float hi = q * b;
+  precise float lo = ((q_hi * b_hi - hi) + q_hi * b_lo + q_lo * b_hi) + q_lo * b_lo;
+  precise float residual = (a - hi) - lo;
+  return abs(residual);
+}
+
+// a / b correctly rounded, as the CPU divides (a >= 0, b > 0): GLSL may be 2.5 ulp off,
+// which would now and then move an x code across its rounding boundary. Of the floats
+// within 3 ulp of GLSL's quotient, the one leaving the least residual.
+float exact_divide(float a, float b) {
+  const float approximate = a / b;
+  if (a == 0.0) return 0.0;
+  float best = approximate;
+  float best_residual = division_residual(a, b, approximate);
+  for (int step = -3; step <= 3; ++step) {
+    const float candidate = uintBitsToFloat(uint(int(floatBitsToUint(approximate)) + step));
+    const float residual = division_residual(a, b, candidate);
+    if (residual < best_residual) {
+      best = candidate;
+      best_residual = residual;
+    }
+  }
+  return best;
+}
+
+float x_scale_of(float amax) { return exact_divide(amax, 127.0); }
+float x_inverse_scale(float amax) {
+  const float d = x_scale_of(amax);
+  return d != 0.0 ? exact_divide(1.0, d) : 0.0;
 }
 
 // The same formulas as cpu/activation.h: gelu_tanh(v) = v * sigmoid(2u), u = sqrt(2/pi) *

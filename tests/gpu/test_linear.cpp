@@ -3,9 +3,11 @@
 // multiples of the GEMM tile (32) or the GEMV's stride (256 weights).
 //
 // Tolerance: |y - reference| <= 3e-5 * (sum_i |x_i w_i| + |bias|) + 1e-6. The weights
-// are dequantized exactly on both sides (f16 and block scales are exact in f32), so the
-// difference is f32 rounding in the sum and exp in the activation: ~1e-6 of that scale
-// for these k. One weight read from the wrong place or nibble costs about 1/k of it.
+// are dequantized exactly on both sides (f16 and block scales are exact in f32); against
+// block weights the reference takes x rounded to q8_0 blocks, as the CPU's int8 kernels
+// and the shaders do. So the difference is f32 rounding in the sum and exp in the
+// activation: ~1e-6 of that scale for these k. One weight read from the wrong place or
+// nibble, or x left unrounded, costs far more.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -76,6 +78,12 @@ void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath
   quant::quantize_row_reference(dtype, w_float.data(), w_bytes.data(), int64_t{shape.n} * shape.k);
   std::vector<float> w(w_float.size());
   quant::dequantize_row(dtype, w_bytes.data(), w.data(), int64_t{shape.n} * shape.k);
+  std::vector<float> x_taken = x;
+  if (type == WeightType::q8_0 || type == WeightType::q4_0) {
+    std::vector<uint8_t> x_blocks(row_bytes(DType::q8_0, int64_t{shape.rows} * shape.k));
+    quant::quantize_row_reference(DType::q8_0, x.data(), x_blocks.data(), int64_t{shape.rows} * shape.k);
+    quant::dequantize_row(DType::q8_0, x_blocks.data(), x_taken.data(), int64_t{shape.rows} * shape.k);
+  }
 
   constexpr size_t kGuard = 7;
   const size_t outputs = size_t{shape.rows} * shape.n;
@@ -95,7 +103,7 @@ void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath
       double sum = with_bias ? bias[c] : 0.0;
       double scale = with_bias ? std::fabs(bias[c]) : 0.0;
       for (uint32_t i = 0; i < shape.k; ++i) {
-        const double product = double{x[size_t{r} * shape.k + i]} * w[size_t{c} * shape.k + i];
+        const double product = double{x_taken[size_t{r} * shape.k + i]} * w[size_t{c} * shape.k + i];
         sum += product;
         scale += std::fabs(product);
       }

@@ -10,7 +10,6 @@
 namespace ember {
 namespace {
 
-using testing::cpu_tolerance;
 using testing::nodes_run_by;
 using testing::relative_error;
 using testing::TwoLinears;
@@ -45,14 +44,14 @@ TEST_P(VulkanBackendTest, MatchesTheCpuAndKeepsWeightsResident) {
   // The first result fed only the second GPU node: its newest bytes are still on the device.
   EXPECT_EQ(actual[0].buffer()->residency(), Residency::device);
   for (size_t i = 0; i < 2; ++i)
-    EXPECT_LT(relative_error(actual[i], expected[i]), cpu_tolerance(GetParam())) << "output " << i;
+    EXPECT_LT(relative_error(actual[i], expected[i]), testing::kCpuTolerance) << "output " << i;
 
   const DeviceMirror* weight_copy = graph.w1.buffer()->device();
   ASSERT_NE(weight_copy, nullptr);
   EXPECT_EQ(graph.w1.buffer()->residency(), Residency::both);
   const std::vector<Tensor> again = graph.run(gpu);
   EXPECT_EQ(graph.w1.buffer()->device(), weight_copy) << "the second run gave the weight a new device copy";
-  EXPECT_LT(relative_error(again[1], expected[1]), cpu_tolerance(GetParam()));
+  EXPECT_LT(relative_error(again[1], expected[1]), testing::kCpuTolerance);
 }
 
 INSTANTIATE_TEST_SUITE_P(WeightTypes, VulkanBackendTest,
@@ -90,7 +89,7 @@ TEST_F(VulkanRoutingTest, OnlyOffloadedWeightsGoToTheGpu) {
   EXPECT_EQ(executor.last_timings()[0].backend, "cpu");
   EXPECT_EQ(executor.last_timings()[1].backend, "vulkan");
   EXPECT_EQ(graph.w1.buffer()->device(), nullptr);
-  EXPECT_LT(relative_error(actual[1], expected[1]), cpu_tolerance(DType::q4_0));
+  EXPECT_LT(relative_error(actual[1], expected[1]), testing::kCpuTolerance);
 }
 
 TEST_F(VulkanRoutingTest, WhatTheShadersLackRunsOnTheCpu) {

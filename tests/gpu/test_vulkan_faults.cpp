@@ -66,13 +66,13 @@ TEST_F(VulkanFaultTest, PipelineCreationFailureRunsTheNodeOnTheCpu) {
   EXPECT_EQ(occurrences(log, "\n"), 1u) << log;
 
   faults().arm(gpu::InjectedFault::pipeline_creation, 0);
-  EXPECT_EQ(run_and_capture_log(1, testing::cpu_tolerance(DType::q8_0)), "");
+  EXPECT_EQ(run_and_capture_log(1, testing::kCpuTolerance), "");
   EXPECT_EQ(nodes_run_by(executor_, "vulkan"), 2u) << "the pipeline is created once the fault is gone";
 }
 
 TEST_F(VulkanFaultTest, OutOfMemoryOnceIsSurvivedByTrimmingAndRetrying) {
   faults().arm(gpu::InjectedFault::out_of_device_memory, 1);
-  EXPECT_EQ(run_and_capture_log(1, testing::cpu_tolerance(DType::q8_0)), "");
+  EXPECT_EQ(run_and_capture_log(1, testing::kCpuTolerance), "");
   EXPECT_EQ(nodes_run_by(executor_, "vulkan"), 2u);
 }
 
