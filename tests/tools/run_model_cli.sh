@@ -100,6 +100,19 @@ EMBER_LOG=info VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.j
 [ "$(grep -c 'device auto: no usable Vulkan device' auto_err.txt)" -eq 1 ] || fail "--device auto without a driver: $(cat auto_err.txt)"
 cmp -s auto.txt <("$run_model" --device cpu -p "The" -n 4 --temp 0 2>/dev/null) || fail "--device auto on the CPU changed the text"
 
+# With a Vulkan device (lavapipe will do), every linear layer on it (-ngl 99, thresholds
+# 0) gives the CPU's greedy tokens, and --profile shows the linear nodes run there.
+if grep -q '^device 0: ' devices.txt; then
+  "$run_model" --device cpu -p "The" -n 16 --temp 0 --tokens-out cpu_ids.json >cpu_text.txt 2>/dev/null ||
+    fail "--device cpu failed"
+  EMBER_GPU_MIN_FLOPS=0 EMBER_GPU_MIN_WEIGHT_BYTES=0 "$run_model" --device vulkan -ngl 99 -p "The" -n 16 --temp 0 \
+    --tokens-out vulkan_ids.json --profile >vulkan_text.txt 2>vulkan_err.txt || fail "--device vulkan: $(cat vulkan_err.txt)"
+  cmp -s cpu_ids.json vulkan_ids.json || fail "--device vulkan gave other tokens: $(cat vulkan_ids.json) vs $(cat cpu_ids.json)"
+  cmp -s cpu_text.txt vulkan_text.txt || fail "--device vulkan gave other text"
+  grep -Eq '^linear +vulkan +[1-9]' vulkan_err.txt || fail "--device vulkan ran no linear node there: $(cat vulkan_err.txt)"
+  grep -Eq '^linear +cpu ' vulkan_err.txt && fail "--device vulkan -ngl 99 left linear nodes on the CPU: $(cat vulkan_err.txt)"
+fi
+
 # Bad input: one line naming the cause, non-zero exit.
 expect_error() {
   local pattern=$1
