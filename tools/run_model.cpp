@@ -75,7 +75,8 @@ struct Report {
     double seconds = 0.0, flops = 0.0, bytes = 0.0;
     int64_t calls = 0;
   };
-  std::map<std::string, OpTotals> ops;
+  std::map<std::pair<std::string, std::string>, OpTotals> ops;  // by op and the backend that ran it
+  std::map<std::string, OpTotals> backends;
 };
 
 double ms_since(Clock::time_point start) {
@@ -194,11 +195,14 @@ class Runner {
     for (const ember::NodeTiming& timing : session_.model().last_timings()) {
       const ember::Node& node = graph.node(timing.node);
       const auto [flops, bytes] = node_work(graph, node);
-      auto& totals = report_.ops[std::string(ember::op_name(timing.op))];
-      totals.seconds += std::chrono::duration<double>(timing.elapsed).count();
-      totals.flops += flops;
-      totals.bytes += bytes;
-      ++totals.calls;
+      const std::string backend(timing.backend);
+      for (Report::OpTotals* totals : {&report_.ops[{std::string(ember::op_name(timing.op)), backend}],
+                                       &report_.backends[backend]}) {
+        totals->seconds += std::chrono::duration<double>(timing.elapsed).count();
+        totals->flops += flops;
+        totals->bytes += bytes;
+        ++totals->calls;
+      }
     }
   }
 
@@ -209,11 +213,15 @@ class Runner {
 };
 
 void print_profile(const Report& report, ember::Session& session) {
-  fmt::print(stderr, "\n{:<18} {:>8} {:>11} {:>9} {:>9}\n", "op", "calls", "time ms", "GFLOP/s", "GB/s");
-  for (const auto& [name, totals] : report.ops)
-    fmt::print(stderr, "{:<18} {:>8} {:>11.2f} {:>9.2f} {:>9.2f}\n", name, totals.calls, totals.seconds * 1e3,
-               totals.seconds > 0 ? totals.flops / totals.seconds / 1e9 : 0.0,
+  const auto print_row = [](const std::string& op, const std::string& backend, const Report::OpTotals& totals) {
+    fmt::print(stderr, "{:<18} {:<8} {:>8} {:>11.2f} {:>9.2f} {:>9.2f}\n", op, backend, totals.calls,
+               totals.seconds * 1e3, totals.seconds > 0 ? totals.flops / totals.seconds / 1e9 : 0.0,
                totals.seconds > 0 ? totals.bytes / totals.seconds / 1e9 : 0.0);
+  };
+  fmt::print(stderr, "\n{:<18} {:<8} {:>8} {:>11} {:>9} {:>9}\n", "op", "backend", "calls", "time ms", "GFLOP/s", "GB/s");
+  for (const auto& [key, totals] : report.ops) print_row(key.first, key.second, totals);
+  // A node's time on a device includes moving its inputs there and waiting for the result.
+  for (const auto& [backend, totals] : report.backends) print_row("all ops", backend, totals);
   const ember::PoolStats pool = session.model().pool().stats();
   fmt::print(stderr, "pool: {} allocations, {} reuses, {} bytes live, peak {} bytes\n", pool.allocations, pool.reuses,
              pool.bytes_live, pool.bytes_peak);
