@@ -82,7 +82,9 @@ Result<std::shared_ptr<Backend>> open_offload_backend(const OffloadOptions& opti
 #else
   (void)weights;
   if (options.device == DeviceChoice::vulkan)
-    return unsupported("device vulkan: this build of ember has no Vulkan module (configured without Vulkan or glslc)");
+    return unsupported(
+        "device vulkan: no usable Vulkan device (this build of ember has no Vulkan module: configured without Vulkan "
+        "or glslc)");
   EMBER_LOG(info, "device auto: this build has no Vulkan module; the CPU runs every node");
   return std::shared_ptr<Backend>();
 #endif
