@@ -31,6 +31,7 @@
 #include "ember/model_config.h"
 #include "ember/safetensors.h"
 #include "ember/threads.h"
+#include "tools/device_flags.h"
 
 namespace {
 
@@ -234,6 +235,9 @@ int main(int argc, char** argv) {
   app.add_option("--kv-type", kv_type_name, "KV cache type: f32, f16 or q8_0");
   bool lock_weights = false;
   app.add_flag("--mlock", lock_weights, "keep the weights in RAM (mlock), as llama-bench's --mlock");
+  ember::tools::DeviceFlags device;
+  ember::tools::add_device_flags(app, device);
+  ember::tools::spell_out_ngl(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -252,6 +256,8 @@ int main(int argc, char** argv) {
   const auto kv_type = ember::dtype_from_name(kv_type_name);
   if (!kv_type || (*kv_type != ember::DType::f32 && *kv_type != ember::DType::f16 && *kv_type != ember::DType::q8_0))
     return fail(fmt::format("--kv-type '{}': f32, f16 or q8_0", kv_type_name), 2);
+  const auto offload = ember::tools::offload_options(device);
+  if (!offload) return fail(offload.status().message(), 2);
 
   // llama-bench's order: every pp test at each thread count, then every tg test.
   std::vector<Test> tests;
@@ -302,6 +308,7 @@ int main(int argc, char** argv) {
     ember::ModelOptions options;
     options.kv_cache_type = *kv_type;
     options.lock_weights = lock_weights;
+    options.offload = offload.value();
     // pp and tg tests each start from position 0, so the longest one bounds the cache rows needed.
     options.context_length = std::max(max_prompt, max_gen);
     const auto load_start = Clock::now();

@@ -15,5 +15,10 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/ember-config.cmake ${CMAKE_CURRENT_BIN
 
 # The .pc file finds its prefix relative to itself, so `cmake --install --prefix X` works.
 file(RELATIVE_PATH EMBER_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
+# The Vulkan module opens libvulkan.so.1 with dlopen (in libc itself from glibc 2.34).
+set(EMBER_PC_LIBS_PRIVATE "")
+if(EMBER_HAVE_VULKAN AND CMAKE_DL_LIBS)
+  set(EMBER_PC_LIBS_PRIVATE "-l${CMAKE_DL_LIBS}")
+endif()
 configure_file(cmake/ember.pc.in ${CMAKE_CURRENT_BINARY_DIR}/ember.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/ember.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

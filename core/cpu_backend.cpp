@@ -68,7 +68,7 @@ cpu::Dims4 dims4(const Shape& shape) {
 class CpuBackend final : public Backend {
  public:
   std::string_view name() const override { return "cpu"; }
-  bool supports(const Node&) const override { return true; }
+  bool supports(const Node&, std::span<const Tensor>) const override { return true; }
 
   Status run(const Node& node, std::span<const Tensor> inputs, const Tensor& output) override {
     auto out = output.write<float>();

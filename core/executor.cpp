@@ -1,5 +1,7 @@
 #include "ember/executor.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace ember {
@@ -19,6 +21,11 @@ std::string node_label(const Node& node, NodeId id) {
 }
 
 }  // namespace
+
+Executor::BackendList::const_iterator Executor::next_backend(BackendList::const_iterator from, const Node& node,
+                                                             std::span<const Tensor> inputs) const {
+  return std::find_if(from, backends_.cend(), [&](const auto& backend) { return backend->supports(node, inputs); });
+}
 
 Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Tensor> inputs) {
   auto plan = plan_memory(graph);
@@ -42,23 +49,25 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
     if (node.op == Op::constant) values[id] = node.value;
     if (node.op == Op::input || node.op == Op::constant) continue;
 
-    Backend* chosen = nullptr;
-    for (const auto& backend : backends_)
-      if (backend->supports(node)) {
-        chosen = backend.get();
-        break;
-      }
-    if (chosen == nullptr) return unsupported(fmt::format("{}: no backend runs this op", node_label(node, id)));
+    for (NodeId input : node.inputs) node_inputs.push_back(input == kInvalidNode ? Tensor() : values[input]);
+    auto chosen = next_backend(backends_.begin(), node, node_inputs);
+    if (chosen == backends_.end()) return unsupported(fmt::format("{}: no backend runs this op", node_label(node, id)));
 
     auto buffer = pool_->acquire(static_cast<size_t>(row_bytes(node.dtype, node.shape.elements())));
     if (!buffer) return Status(buffer.status().code(), fmt::format("{}: {}", node_label(node, id), buffer.status().message()));
     auto output = Tensor::view(std::move(buffer.value()), node.shape, node.dtype);
     if (!output) return output.status();
 
-    for (NodeId input : node.inputs) node_inputs.push_back(input == kInvalidNode ? Tensor() : values[input]);
     const auto start = std::chrono::steady_clock::now();
-    Status status = chosen->run(node, node_inputs, output.value());
-    timings_.push_back({id, node.op, chosen->name(), std::chrono::steady_clock::now() - start});
+    Status status = (*chosen)->run(node, node_inputs, output.value());
+    // A device fault hands the node on (ember/backend.h); the CPU, last, always takes it.
+    while (status.code() == ErrorCode::unsupported) {
+      const auto fallback = next_backend(std::next(chosen), node, node_inputs);
+      if (fallback == backends_.end()) break;
+      chosen = fallback;
+      status = (*chosen)->run(node, node_inputs, output.value());
+    }
+    timings_.push_back({id, node.op, (*chosen)->name(), std::chrono::steady_clock::now() - start});
     // Dropped now, so the buffers released below return to the pool before the next acquire.
     node_inputs.clear();
     if (!status.ok()) return Status(status.code(), fmt::format("{}: {}", node_label(node, id), status.message()));

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/model_weights.h"
+#include "core/offload.h"
 #include "ember/gguf.h"
 
 namespace ember {
@@ -94,6 +95,9 @@ Result<Model> Model::load(const std::filesystem::path& path, const ModelOptions&
   model.context_length_ = options.context_length > 0 ? options.context_length : c.context_length;
   model.weights_ = std::make_unique<ModelWeights>(std::move(weights.value()));
   if (options.lock_weights) EMBER_RETURN_IF_ERROR(lock_in_memory(*model.weights_, path));
+  auto offload = open_offload_backend(options.offload, *model.weights_);
+  if (!offload) return offload.status();
+  if (offload.value() != nullptr) model.executor_.prefer_backend(std::move(offload.value()));
   model.caches_ = std::make_unique<KvCaches>();
   model.cached_tokens_.assign(static_cast<size_t>(options.sequences), 0);
   const Shape cache_shape{model.context_length_, c.kv_head_count, c.head_dim};

@@ -22,9 +22,11 @@
 #include <nlohmann/json.hpp>
 
 #include "ember/chat_template.h"
+#include "ember/gpu_devices.h"
 #include "ember/perplexity.h"
 #include "ember/session.h"
 #include "ember/threads.h"
+#include "tools/device_flags.h"
 
 namespace {
 
@@ -48,7 +50,7 @@ struct Options {
   std::optional<uint64_t> seed;
   int threads = 0;
   int64_t context = 0;
-  std::string device = "auto";
+  ember::tools::DeviceFlags device;
   std::string kv_type = "f16";
   bool interactive = false;
   std::string chat_template;
@@ -59,6 +61,7 @@ struct Options {
   int parallel = 1;
   bool profile = false;
   bool lock_weights = false;
+  bool list_devices = false;
 };
 
 // What the timing line and --profile report, gathered while the run goes.
@@ -72,7 +75,8 @@ struct Report {
     double seconds = 0.0, flops = 0.0, bytes = 0.0;
     int64_t calls = 0;
   };
-  std::map<std::string, OpTotals> ops;
+  std::map<std::pair<std::string, std::string>, OpTotals> ops;  // by op and the backend that ran it
+  std::map<std::string, OpTotals> backends;
 };
 
 double ms_since(Clock::time_point start) {
@@ -191,11 +195,14 @@ class Runner {
     for (const ember::NodeTiming& timing : session_.model().last_timings()) {
       const ember::Node& node = graph.node(timing.node);
       const auto [flops, bytes] = node_work(graph, node);
-      auto& totals = report_.ops[std::string(ember::op_name(timing.op))];
-      totals.seconds += std::chrono::duration<double>(timing.elapsed).count();
-      totals.flops += flops;
-      totals.bytes += bytes;
-      ++totals.calls;
+      const std::string backend(timing.backend);
+      for (Report::OpTotals* totals : {&report_.ops[{std::string(ember::op_name(timing.op)), backend}],
+                                       &report_.backends[backend]}) {
+        totals->seconds += std::chrono::duration<double>(timing.elapsed).count();
+        totals->flops += flops;
+        totals->bytes += bytes;
+        ++totals->calls;
+      }
     }
   }
 
@@ -206,11 +213,15 @@ class Runner {
 };
 
 void print_profile(const Report& report, ember::Session& session) {
-  fmt::print(stderr, "\n{:<18} {:>8} {:>11} {:>9} {:>9}\n", "op", "calls", "time ms", "GFLOP/s", "GB/s");
-  for (const auto& [name, totals] : report.ops)
-    fmt::print(stderr, "{:<18} {:>8} {:>11.2f} {:>9.2f} {:>9.2f}\n", name, totals.calls, totals.seconds * 1e3,
-               totals.seconds > 0 ? totals.flops / totals.seconds / 1e9 : 0.0,
+  const auto print_row = [](const std::string& op, const std::string& backend, const Report::OpTotals& totals) {
+    fmt::print(stderr, "{:<18} {:<8} {:>8} {:>11.2f} {:>9.2f} {:>9.2f}\n", op, backend, totals.calls,
+               totals.seconds * 1e3, totals.seconds > 0 ? totals.flops / totals.seconds / 1e9 : 0.0,
                totals.seconds > 0 ? totals.bytes / totals.seconds / 1e9 : 0.0);
+  };
+  fmt::print(stderr, "\n{:<18} {:<8} {:>8} {:>11} {:>9} {:>9}\n", "op", "backend", "calls", "time ms", "GFLOP/s", "GB/s");
+  for (const auto& [key, totals] : report.ops) print_row(key.first, key.second, totals);
+  // A node's time on a device includes moving its inputs there and waiting for the result.
+  for (const auto& [backend, totals] : report.backends) print_row("all ops", backend, totals);
   const ember::PoolStats pool = session.model().pool().stats();
   fmt::print(stderr, "pool: {} allocations, {} reuses, {} bytes live, peak {} bytes\n", pool.allocations, pool.reuses,
              pool.bytes_live, pool.bytes_peak);
@@ -398,7 +409,7 @@ int main(int argc, char** argv) {
   app.add_option("-s,--seed", options.seed, "random seed (default: a fresh one, printed)");
   app.add_option("-t,--threads", options.threads, "threads (default: one per core)")->check(CLI::NonNegativeNumber);
   app.add_option("-c,--ctx-size", options.context, "context length (0: the model's)")->check(CLI::NonNegativeNumber);
-  app.add_option("--device", options.device, "auto, cpu or vulkan");
+  ember::tools::add_device_flags(app, options.device);
   app.add_option("--kv-type", options.kv_type, "KV cache type: f16, f32 or q8_0");
   app.add_flag("--mlock", options.lock_weights, "keep the weights in RAM (mlock): never evicted and re-read");
   app.add_flag("-i,--interactive", options.interactive, "chat, one user message per line of stdin");
@@ -410,17 +421,24 @@ int main(int argc, char** argv) {
   app.add_option("--parallel", options.parallel, "sampled continuations of the prompt, decoded as one batch")
       ->check(CLI::Range(1, 64));
   app.add_flag("--profile", options.profile, "print per-op time, GFLOP/s, GB/s and pool stats");
+  app.add_flag("--list-devices", options.list_devices, "print the Vulkan devices and their capabilities, then exit");
+  ember::tools::spell_out_ngl(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
     return app.exit(error);
   }
+  if (options.list_devices) {
+    // No device is not an error: the CPU runs everything, so this still exits 0.
+    const auto devices = ember::describe_gpu_devices();
+    if (devices) fmt::print("{}", devices.value());
+    else fmt::print("no Vulkan device: {}\n", devices.status().message());
+    return 0;
+  }
   if (*prompt_option) options.prompt = prompt;
 
-  if (options.device == "vulkan")
-    return fail("--device vulkan: this build has no Vulkan offload yet (issue #6); use --device cpu", 2);
-  if (options.device != "auto" && options.device != "cpu")
-    return fail(fmt::format("--device '{}': auto, cpu or vulkan", options.device), 2);
+  const auto offload = ember::tools::offload_options(options.device);
+  if (!offload) return fail(offload.status().message(), 2);
   const auto kv_type = ember::dtype_from_name(options.kv_type);
   if (!kv_type || (*kv_type != ember::DType::f16 && *kv_type != ember::DType::f32 && *kv_type != ember::DType::q8_0))
     return fail(fmt::format("--kv-type '{}': f16, f32 or q8_0", options.kv_type), 2);
@@ -448,7 +466,8 @@ int main(int argc, char** argv) {
       options.model, {.kv_cache_type = *kv_type,
                       .context_length = options.context,
                       .sequences = options.parallel,
-                      .lock_weights = options.lock_weights});
+                      .lock_weights = options.lock_weights,
+                      .offload = offload.value()});
   if (!loaded) return fail(loaded.status().message());
   report.load_ms = ms_since(load_start);
   ember::Session& session = loaded.value();

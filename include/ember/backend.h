@@ -1,10 +1,14 @@
-// Backend: something that can compute graph nodes (the CPU now; Vulkan later).
+// Backend: something that can compute graph nodes (the CPU, a Vulkan device).
 //
-// The executor asks each backend in turn whether it supports a node and runs it on the
-// first that does; the CPU backend supports every op, so it is always last. run() gets
-// the input tensors in the node's input order (an absent optional input is an
-// undefined Tensor) and a contiguous f32 output tensor of the node's shape to fill.
-// Errors come back as Status; run() never throws.
+// The executor asks each backend in turn whether it supports a node with these inputs
+// and runs it on the first that does; the CPU backend supports every op, so it is always
+// last. supports() and run() get the input tensors in the node's input order (an absent
+// optional input is an undefined Tensor); run() also gets a contiguous f32 output tensor
+// of the node's shape to fill. Errors come back as Status; run() never throws.
+//
+// A backend that accepted a node but cannot finish it for a reason of its own device (a
+// fault, not a bad node) returns ErrorCode::unsupported, having said why in the log: the
+// executor then runs the node on the next backend that supports it, with the same inputs.
 #pragma once
 
 #include <memory>
@@ -21,7 +25,7 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
-  virtual bool supports(const Node& node) const = 0;
+  virtual bool supports(const Node& node, std::span<const Tensor> inputs) const = 0;
   virtual Status run(const Node& node, std::span<const Tensor> inputs, const Tensor& output) = 0;
 };
 

@@ -9,6 +9,7 @@
 #include "ember/fusion.h"
 #include "ember/graph.h"
 #include "ember/model.h"
+#include "ember/offload.h"
 #include "ember/session.h"
 #include "ember/sampling.h"
 #include "ember/perplexity.h"

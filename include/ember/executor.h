@@ -1,4 +1,6 @@
-// Executor: runs a graph, node by node, on the first backend that supports each node.
+// Executor: runs a graph, node by node, on the first backend that supports each node
+// with its inputs (a device backend hands a node on to the next when its device faults,
+// ember/backend.h). Each timing names the backend that ran its node.
 //
 // Intermediate buffers come from the executor's pool and go back to it as the memory
 // plan says (ember/planner.h). One executor runs one graph at a time; use one per
@@ -44,8 +46,13 @@ class Executor {
   const std::vector<NodeTiming>& last_timings() const { return timings_; }
 
  private:
+  using BackendList = std::vector<std::shared_ptr<Backend>>;
+  // The first backend from `from` on that supports the node, or the end.
+  BackendList::const_iterator next_backend(BackendList::const_iterator from, const Node& node,
+                                           std::span<const Tensor> inputs) const;
+
   std::shared_ptr<BufferPool> pool_;
-  std::vector<std::shared_ptr<Backend>> backends_;
+  BackendList backends_;
   std::vector<NodeTiming> timings_;
 };
 

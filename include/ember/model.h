@@ -17,6 +17,7 @@
 #include "ember/dtype.h"
 #include "ember/executor.h"
 #include "ember/model_config.h"
+#include "ember/offload.h"
 #include "ember/status.h"
 #include "ember/tensor.h"
 
@@ -27,6 +28,7 @@ struct ModelOptions {
   int64_t context_length = 0;        // cache rows per sequence; 0: the model's context length
   int sequences = 1;                 // independent KV caches, for decoding several sequences as one batch
   bool lock_weights = false;         // mlock the weights (llama.cpp's --mlock): never evicted, never re-read
+  OffloadOptions offload = {};       // which linear layers a Vulkan device runs (ember/offload.h)
 };
 
 // One sequence's part of a batch: `tokens` at positions position..position + size - 1.
@@ -76,7 +78,8 @@ class Model {
   // prompt evaluated once and continued several ways).
   Status copy_sequence(int from, int to, int64_t tokens);
 
-  // Per-op timings of the last forward pass, and the pool its intermediates came from.
+  // Per-op timings of the last forward pass (each names the backend that ran its node),
+  // and the pool its intermediates came from.
   const std::vector<NodeTiming>& last_timings() const { return executor_.last_timings(); }
   const Graph* last_graph() const { return last_graph_.get(); }
   BufferPool& pool() { return executor_.pool(); }

@@ -66,6 +66,10 @@ bad "bad output" "-o 'xml'" -- -m tiny.gguf -o xml
 bad "bad kv type" "--kv-type 'q4_0'" -- -m tiny.gguf --kv-type q4_0
 bad "nothing to run" "-p and -n" -- -m tiny.gguf -p 0 -n 0
 bad "no model" "model" --
+bad "bad device" "--device 'tpu'" -- -m tiny.gguf --device tpu
+bad "bad layer count" "-ngl -3" -- -m tiny.gguf -ngl -3
+VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json \
+  bad "vulkan without a device" "no usable Vulkan device" -- -m tiny.gguf -p 16 -n 0 -r 1 --device vulkan
 
 # A rotary model runs past its trained context, as llama-bench lets it, with a note.
 if "$tool" -m tiny.gguf -p 80 -n 0 -r 1 >past.txt 2>past_err.txt && grep -q "running past it" past_err.txt &&

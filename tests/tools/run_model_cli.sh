@@ -84,6 +84,35 @@ for signal in INT TERM; do
   kill -0 "$pid" 2>/dev/null && fail "run-model still runs after SIG$signal"
 done
 
+# --list-devices: a block per Vulkan device, or one line saying why there is none; both
+# exit 0, since the CPU then runs everything. No driver to be found must not crash.
+"$run_model" --list-devices >devices.txt 2>&1 || fail "--list-devices exited non-zero: $(cat devices.txt)"
+grep -q -e '^device 0: .*, Vulkan 1\.' -e '^no Vulkan device: ' devices.txt || fail "--list-devices: $(cat devices.txt)"
+VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json "$run_model" --list-devices >no_devices.txt 2>&1 ||
+  fail "--list-devices without a driver exited non-zero: $(cat no_devices.txt)"
+[ "$(wc -l <no_devices.txt)" -eq 1 ] && grep -q '^no Vulkan device: ' no_devices.txt ||
+  fail "--list-devices without a driver: $(cat no_devices.txt)"
+
+# --device auto without a usable Vulkan device runs on the CPU and says so at info level;
+# --device vulkan without one is an error (below).
+EMBER_LOG=info VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json \
+  "$run_model" --device auto -p "The" -n 4 --temp 0 >auto.txt 2>auto_err.txt || fail "--device auto without a driver: $(cat auto_err.txt)"
+[ "$(grep -c 'device auto: no usable Vulkan device' auto_err.txt)" -eq 1 ] || fail "--device auto without a driver: $(cat auto_err.txt)"
+cmp -s auto.txt <("$run_model" --device cpu -p "The" -n 4 --temp 0 2>/dev/null) || fail "--device auto on the CPU changed the text"
+
+# With a Vulkan device (lavapipe will do), every linear layer on it (-ngl 99, thresholds
+# 0) gives the CPU's greedy tokens, and --profile shows the linear nodes run there.
+if grep -q '^device 0: ' devices.txt; then
+  "$run_model" --device cpu -p "The" -n 16 --temp 0 --tokens-out cpu_ids.json >cpu_text.txt 2>/dev/null ||
+    fail "--device cpu failed"
+  EMBER_GPU_MIN_FLOPS=0 EMBER_GPU_MIN_WEIGHT_BYTES=0 "$run_model" --device vulkan -ngl 99 -p "The" -n 16 --temp 0 \
+    --tokens-out vulkan_ids.json --profile >vulkan_text.txt 2>vulkan_err.txt || fail "--device vulkan: $(cat vulkan_err.txt)"
+  cmp -s cpu_ids.json vulkan_ids.json || fail "--device vulkan gave other tokens: $(cat vulkan_ids.json) vs $(cat cpu_ids.json)"
+  cmp -s cpu_text.txt vulkan_text.txt || fail "--device vulkan gave other text"
+  grep -Eq '^linear +vulkan +[1-9]' vulkan_err.txt || fail "--device vulkan ran no linear node there: $(cat vulkan_err.txt)"
+  grep -Eq '^linear +cpu ' vulkan_err.txt && fail "--device vulkan -ngl 99 left linear nodes on the CPU: $(cat vulkan_err.txt)"
+fi
+
 # Bad input: one line naming the cause, non-zero exit.
 expect_error() {
   local pattern=$1
@@ -92,7 +121,10 @@ expect_error() {
   grep -q -- "$pattern" bad.txt || fail "$* said: $(cat bad.txt)"
 }
 expect_error "no such file" -m missing.gguf
-expect_error "Vulkan" --device vulkan
+VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json expect_error "no usable Vulkan device" --device vulkan
+[ "$(wc -l <bad.txt)" -eq 1 ] || fail "--device vulkan without a driver said more than one line: $(cat bad.txt)"
+expect_error "cpu, vulkan or auto" --device tpu
+expect_error "ngl -2: a layer count" -ngl -2
 expect_error "kv-type" --kv-type q4_0
 expect_error "top-p" --top-p 1.5
 expect_error "needs .* positions" -p "hi" -n 100000

@@ -1,0 +1,93 @@
+#include "core/offload.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "core/log.h"
+#if EMBER_HAVE_VULKAN
+#include "core/vulkan_backend.h"
+#endif
+
+namespace ember {
+namespace {
+
+// The option when set, else the environment variable, else the default.
+Result<uint64_t> threshold(const std::optional<uint64_t>& option, const char* variable, uint64_t fallback) {
+  if (option) return *option;
+  const char* text = std::getenv(variable);
+  if (text == nullptr) return fallback;
+  const std::string_view value(text);
+  uint64_t parsed = 0;
+  const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), parsed);
+  if (error != std::errc() || end != value.data() + value.size() || value.empty())
+    return invalid_argument(fmt::format("{}='{}': a whole number", variable, value));
+  return parsed;
+}
+
+#if EMBER_HAVE_VULKAN
+// The weight buffers of the linear layers in the first `layers` layers, the output
+// projection counting as the layer after the last.
+std::unordered_set<const Buffer*> offloaded_weights(const ModelWeights& weights, int layers) {
+  const auto layer_count = static_cast<int64_t>(weights.layers.size());
+  const int64_t offloaded = layers == kAllLayers ? layer_count + 1 : layers;
+  std::unordered_set<const Buffer*> buffers;
+  for (int64_t i = 0; i < std::min(offloaded, layer_count); ++i) {
+    const LayerWeights& layer = weights.layers[static_cast<size_t>(i)];
+    for (const Tensor* matrix : {&layer.wq, &layer.wk, &layer.wv, &layer.wo, &layer.w_gate, &layer.w_up, &layer.w_down})
+      if (matrix->defined()) buffers.insert(matrix->buffer().get());
+  }
+  if (offloaded > layer_count && weights.output.defined()) buffers.insert(weights.output.buffer().get());
+  return buffers;
+}
+#endif
+
+}  // namespace
+
+std::optional<DeviceChoice> device_choice_from_name(std::string_view name) {
+  if (name == "cpu") return DeviceChoice::cpu;
+  if (name == "vulkan") return DeviceChoice::vulkan;
+  if (name == "auto") return DeviceChoice::automatic;
+  return std::nullopt;
+}
+
+Result<std::shared_ptr<Backend>> open_offload_backend(const OffloadOptions& options, const ModelWeights& weights) {
+  if (options.device == DeviceChoice::cpu) return std::shared_ptr<Backend>();
+  if (options.gpu_layers < kAllLayers)
+    return invalid_argument(fmt::format("GPU layers {}: 0 or more (or {} for all)", options.gpu_layers, kAllLayers));
+  auto min_flops = threshold(options.min_flops, "EMBER_GPU_MIN_FLOPS", kDefaultGpuMinFlops);
+  if (!min_flops) return min_flops.status();
+  auto min_weight_bytes = threshold(options.min_weight_bytes, "EMBER_GPU_MIN_WEIGHT_BYTES", kDefaultGpuMinWeightBytes);
+  if (!min_weight_bytes) return min_weight_bytes.status();
+#if EMBER_HAVE_VULKAN
+  auto device = VulkanDevice::open({.device_index = options.device_index});
+  if (!device) {
+    if (options.device == DeviceChoice::vulkan)
+      return unsupported(fmt::format("device vulkan: no usable Vulkan device ({})", device.status().message()));
+    EMBER_LOG(info, "device auto: no usable Vulkan device ({}); the CPU runs every node", device.status().message());
+    return std::shared_ptr<Backend>();
+  }
+  const gpu::DeviceCapabilities& caps = device.value()->context().capabilities();
+  if (options.device == DeviceChoice::automatic && !options.device_index && caps.type == VK_PHYSICAL_DEVICE_TYPE_CPU) {
+    EMBER_LOG(info, "device auto: {} is a CPU implementation of Vulkan; the CPU backend runs every node", caps.name);
+    return std::shared_ptr<Backend>();
+  }
+  EMBER_LOG(info, "device {}: {} takes the large linear layers", options.device == DeviceChoice::vulkan ? "vulkan" : "auto",
+            caps.name);
+  VulkanRouting routing{min_flops.value(), min_weight_bytes.value(), offloaded_weights(weights, options.gpu_layers)};
+  return std::shared_ptr<Backend>(std::make_shared<VulkanBackend>(std::move(device.value()), std::move(routing)));
+#else
+  (void)weights;
+  if (options.device == DeviceChoice::vulkan)
+    return unsupported(
+        "device vulkan: no usable Vulkan device (this build of ember has no Vulkan module: configured without Vulkan "
+        "or glslc)");
+  EMBER_LOG(info, "device auto: this build has no Vulkan module; the CPU runs every node");
+  return std::shared_ptr<Backend>();
+#endif
+}
+
+}  // namespace ember

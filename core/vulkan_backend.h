@@ -1,0 +1,62 @@
+// The Vulkan backend: runs fused `linear` nodes (x·Wᵀ + b, act; x f32, W f32, f16, q8_0
+// or q4_0 as stored) on one VulkanDevice.
+//
+// Where bytes live: an input or output buffer gets a device home (a VulkanMirror) the
+// first time a node here uses it. Weights keep theirs, so they are uploaded once and stay
+// resident; an activation is uploaded only while its device copy is stale, and a result
+// stays on the device (Buffer residency `device`) until a CPU node reads it.
+//
+// Faults: a node that hits one returns ErrorCode::unsupported, so the executor reruns it
+// on the CPU with the same inputs, and each kind is logged once per backend as a warning.
+// Out of device memory: the allocator's spare blocks are freed and the node retried once
+// first. A pipeline or shader that cannot be created: that node runs on the CPU. A lost
+// device: this node and every later one run on the CPU. (A real loss also loses results
+// that only the device held, so the node reading one fails with the download's error
+// and the next forward pass runs on the CPU from the start.)
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <unordered_set>
+
+#include "core/vulkan_device.h"
+#include "ember/backend.h"
+
+namespace ember {
+
+struct VulkanRouting {
+  uint64_t min_flops = 0;         // 2 · rows · k · n below this: the CPU
+  uint64_t min_weight_bytes = 0;  // W smaller than this: the CPU
+  // Only linear nodes whose weight lives in one of these buffers run here (a model's
+  // offloaded layers); unset: any weight.
+  std::optional<std::unordered_set<const Buffer*>> weights = std::nullopt;
+};
+
+class VulkanBackend final : public Backend {
+ public:
+  VulkanBackend(std::shared_ptr<VulkanDevice> device, VulkanRouting routing)
+      : device_(std::move(device)), routing_(std::move(routing)) {}
+
+  std::string_view name() const override { return "vulkan"; }
+  bool supports(const Node& node, std::span<const Tensor> inputs) const override;
+  Status run(const Node& node, std::span<const Tensor> inputs, const Tensor& output) override;
+
+ private:
+  // The device copy of `tensor`'s buffer, attached first if it has none here, and made
+  // current when `needs_current` (inputs; an output is overwritten whole).
+  Result<gpu::DeviceBuffer*> device_side(const Tensor& tensor, bool needs_current);
+  Status run_linear(const Node& node, std::span<const Tensor> inputs, const Tensor& output);
+
+  enum class Fault { pipeline, out_of_memory, device_lost };
+  std::optional<Fault> fault_of(const Status& status) const;
+  void warn_once(Fault fault, const Status& status);
+
+  std::shared_ptr<VulkanDevice> device_;
+  VulkanRouting routing_;
+  std::array<std::atomic<bool>, 3> warned_{};
+};
+
+}  // namespace ember

@@ -1,0 +1,203 @@
+#include "gpu/context.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <utility>
+
+namespace ember::gpu {
+
+namespace {
+
+// An instance that destroys itself unless handed over to a Context.
+struct InstanceHandle {
+  VulkanFunctions vk;
+  VkInstance instance = VK_NULL_HANDLE;
+  InstanceHandle() = default;
+  InstanceHandle(const InstanceHandle&) = delete;
+  InstanceHandle& operator=(const InstanceHandle&) = delete;
+  ~InstanceHandle() {
+    if (instance != VK_NULL_HANDLE) vk.vkDestroyInstance(instance, nullptr);
+  }
+  VkInstance release() { return std::exchange(instance, VK_NULL_HANDLE); }
+};
+
+Status create_instance(InstanceHandle& handle) {
+  EMBER_GPU_RETURN_IF_ERROR(load_global_functions(handle.vk));
+  uint32_t loader_version = 0;
+  EMBER_GPU_RETURN_IF_ERROR(vk_check(handle.vk.vkEnumerateInstanceVersion(&loader_version), "vkEnumerateInstanceVersion"));
+  if (loader_version < VK_API_VERSION_1_2)
+    return {ErrorKind::unavailable, "the Vulkan loader supports " + std::to_string(VK_API_VERSION_MAJOR(loader_version)) +
+                                        "." + std::to_string(VK_API_VERSION_MINOR(loader_version)) + "; 1.2 is needed"};
+  VkApplicationInfo application{VK_STRUCTURE_TYPE_APPLICATION_INFO};
+  application.pApplicationName = "ember";
+  application.pEngineName = "ember";
+  application.apiVersion = std::min<uint32_t>(loader_version, VK_API_VERSION_1_3);
+  VkInstanceCreateInfo info{VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO};
+  info.pApplicationInfo = &application;
+  const VkResult created = handle.vk.vkCreateInstance(&info, nullptr, &handle.instance);
+  if (created == VK_ERROR_INCOMPATIBLE_DRIVER)
+    return {ErrorKind::unavailable, "the Vulkan loader found no driver (vkCreateInstance: VK_ERROR_INCOMPATIBLE_DRIVER)"};
+  EMBER_GPU_RETURN_IF_ERROR(vk_check(created, "vkCreateInstance"));
+  return load_instance_functions(handle.vk, handle.instance);
+}
+
+Result<std::vector<VkPhysicalDevice>> physical_devices(const InstanceHandle& handle) {
+  uint32_t count = 0;
+  EMBER_GPU_RETURN_IF_ERROR(
+      vk_check(handle.vk.vkEnumeratePhysicalDevices(handle.instance, &count, nullptr), "vkEnumeratePhysicalDevices"));
+  std::vector<VkPhysicalDevice> devices(count);
+  EMBER_GPU_RETURN_IF_ERROR(vk_check(handle.vk.vkEnumeratePhysicalDevices(handle.instance, &count, devices.data()),
+                                     "vkEnumeratePhysicalDevices"));
+  devices.resize(count);
+  if (devices.empty()) return Status{ErrorKind::unavailable, "the Vulkan loader reports no physical device"};
+  return devices;
+}
+
+// The explicit choice (option, then EMBER_VK_DEVICE), or none for "pick the best".
+Result<std::optional<uint32_t>> requested_index(const ContextOptions& options, size_t device_count) {
+  std::optional<uint32_t> index = options.device_index;
+  std::string source = "device index";
+  if (!index) {
+    if (const char* text = std::getenv("EMBER_VK_DEVICE"); text != nullptr && *text != '\0') {
+      char* end = nullptr;
+      const unsigned long value = std::strtoul(text, &end, 10);
+      if (*end != '\0' || text[0] == '-' || value > UINT32_MAX)
+        return Status{ErrorKind::invalid_argument, std::string("EMBER_VK_DEVICE='") + text + "': a device number"};
+      index = static_cast<uint32_t>(value);
+      source = "EMBER_VK_DEVICE";
+    }
+  }
+  if (index && *index >= device_count)
+    return Status{ErrorKind::invalid_argument, source + " " + std::to_string(*index) + ": there are " +
+                                                   std::to_string(device_count) + " Vulkan devices (0.." +
+                                                   std::to_string(device_count - 1) + ")"};
+  return index;
+}
+
+}  // namespace
+
+Status vk_check(VkResult result, const char* what) {
+  if (result == VK_SUCCESS) return {};
+  const ErrorKind kind = result == VK_ERROR_OUT_OF_DEVICE_MEMORY || result == VK_ERROR_OUT_OF_HOST_MEMORY
+                             ? ErrorKind::out_of_memory
+                         : result == VK_ERROR_INCOMPATIBLE_DRIVER || result == VK_ERROR_INITIALIZATION_FAILED
+                             ? ErrorKind::unavailable
+                             : ErrorKind::device_error;
+  return {kind, std::string(what) + " failed: " + result_name(result)};
+}
+
+Result<std::vector<DeviceCapabilities>> Context::list_devices() {
+  InstanceHandle handle;
+  EMBER_GPU_RETURN_IF_ERROR(create_instance(handle));
+  auto devices = physical_devices(handle);
+  if (!devices) return devices.status();
+  std::vector<DeviceCapabilities> records;
+  for (uint32_t i = 0; i < devices->size(); ++i) records.push_back(query_capabilities(handle.vk, (*devices)[i], i));
+  return records;
+}
+
+Result<std::unique_ptr<Context>> Context::create(const ContextOptions& options) {
+  InstanceHandle handle;
+  EMBER_GPU_RETURN_IF_ERROR(create_instance(handle));
+  auto devices = physical_devices(handle);
+  if (!devices) return devices.status();
+  auto requested = requested_index(options, devices->size());
+  if (!requested) return requested.status();
+
+  std::vector<DeviceCapabilities> records;
+  for (uint32_t i = 0; i < devices->size(); ++i) records.push_back(query_capabilities(handle.vk, (*devices)[i], i));
+  const DeviceCapabilities* chosen = nullptr;
+  if (requested.value()) {
+    chosen = &records[*requested.value()];
+    if (!chosen->meets_minimum())
+      return Status{ErrorKind::unavailable,
+                    "Vulkan device " + std::to_string(chosen->index) + " (" + chosen->name + "): " + chosen->shortcoming()};
+  } else {
+    for (const DeviceCapabilities& record : records)
+      if (record.meets_minimum() &&
+          (chosen == nullptr || device_type_rank(record.type) < device_type_rank(chosen->type)))
+        chosen = &record;
+    if (chosen == nullptr)
+      return Status{ErrorKind::unavailable,
+                    "no usable Vulkan device (" + records.front().name + ": " + records.front().shortcoming() + ")"};
+  }
+
+  std::unique_ptr<Context> context(new Context());
+  context->vk_ = handle.vk;
+  context->instance_ = handle.release();
+  context->physical_device_ = (*devices)[chosen->index];
+  context->capabilities_ = *chosen;
+  const VulkanFunctions& vk = context->vk_;
+
+  const float priority = 1.0f;
+  VkDeviceQueueCreateInfo queue_info{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
+  queue_info.queueFamilyIndex = chosen->compute_queue_family;
+  queue_info.queueCount = 1;
+  queue_info.pQueuePriorities = &priority;
+  std::vector<const char*> extensions;
+  if (chosen->memory_budget) extensions.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+  VkDeviceCreateInfo device_info{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
+  device_info.queueCreateInfoCount = 1;
+  device_info.pQueueCreateInfos = &queue_info;
+  device_info.enabledExtensionCount = static_cast<uint32_t>(extensions.size());
+  device_info.ppEnabledExtensionNames = extensions.data();
+  EMBER_GPU_RETURN_IF_ERROR(
+      vk_check(vk.vkCreateDevice(context->physical_device_, &device_info, nullptr, &context->device_), "vkCreateDevice"));
+  EMBER_GPU_RETURN_IF_ERROR(load_device_functions(context->vk_, context->device_));
+  vk.vkGetDeviceQueue(context->device_, chosen->compute_queue_family, 0, &context->queue_);
+
+  VkCommandPoolCreateInfo pool_info{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
+  pool_info.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+  pool_info.queueFamilyIndex = chosen->compute_queue_family;
+  EMBER_GPU_RETURN_IF_ERROR(vk_check(vk.vkCreateCommandPool(context->device_, &pool_info, nullptr,
+                                                            &context->one_shot_pool_), "vkCreateCommandPool"));
+  VkCommandBufferAllocateInfo allocate_info{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+  allocate_info.commandPool = context->one_shot_pool_;
+  allocate_info.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  allocate_info.commandBufferCount = 1;
+  EMBER_GPU_RETURN_IF_ERROR(vk_check(
+      vk.vkAllocateCommandBuffers(context->device_, &allocate_info, &context->one_shot_commands_), "vkAllocateCommandBuffers"));
+  VkFenceCreateInfo fence_info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+  EMBER_GPU_RETURN_IF_ERROR(
+      vk_check(vk.vkCreateFence(context->device_, &fence_info, nullptr, &context->one_shot_fence_), "vkCreateFence"));
+  return context;
+}
+
+Context::~Context() {
+  if (device_ != VK_NULL_HANDLE) {
+    vk_.vkDeviceWaitIdle(device_);
+    if (one_shot_fence_ != VK_NULL_HANDLE) vk_.vkDestroyFence(device_, one_shot_fence_, nullptr);
+    if (one_shot_pool_ != VK_NULL_HANDLE) vk_.vkDestroyCommandPool(device_, one_shot_pool_, nullptr);
+    vk_.vkDestroyDevice(device_, nullptr);
+  }
+  if (instance_ != VK_NULL_HANDLE) vk_.vkDestroyInstance(instance_, nullptr);
+}
+
+Status Context::submit(VkCommandBuffer commands, VkFence fence) {
+  VkSubmitInfo info{VK_STRUCTURE_TYPE_SUBMIT_INFO};
+  info.commandBufferCount = 1;
+  info.pCommandBuffers = &commands;
+  std::lock_guard lock(queue_mutex_);
+  const VkResult injected = faults_.take(InjectedFault::device_lost);
+  return check_device(injected != VK_SUCCESS ? injected : vk_.vkQueueSubmit(queue_, 1, &info, fence), "vkQueueSubmit");
+}
+
+Status Context::check_device(VkResult result, const char* what) {
+  if (result == VK_ERROR_DEVICE_LOST) device_lost_.store(true, std::memory_order_relaxed);
+  return vk_check(result, what);
+}
+
+Status Context::run_and_wait(const std::function<void(VkCommandBuffer)>& record) {
+  std::lock_guard lock(one_shot_mutex_);
+  VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  EMBER_GPU_RETURN_IF_ERROR(vk_check(vk_.vkBeginCommandBuffer(one_shot_commands_, &begin), "vkBeginCommandBuffer"));
+  record(one_shot_commands_);
+  EMBER_GPU_RETURN_IF_ERROR(vk_check(vk_.vkEndCommandBuffer(one_shot_commands_), "vkEndCommandBuffer"));
+  EMBER_GPU_RETURN_IF_ERROR(vk_check(vk_.vkResetFences(device_, 1, &one_shot_fence_), "vkResetFences"));
+  EMBER_GPU_RETURN_IF_ERROR(submit(one_shot_commands_, one_shot_fence_));
+  return check_device(vk_.vkWaitForFences(device_, 1, &one_shot_fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+}
+
+}  // namespace ember::gpu

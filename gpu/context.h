@@ -1,0 +1,77 @@
+// A Vulkan instance, the chosen physical device, a logical device with one compute
+// queue, and the capability record of that device. Everything else in gpu/ runs on a
+// Context. One context may be used from several threads: queue submission is serialised.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "gpu/device_capabilities.h"
+#include "gpu/fault_injection.h"
+#include "gpu/status.h"
+#include "gpu/vulkan_functions.h"
+
+namespace ember::gpu {
+
+struct ContextOptions {
+  // Which device, by vkEnumeratePhysicalDevices index. Unset: EMBER_VK_DEVICE if set,
+  // else the first usable device by type (discrete, integrated, virtual, other, CPU).
+  std::optional<uint32_t> device_index = std::nullopt;
+};
+
+// A failed Vulkan call as a Status naming the call and the result.
+Status vk_check(VkResult result, const char* what);
+
+class Context {
+ public:
+  static Result<std::unique_ptr<Context>> create(const ContextOptions& options = {});
+  // Every physical device's record, in enumeration order (what --list-devices prints).
+  static Result<std::vector<DeviceCapabilities>> list_devices();
+
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  ~Context();
+
+  const VulkanFunctions& vk() const { return vk_; }
+  VkDevice device() const { return device_; }
+  VkPhysicalDevice physical_device() const { return physical_device_; }
+  const DeviceCapabilities& capabilities() const { return capabilities_; }
+  uint32_t queue_family() const { return capabilities_.compute_queue_family; }
+
+  // Submits one recorded command buffer; `fence` (may be null) signals on completion.
+  Status submit(VkCommandBuffer commands, VkFence fence);
+  // vk_check() that also remembers VK_ERROR_DEVICE_LOST: for results of calls that wait
+  // on or submit to the device.
+  Status check_device(VkResult result, const char* what);
+  // Once lost, a device stays lost: nothing submitted to it runs again.
+  bool device_lost() const { return device_lost_.load(std::memory_order_relaxed); }
+  // The tests' fault hook (gpu/fault_injection.h).
+  FaultInjector& faults() { return faults_; }
+  // Records commands through `record` into a reusable command buffer, submits them and
+  // waits for the device to finish.
+  Status run_and_wait(const std::function<void(VkCommandBuffer)>& record);
+
+ private:
+  Context() = default;
+
+  VulkanFunctions vk_;
+  VkInstance instance_ = VK_NULL_HANDLE;
+  VkPhysicalDevice physical_device_ = VK_NULL_HANDLE;
+  VkDevice device_ = VK_NULL_HANDLE;
+  VkQueue queue_ = VK_NULL_HANDLE;
+  DeviceCapabilities capabilities_;
+  std::mutex queue_mutex_;
+  std::mutex one_shot_mutex_;
+  VkCommandPool one_shot_pool_ = VK_NULL_HANDLE;
+  VkCommandBuffer one_shot_commands_ = VK_NULL_HANDLE;
+  VkFence one_shot_fence_ = VK_NULL_HANDLE;
+  std::atomic<bool> device_lost_{false};
+  FaultInjector faults_;
+};
+
+}  // namespace ember::gpu

@@ -1,0 +1,21 @@
+// The compute shaders of gpu/shaders/, compiled to SPIR-V at build time and embedded in
+// the library, with what a pipeline layout needs to know about each.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+namespace ember::gpu {
+
+enum class ShaderId : uint32_t { linear_gemv, linear_gemm };
+
+struct ShaderInfo {
+  const char* name;
+  std::span<const uint32_t> spirv;
+  uint32_t storage_buffers;     // bindings 0 .. storage_buffers-1, all storage buffers
+  uint32_t push_constant_bytes;
+};
+
+const ShaderInfo& shader_info(ShaderId id);
+
+}  // namespace ember::gpu

@@ -1,0 +1,137 @@
+// What both fused-linear shaders share: the bindings, the push constants, reading the
+// weight matrix from its stored bytes, and the activation.
+//
+// y[r][c] = act(sum_i x[r][i] * W[c][i] + bias[c]); x is rows x k f32, W is n rows of k
+// weights in the GGUF layout of WEIGHT_TYPE, y is rows x n f32. The weights are bound as
+// uint[] and decoded here, so no 8- or 16-bit storage feature is needed; every buffer is
+// allocated in whole words (gpu/device_buffer.h), so a word read at the end stays inside.
+
+layout(constant_id = 0) const uint WEIGHT_TYPE = 0;  // gpu::WeightType: f32, f16, q8_0, q4_0
+layout(constant_id = 1) const uint ACTIVATION = 0;   // gpu::Activation: none, relu, gelu_tanh, silu
+
+const uint kF32 = 0;
+const uint kF16 = 1;
+const uint kQ8_0 = 2;
+const uint kQ4_0 = 3;
+
+layout(std430, binding = 0) readonly buffer InputRows { float x[]; };
+layout(std430, binding = 1) readonly buffer WeightBytes { uint w[]; };
+layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
+layout(std430, binding = 3) writeonly buffer OutputRows { float y[]; };
+
+layout(push_constant) uniform Shape {
+  uint rows;
+  uint k;
+  uint n;
+  uint has_bias;
+  uint first_column;  // the GEMV covers n in dispatches of at most maxComputeWorkGroupCount columns
+  uint row_bytes;     // bytes of one weight row
+} shape;
+
+// The 4 bytes at an even byte offset (GGUF blocks of 34 and 18 bytes keep every field
+// 2-byte aligned, not 4).
+uint word_at(uint byte_offset) {
+  const uint first = w[byte_offset >> 2];
+  if ((byte_offset & 2u) == 0u) return first;
+  return (first >> 16) | (w[(byte_offset >> 2) + 1u] << 16);
+}
+
+float half_at(uint byte_offset) {
+  return unpackHalf2x16((w[byte_offset >> 2] >> ((byte_offset & 2u) * 8u)) & 0xffffu).x;
+}
+
+// Float weights i .. i+3 of weight row `column` (i a multiple of 4); past k they read 0.
+vec4 weights4(uint column, uint i) {
+  const uint row = column * shape.row_bytes;
+  vec4 v = vec4(0.0);
+  for (uint e = 0u; e < 4u; ++e)
+    if (i + e < shape.k) v[e] = WEIGHT_TYPE == kF32 ? uintBitsToFloat(w[(row >> 2) + i + e]) : half_at(row + 2u * (i + e));
+  return v;
+}
+
+// Block weights as the CPU's int8 kernels take them (cpu/dot_blocks32.cpp): a block's f16
+// scale and its integer codes, q for q8_0 and q - 8 for q4_0.
+const bool kBlockWeights = WEIGHT_TYPE == kQ8_0 || WEIGHT_TYPE == kQ4_0;
+
+float weight_scale(uint column, uint block) {
+  return half_at(column * shape.row_bytes + block * (WEIGHT_TYPE == kQ8_0 ? 34u : 18u));
+}
+
+// Codes i .. i+3 of weight row `column` (i a multiple of 4, so all four lie in one block).
+vec4 weight_codes4(uint column, uint i) {
+  const uint row = column * shape.row_bytes;
+  const uint block = i >> 5;
+  const uint within = i & 31u;
+  if (WEIGHT_TYPE == kQ8_0) {
+    // 2 bytes of f16 scale, then 32 int8 codes.
+    const int codes = int(word_at(row + block * 34u + 2u + within));
+    return vec4(bitfieldExtract(codes, 0, 8), bitfieldExtract(codes, 8, 8), bitfieldExtract(codes, 16, 8),
+                bitfieldExtract(codes, 24, 8));
+  }
+  // q4_0: 2 bytes of f16 scale, then 16 bytes; byte j holds weight j in its low nibble and
+  // weight j + 16 in its high nibble.
+  const uint bytes = word_at(row + block * 18u + 2u + (within & 15u)) >> (within >= 16u ? 4u : 0u);
+  return vec4(uvec4(bytes & 15u, (bytes >> 8) & 15u, (bytes >> 16) & 15u, (bytes >> 24) & 15u)) - 8.0;
+}
+
+// Against block weights x is taken as the CPU takes it (quant/q8_0.cpp): each 32 values
+// become codes round(x / d), d = amax / 127, and the f16 rounding of d; a block adds
+// (Σ codes·codes) · d_w · d_x, the integer sum exact in f32 (|Σ| < 2^24). So the GPU
+// gives the CPU's numbers, not just numbers as close to the exact product.
+float f16_round(float v) { return unpackHalf2x16(packHalf2x16(vec2(v, 0.0))).x; }
+float round_half_away(float v) { return sign(v) * floor(abs(v) + 0.5); }
+
+// |a - q·b|, exact up to one rounding: q·b as Dekker's unevaluated sum hi + lo (Vulkan
+// rounds each multiply and add correctly; `precise` keeps them from being fused or
+// reordered), and a - hi exact because q·b is within a factor 2 of a.
+float division_residual(float a, float b, float q) {
+  precise float q_split = 4097.0 * q;
+  precise float q_hi = q_split - (q_split - q);
+  precise float q_lo = q - q_hi;
+  precise float b_split = 4097.0 * b;
+  precise float b_hi = b_split - (b_split - b);
+  precise float b_lo = b - b_hi;
+  precise float hi = q * b;
+  precise float lo = ((q_hi * b_hi - hi) + q_hi * b_lo + q_lo * b_hi) + q_lo * b_lo;
+  precise float residual = (a - hi) - lo;
+  return abs(residual);
+}
+
+// a / b correctly rounded, as the CPU divides (a >= 0, b > 0): GLSL may be 2.5 ulp off,
+// which would now and then move an x code across its rounding boundary. Of the floats
+// within 3 ulp of GLSL's quotient, the one leaving the least residual.
+float exact_divide(float a, float b) {
+  const float approximate = a / b;
+  if (a == 0.0) return 0.0;
+  float best = approximate;
+  float best_residual = division_residual(a, b, approximate);
+  for (int step = -3; step <= 3; ++step) {
+    const float candidate = uintBitsToFloat(uint(int(floatBitsToUint(approximate)) + step));
+    const float residual = division_residual(a, b, candidate);
+    if (residual < best_residual) {
+      best = candidate;
+      best_residual = residual;
+    }
+  }
+  return best;
+}
+
+float x_scale_of(float amax) { return exact_divide(amax, 127.0); }
+float x_inverse_scale(float amax) {
+  const float d = x_scale_of(amax);
+  return d != 0.0 ? exact_divide(1.0, d) : 0.0;
+}
+
+// The same formulas as cpu/activation.h: gelu_tanh(v) = v * sigmoid(2u), u = sqrt(2/pi) *
+// (v + 0.044715 v^3), with exp's argument clamped so it never overflows.
+float activate(float v) {
+  if (ACTIVATION == 1u) return v > 0.0 ? v : 0.0;
+  if (ACTIVATION == 2u) return v / (1.0 + exp(clamp(-1.5957691216057308 * (v + 0.044715 * v * v * v), -87.3, 88.3)));
+  if (ACTIVATION == 3u) return v / (1.0 + exp(clamp(-v, -87.3, 88.3)));
+  return v;
+}
+
+void store_output(uint r, uint column, float sum) {
+  if (shape.has_bias != 0u) sum += bias[column];
+  y[r * shape.n + column] = activate(sum);
+}

@@ -1,0 +1,113 @@
+// The executor routing fused linear nodes to the Vulkan backend: results equal the CPU
+// backend's, weights get one device copy that later runs reuse, an activation passed from
+// one GPU node to the next never comes back to the host, and nodes the backend must not
+// take (too small, a layer not offloaded, an op or activation it lacks) run on the CPU.
+#include <gtest/gtest.h>
+
+#include "core/logit_compare.h"
+#include "offload_fixtures.h"
+
+namespace ember {
+namespace {
+
+using testing::nodes_run_by;
+using testing::relative_error;
+using testing::TwoLinears;
+
+class VulkanBackendTest : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    device_ = testing::open_device_or_null(&why_not_);
+    if (!device_) GTEST_SKIP() << "no Vulkan device: " << why_not_;
+  }
+
+  Executor gpu_executor(VulkanRouting routing = {}) {
+    Executor executor;
+    executor.prefer_backend(std::make_shared<VulkanBackend>(device_, std::move(routing)));
+    return executor;
+  }
+
+  std::shared_ptr<VulkanDevice> device_;
+  std::string why_not_;
+};
+
+TEST_P(VulkanBackendTest, MatchesTheCpuAndKeepsWeightsResident) {
+  testing::SeededRng rng;
+  const TwoLinears graph(GetParam(), 5, 64, 96, 32, rng);
+  Executor cpu;
+  const std::vector<Tensor> expected = graph.run(cpu);
+  Executor gpu = gpu_executor();
+  const std::vector<Tensor> actual = graph.run(gpu);
+  ASSERT_EQ(actual.size(), 2u);
+  EXPECT_EQ(nodes_run_by(gpu, "vulkan"), 2u);
+  EXPECT_EQ(nodes_run_by(gpu, "cpu"), 0u);
+  // The first result fed only the second GPU node: its newest bytes are still on the device.
+  EXPECT_EQ(actual[0].buffer()->residency(), Residency::device);
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_LT(relative_error(actual[i], expected[i]), testing::kCpuTolerance) << "output " << i;
+
+  const DeviceMirror* weight_copy = graph.w1.buffer()->device();
+  ASSERT_NE(weight_copy, nullptr);
+  EXPECT_EQ(graph.w1.buffer()->residency(), Residency::both);
+  const std::vector<Tensor> again = graph.run(gpu);
+  EXPECT_EQ(graph.w1.buffer()->device(), weight_copy) << "the second run gave the weight a new device copy";
+  EXPECT_LT(relative_error(again[1], expected[1]), testing::kCpuTolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(WeightTypes, VulkanBackendTest,
+                         ::testing::Values(DType::f32, DType::f16, DType::q8_0, DType::q4_0),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+using VulkanRoutingTest = VulkanBackendTest;
+
+TEST_F(VulkanRoutingTest, ThresholdsKeepSmallProductsOnTheCpu) {
+  testing::SeededRng rng;
+  const TwoLinears graph(DType::q8_0, 2, 64, 96, 32, rng);
+  // First node: 2·2·64·96 = 24576 FLOPs; second: 2·2·96·32 = 12288.
+  Executor by_flops = gpu_executor({.min_flops = 20000});
+  graph.run(by_flops);
+  ASSERT_EQ(by_flops.last_timings().size(), 2u);
+  EXPECT_EQ(by_flops.last_timings()[0].backend, "vulkan");
+  EXPECT_EQ(by_flops.last_timings()[1].backend, "cpu");
+  // W1 holds 96 rows of 2 q8_0 blocks (6528 bytes), W2 32 rows of 3 (3264).
+  Executor by_bytes = gpu_executor({.min_weight_bytes = 6528});
+  graph.run(by_bytes);
+  EXPECT_EQ(by_bytes.last_timings()[0].backend, "vulkan");
+  EXPECT_EQ(by_bytes.last_timings()[1].backend, "cpu");
+  Executor below_both = gpu_executor({.min_flops = 24577});
+  graph.run(below_both);
+  EXPECT_EQ(nodes_run_by(below_both, "vulkan"), 0u);
+}
+
+TEST_F(VulkanRoutingTest, OnlyOffloadedWeightsGoToTheGpu) {
+  testing::SeededRng rng;
+  const TwoLinears graph(DType::q4_0, 3, 64, 64, 64, rng);
+  Executor cpu;
+  const std::vector<Tensor> expected = graph.run(cpu);
+  Executor executor = gpu_executor({.weights = std::unordered_set<const Buffer*>{graph.w2.buffer().get()}});
+  const std::vector<Tensor> actual = graph.run(executor);
+  EXPECT_EQ(executor.last_timings()[0].backend, "cpu");
+  EXPECT_EQ(executor.last_timings()[1].backend, "vulkan");
+  EXPECT_EQ(graph.w1.buffer()->device(), nullptr);
+  EXPECT_LT(relative_error(actual[1], expected[1]), testing::kCpuTolerance);
+}
+
+TEST_F(VulkanRoutingTest, WhatTheShadersLackRunsOnTheCpu) {
+  testing::SeededRng rng;
+  Graph graph;
+  const Tensor x = testing::f32_tensor(Shape{2, 64}, rng.uniform(128));
+  const Tensor w = testing::weight_tensor(DType::f32, 32, 64, rng);
+  const NodeId input = graph.input("x", Shape{2, 64});
+  const NodeId weight = graph.constant("w", w);
+  graph.mark_output(graph.linear(input, weight, kInvalidNode, Activation::gelu_erf));  // no erf GELU shader
+  graph.mark_output(graph.matmul(input, weight, /*transpose_b=*/true));              // not a linear node
+  ASSERT_TRUE(graph.ok()) << graph.status().message();
+  Executor executor = gpu_executor();
+  auto outputs = executor.run(graph, std::span<const Tensor>(&x, 1));
+  ASSERT_TRUE(outputs) << outputs.status().message();
+  EXPECT_EQ(nodes_run_by(executor, "vulkan"), 0u);
+  EXPECT_EQ(nodes_run_by(executor, "cpu"), 2u);
+}
+
+}  // namespace
+}  // namespace ember
