@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cctype>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <tuple>
 
@@ -278,11 +279,13 @@ Result<Tokenizer> Tokenizer::from_json_file(const std::filesystem::path& path) {
     const auto number = [](const nlohmann::json& v) { return v.is_number_integer() ? v.get<int64_t>() : -1; };
     const auto model = root.find("model");
     const auto added = root.find("added_tokens");
-    if (model != root.end() && model->contains("vocab")) config.vocab_size = largest_id(model->at("vocab"), number) + 1;
+    // One past the largest id, saturating: tokenizer_metadata_from_json refuses sizes past kMaxVocabSize.
+    const auto one_past = [](int64_t id) { return id == std::numeric_limits<int64_t>::max() ? id : id + 1; };
+    if (model != root.end() && model->contains("vocab")) config.vocab_size = one_past(largest_id(model->at("vocab"), number));
     if (added != root.end())
-      config.vocab_size = std::max(config.vocab_size, largest_id(*added, [&](const nlohmann::json& token) {
+      config.vocab_size = std::max(config.vocab_size, one_past(largest_id(*added, [&](const nlohmann::json& token) {
                                      return token.is_object() && token.contains("id") ? number(token.at("id")) : -1;
-                                   }) + 1);
+                                   })));
   } catch (const nlohmann::json::exception& error) {
     return Status(ErrorCode::corrupt_file, fmt::format("{}: {}", path.string(), error.what()));
   }

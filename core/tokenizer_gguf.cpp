@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ember/hf_to_gguf.h"
+#include "ember/tokenizer.h"
 
 namespace ember {
 
@@ -331,6 +332,9 @@ Result<std::vector<std::pair<std::string, GgufValue>>> tokenizer_metadata_from_j
     if (!root.is_object()) return Status(ErrorCode::corrupt_file, fmt::format("{}: not a JSON object", path.string()));
     if (config.vocab_size <= 0)
       return invalid_argument(fmt::format("{}: the model's vocab_size {} is not positive", path.string(), config.vocab_size));
+    if (config.vocab_size > kMaxVocabSize)
+      return invalid_argument(fmt::format("{}: a vocabulary of {} tokens is past ember's limit of {} (2^24)", path.string(),
+                                          config.vocab_size, kMaxVocabSize));
     TokenizerReader reader(root, path, config);
     return reader.read();
   } catch (const Json::exception& error) {

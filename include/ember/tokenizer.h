@@ -28,6 +28,11 @@ namespace ember {
 
 struct TokenizerModel;
 
+// The largest vocabulary ember loads from a tokenizer.json: 2^24 tokens, 64 times the
+// largest real one (262,144). A JSON vocabulary is padded to the model's size or to one
+// past its largest id, so without a limit one id of 10^12 would ask for terabytes.
+inline constexpr int64_t kMaxVocabSize = int64_t{1} << 24;
+
 class Tokenizer {
  public:
   // Errors name the file: unreadable or corrupt JSON, an unsupported model or split regex.

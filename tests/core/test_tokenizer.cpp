@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -197,6 +198,21 @@ TEST(SentencePieceTokenizer, LongTextIsOneWordMergedLikeItsParts) {
   }
   EXPECT_EQ(encode(tokenizer, text), expected);
   EXPECT_EQ(decode(tokenizer, expected), text);
+}
+
+// fuzz_tokenizer_json found this: the vocabulary is padded to one past the largest id,
+// so a single huge id asked for terabytes (tests/fuzz/regressions/ holds the input).
+TEST(TokenizerRobustness, IdsPastTheVocabularyLimitAreRefusedBeforeAllocating) {
+  const ScratchDir scratch;
+  for (const int64_t id : {kMaxVocabSize, int64_t{57812983410}, std::numeric_limits<int64_t>::max()}) {
+    SCOPED_TRACE(id);
+    const nlohmann::json root = {{"model", {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", id}}}, {"merges", nlohmann::json::array()}}}};
+    const fs::path path = scratch / "tokenizer.json";
+    std::ofstream(path) << root.dump();
+    const auto tokenizer = Tokenizer::from_json_file(path);
+    ASSERT_FALSE(tokenizer.ok());
+    EXPECT_NE(tokenizer.status().message().find("past ember's limit"), std::string::npos) << tokenizer.status().message();
+  }
 }
 
 TEST(TokenizerRobustness, RandomBytesAndIdsNeverCrash) {
