@@ -25,7 +25,7 @@ Result<std::shared_ptr<VulkanDevice>> VulkanDevice::open(const VulkanOptions& op
   if (!staging) return from_gpu(staging.status());
   device->staging_ = std::move(staging.value());
   device->pipelines_ = std::make_unique<gpu::PipelineCache>(*device->context_);
-  auto linear = gpu::FusedLinear::create(*device->context_, *device->pipelines_);
+  auto linear = gpu::FusedLinear::create(*device->context_, *device->pipelines_, *device->allocator_);
   if (!linear) return from_gpu(linear.status());
   device->linear_ = std::move(linear.value());
   device->zero_copy_ =

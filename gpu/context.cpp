@@ -168,6 +168,7 @@ Context::~Context() {
   if (device_ != VK_NULL_HANDLE) {
     vk_.vkDeviceWaitIdle(device_);
     if (one_shot_fence_ != VK_NULL_HANDLE) vk_.vkDestroyFence(device_, one_shot_fence_, nullptr);
+    if (timestamp_pool_ != VK_NULL_HANDLE) vk_.vkDestroyQueryPool(device_, timestamp_pool_, nullptr);
     if (one_shot_pool_ != VK_NULL_HANDLE) vk_.vkDestroyCommandPool(device_, one_shot_pool_, nullptr);
     vk_.vkDestroyDevice(device_, nullptr);
   }
@@ -198,6 +199,33 @@ Status Context::run_and_wait(const std::function<void(VkCommandBuffer)>& record)
   EMBER_GPU_RETURN_IF_ERROR(vk_check(vk_.vkResetFences(device_, 1, &one_shot_fence_), "vkResetFences"));
   EMBER_GPU_RETURN_IF_ERROR(submit(one_shot_commands_, one_shot_fence_));
   return check_device(vk_.vkWaitForFences(device_, 1, &one_shot_fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+}
+
+Result<double> Context::run_and_time(const std::function<void(VkCommandBuffer)>& record) {
+  if (capabilities_.timestamp_valid_bits == 0)
+    return Status{ErrorKind::unavailable, capabilities_.name + " has no timestamps on its compute queue"};
+  std::lock_guard lock(timestamp_mutex_);
+  if (timestamp_pool_ == VK_NULL_HANDLE) {
+    VkQueryPoolCreateInfo info{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+    info.queryType = VK_QUERY_TYPE_TIMESTAMP;
+    info.queryCount = 2;
+    EMBER_GPU_RETURN_IF_ERROR(
+        vk_check(vk_.vkCreateQueryPool(device_, &info, nullptr, &timestamp_pool_), "vkCreateQueryPool"));
+  }
+  EMBER_GPU_RETURN_IF_ERROR(run_and_wait([&](VkCommandBuffer commands) {
+    vk_.vkCmdResetQueryPool(commands, timestamp_pool_, 0, 2);
+    vk_.vkCmdWriteTimestamp(commands, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamp_pool_, 0);
+    record(commands);
+    vk_.vkCmdWriteTimestamp(commands, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, timestamp_pool_, 1);
+  }));
+  uint64_t ticks[2] = {0, 0};
+  EMBER_GPU_RETURN_IF_ERROR(check_device(
+      vk_.vkGetQueryPoolResults(device_, timestamp_pool_, 0, 2, sizeof ticks, ticks, sizeof ticks[0],
+                                VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
+      "vkGetQueryPoolResults"));
+  const unsigned bits = capabilities_.timestamp_valid_bits;
+  const uint64_t mask = bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+  return static_cast<double>((ticks[1] - ticks[0]) & mask) * capabilities_.timestamp_period_ns * 1e-9;
 }
 
 }  // namespace ember::gpu

@@ -55,6 +55,10 @@ class Context {
   // Records commands through `record` into a reusable command buffer, submits them and
   // waits for the device to finish.
   Status run_and_wait(const std::function<void(VkCommandBuffer)>& record);
+  // run_and_wait() between two timestamps: the seconds the device spent on the recorded
+  // commands, without recording, submission or the host's wake-up. What benchmarks time.
+  // Unavailable where the compute queue has no timestamps.
+  Result<double> run_and_time(const std::function<void(VkCommandBuffer)>& record);
 
  private:
   Context() = default;
@@ -70,6 +74,8 @@ class Context {
   VkCommandPool one_shot_pool_ = VK_NULL_HANDLE;
   VkCommandBuffer one_shot_commands_ = VK_NULL_HANDLE;
   VkFence one_shot_fence_ = VK_NULL_HANDLE;
+  std::mutex timestamp_mutex_;
+  VkQueryPool timestamp_pool_ = VK_NULL_HANDLE;  // two queries, made by the first run_and_time
   std::atomic<bool> device_lost_{false};
   FaultInjector faults_;
 };

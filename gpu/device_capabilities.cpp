@@ -117,6 +117,8 @@ DeviceCapabilities query_capabilities(const VulkanFunctions& vk, VkPhysicalDevic
   }
   caps.has_compute_queue = any_compute.has_value();
   caps.compute_queue_family = compute_only.value_or(any_compute.value_or(0));
+  if (caps.has_compute_queue) caps.timestamp_valid_bits = families[caps.compute_queue_family].timestampValidBits;
+  caps.timestamp_period_ns = basic.limits.timestampPeriod;
   return caps;
 }
 

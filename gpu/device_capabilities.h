@@ -49,6 +49,9 @@ struct DeviceCapabilities {
   bool memory_budget = false;           // VK_EXT_memory_budget
   bool has_compute_queue = false;
   uint32_t compute_queue_family = 0;
+  // Timestamps on the compute queue: valid bits (0: none) and nanoseconds per tick.
+  uint32_t timestamp_valid_bits = 0;
+  float timestamp_period_ns = 0;
 
   bool meets_minimum() const { return api_version >= VK_API_VERSION_1_2 && has_compute_queue; }
   // Why this device cannot serve ember, or "" if it can.

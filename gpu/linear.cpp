@@ -9,9 +9,13 @@ namespace ember::gpu {
 namespace {
 
 constexpr uint32_t kGemmTile = 32;          // linear_gemm.comp's kTile
+constexpr uint32_t kFloatGemmTile = 128;    // linear_gemm_float.comp's kTile
 constexpr uint32_t kGemmInvocations = 256;  // linear_gemm.comp's 16 x 16 workgroup; Vulkan only promises 128
-// One set per run() in flight; runs serialise on the queue, so few are ever live at once.
+// One or two sets per run() in flight; runs serialise on the queue, so few are ever live at once.
 constexpr uint32_t kDescriptorSets = 64;
+constexpr uint32_t kQuantizeInvocations = 64;  // quantize_rows_q8.comp's workgroup
+constexpr uint64_t kQuantizedBlockBytes = 40;  // its 10 words per block of 32
+constexpr uint32_t kQuantizePushBytes = 8;     // its push constants: rows, k
 
 // linear_common.glsl's push constant block.
 struct LinearPushConstants {
@@ -79,8 +83,9 @@ uint64_t weight_row_bytes(WeightType type, uint64_t k) {
   return 0;
 }
 
-Result<std::unique_ptr<FusedLinear>> FusedLinear::create(Context& context, PipelineCache& pipelines) {
-  std::unique_ptr<FusedLinear> linear(new FusedLinear(context, pipelines));
+Result<std::unique_ptr<FusedLinear>> FusedLinear::create(Context& context, PipelineCache& pipelines,
+                                                         Allocator& allocator) {
+  std::unique_ptr<FusedLinear> linear(new FusedLinear(context, pipelines, allocator));
   const VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 4 * kDescriptorSets};
   VkDescriptorPoolCreateInfo info{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
   info.flags = VK_DESCRIPTOR_POOL_CREATE_FREE_DESCRIPTOR_SET_BIT;
@@ -98,62 +103,125 @@ FusedLinear::~FusedLinear() {
     context_.vk().vkDestroyDescriptorPool(context_.device(), descriptor_pool_, nullptr);
 }
 
-Status FusedLinear::run(const LinearArgs& args) {
-  EMBER_GPU_RETURN_IF_ERROR(check(args));
-  const bool gemv = args.path == LinearPath::gemv || (args.path == LinearPath::automatic && args.rows == 1);
-  const DeviceCapabilities& caps = context_.capabilities();
-  if (!gemv && caps.max_workgroup_invocations < kGemmInvocations)
-    return {ErrorKind::unavailable, "GPU linear: the tiled GEMM needs workgroups of " + std::to_string(kGemmInvocations) +
-                                        " invocations; " + caps.name + " allows " +
-                                        std::to_string(caps.max_workgroup_invocations)};
-  const uint32_t max_groups_x = caps.max_workgroup_count[0];
-  const uint32_t max_groups_y = caps.max_workgroup_count[1];
-  const uint32_t groups_y = gemv ? args.rows : (args.rows + kGemmTile - 1) / kGemmTile;
-  if (groups_y > max_groups_y || (!gemv && (args.n + kGemmTile - 1) / kGemmTile > max_groups_x))
-    return invalid("the shape needs more workgroups than the device dispatches (" + std::to_string(args.rows) +
-                   " rows, n " + std::to_string(args.n) + ")");
-
-  auto pipeline = pipelines_.get(gemv ? ShaderId::linear_gemv : ShaderId::linear_gemm,
-                                 {static_cast<uint32_t>(args.weight_type), static_cast<uint32_t>(args.activation)});
-  if (!pipeline) return pipeline.status();
+Result<VkDescriptorSet> FusedLinear::descriptor_set(const Pipeline& pipeline,
+                                                    std::initializer_list<const DeviceBuffer*> buffers) {
   const VulkanFunctions& vk = context_.vk();
-  const VkDevice device = context_.device();
-
   VkDescriptorSet set = VK_NULL_HANDLE;
   {
     std::lock_guard lock(descriptor_mutex_);
     VkDescriptorSetAllocateInfo allocate{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
     allocate.descriptorPool = descriptor_pool_;
     allocate.descriptorSetCount = 1;
-    allocate.pSetLayouts = &pipeline.value()->set_layout;
-    EMBER_GPU_RETURN_IF_ERROR(vk_check(vk.vkAllocateDescriptorSets(device, &allocate, &set), "vkAllocateDescriptorSets"));
+    allocate.pSetLayouts = &pipeline.set_layout;
+    EMBER_GPU_RETURN_IF_ERROR(
+        vk_check(vk.vkAllocateDescriptorSets(context_.device(), &allocate, &set), "vkAllocateDescriptorSets"));
   }
-  // Without a bias the shader never reads binding 2, but it must still name a buffer.
-  const DeviceBuffer* bias = args.bias != nullptr ? args.bias : args.x;
-  const std::array<VkDescriptorBufferInfo, 4> buffers{{{args.x->handle(), 0, VK_WHOLE_SIZE},
-                                                       {args.weights->handle(), 0, VK_WHOLE_SIZE},
-                                                       {bias->handle(), 0, VK_WHOLE_SIZE},
-                                                       {args.y->handle(), 0, VK_WHOLE_SIZE}}};
+  std::array<VkDescriptorBufferInfo, 4> infos{};
   std::array<VkWriteDescriptorSet, 4> writes{};
-  for (uint32_t b = 0; b < 4; ++b) {
-    writes[b] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
-    writes[b].dstSet = set;
-    writes[b].dstBinding = b;
-    writes[b].descriptorCount = 1;
-    writes[b].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
-    writes[b].pBufferInfo = &buffers[b];
+  uint32_t binding = 0;
+  for (const DeviceBuffer* buffer : buffers) {
+    infos[binding] = {buffer->handle(), 0, VK_WHOLE_SIZE};
+    writes[binding] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
+    writes[binding].dstSet = set;
+    writes[binding].dstBinding = binding;
+    writes[binding].descriptorCount = 1;
+    writes[binding].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+    writes[binding].pBufferInfo = &infos[binding];
+    ++binding;
   }
-  vk.vkUpdateDescriptorSets(device, static_cast<uint32_t>(writes.size()), writes.data(), 0, nullptr);
+  vk.vkUpdateDescriptorSets(context_.device(), binding, writes.data(), 0, nullptr);
+  return set;
+}
 
+void FusedLinear::release(VkDescriptorSet set) {
+  if (set == VK_NULL_HANDLE) return;
+  std::lock_guard lock(descriptor_mutex_);
+  context_.vk().vkFreeDescriptorSets(context_.device(), descriptor_pool_, 1, &set);
+}
+
+Status FusedLinear::run(const LinearArgs& args) { return execute(args, /*timed=*/false).status(); }
+
+Result<double> FusedLinear::run_timed(const LinearArgs& args) { return execute(args, /*timed=*/true); }
+
+Result<double> FusedLinear::execute(const LinearArgs& args, bool timed) {
+  EMBER_GPU_RETURN_IF_ERROR(check(args));
+  const bool gemv = args.path == LinearPath::gemv || (args.path == LinearPath::automatic && args.rows == 1);
+  const bool block_weights = args.weight_type == WeightType::q8_0 || args.weight_type == WeightType::q4_0;
+  const bool quantize_x = gemv && block_weights;
+  const DeviceCapabilities& caps = context_.capabilities();
+  if (!gemv && caps.max_workgroup_invocations < kGemmInvocations)
+    return Status{ErrorKind::unavailable, "GPU linear: the tiled GEMM needs workgroups of " +
+                                              std::to_string(kGemmInvocations) + " invocations; " + caps.name +
+                                              " allows " + std::to_string(caps.max_workgroup_invocations)};
+  const uint32_t max_groups_x = caps.max_workgroup_count[0];
+  const uint32_t max_groups_y = caps.max_workgroup_count[1];
+  const uint32_t tile = block_weights ? kGemmTile : kFloatGemmTile;
+  const uint32_t groups_y = gemv ? args.rows : (args.rows + tile - 1) / tile;
+  // quantize_rows_q8.comp covers its blocks with a grid of max_groups_x x max_groups_y groups of 64.
+  const uint64_t x_blocks = uint64_t{args.rows} * args.k / 32;
+  const uint64_t quantize_groups = (x_blocks + kQuantizeInvocations - 1) / kQuantizeInvocations;
+  const uint32_t quantize_groups_x = static_cast<uint32_t>(std::min<uint64_t>(quantize_groups, max_groups_x));
+  const uint64_t quantize_groups_y = (quantize_groups + quantize_groups_x - 1) / std::max(quantize_groups_x, 1u);
+  if (groups_y > max_groups_y || (!gemv && (args.n + tile - 1) / tile > max_groups_x) ||
+      (quantize_x && quantize_groups_y > max_groups_y))
+    return invalid("the shape needs more workgroups than the device dispatches (" + std::to_string(args.rows) +
+                   " rows, n " + std::to_string(args.n) + ")");
+
+  const ShaderId shader = gemv ? (block_weights ? ShaderId::linear_gemv_blocks : ShaderId::linear_gemv)
+                               : (block_weights ? ShaderId::linear_gemm : ShaderId::linear_gemm_float);
+  auto pipeline = pipelines_.get(shader, {static_cast<uint32_t>(args.weight_type), static_cast<uint32_t>(args.activation)});
+  if (!pipeline) return pipeline.status();
+  const Pipeline* quantize_pipeline = nullptr;
+  std::unique_lock<std::mutex> quantized_x_lock;
+  if (quantize_x) {
+    auto found = pipelines_.get(ShaderId::quantize_rows_q8, {});
+    if (!found) return found.status();
+    quantize_pipeline = found.value();
+    quantized_x_lock = std::unique_lock(quantized_x_mutex_);
+    const uint64_t needed = x_blocks * kQuantizedBlockBytes;
+    if (quantized_x_.bytes() < needed) {
+      quantized_x_ = DeviceBuffer();
+      auto grown = DeviceBuffer::create(allocator_, needed, MemoryUse::device);
+      if (!grown) return grown.status();
+      quantized_x_ = std::move(grown.value());
+    }
+  }
+
+  // Without a bias the shader never reads binding 2, but it must still name a buffer.
+  const DeviceBuffer* bias = args.bias != nullptr ? args.bias : args.weights;
+  const DeviceBuffer* x = quantize_x ? &quantized_x_ : args.x;
+  auto set = descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y});
+  if (!set) return set.status();
+  VkDescriptorSet quantize_set = VK_NULL_HANDLE;
+  if (quantize_x) {
+    auto made = descriptor_set(*quantize_pipeline, {args.x, &quantized_x_});
+    if (!made) {
+      release(set.value());
+      return made.status();
+    }
+    quantize_set = made.value();
+  }
+
+  const VulkanFunctions& vk = context_.vk();
   LinearPushConstants push{args.rows, args.k, args.n, args.bias != nullptr ? 1u : 0u, 0,
                            static_cast<uint32_t>(weight_row_bytes(args.weight_type, args.k))};
   const Pipeline& chosen = *pipeline.value();
-  const Status status = context_.run_and_wait([&](VkCommandBuffer commands) {
+  const auto record = [&](VkCommandBuffer commands) {
     memory_barrier(vk, commands, VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
                    VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_HOST_WRITE_BIT,
                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+    if (quantize_x) {
+      vk.vkCmdBindPipeline(commands, VK_PIPELINE_BIND_POINT_COMPUTE, quantize_pipeline->pipeline);
+      vk.vkCmdBindDescriptorSets(commands, VK_PIPELINE_BIND_POINT_COMPUTE, quantize_pipeline->layout, 0, 1,
+                                 &quantize_set, 0, nullptr);
+      vk.vkCmdPushConstants(commands, quantize_pipeline->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, kQuantizePushBytes,
+                            &push);
+      vk.vkCmdDispatch(commands, quantize_groups_x, static_cast<uint32_t>(quantize_groups_y), 1);
+      memory_barrier(vk, commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                     VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT);
+    }
     vk.vkCmdBindPipeline(commands, VK_PIPELINE_BIND_POINT_COMPUTE, chosen.pipeline);
-    vk.vkCmdBindDescriptorSets(commands, VK_PIPELINE_BIND_POINT_COMPUTE, chosen.layout, 0, 1, &set, 0, nullptr);
+    vk.vkCmdBindDescriptorSets(commands, VK_PIPELINE_BIND_POINT_COMPUTE, chosen.layout, 0, 1, &set.value(), 0, nullptr);
     if (gemv) {
       // One workgroup per output column: n may exceed the device's dispatch width.
       for (uint32_t first = 0; first < args.n; first += max_groups_x) {
@@ -163,15 +231,22 @@ Status FusedLinear::run(const LinearArgs& args) {
       }
     } else {
       vk.vkCmdPushConstants(commands, chosen.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof push, &push);
-      vk.vkCmdDispatch(commands, (args.n + kGemmTile - 1) / kGemmTile, groups_y, 1);
+      vk.vkCmdDispatch(commands, (args.n + tile - 1) / tile, groups_y, 1);
     }
     memory_barrier(vk, commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
                    VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
                    VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_HOST_READ_BIT);
-  });
-  std::lock_guard lock(descriptor_mutex_);
-  vk.vkFreeDescriptorSets(device, descriptor_pool_, 1, &set);
-  return status;
+  };
+  Result<double> seconds = 0.0;
+  if (timed) {
+    seconds = context_.run_and_time(record);
+  } else {
+    const Status status = context_.run_and_wait(record);
+    if (!status.ok()) seconds = status;
+  }
+  release(set.value());
+  release(quantize_set);
+  return seconds;
 }
 
 }  // namespace ember::gpu

@@ -1,13 +1,16 @@
 // The fused linear layer on the GPU: y = act(x · Wᵀ + bias), x f32 [rows, k], W [n, k]
 // in f32, f16, q8_0 or q4_0 (the GGUF block bytes as stored in the file, decoded in the
 // shader), bias f32 [n] or none, y f32 [rows, n]. One row runs the GEMV shader, more rows
-// the tiled GEMM; a caller may force either.
+// the tiled GEMM; a caller may force either. The GEMV of block weights first rounds x to
+// q8_0 blocks into a scratch buffer the FusedLinear keeps (grown as needed).
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 
+#include "gpu/allocator.h"
 #include "gpu/device_buffer.h"
 #include "gpu/pipeline_cache.h"
 
@@ -36,19 +39,31 @@ struct LinearArgs {
 
 class FusedLinear {
  public:
-  static Result<std::unique_ptr<FusedLinear>> create(Context& context, PipelineCache& pipelines);
+  static Result<std::unique_ptr<FusedLinear>> create(Context& context, PipelineCache& pipelines, Allocator& allocator);
   FusedLinear(const FusedLinear&) = delete;
   FusedLinear& operator=(const FusedLinear&) = delete;
   ~FusedLinear();
 
   // Checks the shapes against the buffers, runs the shader and waits for it.
   Status run(const LinearArgs& args);
+  // run(), returning the seconds the device spent on it (Context::run_and_time): what
+  // the GPU benchmarks report.
+  Result<double> run_timed(const LinearArgs& args);
 
  private:
-  FusedLinear(Context& context, PipelineCache& pipelines) : context_(context), pipelines_(pipelines) {}
+  FusedLinear(Context& context, PipelineCache& pipelines, Allocator& allocator)
+      : context_(context), pipelines_(pipelines), allocator_(allocator) {}
+
+  Result<double> execute(const LinearArgs& args, bool timed);
+  Result<VkDescriptorSet> descriptor_set(const Pipeline& pipeline, std::initializer_list<const DeviceBuffer*> buffers);
+  void release(VkDescriptorSet set);
 
   Context& context_;
   PipelineCache& pipelines_;
+  Allocator& allocator_;
+  // x rounded to q8_0 for the block GEMV; one run at a time uses it.
+  std::mutex quantized_x_mutex_;
+  DeviceBuffer quantized_x_;
   std::mutex descriptor_mutex_;
   VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;
 };

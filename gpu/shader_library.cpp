@@ -12,6 +12,15 @@ constexpr uint32_t kLinearGemv[] = {
 constexpr uint32_t kLinearGemm[] = {
 #include "linear_gemm.spv.inc"
 };
+constexpr uint32_t kLinearGemvBlocks[] = {
+#include "linear_gemv_blocks.spv.inc"
+};
+constexpr uint32_t kQuantizeRowsQ8[] = {
+#include "quantize_rows_q8.spv.inc"
+};
+constexpr uint32_t kLinearGemmFloat[] = {
+#include "linear_gemm_float.spv.inc"
+};
 
 // linear_common.glsl's push constants: rows, k, n, has_bias, first_column, row_bytes.
 constexpr uint32_t kLinearPushBytes = 6 * sizeof(uint32_t);
@@ -19,6 +28,9 @@ constexpr uint32_t kLinearPushBytes = 6 * sizeof(uint32_t);
 const ShaderInfo kShaders[] = {
     {"linear_gemv", kLinearGemv, 4, kLinearPushBytes},
     {"linear_gemm", kLinearGemm, 4, kLinearPushBytes},
+    {"linear_gemv_blocks", kLinearGemvBlocks, 4, kLinearPushBytes},
+    {"quantize_rows_q8", kQuantizeRowsQ8, 2, 2 * sizeof(uint32_t)},  // rows, k
+    {"linear_gemm_float", kLinearGemmFloat, 4, kLinearPushBytes},
 };
 
 }  // namespace

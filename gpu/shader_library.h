@@ -7,7 +7,7 @@
 
 namespace ember::gpu {
 
-enum class ShaderId : uint32_t { linear_gemv, linear_gemm };
+enum class ShaderId : uint32_t { linear_gemv, linear_gemm, linear_gemv_blocks, quantize_rows_q8, linear_gemm_float };
 
 struct ShaderInfo {
   const char* name;

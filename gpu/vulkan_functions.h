@@ -68,7 +68,12 @@ namespace ember::gpu {
   X(vkCreateFence)                   \
   X(vkDestroyFence)                  \
   X(vkWaitForFences)                 \
-  X(vkResetFences)
+  X(vkResetFences)                   \
+  X(vkCreateQueryPool)               \
+  X(vkDestroyQueryPool)              \
+  X(vkCmdResetQueryPool)             \
+  X(vkCmdWriteTimestamp)             \
+  X(vkGetQueryPoolResults)
 
 #define EMBER_VK_DECLARE_MEMBER(name) PFN_##name name = nullptr;
 

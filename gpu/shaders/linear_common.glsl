@@ -14,7 +14,13 @@ const uint kF16 = 1;
 const uint kQ8_0 = 2;
 const uint kQ4_0 = 3;
 
+#ifdef QUANTIZED_X
+// x already rounded to q8_0 by quantize_rows_q8.comp: 10 words per block of 32 (8 words
+// of int8 codes, the scale as a float, the sum of the codes).
+layout(std430, binding = 0) readonly buffer QuantizedRows { uint xq[]; };
+#else
 layout(std430, binding = 0) readonly buffer InputRows { float x[]; };
+#endif
 layout(std430, binding = 1) readonly buffer WeightBytes { uint w[]; };
 layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
 layout(std430, binding = 3) writeonly buffer OutputRows { float y[]; };
@@ -49,6 +55,8 @@ vec4 weights4(uint column, uint i) {
   return v;
 }
 
+#include "q8_rounding.glsl"
+
 // Block weights as the CPU's int8 kernels take them (cpu/dot_blocks32.cpp): a block's f16
 // scale and its integer codes, q for q8_0 and q - 8 for q4_0.
 const bool kBlockWeights = WEIGHT_TYPE == kQ8_0 || WEIGHT_TYPE == kQ4_0;
@@ -72,54 +80,6 @@ vec4 weight_codes4(uint column, uint i) {
   // weight j + 16 in its high nibble.
   const uint bytes = word_at(row + block * 18u + 2u + (within & 15u)) >> (within >= 16u ? 4u : 0u);
   return vec4(uvec4(bytes & 15u, (bytes >> 8) & 15u, (bytes >> 16) & 15u, (bytes >> 24) & 15u)) - 8.0;
-}
-
-// Against block weights x is taken as the CPU takes it (quant/q8_0.cpp): each 32 values
-// become codes round(x / d), d = amax / 127, and the f16 rounding of d; a block adds
-// (Σ codes·codes) · d_w · d_x, the integer sum exact in f32 (|Σ| < 2^24). So the GPU
-// gives the CPU's numbers, not just numbers as close to the exact product.
-float f16_round(float v) { return unpackHalf2x16(packHalf2x16(vec2(v, 0.0))).x; }
-float round_half_away(float v) { return sign(v) * floor(abs(v) + 0.5); }
-
-// |a - q·b|, exact up to one rounding: q·b as Dekker's unevaluated sum hi + lo (Vulkan
-// rounds each multiply and add correctly; `precise` keeps them from being fused or
-// reordered), and a - hi exact because q·b is within a factor 2 of a.
-float division_residual(float a, float b, float q) {
-  precise float q_split = 4097.0 * q;
-  precise float q_hi = q_split - (q_split - q);
-  precise float q_lo = q - q_hi;
-  precise float b_split = 4097.0 * b;
-  precise float b_hi = b_split - (b_split - b);
-  precise float b_lo = b - b_hi;
-  precise float hi = q * b;
-  precise float lo = ((q_hi * b_hi - hi) + q_hi * b_lo + q_lo * b_hi) + q_lo * b_lo;
-  precise float residual = (a - hi) - lo;
-  return abs(residual);
-}
-
-// a / b correctly rounded, as the CPU divides (a >= 0, b > 0): GLSL may be 2.5 ulp off,
-// which would now and then move an x code across its rounding boundary. Of the floats
-// within 3 ulp of GLSL's quotient, the one leaving the least residual.
-float exact_divide(float a, float b) {
-  const float approximate = a / b;
-  if (a == 0.0) return 0.0;
-  float best = approximate;
-  float best_residual = division_residual(a, b, approximate);
-  for (int step = -3; step <= 3; ++step) {
-    const float candidate = uintBitsToFloat(uint(int(floatBitsToUint(approximate)) + step));
-    const float residual = division_residual(a, b, candidate);
-    if (residual < best_residual) {
-      best = candidate;
-      best_residual = residual;
-    }
-  }
-  return best;
-}
-
-float x_scale_of(float amax) { return exact_divide(amax, 127.0); }
-float x_inverse_scale(float amax) {
-  const float d = x_scale_of(amax);
-  return d != 0.0 ? exact_divide(1.0, d) : 0.0;
 }
 
 // The same formulas as cpu/activation.h: gelu_tanh(v) = v * sigmoid(2u), u = sqrt(2/pi) *

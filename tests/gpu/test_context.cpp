@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 
 #include "gpu/context.h"
+#include "gpu/device_buffer.h"
 #include "gpu_test_context.h"
 
 namespace ember::gpu {
@@ -107,6 +109,28 @@ TEST(GpuContext, RunsAnEmptySubmissionTwice) {
     ASSERT_TRUE(status) << status.message();
   }
   EXPECT_EQ(recorded, 2);
+}
+
+// The device's time for a 32 MiB copy: positive, and no more than the host waited for it.
+TEST(GpuContext, TimesRecordedCommandsOnTheDevice) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  if (context.capabilities().timestamp_valid_bits == 0) GTEST_SKIP() << "no timestamps on the compute queue";
+  Allocator allocator(context);
+  constexpr uint64_t kBytes = uint64_t{32} << 20;
+  auto from = DeviceBuffer::create(allocator, kBytes, MemoryUse::device);
+  auto to = DeviceBuffer::create(allocator, kBytes, MemoryUse::device);
+  ASSERT_TRUE(from && to);
+  for (int round = 0; round < 2; ++round) {
+    const auto start = std::chrono::steady_clock::now();
+    auto seconds = context.run_and_time([&](VkCommandBuffer commands) {
+      const VkBufferCopy region{0, 0, kBytes};
+      context.vk().vkCmdCopyBuffer(commands, from->handle(), to->handle(), 1, &region);
+    });
+    const std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
+    ASSERT_TRUE(seconds) << seconds.status().message();
+    EXPECT_GT(seconds.value(), 0.0);
+    EXPECT_LE(seconds.value(), waited.count());
+  }
 }
 
 }  // namespace

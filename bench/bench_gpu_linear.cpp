@@ -1,0 +1,213 @@
+// The Vulkan fused-linear shaders (issue #6) at the shapes the issue names: the decode
+// GEMV, one row through a 4096×14336 weight (4096 outputs of 14336 inputs), reported as
+// GB/s of weight bytes; the 4096³ GEMM, reported as TFLOP/s; and the prefill shape, 512
+// rows through the same 4096×14336 weight. Times are the device's own (timestamps around
+// the recorded commands, gpu::Context::run_and_time), so they leave out submission; the
+// `call_us` counter is the host's wall time of one whole run() beside them. Weights
+// rotate through copies larger than the L2 cache together. BM_DeviceCopy
+// measures the device's copy bandwidth in the same binary: the ceiling for the GEMVs.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ember/dtype.h"
+#include "gpu/linear.h"
+#include "gpu/staging_ring.h"
+#include "quant/quantize.h"
+
+namespace ember::bench {
+namespace {
+
+struct Gpu {
+  std::unique_ptr<gpu::Context> context;
+  std::unique_ptr<gpu::Allocator> allocator;
+  std::unique_ptr<gpu::StagingRing> staging;
+  std::unique_ptr<gpu::PipelineCache> pipelines;
+  std::unique_ptr<gpu::FusedLinear> linear;
+  std::string unavailable;  // why there is no device, when there is none
+};
+
+Gpu& shared_gpu() {
+  static Gpu gpu = [] {
+    Gpu made;
+    auto context = gpu::Context::create();
+    if (!context) {
+      made.unavailable = context.status().message();
+      return made;
+    }
+    made.context = std::move(context.value());
+    made.allocator = std::make_unique<gpu::Allocator>(*made.context);
+    auto staging = gpu::StagingRing::create(*made.context, *made.allocator);
+    made.pipelines = std::make_unique<gpu::PipelineCache>(*made.context);
+    auto linear = gpu::FusedLinear::create(*made.context, *made.pipelines, *made.allocator);
+    if (!staging || !linear) {
+      made.unavailable = !staging ? staging.status().message() : linear.status().message();
+      return made;
+    }
+    made.staging = std::move(staging.value());
+    made.linear = std::move(linear.value());
+    return made;
+  }();
+  return gpu;
+}
+
+gpu::Result<gpu::DeviceBuffer> device_copy_of(Gpu& gpu, const void* host, uint64_t bytes) {
+  auto buffer = gpu::DeviceBuffer::create(*gpu.allocator, bytes, gpu::MemoryUse::device);
+  if (!buffer) return buffer.status();
+  const gpu::Status uploaded = gpu.staging->upload(static_cast<const std::byte*>(host), buffer.value(), 0, bytes);
+  if (!uploaded.ok()) return uploaded;
+  return buffer;
+}
+
+DType dtype_of(gpu::WeightType type) {
+  switch (type) {
+    case gpu::WeightType::f32: return DType::f32;
+    case gpu::WeightType::f16: return DType::f16;
+    case gpu::WeightType::q8_0: return DType::q8_0;
+    case gpu::WeightType::q4_0: return DType::q4_0;
+  }
+  return DType::f32;
+}
+
+std::vector<float> random_values(size_t count, unsigned seed) {
+  std::mt19937 engine(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> values(count);
+  for (float& v : values) v = dist(engine);
+  return values;
+}
+
+void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows, uint32_t k, uint32_t n) {
+  Gpu& gpu = shared_gpu();
+  if (!gpu.linear) {
+    state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
+    return;
+  }
+  const std::vector<float> x = random_values(size_t{rows} * k, 11);
+  const std::vector<float> w = random_values(size_t{n} * k, 7);
+  std::vector<uint8_t> w_bytes(gpu::weight_row_bytes(type, k) * n);
+  quant::quantize_row_reference(dtype_of(type), w.data(), w_bytes.data(), int64_t{n} * k);
+  auto x_buffer = device_copy_of(gpu, x.data(), x.size() * sizeof(float));
+  auto y_buffer = gpu::DeviceBuffer::create(*gpu.allocator, uint64_t{rows} * n * sizeof(float), gpu::MemoryUse::device);
+  // Successive runs take successive copies of the weights, together far larger than the
+  // GPU's L2 cache (50 MiB on an H100/H200), so each run reads its weights from device
+  // memory, as a model's layers do; one 33 MB q4_0 matrix alone would stay in L2.
+  constexpr uint64_t kRotatedBytes = uint64_t{512} << 20;
+  const size_t copies = std::clamp<size_t>(kRotatedBytes / w_bytes.size() + 1, 1, 16);
+  std::vector<gpu::DeviceBuffer> w_buffers;
+  for (size_t c = 0; c < copies; ++c) {
+    auto copy = device_copy_of(gpu, w_bytes.data(), w_bytes.size());
+    if (!copy) break;
+    w_buffers.push_back(std::move(copy.value()));
+  }
+  if (!x_buffer || !y_buffer || w_buffers.size() != copies) {
+    state.SkipWithError("cannot allocate or upload the operands");
+    return;
+  }
+  gpu::LinearArgs args{.x = &x_buffer.value(), .rows = rows, .k = k, .weights = &w_buffers.front(),
+                       .weight_type = type, .n = n, .y = &y_buffer.value()};
+  // The first run creates the pipeline; it is not timed.
+  if (const gpu::Status first = gpu.linear->run(args); !first.ok()) {
+    state.SkipWithError(first.message().c_str());
+    return;
+  }
+  double device_seconds = 0;
+  size_t next_copy = 0;
+  for (auto _ : state) {
+    args.weights = &w_buffers[next_copy++ % copies];
+    auto seconds = gpu.linear->run_timed(args);
+    if (!seconds) {
+      state.SkipWithError(seconds.status().message().c_str());
+      return;
+    }
+    state.SetIterationTime(seconds.value());
+    device_seconds += seconds.value();
+  }
+  constexpr int kWallRuns = 20;
+  const auto start = std::chrono::steady_clock::now();
+  for (int run = 0; run < kWallRuns; ++run) {
+    args.weights = &w_buffers[next_copy++ % copies];
+    if (!gpu.linear->run(args).ok()) break;
+  }
+  const std::chrono::duration<double, std::micro> wall = std::chrono::steady_clock::now() - start;
+
+  const double iterations = static_cast<double>(state.iterations());
+  state.counters["TFLOP/s"] = 2.0 * rows * k * n * iterations / device_seconds / 1e12;
+  state.counters["weight_GB/s"] = static_cast<double>(w_bytes.size()) * iterations / device_seconds / 1e9;
+  state.counters["call_us"] = wall.count() / kWallRuns;
+}
+
+// One device buffer copied to another: each byte read once and written once.
+void BM_DeviceCopy(benchmark::State& state) {
+  Gpu& gpu = shared_gpu();
+  if (!gpu.context) {
+    state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
+    return;
+  }
+  const uint64_t bytes = uint64_t(state.range(0)) << 20;
+  auto from = gpu::DeviceBuffer::create(*gpu.allocator, bytes, gpu::MemoryUse::device);
+  auto to = gpu::DeviceBuffer::create(*gpu.allocator, bytes, gpu::MemoryUse::device);
+  if (!from || !to) {
+    state.SkipWithError("cannot allocate the buffers");
+    return;
+  }
+  const gpu::VulkanFunctions& vk = gpu.context->vk();
+  double device_seconds = 0;
+  for (auto _ : state) {
+    auto seconds = gpu.context->run_and_time([&](VkCommandBuffer commands) {
+      const VkBufferCopy region{0, 0, bytes};
+      vk.vkCmdCopyBuffer(commands, from->handle(), to->handle(), 1, &region);
+    });
+    if (!seconds) {
+      state.SkipWithError(seconds.status().message().c_str());
+      return;
+    }
+    state.SetIterationTime(seconds.value());
+    device_seconds += seconds.value();
+  }
+  const double iterations = static_cast<double>(state.iterations());
+  state.counters["copied_GB/s"] = static_cast<double>(bytes) * iterations / device_seconds / 1e9;
+  state.counters["read+write_GB/s"] = 2.0 * static_cast<double>(bytes) * iterations / device_seconds / 1e9;
+}
+
+struct Case {
+  const char* name;
+  gpu::WeightType type;
+  uint32_t rows, k, n;
+};
+
+constexpr Case kCases[] = {
+    {"decode_gemv/q4_0", gpu::WeightType::q4_0, 1, 14336, 4096},
+    {"decode_gemv/q8_0", gpu::WeightType::q8_0, 1, 14336, 4096},
+    {"decode_gemv/f16", gpu::WeightType::f16, 1, 14336, 4096},
+    {"decode_gemv/f32", gpu::WeightType::f32, 1, 14336, 4096},
+    {"gemm_4096/f32", gpu::WeightType::f32, 4096, 4096, 4096},
+    {"gemm_4096/f16", gpu::WeightType::f16, 4096, 4096, 4096},
+    {"prefill_512/q4_0", gpu::WeightType::q4_0, 512, 14336, 4096},
+    {"prefill_512/q8_0", gpu::WeightType::q8_0, 512, 14336, 4096},
+    {"prefill_512/f16", gpu::WeightType::f16, 512, 14336, 4096},
+};
+
+}  // namespace
+}  // namespace ember::bench
+
+int main(int argc, char** argv) {
+  using namespace ember::bench;
+  benchmark::RegisterBenchmark("BM_DeviceCopy", BM_DeviceCopy)->Arg(512)->UseManualTime()->Unit(benchmark::kMillisecond);
+  for (const Case& c : kCases)
+    benchmark::RegisterBenchmark(("BM_FusedLinear/" + std::string(c.name)).c_str(), BM_FusedLinear, c.type, c.rows, c.k,
+                                 c.n)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
