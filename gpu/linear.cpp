@@ -147,7 +147,7 @@ Result<double> FusedLinear::execute(const LinearArgs& args, bool timed) {
   EMBER_GPU_RETURN_IF_ERROR(check(args));
   const bool gemv = args.path == LinearPath::gemv || (args.path == LinearPath::automatic && args.rows == 1);
   const bool block_weights = args.weight_type == WeightType::q8_0 || args.weight_type == WeightType::q4_0;
-  const bool quantize_x = gemv && block_weights;
+  const bool quantize_x = block_weights;
   const DeviceCapabilities& caps = context_.capabilities();
   if (!gemv && caps.max_workgroup_invocations < kGemmInvocations)
     return Status{ErrorKind::unavailable, "GPU linear: the tiled GEMM needs workgroups of " +

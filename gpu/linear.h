@@ -1,7 +1,7 @@
 // The fused linear layer on the GPU: y = act(x · Wᵀ + bias), x f32 [rows, k], W [n, k]
 // in f32, f16, q8_0 or q4_0 (the GGUF block bytes as stored in the file, decoded in the
 // shader), bias f32 [n] or none, y f32 [rows, n]. One row runs the GEMV shader, more rows
-// the tiled GEMM; a caller may force either. The GEMV of block weights first rounds x to
+// the tiled GEMM; a caller may force either. Against block weights both first round x to
 // q8_0 blocks into a scratch buffer the FusedLinear keeps (grown as needed).
 #pragma once
 

@@ -55,11 +55,8 @@ vec4 weights4(uint column, uint i) {
   return v;
 }
 
-#include "q8_rounding.glsl"
-
 // Block weights as the CPU's int8 kernels take them (cpu/dot_blocks32.cpp): a block's f16
 // scale and its integer codes, q for q8_0 and q - 8 for q4_0.
-const bool kBlockWeights = WEIGHT_TYPE == kQ8_0 || WEIGHT_TYPE == kQ4_0;
 
 float weight_scale(uint column, uint block) {
   return half_at(column * shape.row_bytes + block * (WEIGHT_TYPE == kQ8_0 ? 34u : 18u));
