@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include <fmt/format.h>
 
 #include "core/log.h"
+#include "ember/gpu_calibration.h"
 #if EMBER_HAVE_VULKAN
 #include "core/vulkan_backend.h"
 #endif
@@ -15,17 +17,29 @@
 namespace ember {
 namespace {
 
-// The option when set, else the environment variable, else the default.
-Result<uint64_t> threshold(const std::optional<uint64_t>& option, const char* variable, uint64_t fallback) {
-  if (option) return *option;
+// The option when set, else the environment variable, else nothing.
+Result<std::optional<uint64_t>> chosen_threshold(const std::optional<uint64_t>& option, const char* variable) {
+  if (option) return option;
   const char* text = std::getenv(variable);
-  if (text == nullptr) return fallback;
+  if (text == nullptr) return std::optional<uint64_t>();
   const std::string_view value(text);
   uint64_t parsed = 0;
   const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), parsed);
   if (error != std::errc() || end != value.data() + value.size() || value.empty())
     return invalid_argument(fmt::format("{}='{}': a whole number", variable, value));
-  return parsed;
+  return std::optional<uint64_t>(parsed);
+}
+
+// The crossover `run-model --calibrate` measured on this device, when it did.
+std::optional<uint64_t> calibrated_min_flops(std::string_view device_name) {
+  const auto path = calibration_path();
+  auto loaded = load_calibration(path);
+  if (!loaded) {
+    EMBER_LOG(warn, "{}; the default GPU thresholds apply", loaded.status().message());
+    return std::nullopt;
+  }
+  if (!loaded.value() || loaded.value()->device != device_name) return std::nullopt;
+  return loaded.value()->min_flops;
 }
 
 #if EMBER_HAVE_VULKAN
@@ -54,14 +68,33 @@ std::optional<DeviceChoice> device_choice_from_name(std::string_view name) {
   return std::nullopt;
 }
 
+Result<OffloadThresholds> offload_thresholds(const OffloadOptions& options, std::string_view device_name) {
+  auto min_flops = chosen_threshold(options.min_flops, "EMBER_GPU_MIN_FLOPS");
+  if (!min_flops) return min_flops.status();
+  auto min_weight_bytes = chosen_threshold(options.min_weight_bytes, "EMBER_GPU_MIN_WEIGHT_BYTES");
+  if (!min_weight_bytes) return min_weight_bytes.status();
+  OffloadThresholds thresholds;
+  if (!min_flops.value() || !min_weight_bytes.value()) {
+    if (const auto calibrated = calibrated_min_flops(device_name)) {
+      thresholds = {*calibrated, 0};
+      EMBER_LOG(info, "{}: linear nodes of at least {} FLOPs go to it (measured by run-model --calibrate, {})",
+                device_name, *calibrated == kNeverOffload ? std::string("(never)") : std::to_string(*calibrated),
+                calibration_path().string());
+    }
+  }
+  thresholds.min_flops = min_flops.value().value_or(thresholds.min_flops);
+  thresholds.min_weight_bytes = min_weight_bytes.value().value_or(thresholds.min_weight_bytes);
+  return thresholds;
+}
+
 Result<std::shared_ptr<Backend>> open_offload_backend(const OffloadOptions& options, const ModelWeights& weights) {
   if (options.device == DeviceChoice::cpu) return std::shared_ptr<Backend>();
   if (options.gpu_layers < kAllLayers)
     return invalid_argument(fmt::format("GPU layers {}: 0 or more (or {} for all)", options.gpu_layers, kAllLayers));
-  auto min_flops = threshold(options.min_flops, "EMBER_GPU_MIN_FLOPS", kDefaultGpuMinFlops);
-  if (!min_flops) return min_flops.status();
-  auto min_weight_bytes = threshold(options.min_weight_bytes, "EMBER_GPU_MIN_WEIGHT_BYTES", kDefaultGpuMinWeightBytes);
-  if (!min_weight_bytes) return min_weight_bytes.status();
+  // Bad environment values are reported whether or not a device turns up.
+  if (auto chosen = chosen_threshold(options.min_flops, "EMBER_GPU_MIN_FLOPS"); !chosen) return chosen.status();
+  if (auto chosen = chosen_threshold(options.min_weight_bytes, "EMBER_GPU_MIN_WEIGHT_BYTES"); !chosen)
+    return chosen.status();
 #if EMBER_HAVE_VULKAN
   auto device = VulkanDevice::open({.device_index = options.device_index});
   if (!device) {
@@ -77,7 +110,9 @@ Result<std::shared_ptr<Backend>> open_offload_backend(const OffloadOptions& opti
   }
   EMBER_LOG(info, "device {}: {} takes the large linear layers", options.device == DeviceChoice::vulkan ? "vulkan" : "auto",
             caps.name);
-  VulkanRouting routing{min_flops.value(), min_weight_bytes.value(), offloaded_weights(weights, options.gpu_layers)};
+  auto thresholds = offload_thresholds(options, caps.name);
+  if (!thresholds) return thresholds.status();
+  VulkanRouting routing{thresholds->min_flops, thresholds->min_weight_bytes, offloaded_weights(weights, options.gpu_layers)};
   return std::shared_ptr<Backend>(std::make_shared<VulkanBackend>(std::move(device.value()), std::move(routing)));
 #else
   (void)weights;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string_view>
 
 #include "core/model_weights.h"
 #include "ember/backend.h"
@@ -10,6 +11,18 @@
 #include "ember/status.h"
 
 namespace ember {
+
+struct OffloadThresholds {
+  uint64_t min_flops = kDefaultGpuMinFlops;
+  uint64_t min_weight_bytes = kDefaultGpuMinWeightBytes;
+};
+
+// For each threshold: the option when set, else its environment variable, else what
+// `run-model --calibrate` measured for this device (ember/gpu_calibration.h; a calibrated
+// crossover replaces the weight-size rule too, since it was measured), else the default.
+// Errors: an environment variable that is not a whole number. An unreadable calibration
+// file is a warning, not an error: it is a cache.
+Result<OffloadThresholds> offload_thresholds(const OffloadOptions& options, std::string_view device_name);
 
 // The Vulkan backend for the offloaded layers of `weights`, or null when the CPU runs
 // everything (device cpu, or auto without a usable GPU, which it logs at info level).

@@ -21,7 +21,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "ember/atomic_file.h"
 #include "ember/chat_template.h"
+#include "ember/gpu_calibration.h"
 #include "ember/gpu_devices.h"
 #include "ember/perplexity.h"
 #include "ember/session.h"
@@ -62,6 +64,7 @@ struct Options {
   bool profile = false;
   bool lock_weights = false;
   bool list_devices = false;
+  bool calibrate = false;
 };
 
 // What the timing line and --profile report, gathered while the run goes.
@@ -227,23 +230,26 @@ void print_profile(const Report& report, ember::Session& session) {
              pool.bytes_live, pool.bytes_peak);
 }
 
-// Written beside the target and renamed over it, so a reader never sees half a file.
-ember::Status write_atomically(const std::string& path, const std::string& bytes) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) {
-      std::remove(temporary.c_str());
-      return ember::Status(ember::ErrorCode::io_error, fmt::format("{}: cannot write the file", path));
-    }
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    std::remove(temporary.c_str());
-    return ember::Status(ember::ErrorCode::io_error, fmt::format("{}: cannot rename the temporary file into place", path));
-  }
-  return {};
+// --calibrate: the measured cases as a table, then the crossover, kept where
+// open_offload_backend looks for it.
+int calibrate(std::optional<uint32_t> device_index) {
+  fmt::print("timing a q4_0 linear node on the CPU ({} threads) and on the Vulkan device, x uploaded and y "
+             "downloaded around each device run; medians of 3\n",
+             ember::num_threads());
+  auto calibration = ember::calibrate_gpu({.device_index = device_index});
+  if (!calibration) return fail(calibration.status().message());
+  fmt::print("device: {}\n{:>6} {:>6} {:>6} {:>12} {:>10} {:>10}  faster\n", calibration->device, "rows", "k", "n",
+             "GFLOP", "cpu ms", "gpu ms");
+  for (const ember::CalibrationCase& c : calibration->cases)
+    fmt::print("{:>6} {:>6} {:>6} {:>12.3f} {:>10.3f} {:>10.3f}  {}\n", c.rows, c.k, c.n, static_cast<double>(c.flops()) / 1e9,
+               c.cpu_seconds * 1e3, c.gpu_seconds * 1e3, c.gpu_seconds < c.cpu_seconds ? "gpu" : "cpu");
+  const auto path = ember::calibration_path();
+  if (auto status = ember::save_calibration(calibration.value(), path); !status.ok()) return fail(status.message());
+  if (calibration->min_flops == ember::kNeverOffload)
+    fmt::print("the device lost even the largest case: linear nodes stay on the CPU (written to {})\n", path.string());
+  else
+    fmt::print("linear nodes of at least {} FLOPs go to the device (written to {})\n", calibration->min_flops, path.string());
+  return 0;
 }
 
 // NumPy's .npy version 1.0: magic, a header dict padded to 64 bytes, little-endian f32 data.
@@ -262,13 +268,13 @@ ember::Status write_npy(const std::string& path, const ember::Tensor& logits) {
   bytes.push_back(static_cast<char>(header.size() >> 8));
   bytes += header;
   bytes.append(reinterpret_cast<const char*>(data.value()), logits.payload_bytes());
-  return write_atomically(path, bytes);
+  return ember::write_file_atomically(path, bytes);
 }
 
 ember::Status write_tokens_json(const std::string& path, const std::vector<int32_t>& prompt,
                                 const std::vector<int32_t>& generated) {
   const nlohmann::json json = {{"prompt_ids", prompt}, {"generated_ids", generated}};
-  return write_atomically(path, json.dump() + "\n");
+  return ember::write_file_atomically(path, json.dump() + "\n");
 }
 
 // An installed run-model uses the model installed beside it, <prefix>/share/ember/models;
@@ -422,6 +428,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64));
   app.add_flag("--profile", options.profile, "print per-op time, GFLOP/s, GB/s and pool stats");
   app.add_flag("--list-devices", options.list_devices, "print the Vulkan devices and their capabilities, then exit");
+  app.add_flag("--calibrate", options.calibrate,
+               "time linear nodes on the CPU and the Vulkan device, keep the size from which the device is faster, "
+               "then exit");
   ember::tools::spell_out_ngl(argc, argv);
   try {
     app.parse(argc, argv);
@@ -439,6 +448,10 @@ int main(int argc, char** argv) {
 
   const auto offload = ember::tools::offload_options(options.device);
   if (!offload) return fail(offload.status().message(), 2);
+  if (options.calibrate) {
+    if (options.threads > 0) ember::set_num_threads(options.threads);
+    return calibrate(offload->device_index);
+  }
   const auto kv_type = ember::dtype_from_name(options.kv_type);
   if (!kv_type || (*kv_type != ember::DType::f16 && *kv_type != ember::DType::f32 && *kv_type != ember::DType::q8_0))
     return fail(fmt::format("--kv-type '{}': f16, f32 or q8_0", options.kv_type), 2);

@@ -9,6 +9,8 @@
 #include "ember/fusion.h"
 #include "ember/graph.h"
 #include "ember/model.h"
+#include "ember/atomic_file.h"
+#include "ember/gpu_calibration.h"
 #include "ember/offload.h"
 #include "ember/session.h"
 #include "ember/sampling.h"

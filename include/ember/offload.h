@@ -23,7 +23,9 @@ std::optional<DeviceChoice> device_choice_from_name(std::string_view name);
 
 // Below these a dispatch's fixed cost (descriptor update, submit, wait) outweighs the
 // product itself, so the node stays on the CPU. Each is overridable per model (the options
-// below) or per process (EMBER_GPU_MIN_FLOPS, EMBER_GPU_MIN_WEIGHT_BYTES).
+// below) or per process (EMBER_GPU_MIN_FLOPS, EMBER_GPU_MIN_WEIGHT_BYTES); where neither
+// is set, a crossover `run-model --calibrate` measured on the same device replaces both
+// (ember/gpu_calibration.h).
 inline constexpr uint64_t kDefaultGpuMinFlops = uint64_t{16} << 20;        // 2 · rows · k · n
 inline constexpr uint64_t kDefaultGpuMinWeightBytes = uint64_t{1} << 20;  // bytes of W as stored
 

@@ -123,6 +123,9 @@ expect_error() {
 expect_error "no such file" -m missing.gguf
 VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json expect_error "no usable Vulkan device" --device vulkan
 [ "$(wc -l <bad.txt)" -eq 1 ] || fail "--device vulkan without a driver said more than one line: $(cat bad.txt)"
+VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json EMBER_CACHE_DIR=$scratch/cache \
+  expect_error "calibration: no usable Vulkan device" --calibrate
+[ -e "$scratch/cache/gpu-calibration.json" ] && fail "--calibrate without a device wrote a calibration"
 expect_error "cpu, vulkan or auto" --device tpu
 expect_error "ngl -2: a layer count" -ngl -2
 expect_error "kv-type" --kv-type q4_0
