@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "core/offload.h"
@@ -39,7 +40,8 @@ TEST(GpuCalibration, CrossoverIsWhereTheDeviceStartsWinningForGood) {
   EXPECT_EQ(crossover_flops(tied_won), tied_won[1].flops());
 }
 
-// A fresh folder as EMBER_CACHE_DIR for one test, and the GPU threshold variables unset.
+// A fresh folder as EMBER_CACHE_DIR for one test (the previous value restored after it),
+// and the GPU threshold variables unset.
 class CalibrationFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -47,16 +49,19 @@ class CalibrationFileTest : public ::testing::Test {
                                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(folder_);
     fs::create_directories(folder_);
+    if (const char* previous = std::getenv("EMBER_CACHE_DIR")) previous_cache_dir_ = previous;
     ::setenv("EMBER_CACHE_DIR", folder_.c_str(), 1);
     ::unsetenv("EMBER_GPU_MIN_FLOPS");
     ::unsetenv("EMBER_GPU_MIN_WEIGHT_BYTES");
   }
   void TearDown() override {
-    ::unsetenv("EMBER_CACHE_DIR");
+    if (previous_cache_dir_) ::setenv("EMBER_CACHE_DIR", previous_cache_dir_->c_str(), 1);
+    else ::unsetenv("EMBER_CACHE_DIR");
     ::unsetenv("EMBER_GPU_MIN_FLOPS");
     fs::remove_all(folder_);
   }
   fs::path folder_;
+  std::optional<std::string> previous_cache_dir_;
 };
 
 TEST_F(CalibrationFileTest, RoundTripsAndNamesBadFiles) {
