@@ -83,7 +83,8 @@ std::vector<float> random_values(size_t count, unsigned seed) {
   return values;
 }
 
-void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows, uint32_t k, uint32_t n) {
+void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows, uint32_t k, uint32_t n,
+                    gpu::LinearPath path) {
   Gpu& gpu = shared_gpu();
   if (!gpu.linear) {
     state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
@@ -111,7 +112,7 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
     return;
   }
   gpu::LinearArgs args{.x = &x_buffer.value(), .rows = rows, .k = k, .weights = &w_buffers.front(),
-                       .weight_type = type, .n = n, .y = &y_buffer.value()};
+                       .weight_type = type, .n = n, .y = &y_buffer.value(), .path = path};
   // The first run creates the pipeline; it is not timed.
   if (const gpu::Status first = gpu.linear->run(args); !first.ok()) {
     state.SkipWithError(first.message().c_str());
@@ -180,6 +181,7 @@ struct Case {
   const char* name;
   gpu::WeightType type;
   uint32_t rows, k, n;
+  gpu::LinearPath path = gpu::LinearPath::automatic;  // automatic: the tensor cores for f16 where the device has them
 };
 
 constexpr Case kCases[] = {
@@ -189,9 +191,11 @@ constexpr Case kCases[] = {
     {"decode_gemv/f32", gpu::WeightType::f32, 1, 14336, 4096},
     {"gemm_4096/f32", gpu::WeightType::f32, 4096, 4096, 4096},
     {"gemm_4096/f16", gpu::WeightType::f16, 4096, 4096, 4096},
+    {"gemm_4096/f16_tiled", gpu::WeightType::f16, 4096, 4096, 4096, gpu::LinearPath::gemm},
     {"prefill_512/q4_0", gpu::WeightType::q4_0, 512, 14336, 4096},
     {"prefill_512/q8_0", gpu::WeightType::q8_0, 512, 14336, 4096},
     {"prefill_512/f16", gpu::WeightType::f16, 512, 14336, 4096},
+    {"prefill_512/f16_tiled", gpu::WeightType::f16, 512, 14336, 4096, gpu::LinearPath::gemm},
 };
 
 }  // namespace
@@ -202,7 +206,7 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("BM_DeviceCopy", BM_DeviceCopy)->Arg(512)->UseManualTime()->Unit(benchmark::kMillisecond);
   for (const Case& c : kCases)
     benchmark::RegisterBenchmark(("BM_FusedLinear/" + std::string(c.name)).c_str(), BM_FusedLinear, c.type, c.rows, c.k,
-                                 c.n)
+                                 c.n, c.path)
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   benchmark::Initialize(&argc, argv);

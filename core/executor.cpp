@@ -43,37 +43,95 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
   }
 
   timings_.clear();
-  std::vector<Tensor> node_inputs;
-  for (NodeId id = 0; id < static_cast<NodeId>(graph.size()); ++id) {
+  // One entry per node of the batch being run: its id and its inputs, kept alive (and so
+  // out of the pool) until the whole batch has run, in case it must run again elsewhere.
+  struct Pending {
+    NodeId id;
+    std::vector<Tensor> inputs;
+  };
+  std::vector<Pending> batch;
+  std::vector<BatchItem> items;
+  const auto inputs_of = [&](const Node& node) {
+    std::vector<Tensor> gathered;
+    for (NodeId input : node.inputs) gathered.push_back(input == kInvalidNode ? Tensor() : values[input]);
+    return gathered;
+  };
+  const auto output_for = [&](NodeId id) -> Result<Tensor> {
     const Node& node = graph.node(id);
-    if (node.op == Op::constant) values[id] = node.value;
-    if (node.op == Op::input || node.op == Op::constant) continue;
-
-    for (NodeId input : node.inputs) node_inputs.push_back(input == kInvalidNode ? Tensor() : values[input]);
-    auto chosen = next_backend(backends_.begin(), node, node_inputs);
-    if (chosen == backends_.end()) return unsupported(fmt::format("{}: no backend runs this op", node_label(node, id)));
-
     auto buffer = pool_->acquire(static_cast<size_t>(row_bytes(node.dtype, node.shape.elements())));
     if (!buffer) return Status(buffer.status().code(), fmt::format("{}: {}", node_label(node, id), buffer.status().message()));
-    auto output = Tensor::view(std::move(buffer.value()), node.shape, node.dtype);
-    if (!output) return output.status();
+    return Tensor::view(std::move(buffer.value()), node.shape, node.dtype);
+  };
 
-    const auto start = std::chrono::steady_clock::now();
-    Status status = (*chosen)->run(node, node_inputs, output.value());
-    // A device fault hands the node on (ember/backend.h); the CPU, last, always takes it.
-    while (status.code() == ErrorCode::unsupported) {
-      const auto fallback = next_backend(std::next(chosen), node, node_inputs);
-      if (fallback == backends_.end()) break;
-      chosen = fallback;
-      status = (*chosen)->run(node, node_inputs, output.value());
+  for (NodeId id = 0; id < static_cast<NodeId>(graph.size());) {
+    const Node& node = graph.node(id);
+    if (node.op == Op::constant) values[id] = node.value;
+    if (node.op == Op::input || node.op == Op::constant) {
+      ++id;
+      continue;
     }
-    timings_.push_back({id, node.op, (*chosen)->name(), std::chrono::steady_clock::now() - start});
-    // Dropped now, so the buffers released below return to the pool before the next acquire.
-    node_inputs.clear();
-    if (!status.ok()) return Status(status.code(), fmt::format("{}: {}", node_label(node, id), status.message()));
-
+    batch.clear();
+    batch.push_back({id, inputs_of(node)});
+    auto chosen = next_backend(backends_.begin(), node, batch.back().inputs);
+    if (chosen == backends_.end()) return unsupported(fmt::format("{}: no backend runs this op", node_label(node, id)));
+    auto output = output_for(id);
+    if (!output) return output.status();
     values[id] = std::move(output.value());
-    for (NodeId released : plan->release_after[id]) values[released] = Tensor();
+
+    // The nodes after it that would go to the same backend join it, up to what it takes.
+    NodeId next = id + 1;
+    const size_t max_batch = (*chosen)->max_batch();
+    for (; next < static_cast<NodeId>(graph.size()) && batch.size() < max_batch; ++next) {
+      const Node& candidate = graph.node(next);
+      if (candidate.op == Op::constant) values[next] = candidate.value;
+      if (candidate.op == Op::input || candidate.op == Op::constant) continue;
+      std::vector<Tensor> candidate_inputs = inputs_of(candidate);
+      if (next_backend(backends_.begin(), candidate, candidate_inputs) != chosen) break;
+      auto candidate_output = output_for(next);
+      if (!candidate_output) return candidate_output.status();
+      values[next] = std::move(candidate_output.value());
+      batch.push_back({next, std::move(candidate_inputs)});
+    }
+
+    items.clear();
+    for (const Pending& pending : batch)
+      items.push_back({&graph.node(pending.id), pending.inputs, values[pending.id]});
+    const auto start = std::chrono::steady_clock::now();
+    Status status = items.size() == 1 ? (*chosen)->run(node, items[0].inputs, items[0].output)
+                                      : (*chosen)->run_batch(items);
+    if (status.code() == ErrorCode::unsupported) {
+      // A device fault hands the nodes on (ember/backend.h), one by one; the CPU, last,
+      // always takes them.
+      for (size_t i = 0; i < items.size(); ++i) {
+        const BatchItem& item = items[i];
+        const auto item_start = std::chrono::steady_clock::now();
+        auto fallback = chosen;
+        do {
+          fallback = next_backend(std::next(fallback), *item.node, item.inputs);
+          if (fallback == backends_.end()) break;
+          status = (*fallback)->run(*item.node, item.inputs, item.output);
+        } while (status.code() == ErrorCode::unsupported);
+        const std::string_view ran_on = fallback != backends_.end() ? (*fallback)->name() : (*chosen)->name();
+        // The failed attempt counts on the first node.
+        timings_.push_back({batch[i].id, item.node->op, ran_on,
+                            std::chrono::steady_clock::now() - (i == 0 ? start : item_start)});
+        if (!status.ok())
+          return Status(status.code(), fmt::format("{}: {}", node_label(*item.node, batch[i].id), status.message()));
+      }
+    } else {
+      // A batch's time is counted on its first node: the device ran them as one.
+      timings_.push_back({id, node.op, (*chosen)->name(), std::chrono::steady_clock::now() - start});
+      for (size_t i = 1; i < batch.size(); ++i)
+        timings_.push_back({batch[i].id, items[i].node->op, (*chosen)->name(), std::chrono::nanoseconds(0)});
+      if (!status.ok()) return Status(status.code(), fmt::format("{}: {}", node_label(node, id), status.message()));
+    }
+
+    // Dropped now, so the buffers released below return to the pool before the next acquire.
+    items.clear();
+    batch.clear();
+    for (NodeId ran = id; ran < next; ++ran)
+      for (NodeId released : plan->release_after[ran]) values[released] = Tensor();
+    id = next;
   }
 
   std::vector<Tensor> outputs;

@@ -68,10 +68,15 @@ Result<gpu::DeviceBuffer*> VulkanBackend::device_side(const Tensor& tensor, bool
 }
 
 Status VulkanBackend::run(const Node& node, std::span<const Tensor> inputs, const Tensor& output) {
-  Status status = run_linear(node, inputs, output);
+  const BatchItem item{&node, inputs, output};
+  return run_batch(std::span(&item, 1));
+}
+
+Status VulkanBackend::run_batch(std::span<const BatchItem> items) {
+  Status status = run_linears(items);
   if (status.code() == ErrorCode::out_of_memory && !device_->context().device_lost()) {
     device_->allocator().trim();
-    status = run_linear(node, inputs, output);
+    status = run_linears(items);
   }
   if (status.ok()) return status;
   const auto fault = fault_of(status);
@@ -104,30 +109,38 @@ void VulkanBackend::warn_once(Fault fault, const Status& status) {
   }
 }
 
-Status VulkanBackend::run_linear(const Node& node, std::span<const Tensor> inputs, const Tensor& output) {
-  const Tensor &x = inputs[0], &weight = inputs[1], &bias = inputs[2];
-  gpu::LinearArgs args;
-  auto x_device = device_side(x, true);
-  if (!x_device) return x_device.status();
-  auto weight_device = device_side(weight, true);
-  if (!weight_device) return weight_device.status();
-  if (bias.defined()) {
-    auto bias_device = device_side(bias, true);
-    if (!bias_device) return bias_device.status();
-    args.bias = bias_device.value();
+Status VulkanBackend::run_linears(std::span<const BatchItem> items) {
+  gpu::LinearBatch batch(device_->linear());
+  // Outputs of the layers recorded before: their device copies will be current when the
+  // batch runs, whatever the host holds now.
+  std::unordered_set<const Buffer*> made_here;
+  for (const BatchItem& item : items) {
+    const Tensor &x = item.inputs[0], &weight = item.inputs[1], &bias = item.inputs[2];
+    gpu::LinearArgs args;
+    auto x_device = device_side(x, !made_here.contains(x.buffer().get()));
+    if (!x_device) return x_device.status();
+    auto weight_device = device_side(weight, true);
+    if (!weight_device) return weight_device.status();
+    if (bias.defined()) {
+      auto bias_device = device_side(bias, true);
+      if (!bias_device) return bias_device.status();
+      args.bias = bias_device.value();
+    }
+    auto y_device = device_side(item.output, false);
+    if (!y_device) return y_device.status();
+    args.x = x_device.value();
+    args.k = static_cast<uint32_t>(weight.dim(1));
+    args.rows = static_cast<uint32_t>(x.elements() / weight.dim(1));
+    args.weights = weight_device.value();
+    args.weight_type = *weight_type(weight.dtype());
+    args.n = static_cast<uint32_t>(weight.dim(0));
+    args.activation = *gpu_activation(item.node->params.activation);
+    args.y = y_device.value();
+    EMBER_RETURN_IF_ERROR(from_gpu(batch.add(args)));
+    made_here.insert(item.output.buffer().get());
   }
-  auto y_device = device_side(output, false);
-  if (!y_device) return y_device.status();
-  args.x = x_device.value();
-  args.k = static_cast<uint32_t>(weight.dim(1));
-  args.rows = static_cast<uint32_t>(x.elements() / weight.dim(1));
-  args.weights = weight_device.value();
-  args.weight_type = *weight_type(weight.dtype());
-  args.n = static_cast<uint32_t>(weight.dim(0));
-  args.activation = *gpu_activation(node.params.activation);
-  args.y = y_device.value();
-  EMBER_RETURN_IF_ERROR(from_gpu(device_->linear().run(args)));
-  output.buffer()->mark_device_written();
+  EMBER_RETURN_IF_ERROR(from_gpu(batch.run()));
+  for (const BatchItem& item : items) item.output.buffer()->mark_device_written();
   return {};
 }
 

@@ -6,11 +6,16 @@
 // resident; an activation is uploaded only while its device copy is stale, and a result
 // stays on the device (Buffer residency `device`) until a CPU node reads it.
 //
-// Faults: a node that hits one returns ErrorCode::unsupported, so the executor reruns it
-// on the CPU with the same inputs, and each kind is logged once per backend as a warning.
-// Out of device memory: the allocator's spare blocks are freed and the node retried once
-// first. A pipeline or shader that cannot be created: that node runs on the CPU. A lost
-// device: this node and every later one run on the CPU. (A real loss also loses results
+// Batches: the executor hands over runs of consecutive nodes this backend takes (up to
+// kMaxBatch), which become one command buffer and one submission and wait; a node's input
+// made by an earlier node of the batch is read on the device without a round trip.
+//
+// Faults: a node or batch that hits one returns ErrorCode::unsupported, so the executor
+// reruns it (each node of the batch) on the CPU with the same inputs, and each kind is
+// logged once per backend as a warning. Out of device memory: the allocator's spare
+// blocks are freed and the batch retried once first. A pipeline or shader that cannot be
+// created: that batch runs on the CPU. A lost device: this batch and every later node
+// run on the CPU. (A real loss also loses results
 // that only the device held, so the node reading one fails with the download's error
 // and the next forward pass runs on the CPU from the start.)
 #pragma once
@@ -43,12 +48,20 @@ class VulkanBackend final : public Backend {
   std::string_view name() const override { return "vulkan"; }
   bool supports(const Node& node, std::span<const Tensor> inputs) const override;
   Status run(const Node& node, std::span<const Tensor> inputs, const Tensor& output) override;
+  // Consecutive linear nodes are recorded into one command buffer and submitted once.
+  size_t max_batch() const override { return kMaxBatch; }
+  Status run_batch(std::span<const BatchItem> items) override;
+
+  // Two descriptor sets per node must fit gpu::FusedLinear's pool (512) with room to spare.
+  static constexpr size_t kMaxBatch = 128;
 
  private:
   // The device copy of `tensor`'s buffer, attached first if it has none here, and made
   // current when `needs_current` (inputs; an output is overwritten whole).
   Result<gpu::DeviceBuffer*> device_side(const Tensor& tensor, bool needs_current);
-  Status run_linear(const Node& node, std::span<const Tensor> inputs, const Tensor& output);
+  // Records the items' layers into one gpu::LinearBatch and runs it; outputs are marked
+  // device-written only once all of them have run.
+  Status run_linears(std::span<const BatchItem> items);
 
   enum class Fault { pipeline, out_of_memory, device_lost };
   std::optional<Fault> fault_of(const Status& status) const;

@@ -138,6 +138,19 @@ Result<std::unique_ptr<Context>> Context::create(const ContextOptions& options) 
   std::vector<const char*> extensions;
   if (chosen->memory_budget) extensions.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
   VkDeviceCreateInfo device_info{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
+  // The tensor-core GEMM's features, only where all of them are there to enable.
+  VkPhysicalDeviceShaderFloat16Int8Features float16{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES};
+  VkPhysicalDeviceVulkanMemoryModelFeatures memory_model{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES,
+                                                         &float16};
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV cooperative{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV,
+                                                          &memory_model};
+  if (chosen->fp16_cooperative_matrix()) {
+    extensions.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
+    float16.shaderFloat16 = VK_TRUE;
+    memory_model.vulkanMemoryModel = VK_TRUE;
+    cooperative.cooperativeMatrix = VK_TRUE;
+    device_info.pNext = &cooperative;
+  }
   device_info.queueCreateInfoCount = 1;
   device_info.pQueueCreateInfos = &queue_info;
   device_info.enabledExtensionCount = static_cast<uint32_t>(extensions.size());
@@ -180,6 +193,7 @@ Status Context::submit(VkCommandBuffer commands, VkFence fence) {
   info.commandBufferCount = 1;
   info.pCommandBuffers = &commands;
   std::lock_guard lock(queue_mutex_);
+  submissions_.fetch_add(1, std::memory_order_relaxed);
   const VkResult injected = faults_.take(InjectedFault::device_lost);
   return check_device(injected != VK_SUCCESS ? injected : vk_.vkQueueSubmit(queue_, 1, &info, fence), "vkQueueSubmit");
 }

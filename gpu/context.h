@@ -48,6 +48,9 @@ class Context {
   // vk_check() that also remembers VK_ERROR_DEVICE_LOST: for results of calls that wait
   // on or submit to the device.
   Status check_device(VkResult result, const char* what);
+  // Command buffers submitted so far (each a round trip when waited on): what the tests
+  // of batching count.
+  uint64_t submissions() const { return submissions_.load(std::memory_order_relaxed); }
   // Once lost, a device stays lost: nothing submitted to it runs again.
   bool device_lost() const { return device_lost_.load(std::memory_order_relaxed); }
   // The tests' fault hook (gpu/fault_injection.h).
@@ -77,6 +80,7 @@ class Context {
   std::mutex timestamp_mutex_;
   VkQueryPool timestamp_pool_ = VK_NULL_HANDLE;  // two queries, made by the first run_and_time
   std::atomic<bool> device_lost_{false};
+  std::atomic<uint64_t> submissions_{0};
   FaultInjector faults_;
 };
 

@@ -31,7 +31,48 @@ std::string mebibytes(uint64_t bytes) { return std::to_string(bytes >> 20) + " M
 
 const char* yes_no(bool value) { return value ? "yes" : "no"; }
 
+std::vector<CooperativeMatrixShape> cooperative_shapes(const VulkanFunctions& vk, VkPhysicalDevice device) {
+  if (vk.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV == nullptr) return {};
+  uint32_t count = 0;
+  if (vk.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(device, &count, nullptr) != VK_SUCCESS) return {};
+  std::vector<VkCooperativeMatrixPropertiesNV> listed(count, {VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV});
+  if (vk.vkGetPhysicalDeviceCooperativeMatrixPropertiesNV(device, &count, listed.data()) != VK_SUCCESS) return {};
+  std::vector<CooperativeMatrixShape> shapes;
+  for (uint32_t i = 0; i < count; ++i) {
+    const VkCooperativeMatrixPropertiesNV& p = listed[i];
+    shapes.push_back({p.MSize, p.NSize, p.KSize, p.AType, p.BType, p.CType, p.DType, p.scope == VK_SCOPE_SUBGROUP_NV});
+  }
+  return shapes;
+}
+
+const char* component_name(VkComponentTypeNV type) {
+  switch (type) {
+    case VK_COMPONENT_TYPE_FLOAT16_NV: return "f16";
+    case VK_COMPONENT_TYPE_FLOAT32_NV: return "f32";
+    case VK_COMPONENT_TYPE_FLOAT64_NV: return "f64";
+    case VK_COMPONENT_TYPE_SINT8_NV: return "i8";
+    case VK_COMPONENT_TYPE_SINT16_NV: return "i16";
+    case VK_COMPONENT_TYPE_SINT32_NV: return "i32";
+    case VK_COMPONENT_TYPE_SINT64_NV: return "i64";
+    case VK_COMPONENT_TYPE_UINT8_NV: return "u8";
+    case VK_COMPONENT_TYPE_UINT16_NV: return "u16";
+    case VK_COMPONENT_TYPE_UINT32_NV: return "u32";
+    case VK_COMPONENT_TYPE_UINT64_NV: return "u64";
+    default: return "?";
+  }
+}
+
 }  // namespace
+
+bool DeviceCapabilities::fp16_cooperative_matrix() const {
+  if (!cooperative_matrix_nv_feature || !shader_float16 || !vulkan_memory_model || subgroup_size != 32) return false;
+  for (const CooperativeMatrixShape& shape : cooperative_matrix_shapes)
+    if (shape.m == 16 && shape.n == 16 && shape.k == 16 && shape.a == VK_COMPONENT_TYPE_FLOAT16_NV &&
+        shape.b == VK_COMPONENT_TYPE_FLOAT16_NV && shape.c == VK_COMPONENT_TYPE_FLOAT32_NV &&
+        shape.result == VK_COMPONENT_TYPE_FLOAT32_NV && shape.subgroup_scope)
+      return true;
+  return false;
+}
 
 std::string DeviceCapabilities::shortcoming() const {
   if (api_version < VK_API_VERSION_1_2) return "Vulkan " + version_text(api_version) + ", 1.2 is needed";
@@ -71,8 +112,16 @@ DeviceCapabilities query_capabilities(const VulkanFunctions& vk, VkPhysicalDevic
     // The integer dot product feature struct is only valid to chain where the device knows it.
     const bool knows_dot = caps.integer_dot_product || caps.api_version >= VK_API_VERSION_1_3;
     if (knows_dot) storage8.pNext = &dot;
-    VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, &arithmetic};
+    VkPhysicalDeviceVulkanMemoryModelFeatures memory_model{
+        VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES, &arithmetic};
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV cooperative{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV,
+                                                            &memory_model};
+    VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+                                       caps.cooperative_matrix_nv ? static_cast<void*>(&cooperative) : &memory_model};
     vk.vkGetPhysicalDeviceFeatures2(device, &features);
+    caps.vulkan_memory_model = memory_model.vulkanMemoryModel;
+    caps.cooperative_matrix_nv_feature = caps.cooperative_matrix_nv && cooperative.cooperativeMatrix;
+    if (caps.cooperative_matrix_nv_feature) caps.cooperative_matrix_shapes = cooperative_shapes(vk, device);
     caps.shader_float16 = arithmetic.shaderFloat16;
     caps.shader_int8 = arithmetic.shaderInt8;
     caps.storage_buffer_16bit = storage16.storageBuffer16BitAccess;
@@ -175,10 +224,17 @@ std::string describe(const DeviceCapabilities& caps) {
   text += std::string("  16-bit storage: ") + yes_no(caps.storage_buffer_16bit) + ", 8-bit storage: " +
           yes_no(caps.storage_buffer_8bit) + "\n";
   text += std::string("  integer dot product: ") + yes_no(caps.integer_dot_product) + "\n";
-  text += std::string("  cooperative matrix: ") +
-          (caps.cooperative_matrix_khr ? "VK_KHR_cooperative_matrix"
-                                       : caps.cooperative_matrix_nv ? "VK_NV_cooperative_matrix" : "no") +
-          "\n";
+  std::string cooperative;
+  if (caps.cooperative_matrix_khr) cooperative = "VK_KHR_cooperative_matrix";
+  if (caps.cooperative_matrix_nv) cooperative += (cooperative.empty() ? "" : ", ") + std::string("VK_NV_cooperative_matrix");
+  text += "  cooperative matrix: " + (cooperative.empty() ? std::string("no") : cooperative) +
+          (caps.cooperative_matrix_shapes.empty() ? "" : "; NV shapes:") + "\n";
+  for (const CooperativeMatrixShape& shape : caps.cooperative_matrix_shapes)
+    text += "    " + std::to_string(shape.m) + "x" + std::to_string(shape.n) + "x" + std::to_string(shape.k) + ": " +
+            component_name(shape.a) + " x " + component_name(shape.b) + " + " + component_name(shape.c) + " -> " +
+            component_name(shape.result) + (shape.subgroup_scope ? "" : " (not subgroup scope)") + "\n";
+  if (caps.cooperative_matrix_nv)
+    text += std::string("  fp16 cooperative-matrix GEMM: ") + yes_no(caps.fp16_cooperative_matrix()) + "\n";
   text += std::string("  memory budget: ") + (caps.memory_budget ? "VK_EXT_memory_budget" : "no") + "\n";
   return text;
 }

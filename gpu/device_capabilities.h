@@ -24,6 +24,15 @@ struct MemoryTypeInfo {
   bool host_cached = false;
 };
 
+// One matrix multiply-add shape the device runs cooperatively in a subgroup:
+// D (m x n, result type) = A (m x k) * B (k x n) + C (m x n).
+struct CooperativeMatrixShape {
+  uint32_t m = 0, n = 0, k = 0;
+  VkComponentTypeNV a = VK_COMPONENT_TYPE_FLOAT16_NV, b = VK_COMPONENT_TYPE_FLOAT16_NV;
+  VkComponentTypeNV c = VK_COMPONENT_TYPE_FLOAT32_NV, result = VK_COMPONENT_TYPE_FLOAT32_NV;
+  bool subgroup_scope = false;
+};
+
 struct DeviceCapabilities {
   uint32_t index = 0;  // position in vkEnumeratePhysicalDevices, what EMBER_VK_DEVICE names
   std::string name;
@@ -46,12 +55,20 @@ struct DeviceCapabilities {
   bool integer_dot_product = false;
   bool cooperative_matrix_khr = false;  // extension advertised
   bool cooperative_matrix_nv = false;
+  bool cooperative_matrix_nv_feature = false;  // the extension's cooperativeMatrix feature
+  std::vector<CooperativeMatrixShape> cooperative_matrix_shapes;  // VK_NV_cooperative_matrix's list
+  bool vulkan_memory_model = false;            // shaders using cooperative matrices declare it
   bool memory_budget = false;           // VK_EXT_memory_budget
   bool has_compute_queue = false;
   uint32_t compute_queue_family = 0;
   // Timestamps on the compute queue: valid bits (0: none) and nanoseconds per tick.
   uint32_t timestamp_valid_bits = 0;
   float timestamp_period_ns = 0;
+
+  // What gpu/shaders/linear_gemm_coopmat.comp needs: NV cooperative matrices with a
+  // 16x16x16 fp16 x fp16 + fp32 shape in 32-wide subgroups, fp16 arithmetic and the
+  // Vulkan memory model.
+  bool fp16_cooperative_matrix() const;
 
   bool meets_minimum() const { return api_version >= VK_API_VERSION_1_2 && has_compute_queue; }
   // Why this device cannot serve ember, or "" if it can.

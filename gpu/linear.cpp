@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <utility>
 #include <string>
 
 namespace ember::gpu {
@@ -11,10 +12,16 @@ namespace {
 constexpr uint32_t kGemmTile = 32;          // linear_gemm.comp's kTile
 constexpr uint32_t kFloatGemmTile = 128;    // linear_gemm_float.comp's kTile
 constexpr uint32_t kGemmInvocations = 256;  // linear_gemm.comp's 16 x 16 workgroup; Vulkan only promises 128
-// One or two sets per run() in flight; runs serialise on the queue, so few are ever live at once.
-constexpr uint32_t kDescriptorSets = 64;
+constexpr uint32_t kCoopmatTile = 128;         // linear_gemm_coopmat.comp's kTile, in kSubgroups of 32
+constexpr uint32_t kCoopmatInvocations = 128;  // its workgroup
+constexpr uint32_t kCoopmatSharedBytes = 2 * 128 * 40 * 2 + 4 * 256 * 4;  // its two f16 slices and the staging
+// One or two sets per layer of a batch until it has run: room for a whole model's layers
+// of one forward pass (a full pool makes add() fail, and the caller runs what it has).
+constexpr uint32_t kDescriptorSets = 512;
 constexpr uint32_t kQuantizeInvocations = 64;  // quantize_rows_q8.comp's workgroup
-constexpr uint64_t kQuantizedBlockBytes = 40;  // its 10 words per block of 32
+// Its X_LAYOUT for each reader, and the bytes of one block of 32 in that layout.
+enum class XLayout : uint32_t { bytes, q4_0_pairs };
+constexpr uint64_t kQuantizedBlockBytes[] = {40, 80};
 constexpr uint32_t kQuantizePushBytes = 8;     // its push constants: rows, k
 
 // linear_common.glsl's push constant block.
@@ -83,6 +90,17 @@ uint64_t weight_row_bytes(WeightType type, uint64_t k) {
   return 0;
 }
 
+std::string cooperative_matrix_shortcoming(const DeviceCapabilities& caps, WeightType type, uint32_t k) {
+  if (type != WeightType::f16) return std::string("the cooperative-matrix GEMM takes f16 weights, not ") + type_name(type);
+  if (k % 8 != 0) return "the cooperative-matrix GEMM needs k a multiple of 8, not " + std::to_string(k);
+  if (!caps.fp16_cooperative_matrix())
+    return caps.name + " has no 16x16x16 fp16 cooperative matrices in 32-wide subgroups (VK_NV_cooperative_matrix)";
+  if (caps.max_workgroup_invocations < kCoopmatInvocations || caps.max_shared_memory_bytes < kCoopmatSharedBytes)
+    return caps.name + " lacks the cooperative-matrix GEMM's " + std::to_string(kCoopmatInvocations) + " invocations and " +
+           std::to_string(kCoopmatSharedBytes) + " bytes of shared memory per workgroup";
+  return "";
+}
+
 Result<std::unique_ptr<FusedLinear>> FusedLinear::create(Context& context, PipelineCache& pipelines,
                                                          Allocator& allocator) {
   std::unique_ptr<FusedLinear> linear(new FusedLinear(context, pipelines, allocator));
@@ -139,114 +157,171 @@ void FusedLinear::release(VkDescriptorSet set) {
   context_.vk().vkFreeDescriptorSets(context_.device(), descriptor_pool_, 1, &set);
 }
 
-Status FusedLinear::run(const LinearArgs& args) { return execute(args, /*timed=*/false).status(); }
+Status FusedLinear::run(const LinearArgs& args) {
+  LinearBatch batch(*this);
+  EMBER_GPU_RETURN_IF_ERROR(batch.add(args));
+  return batch.run();
+}
 
-Result<double> FusedLinear::run_timed(const LinearArgs& args) { return execute(args, /*timed=*/true); }
+Result<double> FusedLinear::run_timed(const LinearArgs& args) {
+  LinearBatch batch(*this);
+  EMBER_GPU_RETURN_IF_ERROR(batch.add(args));
+  return batch.run_timed();
+}
 
-Result<double> FusedLinear::execute(const LinearArgs& args, bool timed) {
+// Everything one linear layer's dispatches need, gathered by LinearBatch::add and
+// recorded by LinearBatch::run.
+struct RecordedLinear {
+  const Pipeline* pipeline = nullptr;
+  VkDescriptorSet set = VK_NULL_HANDLE;
+  const Pipeline* quantize_pipeline = nullptr;  // null: x is read as it is
+  VkDescriptorSet quantize_set = VK_NULL_HANDLE;
+  LinearPushConstants push{};
+  bool gemv = false;
+  uint32_t groups_x = 0, groups_y = 0;  // the GEMM's grid; the GEMV's rows
+  uint32_t quantize_groups_x = 0, quantize_groups_y = 0;
+};
+
+LinearBatch::LinearBatch(FusedLinear& linear) : linear_(linear), scratch_lock_(linear.quantized_x_mutex_) {}
+
+LinearBatch::~LinearBatch() {
+  for (const RecordedLinear& recorded : recorded_) {
+    linear_.release(recorded.set);
+    linear_.release(recorded.quantize_set);
+  }
+}
+
+size_t LinearBatch::size() const { return recorded_.size(); }
+
+Status LinearBatch::add(const LinearArgs& args) {
   EMBER_GPU_RETURN_IF_ERROR(check(args));
+  Context& context = linear_.context_;
   const bool gemv = args.path == LinearPath::gemv || (args.path == LinearPath::automatic && args.rows == 1);
+  const DeviceCapabilities& caps = context.capabilities();
+  const std::string cooperative_shortcoming = cooperative_matrix_shortcoming(caps, args.weight_type, args.k);
+  if (args.path == LinearPath::cooperative_matrix && !cooperative_shortcoming.empty())
+    return Status{ErrorKind::unavailable, "GPU linear: " + cooperative_shortcoming};
+  const bool cooperative = args.path == LinearPath::cooperative_matrix ||
+                           (args.path == LinearPath::automatic && !gemv && cooperative_shortcoming.empty());
   const bool block_weights = args.weight_type == WeightType::q8_0 || args.weight_type == WeightType::q4_0;
   const bool quantize_x = block_weights;
-  const DeviceCapabilities& caps = context_.capabilities();
-  if (!gemv && caps.max_workgroup_invocations < kGemmInvocations)
+  if (!gemv && !cooperative && caps.max_workgroup_invocations < kGemmInvocations)
     return Status{ErrorKind::unavailable, "GPU linear: the tiled GEMM needs workgroups of " +
                                               std::to_string(kGemmInvocations) + " invocations; " + caps.name +
                                               " allows " + std::to_string(caps.max_workgroup_invocations)};
   const uint32_t max_groups_x = caps.max_workgroup_count[0];
   const uint32_t max_groups_y = caps.max_workgroup_count[1];
-  const uint32_t tile = block_weights ? kGemmTile : kFloatGemmTile;
-  const uint32_t groups_y = gemv ? args.rows : (args.rows + tile - 1) / tile;
+  const uint32_t tile = cooperative ? kCoopmatTile : block_weights ? kGemmTile : kFloatGemmTile;
+  RecordedLinear recorded;
+  recorded.gemv = gemv;
+  recorded.groups_x = gemv ? 0 : (args.n + tile - 1) / tile;
+  recorded.groups_y = gemv ? args.rows : (args.rows + tile - 1) / tile;
   // quantize_rows_q8.comp covers its blocks with a grid of max_groups_x x max_groups_y groups of 64.
   const uint64_t x_blocks = uint64_t{args.rows} * args.k / 32;
   const uint64_t quantize_groups = (x_blocks + kQuantizeInvocations - 1) / kQuantizeInvocations;
-  const uint32_t quantize_groups_x = static_cast<uint32_t>(std::min<uint64_t>(quantize_groups, max_groups_x));
-  const uint64_t quantize_groups_y = (quantize_groups + quantize_groups_x - 1) / std::max(quantize_groups_x, 1u);
-  if (groups_y > max_groups_y || (!gemv && (args.n + tile - 1) / tile > max_groups_x) ||
+  recorded.quantize_groups_x = static_cast<uint32_t>(std::min<uint64_t>(quantize_groups, max_groups_x));
+  const uint64_t quantize_groups_y =
+      (quantize_groups + recorded.quantize_groups_x - 1) / std::max(recorded.quantize_groups_x, 1u);
+  if (recorded.groups_y > max_groups_y || recorded.groups_x > max_groups_x ||
       (quantize_x && quantize_groups_y > max_groups_y))
     return invalid("the shape needs more workgroups than the device dispatches (" + std::to_string(args.rows) +
                    " rows, n " + std::to_string(args.n) + ")");
+  recorded.quantize_groups_y = static_cast<uint32_t>(quantize_groups_y);
 
-  const ShaderId shader = gemv ? (block_weights ? ShaderId::linear_gemv_blocks : ShaderId::linear_gemv)
-                               : (block_weights ? ShaderId::linear_gemm : ShaderId::linear_gemm_float);
-  auto pipeline = pipelines_.get(shader, {static_cast<uint32_t>(args.weight_type), static_cast<uint32_t>(args.activation)});
+  const ShaderId shader = gemv          ? (block_weights ? ShaderId::linear_gemv_blocks : ShaderId::linear_gemv)
+                          : cooperative ? ShaderId::linear_gemm_coopmat
+                          : block_weights ? ShaderId::linear_gemm
+                                          : ShaderId::linear_gemm_float;
+  auto pipeline = linear_.pipelines_.get(
+      shader, {static_cast<uint32_t>(args.weight_type), static_cast<uint32_t>(args.activation)});
   if (!pipeline) return pipeline.status();
-  const Pipeline* quantize_pipeline = nullptr;
-  std::unique_lock<std::mutex> quantized_x_lock;
+  recorded.pipeline = pipeline.value();
+  DeviceBuffer& scratch = linear_.quantized_x_;
   if (quantize_x) {
-    auto found = pipelines_.get(ShaderId::quantize_rows_q8, {});
+    const XLayout layout = gemv && args.weight_type == WeightType::q4_0 ? XLayout::q4_0_pairs : XLayout::bytes;
+    auto found = linear_.pipelines_.get(ShaderId::quantize_rows_q8, {static_cast<uint32_t>(layout)});
     if (!found) return found.status();
-    quantize_pipeline = found.value();
-    quantized_x_lock = std::unique_lock(quantized_x_mutex_);
-    const uint64_t needed = x_blocks * kQuantizedBlockBytes;
-    if (quantized_x_.bytes() < needed) {
-      quantized_x_ = DeviceBuffer();
-      auto grown = DeviceBuffer::create(allocator_, needed, MemoryUse::device);
+    recorded.quantize_pipeline = found.value();
+    const uint64_t needed = x_blocks * kQuantizedBlockBytes[static_cast<uint32_t>(layout)];
+    if (scratch.bytes() < needed) {
+      // Layers recorded before this one keep the smaller buffer until the batch has run.
+      auto grown = DeviceBuffer::create(linear_.allocator_, needed, MemoryUse::device);
       if (!grown) return grown.status();
-      quantized_x_ = std::move(grown.value());
+      retired_scratch_.push_back(std::exchange(scratch, std::move(grown.value())));
     }
   }
 
   // Without a bias the shader never reads binding 2, but it must still name a buffer.
   const DeviceBuffer* bias = args.bias != nullptr ? args.bias : args.weights;
-  const DeviceBuffer* x = quantize_x ? &quantized_x_ : args.x;
-  auto set = descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y});
+  const DeviceBuffer* x = quantize_x ? &scratch : args.x;
+  auto set = linear_.descriptor_set(*recorded.pipeline, {x, args.weights, bias, args.y});
   if (!set) return set.status();
-  VkDescriptorSet quantize_set = VK_NULL_HANDLE;
+  recorded.set = set.value();
   if (quantize_x) {
-    auto made = descriptor_set(*quantize_pipeline, {args.x, &quantized_x_});
+    auto made = linear_.descriptor_set(*recorded.quantize_pipeline, {args.x, &scratch});
     if (!made) {
-      release(set.value());
+      linear_.release(recorded.set);
       return made.status();
     }
-    quantize_set = made.value();
+    recorded.quantize_set = made.value();
   }
+  recorded.push = {args.rows, args.k, args.n, args.bias != nullptr ? 1u : 0u, 0,
+                   static_cast<uint32_t>(weight_row_bytes(args.weight_type, args.k))};
+  recorded_.push_back(recorded);
+  return {};
+}
 
-  const VulkanFunctions& vk = context_.vk();
-  LinearPushConstants push{args.rows, args.k, args.n, args.bias != nullptr ? 1u : 0u, 0,
-                           static_cast<uint32_t>(weight_row_bytes(args.weight_type, args.k))};
-  const Pipeline& chosen = *pipeline.value();
-  const auto record = [&](VkCommandBuffer commands) {
-    memory_barrier(vk, commands, VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
+void LinearBatch::record(VkCommandBuffer commands) const {
+  const VulkanFunctions& vk = linear_.context_.vk();
+  const uint32_t max_groups_x = linear_.context_.capabilities().max_workgroup_count[0];
+  // Earlier transfers, dispatches and host writes, this batch's layers included, are
+  // visible to each dispatch; the last one's writes to what follows the batch.
+  const auto barrier_before_dispatch = [&] {
+    memory_barrier(vk, commands,
+                   VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
                    VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_HOST_WRITE_BIT,
                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
-    if (quantize_x) {
-      vk.vkCmdBindPipeline(commands, VK_PIPELINE_BIND_POINT_COMPUTE, quantize_pipeline->pipeline);
-      vk.vkCmdBindDescriptorSets(commands, VK_PIPELINE_BIND_POINT_COMPUTE, quantize_pipeline->layout, 0, 1,
-                                 &quantize_set, 0, nullptr);
-      vk.vkCmdPushConstants(commands, quantize_pipeline->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, kQuantizePushBytes,
-                            &push);
-      vk.vkCmdDispatch(commands, quantize_groups_x, static_cast<uint32_t>(quantize_groups_y), 1);
-      memory_barrier(vk, commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
-                     VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT);
+  };
+  for (const RecordedLinear& layer : recorded_) {
+    LinearPushConstants push = layer.push;
+    barrier_before_dispatch();
+    if (layer.quantize_pipeline != nullptr) {
+      const Pipeline& quantize = *layer.quantize_pipeline;
+      vk.vkCmdBindPipeline(commands, VK_PIPELINE_BIND_POINT_COMPUTE, quantize.pipeline);
+      vk.vkCmdBindDescriptorSets(commands, VK_PIPELINE_BIND_POINT_COMPUTE, quantize.layout, 0, 1, &layer.quantize_set,
+                                 0, nullptr);
+      vk.vkCmdPushConstants(commands, quantize.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, kQuantizePushBytes, &push);
+      vk.vkCmdDispatch(commands, layer.quantize_groups_x, layer.quantize_groups_y, 1);
+      barrier_before_dispatch();
     }
+    const Pipeline& chosen = *layer.pipeline;
     vk.vkCmdBindPipeline(commands, VK_PIPELINE_BIND_POINT_COMPUTE, chosen.pipeline);
-    vk.vkCmdBindDescriptorSets(commands, VK_PIPELINE_BIND_POINT_COMPUTE, chosen.layout, 0, 1, &set.value(), 0, nullptr);
-    if (gemv) {
+    vk.vkCmdBindDescriptorSets(commands, VK_PIPELINE_BIND_POINT_COMPUTE, chosen.layout, 0, 1, &layer.set, 0, nullptr);
+    if (layer.gemv) {
       // One workgroup per output column: n may exceed the device's dispatch width.
-      for (uint32_t first = 0; first < args.n; first += max_groups_x) {
+      for (uint32_t first = 0; first < push.n; first += max_groups_x) {
         push.first_column = first;
         vk.vkCmdPushConstants(commands, chosen.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof push, &push);
-        vk.vkCmdDispatch(commands, std::min(args.n - first, max_groups_x), groups_y, 1);
+        vk.vkCmdDispatch(commands, std::min(push.n - first, max_groups_x), layer.groups_y, 1);
       }
     } else {
       vk.vkCmdPushConstants(commands, chosen.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof push, &push);
-      vk.vkCmdDispatch(commands, (args.n + tile - 1) / tile, groups_y, 1);
+      vk.vkCmdDispatch(commands, layer.groups_x, layer.groups_y, 1);
     }
-    memory_barrier(vk, commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
-                   VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
-                   VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_HOST_READ_BIT);
-  };
-  Result<double> seconds = 0.0;
-  if (timed) {
-    seconds = context_.run_and_time(record);
-  } else {
-    const Status status = context_.run_and_wait(record);
-    if (!status.ok()) seconds = status;
   }
-  release(set.value());
-  release(quantize_set);
-  return seconds;
+  memory_barrier(vk, commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                 VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
+                 VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_HOST_READ_BIT);
+}
+
+Status LinearBatch::run() {
+  if (recorded_.empty()) return {};
+  return linear_.context_.run_and_wait([&](VkCommandBuffer commands) { record(commands); });
+}
+
+Result<double> LinearBatch::run_timed() {
+  if (recorded_.empty()) return 0.0;
+  return linear_.context_.run_and_time([&](VkCommandBuffer commands) { record(commands); });
 }
 
 }  // namespace ember::gpu

@@ -48,8 +48,12 @@ Status load_global_functions(VulkanFunctions& functions) {
   functions.name = reinterpret_cast<PFN_##name>(functions.vkGetInstanceProcAddr(instance, #name));    \
   if (functions.name == nullptr) return {ErrorKind::unavailable, "the Vulkan instance lacks " #name};
 
+#define EMBER_VK_LOAD_OPTIONAL_INSTANCE(name) \
+  functions.name = reinterpret_cast<PFN_##name>(functions.vkGetInstanceProcAddr(instance, #name));
+
 Status load_instance_functions(VulkanFunctions& functions, VkInstance instance) {
   EMBER_VK_INSTANCE_FUNCTIONS(EMBER_VK_LOAD_INSTANCE)
+  EMBER_VK_OPTIONAL_INSTANCE_FUNCTIONS(EMBER_VK_LOAD_OPTIONAL_INSTANCE)
   return {};
 }
 

@@ -21,6 +21,9 @@ constexpr uint32_t kQuantizeRowsQ8[] = {
 constexpr uint32_t kLinearGemmFloat[] = {
 #include "linear_gemm_float.spv.inc"
 };
+constexpr uint32_t kLinearGemmCoopmat[] = {
+#include "linear_gemm_coopmat.spv.inc"
+};
 
 // linear_common.glsl's push constants: rows, k, n, has_bias, first_column, row_bytes.
 constexpr uint32_t kLinearPushBytes = 6 * sizeof(uint32_t);
@@ -31,6 +34,7 @@ const ShaderInfo kShaders[] = {
     {"linear_gemv_blocks", kLinearGemvBlocks, 4, kLinearPushBytes},
     {"quantize_rows_q8", kQuantizeRowsQ8, 2, 2 * sizeof(uint32_t)},  // rows, k
     {"linear_gemm_float", kLinearGemmFloat, 4, kLinearPushBytes},
+    {"linear_gemm_coopmat", kLinearGemmCoopmat, 4, kLinearPushBytes},
 };
 
 }  // namespace

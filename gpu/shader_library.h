@@ -7,7 +7,8 @@
 
 namespace ember::gpu {
 
-enum class ShaderId : uint32_t { linear_gemv, linear_gemm, linear_gemv_blocks, quantize_rows_q8, linear_gemm_float };
+enum class ShaderId : uint32_t { linear_gemv, linear_gemm, linear_gemv_blocks, quantize_rows_q8, linear_gemm_float,
+                                  linear_gemm_coopmat };
 
 struct ShaderInfo {
   const char* name;

@@ -29,6 +29,10 @@ namespace ember::gpu {
   X(vkCreateDevice)                          \
   X(vkGetDeviceProcAddr)
 
+// Entry points of instance extensions: null where the loader or driver lacks them, which
+// only disables what they serve.
+#define EMBER_VK_OPTIONAL_INSTANCE_FUNCTIONS(X) X(vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)
+
 #define EMBER_VK_DEVICE_FUNCTIONS(X) \
   X(vkDestroyDevice)                 \
   X(vkGetDeviceQueue)                \
@@ -81,6 +85,7 @@ struct VulkanFunctions {
   PFN_vkGetInstanceProcAddr vkGetInstanceProcAddr = nullptr;
   EMBER_VK_GLOBAL_FUNCTIONS(EMBER_VK_DECLARE_MEMBER)
   EMBER_VK_INSTANCE_FUNCTIONS(EMBER_VK_DECLARE_MEMBER)
+  EMBER_VK_OPTIONAL_INSTANCE_FUNCTIONS(EMBER_VK_DECLARE_MEMBER)
   EMBER_VK_DEVICE_FUNCTIONS(EMBER_VK_DECLARE_MEMBER)
 };
 

@@ -2,7 +2,8 @@
 # Runs on the GPU machine, from the repository root, over a folder made by
 # bench/gpu/stage.sh: unpacks the Vulkan loader (.gl, see docs/PERFORMANCE.md), checks the
 # shaders on the real device (the GPU test suite), then times the ceilings (PyTorch), the
-# shaders (bench-gpu) and the 0.5 B q4_0 model with --device cpu and vulkan (bench-model).
+# shaders (bench-gpu), the 0.5 B model in q4_0, q8_0 and f16 with --device cpu and vulkan (bench-model),
+# and run-model --calibrate.
 # Logs go to $OUT (default /tmp/gpu-out); the last lines printed are the summary.
 # Usage: bench/gpu/run.sh [STAGE_DIR] [REPETITIONS]
 set -uo pipefail
@@ -28,16 +29,19 @@ python3 "$(dirname "$0")/ceilings.py" >"$out/ceilings.txt" 2>&1 || status=1
 "$bin/bench-gpu" --benchmark_repetitions="$repetitions" --benchmark_report_aggregates_only=true \
   >"$out/bench-gpu.txt" 2>&1 || status=1
 
-model=/tmp/m-q4_0.gguf
 "$bin/make-random-model" /tmp/m-f16.gguf --hidden 2048 --layers 8 --heads 16 --kv-heads 4 --ffn 5632 --vocab 32000 \
-  --type f16 >/dev/null && "$bin/quantize-model" /tmp/m-f16.gguf "$model" --type q4_0 >/dev/null || status=1
+  --type f16 >/dev/null || status=1
+for type in q4_0 q8_0; do "$bin/quantize-model" /tmp/m-f16.gguf /tmp/m-$type.gguf --type $type >/dev/null || status=1; done
 threads=$(nproc)
 for device in cpu vulkan; do
-  "$bin/bench-model" -m "$model" -p 512 -n 128 -t "$threads" -r "$repetitions" --device "$device" \
-    >"$out/bench-model-$device.txt" 2>&1 || status=1
+  "$bin/bench-model" -m /tmp/m-q4_0.gguf -m /tmp/m-q8_0.gguf -m /tmp/m-f16.gguf -p 512 -n 128 -t "$threads" -r "$repetitions" \
+    --device "$device" >"$out/bench-model-$device.txt" 2>&1 || status=1
 done
+# The crossover routing uses, measured on this device (kept out of the user's cache).
+EMBER_CACHE_DIR=/tmp/ember-cache "$bin/run-model" --calibrate -t "$threads" >"$out/calibrate.txt" 2>&1 || status=1
 
 echo "== ceilings"; cat "$out/ceilings.txt"
 echo "== bench-gpu (medians)"; grep -E "median|ERROR" "$out/bench-gpu.txt"
 for device in cpu vulkan; do echo "== bench-model --device $device"; cat "$out/bench-model-$device.txt"; done
+echo "== run-model --calibrate"; cat "$out/calibrate.txt"
 exit "$status"

@@ -5,10 +5,22 @@
 // quantize_rows_q8.comp: one workgroup per (output column, input row). Each thread takes
 // whole blocks, reads a weight block as the few words that cover its 34 or 18 bytes, and
 // sums code products in integers, exactly as the CPU's int8 kernels (cpu/dot_blocks32.cpp).
+//
+// There is no packed 8-bit dot product to call (Debian 12's glslc cannot compile
+// GL_EXT_integer_dot_product), so integer instructions, not memory, set the pace, and
+// q4_0 takes two products per 32-bit multiply. A weight word masked with 0x000F000F
+// holds nibbles a0 (bits 0-3) and a1 (bits 16-19), the integer a0 + 65536 a1; x arrives
+// paired as x1 + 65536 x0 (X_LAYOUT 1). Their product modulo 2^32 is
+// a0 x1 + 65536 (a0 x0 + a1 x1): the wanted sum in the upper half, a stray term below.
+// Over the 8 products of a half block |stray| <= 8 * 15 * 127 < 32768 and the total
+// stays inside an int, so (sum + 32768) >> 16 recovers the dot product exactly. (Four
+// threads per block, each a quarter of it, measured slower on the H200.)
 #define QUANTIZED_X
 #include "linear_common.glsl"
 
 layout(local_size_x = 64) in;
+
+layout(std430, binding = 0) readonly buffer QuantizedRecords4 { uvec4 xq4[]; };
 
 shared float partial[64];
 
@@ -39,21 +51,31 @@ void main() {
     // The words always cover the block's bytes; the last one may reach past the row but
     // never past the buffer, which ends on a whole word (gpu/device_buffer.h).
     const float weight_scale = unpackHalf2x16(halfway ? words[0] >> 16 : words[0]).x;
-    const uint record = 10u * (r * blocks + block);
     int codes = 0;
+    float x_scale;
     if (WEIGHT_TYPE == kQ8_0) {
+      // X_LAYOUT 0: 10 words per block, the codes 4 per word, then scale and sum.
+      const uint record = 10u * (r * blocks + block);
       [[unroll]] for (uint j = 0u; j < 8u; ++j)
         codes += dot4(xq[record + j], halfway ? words[j + 1u] : shifted_word(words, j));
+      x_scale = uintBitsToFloat(xq[record + 8u]);
     } else {
-      // Byte j of the 16 holds weight j in its low nibble and weight j + 16 in its high
-      // one; nibble q stands for q - 8, so Σ x·(q - 8) = Σ x·q - 8 Σ x.
+      // X_LAYOUT 1: 5 vectors per block, the 16 code pairs, then scale and sum. Byte j of
+      // the 16 holds weight j in its low nibble and weight j + 16 in its high one; nibble
+      // c stands for c - 8, so Σ x·(c - 8) = Σ x·c - 8 Σ x.
+      const uint record = 5u * (r * blocks + block);
+      int low = 0, high = 0;
       [[unroll]] for (uint j = 0u; j < 4u; ++j) {
         const uint nibbles = halfway ? words[j + 1u] : shifted_word(words, j);
-        codes += dot4(xq[record + j], nibbles & 0x0f0f0f0fu) + dot4(xq[record + 4u + j], (nibbles >> 4) & 0x0f0f0f0fu);
+        const ivec4 pairs = ivec4(xq4[record + j]);
+        low += int(nibbles & 0x000f000fu) * pairs.x + int((nibbles >> 8) & 0x000f000fu) * pairs.y;
+        high += int((nibbles >> 4) & 0x000f000fu) * pairs.z + int((nibbles >> 12) & 0x000f000fu) * pairs.w;
       }
-      codes -= 8 * int(xq[record + 9u]);
+      const uvec4 tail = xq4[record + 4u];
+      codes = ((low + 32768) >> 16) + ((high + 32768) >> 16) - 8 * int(tail.y);
+      x_scale = uintBitsToFloat(tail.x);
     }
-    sum = fma(float(codes), weight_scale * uintBitsToFloat(xq[record + 8u]), sum);
+    sum = fma(float(codes), weight_scale * x_scale, sum);
   }
   partial[t] = sum;
   barrier();

@@ -21,12 +21,29 @@
 
 namespace ember {
 
+// One node of a batch: the node, its inputs in order, the output to fill.
+struct BatchItem {
+  const Node* node = nullptr;
+  std::span<const Tensor> inputs;
+  Tensor output;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
   virtual bool supports(const Node& node, std::span<const Tensor> inputs) const = 0;
   virtual Status run(const Node& node, std::span<const Tensor> inputs, const Tensor& output) = 0;
+
+  // A device backend may take several consecutive nodes at once and run them as one
+  // unit (one GPU submission): the most it takes, 1 if it cannot. run_batch() runs the
+  // items in order, each seeing the outputs of those before it; on a device fault it
+  // returns ErrorCode::unsupported and the executor reruns every item elsewhere.
+  virtual size_t max_batch() const { return 1; }
+  virtual Status run_batch(std::span<const BatchItem> items) {
+    for (const BatchItem& item : items) EMBER_RETURN_IF_ERROR(run(*item.node, item.inputs, item.output));
+    return {};
+  }
 };
 
 std::shared_ptr<Backend> make_cpu_backend();

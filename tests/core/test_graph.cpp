@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "ember/backend.h"
 #include "ember/executor.h"
 #include "ember/graph.h"
 #include "ember/planner.h"
@@ -199,6 +200,65 @@ TEST(Executor, EmbeddingIdOutOfRangeIsAnError) {
   EXPECT_EQ(out.status().code(), ErrorCode::out_of_range);
   EXPECT_NE(out.status().message().find("id 4 at position 1"), std::string::npos) << out.status().message();
   EXPECT_NE(out.status().message().find("embedding"), std::string::npos);
+}
+
+// A device-like backend for the executor's batching: it takes `scale` nodes, at most
+// three at a time, and remembers the batches it was given; when told to fail it hands
+// every batch back (ErrorCode::unsupported), as a faulting GPU does.
+class BatchingScaleBackend : public Backend {
+ public:
+  bool fail = false;
+  std::vector<size_t> batch_sizes;
+
+  std::string_view name() const override { return "batcher"; }
+  bool supports(const Node& node, std::span<const Tensor>) const override { return node.op == Op::scale; }
+  Status run(const Node& node, std::span<const Tensor> inputs, const Tensor& output) override {
+    const BatchItem item{&node, inputs, output};
+    return run_batch(std::span(&item, 1));
+  }
+  size_t max_batch() const override { return 3; }
+  Status run_batch(std::span<const BatchItem> items) override {
+    batch_sizes.push_back(items.size());
+    if (fail) return unsupported("the test backend refuses");
+    for (const BatchItem& item : items)
+      for (int64_t i = 0; i < item.output.elements(); ++i)
+        item.output.set_flat(i, item.inputs[0].get_flat(i) * item.node->params.factor);
+    return {};
+  }
+};
+
+TEST(Executor, ConsecutiveNodesOfABatchingBackendRunAsOneBatch) {
+  ember::testing::SeededRng rng;
+  const Tensor x = random_tensor(rng, {3, 5});
+  Graph g;
+  const NodeId input = g.input("x", {3, 5});
+  NodeId chain = input;
+  for (float factor : {2.0f, 3.0f, 5.0f, 7.0f}) chain = g.scale(chain, factor);
+  const NodeId sum = g.add(chain, input);  // the CPU's
+  g.mark_output(g.scale(sum, 11.0f));
+  g.mark_output(chain);
+  ASSERT_TRUE(g.ok()) << g.status().message();
+
+  Executor cpu;
+  auto expected = cpu.run(g, std::span(&x, 1));
+  ASSERT_TRUE(expected) << expected.status().message();
+  for (const bool fail : {false, true}) {
+    SCOPED_TRACE(fail ? "the backend fails every batch" : "the backend runs");
+    auto backend = std::make_shared<BatchingScaleBackend>();
+    backend->fail = fail;
+    Executor executor;
+    executor.prefer_backend(backend);
+    auto actual = executor.run(g, std::span(&x, 1));
+    ASSERT_TRUE(actual) << actual.status().message();
+    EXPECT_EQ(backend->batch_sizes, (std::vector<size_t>{3, 1, 1}));
+    for (size_t o = 0; o < 2; ++o)
+      for (int64_t i = 0; i < x.elements(); ++i)
+        EXPECT_FLOAT_EQ((*actual)[o].get_flat(i), (*expected)[o].get_flat(i)) << "output " << o << " element " << i;
+    std::vector<std::string_view> ran_on;
+    for (const NodeTiming& timing : executor.last_timings()) ran_on.push_back(timing.backend);
+    const std::string_view batcher = fail ? "cpu" : "batcher";
+    EXPECT_EQ(ran_on, (std::vector<std::string_view>{batcher, batcher, batcher, batcher, "cpu", batcher}));
+  }
 }
 
 // A chain of N same-sized ops needs two live buffers at a time, not N.

@@ -38,6 +38,12 @@ inline Tensor weight_tensor(DType type, int64_t n, int64_t k, SeededRng& rng) {
 // max|GPU - CPU| / max|CPU| allowed: the shaders take x as the CPU kernels do (f32, or
 // rounded to q8_0 against block weights) and differ only in the order of their sums.
 inline constexpr double kCpuTolerance = 1e-5;
+// Except for f16 weights over several rows where the device has the tensor-core GEMM,
+// which rounds x to f16 (gpu/linear.h): 2^-11 of each term.
+inline double cpu_tolerance(DType weight_type, VulkanDevice& device) {
+  return weight_type == DType::f16 && device.context().capabilities().fp16_cooperative_matrix() ? 2e-3
+                                                                                                : kCpuTolerance;
+}
 
 struct TwoLinears {
   Graph graph;

@@ -2,7 +2,7 @@
 // every weight type x path x activation, with and without bias, on shapes that are not
 // multiples of the GEMM tile (32) or the GEMV's stride (256 weights).
 //
-// Tolerance: |y - reference| <= 3e-5 * (sum_i |x_i w_i| + |bias|) + 1e-6. The weights
+// Tolerance (the tiled and GEMV paths): |y - reference| <= 3e-5 * (sum_i |x_i w_i| + |bias|) + 1e-6. The weights
 // are dequantized exactly on both sides (f16 and block scales are exact in f32); against
 // block weights the reference takes x rounded to q8_0 blocks, as the CPU's int8 kernels
 // and the shaders do. So the difference is f32 rounding in the sum and exp in the
@@ -66,7 +66,7 @@ struct Shape {
 
 // Runs one case and compares every output; also checks nothing is written past y.
 void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath path, Activation act, Shape shape,
-                  bool with_bias) {
+                  bool with_bias, double relative_tolerance = 3e-5) {
   SCOPED_TRACE("rows " + std::to_string(shape.rows) + " k " + std::to_string(shape.k) + " n " + std::to_string(shape.n) +
                (with_bias ? " with bias" : " without bias"));
   const std::vector<float> x = rng.uniform(size_t{shape.rows} * shape.k);
@@ -109,7 +109,7 @@ void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath
       }
       const double expected = reference_activation(act, sum);
       const float actual = y[size_t{r} * shape.n + c];
-      const double tolerance = 3e-5 * scale + 1e-6;
+      const double tolerance = relative_tolerance * scale + 1e-6;
       if (!(std::fabs(actual - expected) <= tolerance) && ++failures <= 5)
         ADD_FAILURE() << "y[" << r << "][" << c << "] = " << actual << ", expected " << expected << " (tolerance "
                       << tolerance << ")";
@@ -157,6 +157,122 @@ INSTANTIATE_TEST_SUITE_P(AllTypesPathsActivations, GpuLinear,
                                                               Activation::gelu_tanh, Activation::silu)),
                          case_name);
 
+// The tensor-core GEMM rounds x to f16 (2^-11 relative) as it stages it, so its bound is
+// 1e-3 of sum_i |x_i w_i|: twice that rounding plus f32 accumulation. A misplaced tile,
+// fragment or lane is off by the whole product.
+TEST(GpuLinearCooperativeMatrix, MatchesTheCpuReferenceWithinF16Rounding) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  const std::string shortcoming = cooperative_matrix_shortcoming(context.capabilities(), WeightType::f16, 64);
+  if (!shortcoming.empty()) GTEST_SKIP() << shortcoming;
+  Gpu gpu(context);
+  ASSERT_NE(gpu.linear, nullptr);
+  testing::SeededRng rng;
+  constexpr double kF16Tolerance = 1e-3;
+  for (const Activation act : {Activation::none, Activation::relu, Activation::gelu_tanh, Activation::silu}) {
+    SCOPED_TRACE("activation " + std::to_string(static_cast<int>(act)));
+    // One tile and a partial one, both ways; k through several 32-steps with a partial last.
+    check_linear(gpu, rng, WeightType::f16, LinearPath::cooperative_matrix, act, {2, 8, 3}, true, kF16Tolerance);
+    check_linear(gpu, rng, WeightType::f16, LinearPath::cooperative_matrix, act, {133, 200, 130}, true, kF16Tolerance);
+    check_linear(gpu, rng, WeightType::f16, LinearPath::cooperative_matrix, act, {67, 1064, 259}, false, kF16Tolerance);
+  }
+  // The automatic choice takes it for many rows of f16 weights.
+  const size_t before = gpu.pipelines.created();
+  check_linear(gpu, rng, WeightType::f16, LinearPath::automatic, Activation::none, {5, 64, 7}, false, kF16Tolerance);
+  EXPECT_EQ(gpu.pipelines.created(), before) << "a pipeline other than the cooperative one was made";
+}
+
+TEST(GpuLinearCooperativeMatrix, RefusesWhatItCannotRunWithTheReason) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  DeviceBuffer x = mapped_buffer(gpu.allocator, std::vector<float>(4 * 64));
+  DeviceBuffer w = mapped_buffer(gpu.allocator, std::vector<float>(8 * 64));
+  DeviceBuffer y = mapped_buffer(gpu.allocator, std::vector<float>(4 * 8));
+  LinearArgs args{.x = &x, .rows = 4, .k = 64, .weights = &w, .weight_type = WeightType::f32, .n = 8, .y = &y,
+                  .path = LinearPath::cooperative_matrix};
+  Status status = gpu.linear->run(args);
+  EXPECT_EQ(status.kind(), ErrorKind::unavailable);
+  EXPECT_NE(status.message().find("takes f16 weights, not f32"), std::string::npos) << status.message();
+  args.weight_type = WeightType::f16;
+  args.k = 60;
+  status = gpu.linear->run(args);
+  EXPECT_NE(status.message().find("k a multiple of 8, not 60"), std::string::npos) << status.message();
+  if (!context.capabilities().fp16_cooperative_matrix()) {
+    args.k = 64;
+    status = gpu.linear->run(args);
+    EXPECT_EQ(status.kind(), ErrorKind::unavailable);
+    EXPECT_NE(status.message().find("VK_NV_cooperative_matrix"), std::string::npos) << status.message();
+  }
+  EXPECT_EQ(gpu.pipelines.created(), 0u);
+}
+
+// y = x·Wᵀ in doubles, x rounded to q8_0 first against block weights, as the shaders take it.
+std::vector<double> reference_linear(std::vector<float> x, const std::vector<uint8_t>& w_bytes, WeightType type,
+                                     uint32_t rows, uint32_t k, uint32_t n) {
+  std::vector<float> w(size_t{n} * k);
+  quant::dequantize_row(ember_type(type), w_bytes.data(), w.data(), int64_t{n} * k);
+  if (type == WeightType::q8_0 || type == WeightType::q4_0) {
+    std::vector<uint8_t> x_blocks(row_bytes(DType::q8_0, int64_t{rows} * k));
+    quant::quantize_row_reference(DType::q8_0, x.data(), x_blocks.data(), int64_t{rows} * k);
+    quant::dequantize_row(DType::q8_0, x_blocks.data(), x.data(), int64_t{rows} * k);
+  }
+  std::vector<double> y(size_t{rows} * n, 0.0);
+  for (uint32_t r = 0; r < rows; ++r)
+    for (uint32_t c = 0; c < n; ++c)
+      for (uint32_t i = 0; i < k; ++i) y[size_t{r} * n + c] += double{x[size_t{r} * k + i]} * w[size_t{c} * k + i];
+  return y;
+}
+
+std::vector<uint8_t> random_weights(testing::SeededRng& rng, WeightType type, uint32_t k, uint32_t n) {
+  const std::vector<float> values = rng.uniform(size_t{n} * k);
+  std::vector<uint8_t> bytes(weight_row_bytes(type, k) * n);
+  quant::quantize_row_reference(ember_type(type), values.data(), bytes.data(), int64_t{n} * k);
+  return bytes;
+}
+
+// Two layers, the second reading the first's output, in one LinearBatch: one submission,
+// and the second layer sees the first's result. The second needs more x scratch than the
+// first, so the scratch grows inside the batch while the first still uses the old one.
+TEST(GpuLinearBatch, ChainedLayersRunInOneSubmission) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  ASSERT_NE(gpu.linear, nullptr);
+  testing::SeededRng rng;
+  constexpr uint32_t kRows = 2, kIn = 64, kHidden = 320, kOut = 7;
+  const std::vector<float> x = rng.uniform(size_t{kRows} * kIn);
+  const std::vector<uint8_t> w1 = random_weights(rng, WeightType::q4_0, kIn, kHidden);
+  const std::vector<uint8_t> w2 = random_weights(rng, WeightType::q8_0, kHidden, kOut);
+  DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x);
+  DeviceBuffer w1_buffer = mapped_buffer(gpu.allocator, w1);
+  DeviceBuffer w2_buffer = mapped_buffer(gpu.allocator, w2);
+  DeviceBuffer hidden = mapped_buffer(gpu.allocator, testing::poisoned(size_t{kRows} * kHidden));
+  DeviceBuffer y = mapped_buffer(gpu.allocator, testing::poisoned(size_t{kRows} * kOut));
+  const uint64_t before = context.submissions();
+  {
+    LinearBatch batch(*gpu.linear);
+    Status status = batch.add({.x = &x_buffer, .rows = kRows, .k = kIn, .weights = &w1_buffer,
+                               .weight_type = WeightType::q4_0, .n = kHidden, .activation = Activation::silu,
+                               .y = &hidden, .path = LinearPath::gemv});
+    ASSERT_TRUE(status) << status.message();
+    status = batch.add({.x = &hidden, .rows = kRows, .k = kHidden, .weights = &w2_buffer,
+                        .weight_type = WeightType::q8_0, .n = kOut, .y = &y, .path = LinearPath::gemv});
+    ASSERT_TRUE(status) << status.message();
+    EXPECT_EQ(batch.size(), 2u);
+    status = batch.run();
+    ASSERT_TRUE(status) << status.message();
+  }
+  EXPECT_EQ(context.submissions() - before, 1u);
+
+  const std::vector<float> hidden_values = read_mapped<float>(hidden, size_t{kRows} * kHidden);
+  const std::vector<double> hidden_expected = reference_linear(x, w1, WeightType::q4_0, kRows, kIn, kHidden);
+  for (size_t i = 0; i < hidden_values.size(); ++i) {
+    const double v = hidden_expected[i];
+    ASSERT_NEAR(hidden_values[i], v / (1.0 + std::exp(-v)), 1e-4) << "hidden " << i;
+  }
+  const std::vector<float> y_values = read_mapped<float>(y, size_t{kRows} * kOut);
+  const std::vector<double> y_expected = reference_linear(hidden_values, w2, WeightType::q8_0, kRows, kHidden, kOut);
+  for (size_t i = 0; i < y_values.size(); ++i) ASSERT_NEAR(y_values[i], y_expected[i], 1e-4) << "y " << i;
+}
+
 TEST(GpuLinearPipelines, CreatedOncePerShaderAndSpecialization) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Gpu gpu(context);
@@ -167,10 +283,14 @@ TEST(GpuLinearPipelines, CreatedOncePerShaderAndSpecialization) {
   EXPECT_EQ(gpu.pipelines.created(), 2u);  // the block GEMV and the x rounding before it
   check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::silu, {1, 64, 9}, true);  // gemv
   EXPECT_EQ(gpu.pipelines.created(), 2u);
-  check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::silu, {4, 64, 9}, true);  // gemm
-  EXPECT_EQ(gpu.pipelines.created(), 3u);
-  check_linear(gpu, rng, WeightType::q4_0, LinearPath::gemm, Activation::relu, {4, 64, 9}, true);
+  // The GEMM, and the x rounding in the GEMM's layout.
+  check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::silu, {4, 64, 9}, true);
   EXPECT_EQ(gpu.pipelines.created(), 4u);
+  check_linear(gpu, rng, WeightType::q4_0, LinearPath::gemm, Activation::relu, {4, 64, 9}, true);
+  EXPECT_EQ(gpu.pipelines.created(), 5u);
+  // The q8_0 GEMV takes x in the GEMM's layout.
+  check_linear(gpu, rng, WeightType::q8_0, LinearPath::gemv, Activation::relu, {1, 64, 9}, true);
+  EXPECT_EQ(gpu.pipelines.created(), 6u);
 }
 
 TEST(GpuLinearPipelines, RejectsBadShapesWithAMessage) {

@@ -44,14 +44,30 @@ TEST_P(VulkanBackendTest, MatchesTheCpuAndKeepsWeightsResident) {
   // The first result fed only the second GPU node: its newest bytes are still on the device.
   EXPECT_EQ(actual[0].buffer()->residency(), Residency::device);
   for (size_t i = 0; i < 2; ++i)
-    EXPECT_LT(relative_error(actual[i], expected[i]), testing::kCpuTolerance) << "output " << i;
+    EXPECT_LT(relative_error(actual[i], expected[i]), testing::cpu_tolerance(GetParam(), *device_)) << "output " << i;
 
   const DeviceMirror* weight_copy = graph.w1.buffer()->device();
   ASSERT_NE(weight_copy, nullptr);
   EXPECT_EQ(graph.w1.buffer()->residency(), Residency::both);
   const std::vector<Tensor> again = graph.run(gpu);
   EXPECT_EQ(graph.w1.buffer()->device(), weight_copy) << "the second run gave the weight a new device copy";
-  EXPECT_LT(relative_error(again[1], expected[1]), testing::kCpuTolerance);
+  EXPECT_LT(relative_error(again[1], expected[1]), testing::cpu_tolerance(GetParam(), *device_));
+}
+
+TEST_P(VulkanBackendTest, ConsecutiveGpuNodesAreSubmittedOnce) {
+  testing::SeededRng rng;
+  const TwoLinears graph(GetParam(), 3, 64, 96, 32, rng);
+  Executor cpu;
+  const std::vector<Tensor> expected = graph.run(cpu);
+  Executor gpu = gpu_executor();
+  graph.run(gpu);  // uploads x and the weights, which stay
+  const uint64_t before = device_->context().submissions();
+  const std::vector<Tensor> actual = graph.run(gpu);
+  EXPECT_EQ(device_->context().submissions() - before, 1u) << "two GPU nodes in a row make one submission";
+  EXPECT_EQ(nodes_run_by(gpu, "vulkan"), 2u);
+  ASSERT_EQ(actual.size(), 2u);
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_LT(relative_error(actual[i], expected[i]), testing::cpu_tolerance(GetParam(), *device_)) << "output " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(WeightTypes, VulkanBackendTest,
