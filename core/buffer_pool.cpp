@@ -39,8 +39,10 @@ struct BufferPool::State {
     std::unique_ptr<Buffer> buffer(raw);
     std::lock_guard lock(mutex);
     stats.bytes_live -= bucket;
-    // A buffer that a device touched, or one larger than the whole cache, is not kept.
-    if (buffer->device() != nullptr || bucket > cap) return;
+    // One larger than the whole cache is not kept. One with a device home keeps it, so
+    // that the next node on the device reuses its device memory too.
+    if (bucket > cap) return;
+    buffer->discard_contents();
     idle_by_age.push_back({bucket, std::move(buffer)});
     idle_by_bucket[bucket].push_back(std::prev(idle_by_age.end()));
     stats.bytes_cached += bucket;

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "core/rope_params.h"
 #include "cpu/attention.h"
 #include "cpu/elementwise.h"
 #include "cpu/embedding.h"
@@ -209,12 +210,7 @@ class CpuBackend final : public Backend {
       case Op::rms_norm: cpu::rms_norm(f32(0), f32(1), out, rows, last, node.params.eps); return {};
       case Op::layer_norm: cpu::layer_norm(f32(0), f32(1), f32(2), out, rows, last, node.params.eps); return {};
       case Op::rope: {
-        cpu::RopeParams params;
-        params.style = node.params.rope_style == RopeStyle::neox ? cpu::RopeStyle::neox : cpu::RopeStyle::normal;
-        params.rotary_dims = node.params.rotary_dims;
-        params.base = node.params.rope_base;
-        params.position_offset = node.params.position_offset;
-        params.position_scale = node.params.rope_position_scale;
+        const cpu::RopeParams params = rope_params(node.params);
         const auto* positions = in.size() > 1 ? static_cast<const int32_t*>(in[1].data) : nullptr;
         cpu::rope(f32(0), out, shape[0], shape[1], shape[2], positions, params);
         return {};

@@ -1,6 +1,7 @@
 #include "ember/executor.h"
 
 #include <algorithm>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -78,15 +79,26 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
     if (!output) return output.status();
     values[id] = std::move(output.value());
 
-    // The nodes after it that would go to the same backend join it, up to what it takes.
+    // The nodes after it that would go to the same backend join it, up to what it takes:
+    // those that no backend before it takes, and that it takes knowing which inputs the
+    // batch itself makes.
     NodeId next = id + 1;
     const size_t max_batch = (*chosen)->max_batch();
+    std::vector<bool> made_by_batch(graph.size(), false);
+    made_by_batch[id] = true;
     for (; next < static_cast<NodeId>(graph.size()) && batch.size() < max_batch; ++next) {
       const Node& candidate = graph.node(next);
       if (candidate.op == Op::constant) values[next] = candidate.value;
       if (candidate.op == Op::input || candidate.op == Op::constant) continue;
       std::vector<Tensor> candidate_inputs = inputs_of(candidate);
-      if (next_backend(backends_.begin(), candidate, candidate_inputs) != chosen) break;
+      if (std::any_of(backends_.cbegin(), chosen, [&](const auto& b) { return b->supports(candidate, candidate_inputs); }))
+        break;
+      std::unique_ptr<bool[]> from_batch(new bool[candidate.inputs.size()]);
+      for (size_t i = 0; i < candidate.inputs.size(); ++i)
+        from_batch[i] = candidate.inputs[i] != kInvalidNode && made_by_batch[candidate.inputs[i]];
+      if (!(*chosen)->joins_batch(candidate, candidate_inputs, std::span<const bool>(from_batch.get(), candidate.inputs.size())))
+        break;
+      made_by_batch[next] = true;
       auto candidate_output = output_for(next);
       if (!candidate_output) return candidate_output.status();
       values[next] = std::move(candidate_output.value());

@@ -1,8 +1,11 @@
 #include "core/vulkan_backend.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "core/log.h"
+#include "core/rope_params.h"
 
 namespace ember {
 namespace {
@@ -35,7 +38,25 @@ bool bindable(const Tensor& tensor) { return tensor.is_contiguous() && tensor.by
 
 bool VulkanBackend::supports(const Node& node, std::span<const Tensor> inputs) const {
   if (device_->context().device_lost()) return false;
-  if (node.op != Op::linear || inputs.size() != 3 || !gpu_activation(node.params.activation)) return false;
+  if (node.op == Op::linear) return supports_linear(node, inputs);
+  // A cheap op goes where its data already is: here when an input's only current copy
+  // is on this device.
+  if (!row_op_fits(node, inputs)) return false;
+  const std::vector<size_t> activations = activation_inputs(node.op);
+  return std::any_of(activations.begin(), activations.end(), [&](size_t i) { return on_this_device(inputs[i]); });
+}
+
+bool VulkanBackend::joins_batch(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const {
+  if (device_->context().device_lost()) return false;
+  if (node.op == Op::linear) return supports_linear(node, inputs);
+  if (!row_op_fits(node, inputs)) return false;
+  const std::vector<size_t> activations = activation_inputs(node.op);
+  return std::any_of(activations.begin(), activations.end(),
+                     [&](size_t i) { return from_batch[i] || on_this_device(inputs[i]); });
+}
+
+bool VulkanBackend::supports_linear(const Node& node, std::span<const Tensor> inputs) const {
+  if (inputs.size() != 3 || !gpu_activation(node.params.activation)) return false;
   const Tensor &x = inputs[0], &weight = inputs[1], &bias = inputs[2];
   if (x.dtype() != DType::f32 || !bindable(x) || weight.rank() != 2 || !bindable(weight)) return false;
   if (bias.defined() && (bias.dtype() != DType::f32 || !bindable(bias))) return false;
@@ -49,6 +70,48 @@ bool VulkanBackend::supports(const Node& node, std::span<const Tensor> inputs) c
   // The shaders index with 32-bit integers.
   if (rows == 0 || rows * k > UINT32_MAX || rows * n > UINT32_MAX || weight.payload_bytes() > UINT32_MAX) return false;
   return 2 * rows * k * n >= routing_.min_flops && weight.payload_bytes() >= routing_.min_weight_bytes;
+}
+
+std::vector<size_t> VulkanBackend::activation_inputs(Op op) {
+  switch (op) {
+    case Op::add: case Op::swiglu: return {0, 1};
+    case Op::reshape: case Op::rms_norm: case Op::rope: return {0};
+    default: return {};
+  }
+}
+
+bool VulkanBackend::row_op_fits(const Node& node, std::span<const Tensor> inputs) const {
+  const auto dense = [](const Tensor& tensor) {
+    return tensor.defined() && tensor.dtype() == DType::f32 && bindable(tensor) && tensor.elements() > 0 &&
+           tensor.elements() <= UINT32_MAX;
+  };
+  if (node.dtype != DType::f32) return false;
+  switch (node.op) {
+    case Op::add:
+    case Op::swiglu:  // no broadcasting here
+      return inputs.size() == 2 && dense(inputs[0]) && dense(inputs[1]) && inputs[0].shape() == node.shape &&
+             inputs[1].shape() == node.shape;
+    case Op::reshape: return inputs.size() == 1 && dense(inputs[0]);
+    case Op::rms_norm: {
+      if (inputs.size() != 2 || !dense(inputs[0]) || !dense(inputs[1]) || inputs[0].shape() != node.shape) return false;
+      const int64_t cols = node.shape[node.shape.rank() - 1];
+      return inputs[1].rank() == 1 && inputs[1].dim(0) == cols;
+    }
+    case Op::rope: {
+      if (inputs.empty() || !dense(inputs[0]) || inputs[0].shape() != node.shape || node.shape.rank() != 3) return false;
+      const int64_t rotary = node.params.rotary_dims;
+      if (rotary < 0 || rotary % 2 != 0 || rotary > node.shape[2]) return false;
+      if (inputs.size() < 2 || !inputs[1].defined()) return true;
+      return inputs[1].dtype() == DType::i32 && inputs[1].is_contiguous() && inputs[1].elements() == node.shape[0];
+    }
+    default: return false;
+  }
+}
+
+bool VulkanBackend::on_this_device(const Tensor& tensor) const {
+  const Buffer& buffer = *tensor.buffer();
+  const auto* mirror = dynamic_cast<const VulkanMirror*>(buffer.device());
+  return mirror != nullptr && mirror->owner() == device_.get() && buffer.residency() == Residency::device;
 }
 
 Result<gpu::DeviceBuffer*> VulkanBackend::device_side(const Tensor& tensor, bool needs_current) {
@@ -73,10 +136,10 @@ Status VulkanBackend::run(const Node& node, std::span<const Tensor> inputs, cons
 }
 
 Status VulkanBackend::run_batch(std::span<const BatchItem> items) {
-  Status status = run_linears(items);
+  Status status = run_nodes(items);
   if (status.code() == ErrorCode::out_of_memory && !device_->context().device_lost()) {
     device_->allocator().trim();
-    status = run_linears(items);
+    status = run_nodes(items);
   }
   if (status.ok()) return status;
   const auto fault = fault_of(status);
@@ -109,39 +172,104 @@ void VulkanBackend::warn_once(Fault fault, const Status& status) {
   }
 }
 
-Status VulkanBackend::run_linears(std::span<const BatchItem> items) {
-  gpu::LinearBatch batch(device_->linear());
-  // Outputs of the layers recorded before: their device copies will be current when the
+Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
+  gpu::CommandBatch batch(device_->context(), device_->descriptor_sets());
+  // Outputs of the nodes recorded before: their device copies will be current when the
   // batch runs, whatever the host holds now.
   std::unordered_set<const Buffer*> made_here;
+  const auto input = [&](const Tensor& tensor) { return device_side(tensor, !made_here.contains(tensor.buffer().get())); };
   for (const BatchItem& item : items) {
-    const Tensor &x = item.inputs[0], &weight = item.inputs[1], &bias = item.inputs[2];
-    gpu::LinearArgs args;
-    auto x_device = device_side(x, !made_here.contains(x.buffer().get()));
-    if (!x_device) return x_device.status();
-    auto weight_device = device_side(weight, true);
-    if (!weight_device) return weight_device.status();
-    if (bias.defined()) {
-      auto bias_device = device_side(bias, true);
-      if (!bias_device) return bias_device.status();
-      args.bias = bias_device.value();
+    const Node& node = *item.node;
+    const std::span<const Tensor> inputs = item.inputs;
+    auto y = device_side(item.output, false);
+    if (!y) return y.status();
+    const auto elements = static_cast<uint32_t>(item.output.elements());
+    switch (node.op) {
+      case Op::linear: {
+        const Tensor &x = inputs[0], &weight = inputs[1], &bias = inputs[2];
+        gpu::LinearArgs args;
+        auto x_device = input(x);
+        if (!x_device) return x_device.status();
+        auto weight_device = input(weight);
+        if (!weight_device) return weight_device.status();
+        if (bias.defined()) {
+          auto bias_device = input(bias);
+          if (!bias_device) return bias_device.status();
+          args.bias = bias_device.value();
+        }
+        args.x = x_device.value();
+        args.k = static_cast<uint32_t>(weight.dim(1));
+        args.rows = static_cast<uint32_t>(x.elements() / weight.dim(1));
+        args.weights = weight_device.value();
+        args.weight_type = *weight_type(weight.dtype());
+        args.n = static_cast<uint32_t>(weight.dim(0));
+        args.activation = *gpu_activation(node.params.activation);
+        args.y = y.value();
+        EMBER_RETURN_IF_ERROR(from_gpu(device_->linear().record(batch, args)));
+        break;
+      }
+      case Op::add:
+      case Op::swiglu: {
+        auto a = input(inputs[0]);
+        if (!a) return a.status();
+        auto b = input(inputs[1]);
+        if (!b) return b.status();
+        const auto op = node.op == Op::add ? gpu::ElementwiseOp::add : gpu::ElementwiseOp::swiglu;
+        EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_elementwise(batch, op, *a.value(), b.value(), *y.value(), elements)));
+        break;
+      }
+      case Op::reshape: {
+        auto a = input(inputs[0]);
+        if (!a) return a.status();
+        EMBER_RETURN_IF_ERROR(from_gpu(
+            device_->row_ops().record_elementwise(batch, gpu::ElementwiseOp::copy, *a.value(), nullptr, *y.value(), elements)));
+        break;
+      }
+      case Op::rms_norm: {
+        auto x = input(inputs[0]);
+        if (!x) return x.status();
+        auto weight = input(inputs[1]);
+        if (!weight) return weight.status();
+        const auto cols = static_cast<uint32_t>(node.shape[node.shape.rank() - 1]);
+        EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_rms_norm(batch, *x.value(), *weight.value(), *y.value(),
+                                                                          elements / cols, cols, node.params.eps)));
+        break;
+      }
+      case Op::rope: EMBER_RETURN_IF_ERROR(record_rope(batch, node, inputs, *y.value(), input)); break;
+      default: return internal_error(fmt::format("the Vulkan backend has no kernel for {}", op_name(node.op)));
     }
-    auto y_device = device_side(item.output, false);
-    if (!y_device) return y_device.status();
-    args.x = x_device.value();
-    args.k = static_cast<uint32_t>(weight.dim(1));
-    args.rows = static_cast<uint32_t>(x.elements() / weight.dim(1));
-    args.weights = weight_device.value();
-    args.weight_type = *weight_type(weight.dtype());
-    args.n = static_cast<uint32_t>(weight.dim(0));
-    args.activation = *gpu_activation(item.node->params.activation);
-    args.y = y_device.value();
-    EMBER_RETURN_IF_ERROR(from_gpu(batch.add(args)));
     made_here.insert(item.output.buffer().get());
   }
   EMBER_RETURN_IF_ERROR(from_gpu(batch.run()));
   for (const BatchItem& item : items) item.output.buffer()->mark_device_written();
   return {};
+}
+
+Status VulkanBackend::record_rope(gpu::CommandBatch& batch, const Node& node, std::span<const Tensor> inputs,
+                                  gpu::DeviceBuffer& y,
+                                  const std::function<Result<gpu::DeviceBuffer*>(const Tensor&)>& input) {
+  auto x = input(inputs[0]);
+  if (!x) return x.status();
+  const int64_t tokens = node.shape[0], pairs = node.params.rotary_dims / 2;
+  const int32_t* positions = nullptr;
+  if (inputs.size() > 1 && inputs[1].defined()) {
+    auto read = inputs[1].read<int32_t>();
+    if (!read) return read.status();
+    positions = read.value();
+  }
+  // The angles, computed on the host as the CPU kernel computes them, in memory the
+  // device reads directly; the batch keeps it until it has run.
+  const uint64_t angle_bytes = static_cast<uint64_t>(std::max<int64_t>(tokens * pairs, 1)) * 2 * sizeof(float);
+  auto angles = gpu::DeviceBuffer::create(device_->allocator(), angle_bytes, gpu::MemoryUse::staging);
+  if (!angles) return from_gpu(angles.status());
+  if (angles->mapped() == nullptr) return internal_error("Vulkan rope: the angle table is not host-visible");
+  const cpu::RopeParams params = rope_params(node.params);
+  cpu::rope_angles(tokens, positions, params, reinterpret_cast<float*>(angles->mapped()));
+  const Status recorded = from_gpu(device_->row_ops().record_rope(
+      batch, *x.value(), angles.value(), y, static_cast<uint32_t>(tokens), static_cast<uint32_t>(node.shape[1]),
+      static_cast<uint32_t>(node.shape[2]), static_cast<uint32_t>(pairs), params.style == cpu::RopeStyle::neox));
+  batch.keep(std::move(angles.value()));
+  return recorded;
 }
 
 }  // namespace ember

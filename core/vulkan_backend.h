@@ -1,5 +1,10 @@
 // The Vulkan backend: runs fused `linear` nodes (x·Wᵀ + b, act; x f32, W f32, f16, q8_0
-// or q4_0 as stored) on one VulkanDevice.
+// or q4_0 as stored) on one VulkanDevice, and the cheap ops around them (add, swiglu,
+// reshape, rms_norm, rope; f32, no broadcasting) where their data is already on the
+// device: when an input's only current copy is there, or, inside a batch, when an
+// earlier node of the batch makes it. So a chain of offloaded layers stays on the device
+// up to the first op it has no kernel for (attention), and cheap ops never pull CPU
+// data across.
 //
 // Where bytes live: an input or output buffer gets a device home (a VulkanMirror) the
 // first time a node here uses it. Weights keep theirs, so they are uploaded once and stay
@@ -23,9 +28,11 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <unordered_set>
+#include <vector>
 
 #include "core/vulkan_device.h"
 #include "ember/backend.h"
@@ -47,6 +54,7 @@ class VulkanBackend final : public Backend {
 
   std::string_view name() const override { return "vulkan"; }
   bool supports(const Node& node, std::span<const Tensor> inputs) const override;
+  bool joins_batch(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const override;
   Status run(const Node& node, std::span<const Tensor> inputs, const Tensor& output) override;
   // Consecutive linear nodes are recorded into one command buffer and submitted once.
   size_t max_batch() const override { return kMaxBatch; }
@@ -59,9 +67,18 @@ class VulkanBackend final : public Backend {
   // The device copy of `tensor`'s buffer, attached first if it has none here, and made
   // current when `needs_current` (inputs; an output is overwritten whole).
   Result<gpu::DeviceBuffer*> device_side(const Tensor& tensor, bool needs_current);
-  // Records the items' layers into one gpu::LinearBatch and runs it; outputs are marked
+  bool supports_linear(const Node& node, std::span<const Tensor> inputs) const;
+  // Whether a node other than linear has a kernel here for these inputs.
+  bool row_op_fits(const Node& node, std::span<const Tensor> inputs) const;
+  // Which inputs of such an op are activations (where the data is), not weights or ids.
+  static std::vector<size_t> activation_inputs(Op op);
+  // The tensor's only current copy is on this device.
+  bool on_this_device(const Tensor& tensor) const;
+  // Records the items into one gpu::CommandBatch and runs it; outputs are marked
   // device-written only once all of them have run.
-  Status run_linears(std::span<const BatchItem> items);
+  Status run_nodes(std::span<const BatchItem> items);
+  Status record_rope(gpu::CommandBatch& batch, const Node& node, std::span<const Tensor> inputs, gpu::DeviceBuffer& y,
+                     const std::function<Result<gpu::DeviceBuffer*>(const Tensor&)>& input);
 
   enum class Fault { pipeline, out_of_memory, device_lost };
   std::optional<Fault> fault_of(const Status& status) const;

@@ -28,6 +28,10 @@ Result<std::shared_ptr<VulkanDevice>> VulkanDevice::open(const VulkanOptions& op
   auto linear = gpu::FusedLinear::create(*device->context_, *device->pipelines_, *device->allocator_);
   if (!linear) return from_gpu(linear.status());
   device->linear_ = std::move(linear.value());
+  auto sets = gpu::DescriptorSets::create(*device->context_, kDescriptorSets);
+  if (!sets) return from_gpu(sets.status());
+  device->descriptor_sets_ = std::move(sets.value());
+  device->row_ops_ = std::make_unique<gpu::RowOps>(*device->pipelines_);
   device->zero_copy_ =
       options.zero_copy && device->allocator_->memory_type_for(gpu::MemoryUse::device_mapped).has_value();
   return device;

@@ -21,6 +21,7 @@
 #include "gpu/device_buffer.h"
 #include "gpu/linear.h"
 #include "gpu/pipeline_cache.h"
+#include "gpu/row_ops.h"
 #include "gpu/staging_ring.h"
 
 namespace ember {
@@ -55,6 +56,10 @@ class VulkanDevice : public std::enable_shared_from_this<VulkanDevice> {
   gpu::Allocator& allocator() { return *allocator_; }
   gpu::StagingRing& staging() { return *staging_; }
   gpu::FusedLinear& linear() { return *linear_; }
+  gpu::RowOps& row_ops() { return *row_ops_; }
+  // For the command batches of the backend: a few sets per node of a batch until it has run.
+  gpu::DescriptorSets& descriptor_sets() { return *descriptor_sets_; }
+  static constexpr uint32_t kDescriptorSets = 1024;
 
  private:
   VulkanDevice() = default;
@@ -65,6 +70,8 @@ class VulkanDevice : public std::enable_shared_from_this<VulkanDevice> {
   std::unique_ptr<gpu::StagingRing> staging_;
   std::unique_ptr<gpu::PipelineCache> pipelines_;
   std::unique_ptr<gpu::FusedLinear> linear_;
+  std::unique_ptr<gpu::DescriptorSets> descriptor_sets_;
+  std::unique_ptr<gpu::RowOps> row_ops_;
   bool zero_copy_ = false;
 };
 

@@ -17,6 +17,11 @@ struct RopeParams {
   float position_scale = 1.0f;  // linear rope scaling: positions times 1 / factor
 };
 
+// The angle of pair i for token t, as (cos, sin) pairs: cos_sin[2 (t·pairs + i)] and the
+// sine after it, pairs = rotary_dims / 2. Computed in double and rounded once, as rope()
+// uses them; a device that applies rope takes its table from here.
+void rope_angles(int64_t tokens, const int32_t* positions, const RopeParams& params, float* cos_sin);
+
 // x, y: [tokens, heads, head_dim] contiguous; y may alias x. Token t sits at position
 // positions[t] when positions is non-null, else position_offset + t. Pair i of a head
 // turns by angle position * position_scale * base^(-2i / rotary_dims).

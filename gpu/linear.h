@@ -8,13 +8,13 @@
 #pragma once
 
 #include <cstdint>
-#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <vector>
 
 #include "gpu/allocator.h"
+#include "gpu/command_batch.h"
+#include "gpu/descriptor_sets.h"
 #include "gpu/device_buffer.h"
 #include "gpu/pipeline_cache.h"
 
@@ -44,68 +44,34 @@ struct LinearArgs {
   LinearPath path = LinearPath::automatic;
 };
 
-class LinearBatch;
-
 class FusedLinear {
  public:
   static Result<std::unique_ptr<FusedLinear>> create(Context& context, PipelineCache& pipelines, Allocator& allocator);
   FusedLinear(const FusedLinear&) = delete;
   FusedLinear& operator=(const FusedLinear&) = delete;
-  ~FusedLinear();
 
-  // Checks the shapes against the buffers, runs the shader and waits for it: a batch of one.
+  // Checks the shapes against the buffers, then adds the layer's dispatches to `batch`
+  // (gpu/command_batch.h), which from then on holds this FusedLinear's x scratch: one
+  // batch at a time records block-weight layers. A layer that cannot be recorded adds
+  // no dispatch.
+  Status record(CommandBatch& batch, const LinearArgs& args);
+  // A batch of this one layer, run and waited for.
   Status run(const LinearArgs& args);
   // run(), returning the seconds the device spent on it (Context::run_and_time): what
   // the GPU benchmarks report.
   Result<double> run_timed(const LinearArgs& args);
 
  private:
-  friend class LinearBatch;
-  FusedLinear(Context& context, PipelineCache& pipelines, Allocator& allocator)
-      : context_(context), pipelines_(pipelines), allocator_(allocator) {}
-
-  Result<VkDescriptorSet> descriptor_set(const Pipeline& pipeline, std::initializer_list<const DeviceBuffer*> buffers);
-  void release(VkDescriptorSet set);
+  FusedLinear(Context& context, PipelineCache& pipelines, Allocator& allocator, std::unique_ptr<DescriptorSets> sets)
+      : context_(context), pipelines_(pipelines), allocator_(allocator), own_sets_(std::move(sets)) {}
 
   Context& context_;
   PipelineCache& pipelines_;
   Allocator& allocator_;
-  // x rounded to q8_0 for the block shaders; one batch at a time uses it.
+  std::unique_ptr<DescriptorSets> own_sets_;  // for run()'s batches
+  // x rounded to q8_0 for the block shaders; the batch recording into it holds the mutex.
   std::mutex quantized_x_mutex_;
   DeviceBuffer quantized_x_;
-  std::mutex descriptor_mutex_;
-  VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;
-};
-
-struct RecordedLinear;
-
-// Several linear layers recorded into one command buffer and submitted once: each add()
-// checks its layer and prepares it, run() records them all, submits and waits. They run
-// in the order added, each seeing the results of those before it, so a chain of layers
-// makes one round trip instead of one each. A batch holds the FusedLinear's scratch
-// buffer from construction to destruction: one batch per FusedLinear at a time (a
-// thread must not run() the FusedLinear while it holds a batch of it).
-class LinearBatch {
- public:
-  explicit LinearBatch(FusedLinear& linear);
-  LinearBatch(const LinearBatch&) = delete;
-  LinearBatch& operator=(const LinearBatch&) = delete;
-  ~LinearBatch();
-
-  // A layer that cannot be added leaves the batch as it was.
-  Status add(const LinearArgs& args);
-  Status run();
-  // run(), returning the seconds the device spent on the whole batch.
-  Result<double> run_timed();
-  size_t size() const;
-
- private:
-  void record(VkCommandBuffer commands) const;
-
-  FusedLinear& linear_;
-  std::unique_lock<std::mutex> scratch_lock_;
-  std::vector<RecordedLinear> recorded_;
-  std::vector<DeviceBuffer> retired_scratch_;  // outgrown scratch that recorded layers still use
 };
 
 }  // namespace ember::gpu

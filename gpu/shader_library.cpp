@@ -24,6 +24,15 @@ constexpr uint32_t kLinearGemmFloat[] = {
 constexpr uint32_t kLinearGemmCoopmat[] = {
 #include "linear_gemm_coopmat.spv.inc"
 };
+constexpr uint32_t kElementwise[] = {
+#include "elementwise.spv.inc"
+};
+constexpr uint32_t kRmsNorm[] = {
+#include "rms_norm.spv.inc"
+};
+constexpr uint32_t kRope[] = {
+#include "rope.spv.inc"
+};
 
 // linear_common.glsl's push constants: rows, k, n, has_bias, first_column, row_bytes.
 constexpr uint32_t kLinearPushBytes = 6 * sizeof(uint32_t);
@@ -35,6 +44,9 @@ const ShaderInfo kShaders[] = {
     {"quantize_rows_q8", kQuantizeRowsQ8, 2, 2 * sizeof(uint32_t)},  // rows, k
     {"linear_gemm_float", kLinearGemmFloat, 4, kLinearPushBytes},
     {"linear_gemm_coopmat", kLinearGemmCoopmat, 4, kLinearPushBytes},
+    {"elementwise", kElementwise, 3, sizeof(uint32_t)},   // count
+    {"rms_norm", kRmsNorm, 3, 3 * sizeof(uint32_t)},      // rows, cols, eps
+    {"rope", kRope, 3, 4 * sizeof(uint32_t)},             // tokens, heads, head_dim, pairs
 };
 
 }  // namespace

@@ -8,7 +8,7 @@
 namespace ember::gpu {
 
 enum class ShaderId : uint32_t { linear_gemv, linear_gemm, linear_gemv_blocks, quantize_rows_q8, linear_gemm_float,
-                                  linear_gemm_coopmat };
+                                  linear_gemm_coopmat, elementwise, rms_norm, rope };
 
 struct ShaderInfo {
   const char* name;

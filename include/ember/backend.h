@@ -40,6 +40,14 @@ class Backend {
   // items in order, each seeing the outputs of those before it; on a device fault it
   // returns ErrorCode::unsupported and the executor reruns every item elsewhere.
   virtual size_t max_batch() const { return 1; }
+  // Whether the node may join a batch this backend is being given: as supports(), except
+  // that inputs with from_batch[i] set are outputs of earlier nodes of that batch, not
+  // yet computed (a device backend may take a small op because its input will be on the
+  // device, where supports() would want it there already).
+  virtual bool joins_batch(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const {
+    (void)from_batch;
+    return supports(node, inputs);
+  }
   virtual Status run_batch(std::span<const BatchItem> items) {
     for (const BatchItem& item : items) EMBER_RETURN_IF_ERROR(run(*item.node, item.inputs, item.output));
     return {};

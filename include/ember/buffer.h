@@ -63,6 +63,9 @@ class Buffer {
   void attach_device(std::unique_ptr<DeviceMirror> mirror, Residency current);
   DeviceMirror* device() const { return mirror_.get(); }
   void mark_device_written() { residency_ = Residency::device; }
+  // The bytes no longer matter (a pool takes the buffer back): the next write needs no
+  // copy from either side.
+  void discard_contents() { residency_ = Residency::host; }
   Status ensure_device_current();
 
  private:

@@ -229,7 +229,7 @@ std::vector<uint8_t> random_weights(testing::SeededRng& rng, WeightType type, ui
   return bytes;
 }
 
-// Two layers, the second reading the first's output, in one LinearBatch: one submission,
+// Two layers, the second reading the first's output, in one CommandBatch: one submission,
 // and the second layer sees the first's result. The second needs more x scratch than the
 // first, so the scratch grows inside the batch while the first still uses the old one.
 TEST(GpuLinearBatch, ChainedLayersRunInOneSubmission) {
@@ -246,17 +246,19 @@ TEST(GpuLinearBatch, ChainedLayersRunInOneSubmission) {
   DeviceBuffer w2_buffer = mapped_buffer(gpu.allocator, w2);
   DeviceBuffer hidden = mapped_buffer(gpu.allocator, testing::poisoned(size_t{kRows} * kHidden));
   DeviceBuffer y = mapped_buffer(gpu.allocator, testing::poisoned(size_t{kRows} * kOut));
+  auto sets = DescriptorSets::create(context, 8);
+  ASSERT_TRUE(sets) << sets.status().message();
   const uint64_t before = context.submissions();
   {
-    LinearBatch batch(*gpu.linear);
-    Status status = batch.add({.x = &x_buffer, .rows = kRows, .k = kIn, .weights = &w1_buffer,
-                               .weight_type = WeightType::q4_0, .n = kHidden, .activation = Activation::silu,
-                               .y = &hidden, .path = LinearPath::gemv});
+    CommandBatch batch(context, *sets.value());
+    Status status = gpu.linear->record(batch, {.x = &x_buffer, .rows = kRows, .k = kIn, .weights = &w1_buffer,
+                                               .weight_type = WeightType::q4_0, .n = kHidden,
+                                               .activation = Activation::silu, .y = &hidden, .path = LinearPath::gemv});
     ASSERT_TRUE(status) << status.message();
-    status = batch.add({.x = &hidden, .rows = kRows, .k = kHidden, .weights = &w2_buffer,
-                        .weight_type = WeightType::q8_0, .n = kOut, .y = &y, .path = LinearPath::gemv});
+    status = gpu.linear->record(batch, {.x = &hidden, .rows = kRows, .k = kHidden, .weights = &w2_buffer,
+                                        .weight_type = WeightType::q8_0, .n = kOut, .y = &y, .path = LinearPath::gemv});
     ASSERT_TRUE(status) << status.message();
-    EXPECT_EQ(batch.size(), 2u);
+    EXPECT_EQ(batch.dispatches(), 4u);  // each layer: x rounded, then the GEMV
     status = batch.run();
     ASSERT_TRUE(status) << status.message();
   }

@@ -125,5 +125,47 @@ TEST_F(VulkanRoutingTest, WhatTheShadersLackRunsOnTheCpu) {
   EXPECT_EQ(nodes_run_by(executor, "cpu"), 2u);
 }
 
+// The cheap ops of a layer after a GPU linear (rms_norm, add, swiglu, reshape, rope at
+// given positions) follow its output onto the device within the same submission and
+// give the CPU's results; an add of two host tensors stays on the CPU.
+TEST_F(VulkanRoutingTest, CheapOpsFollowTheirInputOntoTheDevice) {
+  testing::SeededRng rng;
+  constexpr int64_t kRows = 3, kIn = 64, kHidden = 96;
+  Graph graph;
+  const Tensor x = testing::f32_tensor(Shape{kRows, kIn}, rng.uniform(kRows * kIn));
+  auto positions = Tensor::empty(Shape{kRows}, DType::i32);
+  ASSERT_TRUE(positions) << positions.status().message();
+  for (int64_t i = 0; i < kRows; ++i) positions->write<int32_t>().value()[i] = static_cast<int32_t>(100 * i + 7);
+  const NodeId input = graph.input("x", Shape{kRows, kIn});
+  const NodeId position_input = graph.input("positions", Shape{kRows}, DType::i32);
+  const NodeId h = graph.linear(input, graph.constant("w", testing::weight_tensor(DType::q8_0, kHidden, kIn, rng)),
+                                kInvalidNode);
+  const NodeId normed =
+      graph.rms_norm(h, graph.constant("g", testing::f32_tensor(Shape{kHidden}, rng.uniform(kHidden))), 1e-5f);
+  const NodeId gated = graph.swiglu(graph.add(normed, h), h);
+  const NodeId turned = graph.rope(graph.reshape(gated, Shape{kRows, 6, 16}), position_input, RopeStyle::normal, 0,
+                                   10000.0f, 1.0f);
+  graph.mark_output(turned);
+  graph.mark_output(graph.add(input, input));
+  ASSERT_TRUE(graph.ok()) << graph.status().message();
+  const std::vector<Tensor> inputs = {x, positions.value()};
+
+  Executor cpu;
+  auto expected = cpu.run(graph, inputs);
+  ASSERT_TRUE(expected) << expected.status().message();
+  Executor gpu = gpu_executor();
+  ASSERT_TRUE(gpu.run(graph, inputs));  // uploads x and the weights, which stay
+  const uint64_t before = device_->context().submissions();
+  auto actual = gpu.run(graph, inputs);
+  ASSERT_TRUE(actual) << actual.status().message();
+  EXPECT_EQ(device_->context().submissions() - before, 1u);
+  std::vector<std::string_view> ran_on;
+  for (const NodeTiming& timing : gpu.last_timings()) ran_on.push_back(timing.backend);
+  // linear, rms_norm, add, swiglu, reshape, rope; then the host add.
+  EXPECT_EQ(ran_on, (std::vector<std::string_view>{"vulkan", "vulkan", "vulkan", "vulkan", "vulkan", "vulkan", "cpu"}));
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_LT(relative_error((*actual)[i], (*expected)[i]), testing::kCpuTolerance) << "output " << i;
+}
+
 }  // namespace
 }  // namespace ember

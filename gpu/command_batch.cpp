@@ -1,0 +1,62 @@
+#include "gpu/command_batch.h"
+
+namespace ember::gpu {
+
+void memory_barrier(const VulkanFunctions& vk, VkCommandBuffer commands, VkPipelineStageFlags source_stages,
+                    VkAccessFlags source_access, VkPipelineStageFlags target_stages, VkAccessFlags target_access) {
+  VkMemoryBarrier barrier{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  barrier.srcAccessMask = source_access;
+  barrier.dstAccessMask = target_access;
+  vk.vkCmdPipelineBarrier(commands, source_stages, target_stages, 0, 1, &barrier, 0, nullptr, 0, nullptr);
+}
+
+CommandBatch::~CommandBatch() {
+  for (VkDescriptorSet set : owned_sets_) sets_.release(set);
+}
+
+Result<VkDescriptorSet> CommandBatch::descriptor_set(const Pipeline& pipeline,
+                                                     std::initializer_list<const DeviceBuffer*> buffers) {
+  auto set = sets_.allocate(pipeline, buffers);
+  if (set) owned_sets_.push_back(set.value());
+  return set;
+}
+
+void CommandBatch::hold(std::mutex& mutex) {
+  for (const auto& lock : held_)
+    if (lock.mutex() == &mutex) return;
+  held_.emplace_back(mutex);
+}
+
+void CommandBatch::record(VkCommandBuffer commands) const {
+  const VulkanFunctions& vk = context_.vk();
+  for (const Dispatch& dispatch : dispatches_) {
+    if (dispatch.barrier_before)
+      memory_barrier(vk, commands,
+                     VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
+                     VK_ACCESS_TRANSFER_WRITE_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_HOST_WRITE_BIT,
+                     VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+    const Pipeline& pipeline = *dispatch.pipeline;
+    vk.vkCmdBindPipeline(commands, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.pipeline);
+    vk.vkCmdBindDescriptorSets(commands, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout, 0, 1, &dispatch.set, 0,
+                               nullptr);
+    if (dispatch.push_words > 0)
+      vk.vkCmdPushConstants(commands, pipeline.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                            dispatch.push_words * sizeof(uint32_t), dispatch.push.data());
+    vk.vkCmdDispatch(commands, dispatch.groups[0], dispatch.groups[1], dispatch.groups[2]);
+  }
+  memory_barrier(vk, commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                 VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
+                 VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_HOST_READ_BIT);
+}
+
+Status CommandBatch::run() {
+  if (dispatches_.empty()) return {};
+  return context_.run_and_wait([&](VkCommandBuffer commands) { record(commands); });
+}
+
+Result<double> CommandBatch::run_timed() {
+  if (dispatches_.empty()) return 0.0;
+  return context_.run_and_time([&](VkCommandBuffer commands) { record(commands); });
+}
+
+}  // namespace ember::gpu

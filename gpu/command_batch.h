@@ -1,0 +1,72 @@
+// Compute dispatches recorded one after another into one command buffer and submitted
+// once: a chain of kernels (linear layers, norms, elementwise ops) makes one round trip
+// to the device instead of one each. Each dispatch sees the writes of those before it (a
+// memory barrier precedes it), and what the batch wrote is visible to copies and host
+// reads after run(). A batch owns what its dispatches use until it is destroyed: their
+// descriptor sets, buffers handed to keep(), and kernel mutexes handed to hold() (a
+// kernel's scratch buffer, say), so one thread must not use such a kernel outside the
+// batch while it holds the batch.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <mutex>
+#include <vector>
+
+#include "gpu/context.h"
+#include "gpu/descriptor_sets.h"
+#include "gpu/device_buffer.h"
+#include "gpu/pipeline_cache.h"
+
+namespace ember::gpu {
+
+struct Dispatch {
+  const Pipeline* pipeline = nullptr;
+  VkDescriptorSet set = VK_NULL_HANDLE;
+  std::array<uint32_t, 8> push{};  // the shader's push constants, push_words of them
+  uint32_t push_words = 0;
+  std::array<uint32_t, 3> groups{1, 1, 1};
+  // False for a dispatch that continues the one before over other outputs (it reads
+  // nothing the one before writes).
+  bool barrier_before = true;
+};
+
+class CommandBatch {
+ public:
+  CommandBatch(Context& context, DescriptorSets& sets) : context_(context), sets_(sets) {}
+  CommandBatch(const CommandBatch&) = delete;
+  CommandBatch& operator=(const CommandBatch&) = delete;
+  ~CommandBatch();
+
+  Context& context() { return context_; }
+  // A descriptor set that lives as long as the batch.
+  Result<VkDescriptorSet> descriptor_set(const Pipeline& pipeline, std::initializer_list<const DeviceBuffer*> buffers);
+  void add(const Dispatch& dispatch) { dispatches_.push_back(dispatch); }
+  void keep(DeviceBuffer buffer) { kept_.push_back(std::move(buffer)); }
+  // Locks `mutex` until the batch is gone, unless the batch already holds it.
+  void hold(std::mutex& mutex);
+  size_t dispatches() const { return dispatches_.size(); }
+
+  // Records every dispatch, submits and waits (nothing to do for an empty batch).
+  Status run();
+  // run(), returning the seconds the device spent on the dispatches.
+  Result<double> run_timed();
+
+ private:
+  void record(VkCommandBuffer commands) const;
+
+  Context& context_;
+  DescriptorSets& sets_;
+  std::vector<Dispatch> dispatches_;
+  std::vector<VkDescriptorSet> owned_sets_;
+  std::vector<DeviceBuffer> kept_;
+  std::vector<std::unique_lock<std::mutex>> held_;
+};
+
+// Makes earlier transfer, shader and host writes visible to later dispatches, or a
+// dispatch's writes visible to later copies, shaders and host reads.
+void memory_barrier(const VulkanFunctions& vk, VkCommandBuffer commands, VkPipelineStageFlags source_stages,
+                    VkAccessFlags source_access, VkPipelineStageFlags target_stages, VkAccessFlags target_access);
+
+}  // namespace ember::gpu

@@ -1,0 +1,89 @@
+#include "gpu/row_ops.h"
+
+#include <algorithm>
+#include <bit>
+#include <string>
+
+namespace ember::gpu {
+
+namespace {
+
+constexpr uint32_t kInvocations = 256;  // every row-op shader's workgroup
+
+Status too_small(const char* op, const char* what, const DeviceBuffer& buffer, uint64_t needed) {
+  return {ErrorKind::invalid_argument, std::string("GPU ") + op + ": " + what + " buffer holds " +
+                                           std::to_string(buffer.bytes()) + " bytes, " + std::to_string(needed) +
+                                           " needed"};
+}
+
+// A grid of `groups` workgroups within the device's per-dimension limit: x as wide as
+// allowed, y as many rows of that as needed (the shaders flatten it back).
+Result<std::array<uint32_t, 3>> grid(const Context& context, uint64_t groups) {
+  const uint32_t width = context.capabilities().max_workgroup_count[0];
+  const uint64_t x = std::min<uint64_t>(std::max<uint64_t>(groups, 1), width);
+  const uint64_t y = (groups + x - 1) / x;
+  if (y > context.capabilities().max_workgroup_count[1])
+    return Status{ErrorKind::invalid_argument, "GPU row op: " + std::to_string(groups) + " workgroups are too many"};
+  return std::array<uint32_t, 3>{static_cast<uint32_t>(x), static_cast<uint32_t>(std::max<uint64_t>(y, 1)), 1};
+}
+
+}  // namespace
+
+Status RowOps::record_elementwise(CommandBatch& batch, ElementwiseOp op, const DeviceBuffer& a, const DeviceBuffer* b,
+                                  const DeviceBuffer& out, uint32_t count) {
+  const uint64_t bytes = uint64_t{count} * 4;
+  if (a.bytes() < bytes) return too_small("elementwise", "a", a, bytes);
+  if (op != ElementwiseOp::copy && (b == nullptr || b->bytes() < bytes))
+    return b == nullptr ? Status{ErrorKind::invalid_argument, "GPU elementwise: b is required"}
+                        : too_small("elementwise", "b", *b, bytes);
+  if (out.bytes() < bytes) return too_small("elementwise", "out", out, bytes);
+  auto groups = grid(batch.context(), (uint64_t{count} + kInvocations - 1) / kInvocations);
+  if (!groups) return groups.status();
+  auto pipeline = pipelines_.get(ShaderId::elementwise, {static_cast<uint32_t>(op)});
+  if (!pipeline) return pipeline.status();
+  // copy never reads binding 1, but it must name a buffer.
+  auto set = batch.descriptor_set(*pipeline.value(), {&a, b != nullptr ? b : &a, &out});
+  if (!set) return set.status();
+  batch.add({.pipeline = pipeline.value(), .set = set.value(), .push = {count}, .push_words = 1, .groups = groups.value()});
+  return {};
+}
+
+Status RowOps::record_rms_norm(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& weight,
+                               const DeviceBuffer& y, uint32_t rows, uint32_t cols, float eps) {
+  const uint64_t bytes = uint64_t{rows} * cols * 4;
+  if (x.bytes() < bytes) return too_small("rms_norm", "x", x, bytes);
+  if (weight.bytes() < uint64_t{cols} * 4) return too_small("rms_norm", "weight", weight, uint64_t{cols} * 4);
+  if (y.bytes() < bytes) return too_small("rms_norm", "y", y, bytes);
+  auto groups = grid(batch.context(), rows);
+  if (!groups) return groups.status();
+  auto pipeline = pipelines_.get(ShaderId::rms_norm, {});
+  if (!pipeline) return pipeline.status();
+  auto set = batch.descriptor_set(*pipeline.value(), {&x, &weight, &y});
+  if (!set) return set.status();
+  batch.add({.pipeline = pipeline.value(), .set = set.value(), .push = {rows, cols, std::bit_cast<uint32_t>(eps)},
+             .push_words = 3, .groups = groups.value()});
+  return {};
+}
+
+Status RowOps::record_rope(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& angles,
+                           const DeviceBuffer& y, uint32_t tokens, uint32_t heads, uint32_t head_dim, uint32_t pairs,
+                           bool neox) {
+  const uint64_t elements = uint64_t{tokens} * heads * head_dim;
+  if (2 * pairs > head_dim)
+    return {ErrorKind::invalid_argument, "GPU rope: " + std::to_string(pairs) + " pairs do not fit a head of " +
+                                             std::to_string(head_dim)};
+  if (x.bytes() < elements * 4) return too_small("rope", "x", x, elements * 4);
+  if (angles.bytes() < uint64_t{tokens} * pairs * 8) return too_small("rope", "angle", angles, uint64_t{tokens} * pairs * 8);
+  if (y.bytes() < elements * 4) return too_small("rope", "y", y, elements * 4);
+  auto groups = grid(batch.context(), (elements + kInvocations - 1) / kInvocations);
+  if (!groups) return groups.status();
+  auto pipeline = pipelines_.get(ShaderId::rope, {neox ? 1u : 0u});
+  if (!pipeline) return pipeline.status();
+  auto set = batch.descriptor_set(*pipeline.value(), {&x, &angles, &y});
+  if (!set) return set.status();
+  batch.add({.pipeline = pipeline.value(), .set = set.value(), .push = {tokens, heads, head_dim, pairs}, .push_words = 4,
+             .groups = groups.value()});
+  return {};
+}
+
+}  // namespace ember::gpu
