@@ -76,6 +76,7 @@ std::vector<size_t> VulkanBackend::activation_inputs(Op op) {
   switch (op) {
     case Op::add: case Op::swiglu: return {0, 1};
     case Op::reshape: case Op::rms_norm: case Op::rope: return {0};
+    case Op::cached_attention: return {0, 1, 2};
     default: return {};
   }
 }
@@ -104,8 +105,35 @@ bool VulkanBackend::row_op_fits(const Node& node, std::span<const Tensor> inputs
       if (inputs.size() < 2 || !inputs[1].defined()) return true;
       return inputs[1].dtype() == DType::i32 && inputs[1].is_contiguous() && inputs[1].elements() == node.shape[0];
     }
+    case Op::cached_attention: return attention_fits(node, inputs);
     default: return false;
   }
+}
+
+bool VulkanBackend::attention_fits(const Node& node, std::span<const Tensor> inputs) {
+  const std::vector<AttentionSegment>& segments = node.params.segments;
+  if (inputs.size() != 3 + 2 * segments.size() || segments.empty() || node.shape.rank() != 3) return false;
+  for (size_t i = 0; i < 3; ++i)
+    if (inputs[i].dtype() != DType::f32 || !bindable(inputs[i]) || inputs[i].rank() != 3) return false;
+  const int64_t q_heads = node.shape[1], head_dim = node.shape[2], kv_heads = inputs[1].dim(1);
+  if (head_dim % 2 != 0 || head_dim > gpu::DeviceAttention::kMaxHeadDim || kv_heads == 0 || q_heads % kv_heads != 0)
+    return false;
+  int64_t longest = 0;
+  for (const AttentionSegment& segment : segments) {
+    if (segment.tokens <= 0) return false;
+    longest = std::max(longest, segment.position + segment.tokens);
+  }
+  for (size_t i = 3; i < inputs.size(); ++i) {
+    const Tensor& cache = inputs[i];
+    if ((cache.dtype() != DType::f32 && cache.dtype() != DType::f16) || !bindable(cache) || cache.rank() != 3 ||
+        cache.dim(1) != kv_heads || cache.dim(2) != head_dim || cache.dim(0) < longest ||
+        cache.payload_bytes() > UINT32_MAX)
+      return false;
+  }
+  // The scores' scratch: one row of `longest` per query row and head.
+  const uint64_t scratch = gpu::DeviceAttention::scratch_floats(static_cast<uint32_t>(node.shape[0]),
+                                                                static_cast<uint32_t>(q_heads), static_cast<uint32_t>(longest));
+  return scratch <= kMaxAttentionScratchFloats && static_cast<uint64_t>(node.shape.elements()) <= UINT32_MAX;
 }
 
 bool VulkanBackend::on_this_device(const Tensor& tensor) const {
@@ -177,6 +205,8 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   // Outputs of the nodes recorded before: their device copies will be current when the
   // batch runs, whatever the host holds now.
   std::unordered_set<const Buffer*> made_here;
+  // KV caches the batch writes: inputs whose device copy becomes the current one.
+  std::vector<Buffer*> written_caches;
   const auto input = [&](const Tensor& tensor) { return device_side(tensor, !made_here.contains(tensor.buffer().get())); };
   for (const BatchItem& item : items) {
     const Node& node = *item.node;
@@ -236,12 +266,64 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         break;
       }
       case Op::rope: EMBER_RETURN_IF_ERROR(record_rope(batch, node, inputs, *y.value(), input)); break;
+      case Op::cached_attention:
+        EMBER_RETURN_IF_ERROR(record_attention(batch, node, inputs, *y.value(), input, written_caches));
+        break;
       default: return internal_error(fmt::format("the Vulkan backend has no kernel for {}", op_name(node.op)));
     }
     made_here.insert(item.output.buffer().get());
   }
   EMBER_RETURN_IF_ERROR(from_gpu(batch.run()));
   for (const BatchItem& item : items) item.output.buffer()->mark_device_written();
+  for (Buffer* cache : written_caches) cache->mark_device_written();
+  return {};
+}
+
+Status VulkanBackend::record_attention(gpu::CommandBatch& batch, const Node& node, std::span<const Tensor> inputs,
+                                       gpu::DeviceBuffer& out,
+                                       const std::function<Result<gpu::DeviceBuffer*>(const Tensor&)>& input,
+                                       std::vector<Buffer*>& written_caches) {
+  std::array<gpu::DeviceBuffer*, 3> fresh{};  // q, k_new, v_new
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    auto device = input(inputs[i]);
+    if (!device) return device.status();
+    fresh[i] = device.value();
+  }
+  int64_t longest = 0;
+  for (const AttentionSegment& segment : node.params.segments)
+    longest = std::max(longest, segment.position + segment.tokens);
+  const auto rows = static_cast<uint32_t>(node.shape[0]), q_heads = static_cast<uint32_t>(node.shape[1]);
+  auto scratch = gpu::DeviceBuffer::create(
+      device_->allocator(),
+      4 * gpu::DeviceAttention::scratch_floats(rows, q_heads, static_cast<uint32_t>(longest)), gpu::MemoryUse::device);
+  if (!scratch) return from_gpu(scratch.status());
+  uint32_t first_row = 0;
+  for (size_t s = 0; s < node.params.segments.size(); ++s) {
+    const AttentionSegment& segment = node.params.segments[s];
+    const Tensor &k_cache = inputs[3 + 2 * s], &v_cache = inputs[4 + 2 * s];
+    auto k_device = input(k_cache);
+    if (!k_device) return k_device.status();
+    auto v_device = input(v_cache);
+    if (!v_device) return v_device.status();
+    const gpu::AttentionShape shape{.first_row = first_row,
+                                    .tokens = static_cast<uint32_t>(segment.tokens),
+                                    .position = static_cast<uint32_t>(segment.position),
+                                    .q_heads = q_heads,
+                                    .kv_heads = static_cast<uint32_t>(inputs[1].dim(1)),
+                                    .head_dim = static_cast<uint32_t>(node.shape[2]),
+                                    .cache_rows = static_cast<uint32_t>(k_cache.dim(0)),
+                                    .cache_type = k_cache.dtype() == DType::f16 ? gpu::CacheType::f16 : gpu::CacheType::f32,
+                                    .scale = node.params.factor};
+    gpu::DeviceAttention& attention = device_->attention();
+    EMBER_RETURN_IF_ERROR(from_gpu(attention.record_store(batch, shape, *fresh[1], *k_device.value())));
+    EMBER_RETURN_IF_ERROR(from_gpu(attention.record_store(batch, shape, *fresh[2], *v_device.value())));
+    EMBER_RETURN_IF_ERROR(from_gpu(attention.record_attend(batch, shape, *fresh[0], *k_device.value(), *v_device.value(),
+                                                           out, scratch.value(), static_cast<uint32_t>(longest))));
+    written_caches.push_back(k_cache.buffer().get());
+    written_caches.push_back(v_cache.buffer().get());
+    first_row += shape.tokens;
+  }
+  batch.keep(std::move(scratch.value()));
   return {};
 }
 

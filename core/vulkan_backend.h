@@ -1,10 +1,10 @@
 // The Vulkan backend: runs fused `linear` nodes (x·Wᵀ + b, act; x f32, W f32, f16, q8_0
 // or q4_0 as stored) on one VulkanDevice, and the cheap ops around them (add, swiglu,
-// reshape, rms_norm, rope; f32, no broadcasting) where their data is already on the
-// device: when an input's only current copy is there, or, inside a batch, when an
-// earlier node of the batch makes it. So a chain of offloaded layers stays on the device
-// up to the first op it has no kernel for (attention), and cheap ops never pull CPU
-// data across.
+// reshape, rms_norm, rope; f32, no broadcasting) and cached attention (f32 or f16 KV
+// cache, which then lives on the device) where their data is already on the device: when
+// an input's only current copy is there, or, inside a batch, when an earlier node of the
+// batch makes it. So a chain of offloaded layers stays on the device, and these ops
+// never pull CPU data across.
 //
 // Where bytes live: an input or output buffer gets a device home (a VulkanMirror) the
 // first time a node here uses it. Weights keep theirs, so they are uploaded once and stay
@@ -77,6 +77,13 @@ class VulkanBackend final : public Backend {
   // Records the items into one gpu::CommandBatch and runs it; outputs are marked
   // device-written only once all of them have run.
   Status run_nodes(std::span<const BatchItem> items);
+  // cached_attention with f32 or f16 caches, head size even and at most 256, and scores
+  // scratch of at most kMaxAttentionScratchFloats.
+  static bool attention_fits(const Node& node, std::span<const Tensor> inputs);
+  static constexpr uint64_t kMaxAttentionScratchFloats = uint64_t{64} << 20;
+  Status record_attention(gpu::CommandBatch& batch, const Node& node, std::span<const Tensor> inputs,
+                          gpu::DeviceBuffer& out, const std::function<Result<gpu::DeviceBuffer*>(const Tensor&)>& input,
+                          std::vector<Buffer*>& written_caches);
   Status record_rope(gpu::CommandBatch& batch, const Node& node, std::span<const Tensor> inputs, gpu::DeviceBuffer& y,
                      const std::function<Result<gpu::DeviceBuffer*>(const Tensor&)>& input);
 

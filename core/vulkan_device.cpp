@@ -32,6 +32,7 @@ Result<std::shared_ptr<VulkanDevice>> VulkanDevice::open(const VulkanOptions& op
   if (!sets) return from_gpu(sets.status());
   device->descriptor_sets_ = std::move(sets.value());
   device->row_ops_ = std::make_unique<gpu::RowOps>(*device->pipelines_);
+  device->attention_ = std::make_unique<gpu::DeviceAttention>(*device->pipelines_);
   device->zero_copy_ =
       options.zero_copy && device->allocator_->memory_type_for(gpu::MemoryUse::device_mapped).has_value();
   return device;

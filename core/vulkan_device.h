@@ -17,6 +17,7 @@
 #include "ember/buffer.h"
 #include "ember/status.h"
 #include "gpu/allocator.h"
+#include "gpu/attention.h"
 #include "gpu/context.h"
 #include "gpu/device_buffer.h"
 #include "gpu/linear.h"
@@ -57,6 +58,7 @@ class VulkanDevice : public std::enable_shared_from_this<VulkanDevice> {
   gpu::StagingRing& staging() { return *staging_; }
   gpu::FusedLinear& linear() { return *linear_; }
   gpu::RowOps& row_ops() { return *row_ops_; }
+  gpu::DeviceAttention& attention() { return *attention_; }
   // For the command batches of the backend: a few sets per node of a batch until it has run.
   gpu::DescriptorSets& descriptor_sets() { return *descriptor_sets_; }
   static constexpr uint32_t kDescriptorSets = 1024;
@@ -72,6 +74,7 @@ class VulkanDevice : public std::enable_shared_from_this<VulkanDevice> {
   std::unique_ptr<gpu::FusedLinear> linear_;
   std::unique_ptr<gpu::DescriptorSets> descriptor_sets_;
   std::unique_ptr<gpu::RowOps> row_ops_;
+  std::unique_ptr<gpu::DeviceAttention> attention_;
   bool zero_copy_ = false;
 };
 

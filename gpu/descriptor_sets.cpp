@@ -5,7 +5,7 @@
 namespace ember::gpu {
 
 namespace {
-constexpr uint32_t kMaxBindings = 4;
+constexpr uint32_t kMaxBindings = 5;
 }
 
 Result<std::unique_ptr<DescriptorSets>> DescriptorSets::create(Context& context, uint32_t max_sets) {

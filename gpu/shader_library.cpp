@@ -33,6 +33,12 @@ constexpr uint32_t kRmsNorm[] = {
 constexpr uint32_t kRope[] = {
 #include "rope.spv.inc"
 };
+constexpr uint32_t kKvStore[] = {
+#include "kv_store.spv.inc"
+};
+constexpr uint32_t kAttention[] = {
+#include "attention.spv.inc"
+};
 
 // linear_common.glsl's push constants: rows, k, n, has_bias, first_column, row_bytes.
 constexpr uint32_t kLinearPushBytes = 6 * sizeof(uint32_t);
@@ -47,6 +53,8 @@ const ShaderInfo kShaders[] = {
     {"elementwise", kElementwise, 3, sizeof(uint32_t)},   // count
     {"rms_norm", kRmsNorm, 3, 3 * sizeof(uint32_t)},      // rows, cols, eps
     {"rope", kRope, 3, 4 * sizeof(uint32_t)},             // tokens, heads, head_dim, pairs
+    {"kv_store", kKvStore, 2, 3 * sizeof(uint32_t)},      // source_first, target_first, count
+    {"attention", kAttention, 5, 8 * sizeof(uint32_t)},   // first_row .. stride
 };
 
 }  // namespace

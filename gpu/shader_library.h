@@ -8,7 +8,8 @@
 namespace ember::gpu {
 
 enum class ShaderId : uint32_t { linear_gemv, linear_gemm, linear_gemv_blocks, quantize_rows_q8, linear_gemm_float,
-                                  linear_gemm_coopmat, elementwise, rms_norm, rope };
+                                  linear_gemm_coopmat, elementwise, rms_norm, rope,
+                                  kv_store, attention };
 
 struct ShaderInfo {
   const char* name;

@@ -1,0 +1,93 @@
+#include "gpu/attention.h"
+
+#include <algorithm>
+#include <bit>
+#include <string>
+
+namespace ember::gpu {
+
+namespace {
+
+constexpr uint32_t kStoreInvocations = 256;  // kv_store.comp's workgroup
+
+Status invalid(const std::string& message) { return {ErrorKind::invalid_argument, "GPU attention: " + message}; }
+
+uint64_t cache_bytes(const AttentionShape& shape) {
+  const uint64_t elements = uint64_t{shape.cache_rows} * shape.kv_heads * shape.head_dim;
+  return shape.cache_type == CacheType::f32 ? 4 * elements : 2 * elements;
+}
+
+Status check(const AttentionShape& shape) {
+  if (shape.tokens == 0 || shape.q_heads == 0 || shape.kv_heads == 0 || shape.head_dim == 0)
+    return invalid("empty shape");
+  if (shape.q_heads % shape.kv_heads != 0)
+    return invalid(std::to_string(shape.q_heads) + " query heads do not share " + std::to_string(shape.kv_heads) +
+                   " kv heads evenly");
+  if (shape.head_dim % 2 != 0 || shape.head_dim > DeviceAttention::kMaxHeadDim)
+    return invalid("head size " + std::to_string(shape.head_dim) + ": even and at most " +
+                   std::to_string(DeviceAttention::kMaxHeadDim) + " here");
+  if (uint64_t{shape.position} + shape.tokens > shape.cache_rows)
+    return invalid("positions " + std::to_string(shape.position) + ".." +
+                   std::to_string(uint64_t{shape.position} + shape.tokens - 1) + " past the cache's " +
+                   std::to_string(shape.cache_rows) + " rows");
+  return {};
+}
+
+}  // namespace
+
+uint64_t DeviceAttention::scratch_floats(uint32_t rows_total, uint32_t q_heads, uint32_t longest) {
+  return uint64_t{rows_total} * q_heads * longest;
+}
+
+Status DeviceAttention::record_store(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& new_rows,
+                                     const DeviceBuffer& cache) {
+  EMBER_GPU_RETURN_IF_ERROR(check(shape));
+  const uint64_t row = uint64_t{shape.kv_heads} * shape.head_dim;
+  if (new_rows.bytes() < (uint64_t{shape.first_row} + shape.tokens) * row * 4) return invalid("new rows buffer too small");
+  if (cache.bytes() < cache_bytes(shape)) return invalid("cache buffer too small");
+  const uint64_t count = uint64_t{shape.tokens} * row;
+  const uint64_t per_invocation = shape.cache_type == CacheType::f16 ? 2 : 1;
+  const uint64_t groups = (count / per_invocation + kStoreInvocations - 1) / kStoreInvocations;
+  const uint32_t width = batch.context().capabilities().max_workgroup_count[0];
+  const uint64_t x = std::min<uint64_t>(groups, width), y = (groups + x - 1) / x;
+  if (y > batch.context().capabilities().max_workgroup_count[1]) return invalid("too many new rows for one dispatch");
+  auto pipeline = pipelines_.get(ShaderId::kv_store, {static_cast<uint32_t>(shape.cache_type)});
+  if (!pipeline) return pipeline.status();
+  auto set = batch.descriptor_set(*pipeline.value(), {&new_rows, &cache});
+  if (!set) return set.status();
+  batch.add({.pipeline = pipeline.value(),
+             .set = set.value(),
+             .push = {static_cast<uint32_t>(shape.first_row * row), static_cast<uint32_t>(shape.position * row),
+                      static_cast<uint32_t>(count)},
+             .push_words = 3,
+             .groups = {static_cast<uint32_t>(x), static_cast<uint32_t>(y), 1}});
+  return {};
+}
+
+Status DeviceAttention::record_attend(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& q,
+                                      const DeviceBuffer& k_cache, const DeviceBuffer& v_cache,
+                                      const DeviceBuffer& out, const DeviceBuffer& scratch, uint32_t stride) {
+  EMBER_GPU_RETURN_IF_ERROR(check(shape));
+  const uint64_t rows_end = uint64_t{shape.first_row} + shape.tokens;
+  const uint64_t q_bytes = rows_end * shape.q_heads * shape.head_dim * 4;
+  if (q.bytes() < q_bytes || out.bytes() < q_bytes) return invalid("query or output buffer too small");
+  if (k_cache.bytes() < cache_bytes(shape) || v_cache.bytes() < cache_bytes(shape)) return invalid("cache buffer too small");
+  if (stride < shape.position + shape.tokens || scratch.bytes() < rows_end * shape.q_heads * stride * 4)
+    return invalid("scratch too small");
+  const DeviceCapabilities& caps = batch.context().capabilities();
+  if (shape.tokens > caps.max_workgroup_count[0] || shape.q_heads > caps.max_workgroup_count[1])
+    return invalid("too many query rows or heads for one dispatch");
+  auto pipeline = pipelines_.get(ShaderId::attention, {static_cast<uint32_t>(shape.cache_type)});
+  if (!pipeline) return pipeline.status();
+  auto set = batch.descriptor_set(*pipeline.value(), {&q, &k_cache, &v_cache, &out, &scratch});
+  if (!set) return set.status();
+  batch.add({.pipeline = pipeline.value(),
+             .set = set.value(),
+             .push = {shape.first_row, shape.tokens, shape.q_heads, shape.kv_heads, shape.head_dim, shape.position,
+                      std::bit_cast<uint32_t>(shape.scale), stride},
+             .push_words = 8,
+             .groups = {shape.tokens, shape.q_heads, 1}});
+  return {};
+}
+
+}  // namespace ember::gpu

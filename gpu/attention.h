@@ -1,0 +1,51 @@
+// Attention over a KV cache on the device, for a segment of query rows of one sequence:
+// store the segment's new keys and values into its caches (f32, or f16 rounded as the
+// CPU rounds), then causal grouped-query attention of its queries over cache rows 0 ..
+// position + tokens - 1. Both record into a CommandBatch (gpu/command_batch.h).
+#pragma once
+
+#include <cstdint>
+
+#include "gpu/command_batch.h"
+#include "gpu/device_buffer.h"
+#include "gpu/pipeline_cache.h"
+
+namespace ember::gpu {
+
+enum class CacheType : uint32_t { f32, f16 };  // the shaders' CACHE_TYPE
+
+struct AttentionShape {
+  uint32_t first_row = 0;  // the segment's first row in q, k_new, v_new and the output
+  uint32_t tokens = 0;
+  uint32_t position = 0;   // cache row of the segment's first token
+  uint32_t q_heads = 0, kv_heads = 0, head_dim = 0;
+  uint32_t cache_rows = 0;  // rows the caches hold
+  CacheType cache_type = CacheType::f32;
+  float scale = 1.0f;
+};
+
+class DeviceAttention {
+ public:
+  static constexpr uint32_t kMaxHeadDim = 256;  // attention.comp's shared query row
+
+  explicit DeviceAttention(PipelineCache& pipelines) : pipelines_(pipelines) {}
+
+  // Floats of scratch that attend() needs for rows_total query rows whose segments
+  // reach at most `longest` cache rows.
+  static uint64_t scratch_floats(uint32_t rows_total, uint32_t q_heads, uint32_t longest);
+
+  // new_rows [.., kv_heads, head_dim] f32 from shape.first_row on go to cache rows
+  // shape.position .. of `cache`.
+  Status record_store(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& new_rows,
+                      const DeviceBuffer& cache);
+  // out rows first_row .. of [.., q_heads, head_dim] f32; scratch holds scratch_floats()
+  // for a stride of `stride` keys per (row, head).
+  Status record_attend(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& q,
+                       const DeviceBuffer& k_cache, const DeviceBuffer& v_cache, const DeviceBuffer& out,
+                       const DeviceBuffer& scratch, uint32_t stride);
+
+ private:
+  PipelineCache& pipelines_;
+};
+
+}  // namespace ember::gpu

@@ -1,0 +1,31 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+// Stores a segment's new keys or values (f32 rows) into its KV cache at its positions, as
+// the CPU stores them: f32 as they are, or f16 rounded to nearest, ties to even (the CPU's
+// F16C conversion; packHalf2x16 is exact only for values already rounded, hence
+// f16_round). CACHE_TYPE 0 is f32, 1 f16; an f16 invocation writes one word, two values
+// (the host sends only even row lengths).
+#include "q8_rounding.glsl"
+
+layout(constant_id = 0) const uint CACHE_TYPE = 0;
+
+layout(local_size_x = 256) in;
+
+layout(std430, binding = 0) readonly buffer Rows { float rows[]; };
+layout(std430, binding = 1) buffer Cache { uint cache[]; };
+
+layout(push_constant) uniform Shape {
+  uint source_first;  // first element of the new rows
+  uint target_first;  // first cache element they go to (even for f16)
+  uint count;         // elements
+} shape;
+
+void main() {
+  const uint i = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * 256u + gl_LocalInvocationID.x;
+  if (CACHE_TYPE == 0u) {
+    if (i < shape.count) cache[shape.target_first + i] = floatBitsToUint(rows[shape.source_first + i]);
+  } else if (2u * i < shape.count) {
+    const uint source = shape.source_first + 2u * i;
+    cache[shape.target_first / 2u + i] = packHalf2x16(vec2(f16_round(rows[source]), f16_round(rows[source + 1u])));
+  }
+}
