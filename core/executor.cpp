@@ -52,6 +52,13 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
   };
   std::vector<Pending> batch;
   std::vector<BatchItem> items;
+  // Which nodes the batch being gathered makes, and, for one candidate, which of its
+  // inputs those are (Backend::joins_batch); allocated once per run.
+  const std::unique_ptr<bool[]> made_by_batch(new bool[graph.size()]());
+  size_t most_inputs = 0;
+  for (NodeId id = 0; id < static_cast<NodeId>(graph.size()); ++id)
+    most_inputs = std::max(most_inputs, graph.node(id).inputs.size());
+  const std::unique_ptr<bool[]> from_batch(new bool[std::max<size_t>(most_inputs, 1)]);
   const auto inputs_of = [&](const Node& node) {
     std::vector<Tensor> gathered;
     for (NodeId input : node.inputs) gathered.push_back(input == kInvalidNode ? Tensor() : values[input]);
@@ -84,7 +91,6 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
     // batch itself makes.
     NodeId next = id + 1;
     const size_t max_batch = (*chosen)->max_batch();
-    std::vector<bool> made_by_batch(graph.size(), false);
     made_by_batch[id] = true;
     for (; next < static_cast<NodeId>(graph.size()) && batch.size() < max_batch; ++next) {
       const Node& candidate = graph.node(next);
@@ -93,7 +99,6 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
       std::vector<Tensor> candidate_inputs = inputs_of(candidate);
       if (std::any_of(backends_.cbegin(), chosen, [&](const auto& b) { return b->supports(candidate, candidate_inputs); }))
         break;
-      std::unique_ptr<bool[]> from_batch(new bool[candidate.inputs.size()]);
       for (size_t i = 0; i < candidate.inputs.size(); ++i)
         from_batch[i] = candidate.inputs[i] != kInvalidNode && made_by_batch[candidate.inputs[i]];
       if (!(*chosen)->joins_batch(candidate, candidate_inputs, std::span<const bool>(from_batch.get(), candidate.inputs.size())))
@@ -106,8 +111,10 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
     }
 
     items.clear();
-    for (const Pending& pending : batch)
+    for (const Pending& pending : batch) {
       items.push_back({&graph.node(pending.id), pending.inputs, values[pending.id]});
+      made_by_batch[pending.id] = false;
+    }
     const auto start = std::chrono::steady_clock::now();
     Status status = items.size() == 1 ? (*chosen)->run(node, items[0].inputs, items[0].output)
                                       : (*chosen)->run_batch(items);

@@ -37,22 +37,23 @@ bool bindable(const Tensor& tensor) { return tensor.is_contiguous() && tensor.by
 }  // namespace
 
 bool VulkanBackend::supports(const Node& node, std::span<const Tensor> inputs) const {
-  if (device_->context().device_lost()) return false;
-  if (node.op == Op::linear) return supports_linear(node, inputs);
-  // A cheap op goes where its data already is: here when an input's only current copy
-  // is on this device.
-  if (!row_op_fits(node, inputs)) return false;
-  const std::vector<size_t> activations = activation_inputs(node.op);
-  return std::any_of(activations.begin(), activations.end(), [&](size_t i) { return on_this_device(inputs[i]); });
+  return takes(node, inputs, {});
 }
 
 bool VulkanBackend::joins_batch(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const {
+  return takes(node, inputs, from_batch);
+}
+
+bool VulkanBackend::takes(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const {
   if (device_->context().device_lost()) return false;
   if (node.op == Op::linear) return supports_linear(node, inputs);
+  // Any other op goes where its data already is: an input whose only current copy is on
+  // this device, or that an earlier node of the batch makes.
   if (!row_op_fits(node, inputs)) return false;
-  const std::vector<size_t> activations = activation_inputs(node.op);
-  return std::any_of(activations.begin(), activations.end(),
-                     [&](size_t i) { return from_batch[i] || on_this_device(inputs[i]); });
+  const std::span<const size_t> activations = activation_inputs(node.op);
+  return std::any_of(activations.begin(), activations.end(), [&](size_t i) {
+    return (i < from_batch.size() && from_batch[i]) || on_this_device(inputs[i]);
+  });
 }
 
 bool VulkanBackend::supports_linear(const Node& node, std::span<const Tensor> inputs) const {
@@ -72,11 +73,12 @@ bool VulkanBackend::supports_linear(const Node& node, std::span<const Tensor> in
   return 2 * rows * k * n >= routing_.min_flops && weight.payload_bytes() >= routing_.min_weight_bytes;
 }
 
-std::vector<size_t> VulkanBackend::activation_inputs(Op op) {
+std::span<const size_t> VulkanBackend::activation_inputs(Op op) {
+  static constexpr size_t kFirstThree[] = {0, 1, 2};
   switch (op) {
-    case Op::add: case Op::swiglu: return {0, 1};
-    case Op::reshape: case Op::rms_norm: case Op::rope: return {0};
-    case Op::cached_attention: return {0, 1, 2};
+    case Op::add: case Op::swiglu: return std::span(kFirstThree, 2);
+    case Op::reshape: case Op::rms_norm: case Op::rope: return std::span(kFirstThree, 1);
+    case Op::cached_attention: return kFirstThree;
     default: return {};
   }
 }
@@ -202,12 +204,8 @@ void VulkanBackend::warn_once(Fault fault, const Status& status) {
 
 Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   gpu::CommandBatch batch(device_->context(), device_->descriptor_sets());
-  // Outputs of the nodes recorded before: their device copies will be current when the
-  // batch runs, whatever the host holds now.
-  std::unordered_set<const Buffer*> made_here;
-  // KV caches the batch writes: inputs whose device copy becomes the current one.
-  std::vector<Buffer*> written_caches;
-  const auto input = [&](const Tensor& tensor) { return device_side(tensor, !made_here.contains(tensor.buffer().get())); };
+  Recording recording;
+  const auto input = [&](const Tensor& tensor) { return recorded_input(recording, tensor); };
   for (const BatchItem& item : items) {
     const Node& node = *item.node;
     const std::span<const Tensor> inputs = item.inputs;
@@ -265,27 +263,29 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
                                                                           elements / cols, cols, node.params.eps)));
         break;
       }
-      case Op::rope: EMBER_RETURN_IF_ERROR(record_rope(batch, node, inputs, *y.value(), input)); break;
+      case Op::rope: EMBER_RETURN_IF_ERROR(record_rope(batch, recording, node, inputs, *y.value())); break;
       case Op::cached_attention:
-        EMBER_RETURN_IF_ERROR(record_attention(batch, node, inputs, *y.value(), input, written_caches));
+        EMBER_RETURN_IF_ERROR(record_attention(batch, recording, node, inputs, *y.value()));
         break;
       default: return internal_error(fmt::format("the Vulkan backend has no kernel for {}", op_name(node.op)));
     }
-    made_here.insert(item.output.buffer().get());
+    recording.made_here.insert(item.output.buffer().get());
   }
   EMBER_RETURN_IF_ERROR(from_gpu(batch.run()));
   for (const BatchItem& item : items) item.output.buffer()->mark_device_written();
-  for (Buffer* cache : written_caches) cache->mark_device_written();
+  for (Buffer* cache : recording.written_caches) cache->mark_device_written();
   return {};
 }
 
-Status VulkanBackend::record_attention(gpu::CommandBatch& batch, const Node& node, std::span<const Tensor> inputs,
-                                       gpu::DeviceBuffer& out,
-                                       const std::function<Result<gpu::DeviceBuffer*>(const Tensor&)>& input,
-                                       std::vector<Buffer*>& written_caches) {
+Result<gpu::DeviceBuffer*> VulkanBackend::recorded_input(Recording& recording, const Tensor& tensor) {
+  return device_side(tensor, !recording.made_here.contains(tensor.buffer().get()));
+}
+
+Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& recording, const Node& node,
+                                       std::span<const Tensor> inputs, gpu::DeviceBuffer& out) {
   std::array<gpu::DeviceBuffer*, 3> fresh{};  // q, k_new, v_new
   for (size_t i = 0; i < fresh.size(); ++i) {
-    auto device = input(inputs[i]);
+    auto device = recorded_input(recording, inputs[i]);
     if (!device) return device.status();
     fresh[i] = device.value();
   }
@@ -293,17 +293,21 @@ Status VulkanBackend::record_attention(gpu::CommandBatch& batch, const Node& nod
   for (const AttentionSegment& segment : node.params.segments)
     longest = std::max(longest, segment.position + segment.tokens);
   const auto rows = static_cast<uint32_t>(node.shape[0]), q_heads = static_cast<uint32_t>(node.shape[1]);
-  auto scratch = gpu::DeviceBuffer::create(
-      device_->allocator(),
-      4 * gpu::DeviceAttention::scratch_floats(rows, q_heads, static_cast<uint32_t>(longest)), gpu::MemoryUse::device);
-  if (!scratch) return from_gpu(scratch.status());
+  // The attention dispatches of a batch run one after another, so they share one scratch.
+  const uint64_t scratch_bytes =
+      4 * gpu::DeviceAttention::scratch_floats(rows, q_heads, static_cast<uint32_t>(longest));
+  if (recording.attention_scratch == nullptr || recording.attention_scratch->bytes() < scratch_bytes) {
+    auto scratch = gpu::DeviceBuffer::create(device_->allocator(), scratch_bytes, gpu::MemoryUse::device);
+    if (!scratch) return from_gpu(scratch.status());
+    recording.attention_scratch = &recording.buffers.emplace_back(std::move(scratch.value()));
+  }
   uint32_t first_row = 0;
   for (size_t s = 0; s < node.params.segments.size(); ++s) {
     const AttentionSegment& segment = node.params.segments[s];
     const Tensor &k_cache = inputs[3 + 2 * s], &v_cache = inputs[4 + 2 * s];
-    auto k_device = input(k_cache);
+    auto k_device = recorded_input(recording, k_cache);
     if (!k_device) return k_device.status();
-    auto v_device = input(v_cache);
+    auto v_device = recorded_input(recording, v_cache);
     if (!v_device) return v_device.status();
     const gpu::AttentionShape shape{.first_row = first_row,
                                     .tokens = static_cast<uint32_t>(segment.tokens),
@@ -318,40 +322,47 @@ Status VulkanBackend::record_attention(gpu::CommandBatch& batch, const Node& nod
     EMBER_RETURN_IF_ERROR(from_gpu(attention.record_store(batch, shape, *fresh[1], *k_device.value())));
     EMBER_RETURN_IF_ERROR(from_gpu(attention.record_store(batch, shape, *fresh[2], *v_device.value())));
     EMBER_RETURN_IF_ERROR(from_gpu(attention.record_attend(batch, shape, *fresh[0], *k_device.value(), *v_device.value(),
-                                                           out, scratch.value(), static_cast<uint32_t>(longest))));
-    written_caches.push_back(k_cache.buffer().get());
-    written_caches.push_back(v_cache.buffer().get());
+                                                           out, *recording.attention_scratch,
+                                                           static_cast<uint32_t>(longest))));
+    recording.written_caches.push_back(k_cache.buffer().get());
+    recording.written_caches.push_back(v_cache.buffer().get());
     first_row += shape.tokens;
   }
-  batch.keep(std::move(scratch.value()));
   return {};
 }
 
-Status VulkanBackend::record_rope(gpu::CommandBatch& batch, const Node& node, std::span<const Tensor> inputs,
-                                  gpu::DeviceBuffer& y,
-                                  const std::function<Result<gpu::DeviceBuffer*>(const Tensor&)>& input) {
-  auto x = input(inputs[0]);
+Status VulkanBackend::record_rope(gpu::CommandBatch& batch, Recording& recording, const Node& node,
+                                  std::span<const Tensor> inputs, gpu::DeviceBuffer& y) {
+  auto x = recorded_input(recording, inputs[0]);
   if (!x) return x.status();
   const int64_t tokens = node.shape[0], pairs = node.params.rotary_dims / 2;
-  const int32_t* positions = nullptr;
-  if (inputs.size() > 1 && inputs[1].defined()) {
-    auto read = inputs[1].read<int32_t>();
-    if (!read) return read.status();
-    positions = read.value();
-  }
-  // The angles, computed on the host as the CPU kernel computes them, in memory the
-  // device reads directly; the batch keeps it until it has run.
-  const uint64_t angle_bytes = static_cast<uint64_t>(std::max<int64_t>(tokens * pairs, 1)) * 2 * sizeof(float);
-  auto angles = gpu::DeviceBuffer::create(device_->allocator(), angle_bytes, gpu::MemoryUse::staging);
-  if (!angles) return from_gpu(angles.status());
-  if (angles->mapped() == nullptr) return internal_error("Vulkan rope: the angle table is not host-visible");
   const cpu::RopeParams params = rope_params(node.params);
-  cpu::rope_angles(tokens, positions, params, reinterpret_cast<float*>(angles->mapped()));
-  const Status recorded = from_gpu(device_->row_ops().record_rope(
-      batch, *x.value(), angles.value(), y, static_cast<uint32_t>(tokens), static_cast<uint32_t>(node.shape[1]),
+  const Buffer* positions_buffer = inputs.size() > 1 && inputs[1].defined() ? inputs[1].buffer().get() : nullptr;
+  // Every layer turns q and k by the same angles: the table is computed once per batch,
+  // on the host as the CPU kernel computes it, into memory the device reads directly.
+  const AngleKey key{positions_buffer, tokens, params.rotary_dims, params.base, params.position_offset,
+                     params.position_scale};
+  const gpu::DeviceBuffer* angles = nullptr;
+  for (const auto& [made_for, table] : recording.angle_tables)
+    if (made_for == key) angles = table;
+  if (angles == nullptr) {
+    const int32_t* positions = nullptr;
+    if (positions_buffer != nullptr) {
+      auto read = inputs[1].read<int32_t>();
+      if (!read) return read.status();
+      positions = read.value();
+    }
+    const uint64_t angle_bytes = static_cast<uint64_t>(std::max<int64_t>(tokens * pairs, 1)) * 2 * sizeof(float);
+    auto table = gpu::DeviceBuffer::create(device_->allocator(), angle_bytes, gpu::MemoryUse::staging);
+    if (!table) return from_gpu(table.status());
+    if (table->mapped() == nullptr) return internal_error("Vulkan rope: the angle table is not host-visible");
+    cpu::rope_angles(tokens, positions, params, reinterpret_cast<float*>(table->mapped()));
+    angles = &recording.buffers.emplace_back(std::move(table.value()));
+    recording.angle_tables.emplace_back(key, angles);
+  }
+  return from_gpu(device_->row_ops().record_rope(
+      batch, *x.value(), *angles, y, static_cast<uint32_t>(tokens), static_cast<uint32_t>(node.shape[1]),
       static_cast<uint32_t>(node.shape[2]), static_cast<uint32_t>(pairs), params.style == cpu::RopeStyle::neox));
-  batch.keep(std::move(angles.value()));
-  return recorded;
 }
 
 }  // namespace ember

@@ -28,10 +28,11 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <functional>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "core/vulkan_device.h"
@@ -67,11 +68,13 @@ class VulkanBackend final : public Backend {
   // The device copy of `tensor`'s buffer, attached first if it has none here, and made
   // current when `needs_current` (inputs; an output is overwritten whole).
   Result<gpu::DeviceBuffer*> device_side(const Tensor& tensor, bool needs_current);
+  // supports() and joins_batch(): from_batch empty outside a batch.
+  bool takes(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const;
   bool supports_linear(const Node& node, std::span<const Tensor> inputs) const;
   // Whether a node other than linear has a kernel here for these inputs.
   bool row_op_fits(const Node& node, std::span<const Tensor> inputs) const;
   // Which inputs of such an op are activations (where the data is), not weights or ids.
-  static std::vector<size_t> activation_inputs(Op op);
+  static std::span<const size_t> activation_inputs(Op op);
   // The tensor's only current copy is on this device.
   bool on_this_device(const Tensor& tensor) const;
   // Records the items into one gpu::CommandBatch and runs it; outputs are marked
@@ -81,11 +84,32 @@ class VulkanBackend final : public Backend {
   // scratch of at most kMaxAttentionScratchFloats.
   static bool attention_fits(const Node& node, std::span<const Tensor> inputs);
   static constexpr uint64_t kMaxAttentionScratchFloats = uint64_t{64} << 20;
-  Status record_attention(gpu::CommandBatch& batch, const Node& node, std::span<const Tensor> inputs,
-                          gpu::DeviceBuffer& out, const std::function<Result<gpu::DeviceBuffer*>(const Tensor&)>& input,
-                          std::vector<Buffer*>& written_caches);
-  Status record_rope(gpu::CommandBatch& batch, const Node& node, std::span<const Tensor> inputs, gpu::DeviceBuffer& y,
-                     const std::function<Result<gpu::DeviceBuffer*>(const Tensor&)>& input);
+
+  // What a batch being recorded shares between its nodes, alive until it has run.
+  struct AngleKey {
+    const Buffer* positions;  // null: position_offset + token
+    int64_t tokens, rotary_dims;
+    float base;
+    int64_t position_offset;
+    float position_scale;
+    friend bool operator==(const AngleKey&, const AngleKey&) = default;
+  };
+  struct Recording {
+    // Outputs of the nodes recorded before: their device copies will be current when the
+    // batch runs, whatever the host holds now.
+    std::unordered_set<const Buffer*> made_here;
+    // KV caches the batch writes: inputs whose device copy becomes the current one.
+    std::vector<Buffer*> written_caches;
+    std::deque<gpu::DeviceBuffer> buffers;  // rope angle tables and attention scratch
+    std::vector<std::pair<AngleKey, const gpu::DeviceBuffer*>> angle_tables;
+    const gpu::DeviceBuffer* attention_scratch = nullptr;
+  };
+  // An input's device copy, uploaded first unless an earlier node of the batch makes it.
+  Result<gpu::DeviceBuffer*> recorded_input(Recording& recording, const Tensor& tensor);
+  Status record_attention(gpu::CommandBatch& batch, Recording& recording, const Node& node,
+                          std::span<const Tensor> inputs, gpu::DeviceBuffer& out);
+  Status record_rope(gpu::CommandBatch& batch, Recording& recording, const Node& node, std::span<const Tensor> inputs,
+                     gpu::DeviceBuffer& y);
 
   enum class Fault { pipeline, out_of_memory, device_lost };
   std::optional<Fault> fault_of(const Status& status) const;

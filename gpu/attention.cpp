@@ -1,6 +1,5 @@
 #include "gpu/attention.h"
 
-#include <algorithm>
 #include <bit>
 #include <string>
 
@@ -47,10 +46,8 @@ Status DeviceAttention::record_store(CommandBatch& batch, const AttentionShape& 
   if (cache.bytes() < cache_bytes(shape)) return invalid("cache buffer too small");
   const uint64_t count = uint64_t{shape.tokens} * row;
   const uint64_t per_invocation = shape.cache_type == CacheType::f16 ? 2 : 1;
-  const uint64_t groups = (count / per_invocation + kStoreInvocations - 1) / kStoreInvocations;
-  const uint32_t width = batch.context().capabilities().max_workgroup_count[0];
-  const uint64_t x = std::min<uint64_t>(groups, width), y = (groups + x - 1) / x;
-  if (y > batch.context().capabilities().max_workgroup_count[1]) return invalid("too many new rows for one dispatch");
+  auto grid = flat_grid(batch.context(), (count / per_invocation + kStoreInvocations - 1) / kStoreInvocations);
+  if (!grid) return invalid("too many new rows for one dispatch");
   auto pipeline = pipelines_.get(ShaderId::kv_store, {static_cast<uint32_t>(shape.cache_type)});
   if (!pipeline) return pipeline.status();
   auto set = batch.descriptor_set(*pipeline.value(), {&new_rows, &cache});
@@ -60,7 +57,7 @@ Status DeviceAttention::record_store(CommandBatch& batch, const AttentionShape& 
              .push = {static_cast<uint32_t>(shape.first_row * row), static_cast<uint32_t>(shape.position * row),
                       static_cast<uint32_t>(count)},
              .push_words = 3,
-             .groups = {static_cast<uint32_t>(x), static_cast<uint32_t>(y), 1}});
+             .groups = grid.value()});
   return {};
 }
 

@@ -1,5 +1,8 @@
 #include "gpu/command_batch.h"
 
+#include <algorithm>
+#include <string>
+
 namespace ember::gpu {
 
 void memory_barrier(const VulkanFunctions& vk, VkCommandBuffer commands, VkPipelineStageFlags source_stages,
@@ -8,6 +11,15 @@ void memory_barrier(const VulkanFunctions& vk, VkCommandBuffer commands, VkPipel
   barrier.srcAccessMask = source_access;
   barrier.dstAccessMask = target_access;
   vk.vkCmdPipelineBarrier(commands, source_stages, target_stages, 0, 1, &barrier, 0, nullptr, 0, nullptr);
+}
+
+Result<std::array<uint32_t, 3>> flat_grid(const Context& context, uint64_t groups) {
+  const uint32_t width = context.capabilities().max_workgroup_count[0];
+  const uint64_t x = std::min<uint64_t>(std::max<uint64_t>(groups, 1), width);
+  const uint64_t y = (groups + x - 1) / x;
+  if (y > context.capabilities().max_workgroup_count[1])
+    return Status{ErrorKind::invalid_argument, std::to_string(groups) + " workgroups are more than the device dispatches"};
+  return std::array<uint32_t, 3>{static_cast<uint32_t>(x), static_cast<uint32_t>(std::max<uint64_t>(y, 1)), 1};
 }
 
 CommandBatch::~CommandBatch() {

@@ -64,6 +64,11 @@ class CommandBatch {
   std::vector<std::unique_lock<std::mutex>> held_;
 };
 
+// A grid of `groups` workgroups within the device's per-dimension limits: x as wide as
+// allowed, y as many rows of that as needed (shaders flatten it back with
+// gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x). Fails when even that is too few.
+Result<std::array<uint32_t, 3>> flat_grid(const Context& context, uint64_t groups);
+
 // Makes earlier transfer, shader and host writes visible to later dispatches, or a
 // dispatch's writes visible to later copies, shaders and host reads.
 void memory_barrier(const VulkanFunctions& vk, VkCommandBuffer commands, VkPipelineStageFlags source_stages,

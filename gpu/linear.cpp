@@ -130,13 +130,10 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   const uint32_t tile = cooperative ? kCoopmatTile : block_weights ? kGemmTile : kFloatGemmTile;
   const uint32_t groups_x = (args.n + tile - 1) / tile;
   const uint32_t groups_y = gemv ? args.rows : (args.rows + tile - 1) / tile;
-  // quantize_rows_q8.comp covers its blocks with a grid of max_groups_x x max_groups_y groups of 64.
+  // quantize_rows_q8.comp covers its blocks with a flat grid of groups of 64.
   const uint64_t x_blocks = uint64_t{args.rows} * args.k / 32;
-  const uint64_t quantize_groups = (x_blocks + kQuantizeInvocations - 1) / kQuantizeInvocations;
-  const uint32_t quantize_groups_x = static_cast<uint32_t>(std::min<uint64_t>(quantize_groups, max_groups_x));
-  const uint64_t quantize_groups_y = (quantize_groups + quantize_groups_x - 1) / std::max(quantize_groups_x, 1u);
-  if (groups_y > max_groups_y || (!gemv && groups_x > max_groups_x) ||
-      (quantize_x && quantize_groups_y > max_groups_y))
+  const auto quantize_grid = flat_grid(context_, (x_blocks + kQuantizeInvocations - 1) / kQuantizeInvocations);
+  if (groups_y > max_groups_y || (!gemv && groups_x > max_groups_x) || (quantize_x && !quantize_grid))
     return invalid("the shape needs more workgroups than the device dispatches (" + std::to_string(args.rows) +
                    " rows, n " + std::to_string(args.n) + ")");
 
@@ -185,7 +182,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   };
   if (quantize_x)
     dispatch(quantize_pipeline, quantize_set, &push, kQuantizePushBytes,
-             {quantize_groups_x, static_cast<uint32_t>(quantize_groups_y), 1}, true);
+             quantize_grid.value(), true);
   if (gemv) {
     // One workgroup per output column: n may exceed the device's dispatch width.
     for (uint32_t first = 0; first < args.n; first += max_groups_x) {

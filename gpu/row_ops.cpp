@@ -1,6 +1,5 @@
 #include "gpu/row_ops.h"
 
-#include <algorithm>
 #include <bit>
 #include <string>
 
@@ -16,17 +15,6 @@ Status too_small(const char* op, const char* what, const DeviceBuffer& buffer, u
                                            " needed"};
 }
 
-// A grid of `groups` workgroups within the device's per-dimension limit: x as wide as
-// allowed, y as many rows of that as needed (the shaders flatten it back).
-Result<std::array<uint32_t, 3>> grid(const Context& context, uint64_t groups) {
-  const uint32_t width = context.capabilities().max_workgroup_count[0];
-  const uint64_t x = std::min<uint64_t>(std::max<uint64_t>(groups, 1), width);
-  const uint64_t y = (groups + x - 1) / x;
-  if (y > context.capabilities().max_workgroup_count[1])
-    return Status{ErrorKind::invalid_argument, "GPU row op: " + std::to_string(groups) + " workgroups are too many"};
-  return std::array<uint32_t, 3>{static_cast<uint32_t>(x), static_cast<uint32_t>(std::max<uint64_t>(y, 1)), 1};
-}
-
 }  // namespace
 
 Status RowOps::record_elementwise(CommandBatch& batch, ElementwiseOp op, const DeviceBuffer& a, const DeviceBuffer* b,
@@ -37,7 +25,7 @@ Status RowOps::record_elementwise(CommandBatch& batch, ElementwiseOp op, const D
     return b == nullptr ? Status{ErrorKind::invalid_argument, "GPU elementwise: b is required"}
                         : too_small("elementwise", "b", *b, bytes);
   if (out.bytes() < bytes) return too_small("elementwise", "out", out, bytes);
-  auto groups = grid(batch.context(), (uint64_t{count} + kInvocations - 1) / kInvocations);
+  auto groups = flat_grid(batch.context(), (uint64_t{count} + kInvocations - 1) / kInvocations);
   if (!groups) return groups.status();
   auto pipeline = pipelines_.get(ShaderId::elementwise, {static_cast<uint32_t>(op)});
   if (!pipeline) return pipeline.status();
@@ -54,7 +42,7 @@ Status RowOps::record_rms_norm(CommandBatch& batch, const DeviceBuffer& x, const
   if (x.bytes() < bytes) return too_small("rms_norm", "x", x, bytes);
   if (weight.bytes() < uint64_t{cols} * 4) return too_small("rms_norm", "weight", weight, uint64_t{cols} * 4);
   if (y.bytes() < bytes) return too_small("rms_norm", "y", y, bytes);
-  auto groups = grid(batch.context(), rows);
+  auto groups = flat_grid(batch.context(), rows);
   if (!groups) return groups.status();
   auto pipeline = pipelines_.get(ShaderId::rms_norm, {});
   if (!pipeline) return pipeline.status();
@@ -75,7 +63,7 @@ Status RowOps::record_rope(CommandBatch& batch, const DeviceBuffer& x, const Dev
   if (x.bytes() < elements * 4) return too_small("rope", "x", x, elements * 4);
   if (angles.bytes() < uint64_t{tokens} * pairs * 8) return too_small("rope", "angle", angles, uint64_t{tokens} * pairs * 8);
   if (y.bytes() < elements * 4) return too_small("rope", "y", y, elements * 4);
-  auto groups = grid(batch.context(), (elements + kInvocations - 1) / kInvocations);
+  auto groups = flat_grid(batch.context(), (elements + kInvocations - 1) / kInvocations);
   if (!groups) return groups.status();
   auto pipeline = pipelines_.get(ShaderId::rope, {neox ? 1u : 0u});
   if (!pipeline) return pipeline.status();
