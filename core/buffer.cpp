@@ -3,7 +3,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <cerrno>
 #include <new>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -43,6 +47,38 @@ std::shared_ptr<Buffer> Buffer::wrap(std::byte* data, size_t bytes, std::shared_
   size_t alignment = kBufferAlignment;
   while (alignment > 1 && reinterpret_cast<uintptr_t>(data) % alignment != 0) alignment /= 2;
   return std::shared_ptr<Buffer>(new Buffer(data, bytes, alignment, /*owned=*/false, writable, std::move(keep_alive)));
+}
+
+std::shared_ptr<Buffer> Buffer::wrap_file_pages(std::byte* data, size_t bytes, std::shared_ptr<const void> keep_alive) {
+  auto buffer = wrap(data, bytes, std::move(keep_alive), /*writable=*/false);
+  buffer->file_pages_ = true;
+  return buffer;
+}
+
+Result<std::shared_ptr<Buffer>> Buffer::rearranged(uint32_t arrangement, const Rearrange& make) {
+  std::lock_guard lock(rearranged_mutex_);
+  if (rearranged_ != nullptr && arrangement_ == arrangement) return rearranged_;
+  auto bytes = host_read();
+  if (!bytes) return bytes.status();
+  auto copy = make(bytes.value());
+  if (!copy) return copy.status();
+  if (locked_ && ::mlock(copy.value()->data_, copy.value()->bytes_) != 0)
+    return out_of_memory(fmt::format("cannot lock a rearranged copy of {} bytes in memory ({})",
+                                     copy.value()->bytes_, std::strerror(errno)));
+  if (file_pages_) {
+    // Only whole pages inside this buffer: the pages at its ends may hold a neighbour's
+    // bytes. Dropping pages of a read-only file mapping loses nothing.
+    const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = (reinterpret_cast<uintptr_t>(data_) + page - 1) / page * page;
+    const auto end = (reinterpret_cast<uintptr_t>(data_) + bytes_) / page * page;
+    if (end > begin) {
+      ::munlock(reinterpret_cast<void*>(begin), end - begin);
+      ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    }
+  }
+  arrangement_ = arrangement;
+  rearranged_ = std::move(copy.value());
+  return rearranged_;
 }
 
 Result<const std::byte*> Buffer::host_read() {

@@ -10,7 +10,7 @@ Result<Tensor> mapped_tensor(const std::shared_ptr<MappedFile>& map, uint64_t at
   auto* data = const_cast<std::byte*>(map->bytes().data() + at);
   const auto needed_alignment = static_cast<uintptr_t>(is_quantized(dtype) ? 4 : block_bytes(dtype));
   if (reinterpret_cast<uintptr_t>(data) % needed_alignment == 0)
-    return Tensor::view(Buffer::wrap(data, static_cast<size_t>(bytes), map, /*writable=*/false), shape, dtype);
+    return Tensor::view(Buffer::wrap_file_pages(data, static_cast<size_t>(bytes), map), shape, dtype);
   auto copy = Tensor::empty(shape, dtype);
   if (!copy) return copy.status();
   auto target = copy->write<std::byte>();

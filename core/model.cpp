@@ -48,10 +48,13 @@ Status lock_in_memory(const ModelWeights& weights, const std::filesystem::path& 
       status = bytes.status();
       return;
     }
-    if (::mlock(bytes.value(), tensor.payload_bytes()) != 0)
+    if (::mlock(bytes.value(), tensor.payload_bytes()) != 0) {
       status = Status(ErrorCode::out_of_memory,
                       fmt::format("{}: cannot lock the weights in memory ({}); raise `ulimit -l` or drop --mlock",
                                   path.string(), std::strerror(errno)));
+      return;
+    }
+    tensor.buffer()->mark_locked();
   });
   return status;
 }

@@ -62,10 +62,10 @@ void apply_bias_activation(Activation act, const float* bias, float* y, int64_t 
 }  // namespace
 
 void linear(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
-            const float* bias, Activation act, float* y, int64_t out_features) {
+            const float* bias, Activation act, float* y, int64_t out_features, WeightLayout layout) {
   if (rows <= 0 || out_features <= 0) return;
   if (is_block_quantized(weight_type)) {
-    quantized_matmul(x, rows, in_features, weight, weight_type, y, out_features);
+    quantized_matmul(x, rows, in_features, weight, weight_type, y, out_features, layout);
   } else if (rows == 1) {
     gemv(weight, weight_type, out_features, in_features, x, y);
   } else {

@@ -31,8 +31,13 @@ void matmul(const MatmulArgs& args);
 // bias may be null. W may be any ElementType. For the plain types one row goes to gemv
 // and several through a GEMM; block types go to quantized_matmul. The bias and
 // activation follow in one pass over the output.
+// How a block-quantized weight's rows are stored: as in the GGUF file, or rearranged by
+// interleave_rows (cpu/interleaved_weights.h).
+enum class WeightLayout : uint8_t { plain, interleaved };
+
 void linear(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
-            const float* bias, Activation act, float* y, int64_t out_features);
+            const float* bias, Activation act, float* y, int64_t out_features,
+            WeightLayout layout = WeightLayout::plain);
 
 // y[out] = W[out, in] · x[in] (the decode shape): streams W once, split across threads
 // by output rows. Uses the best ISA kernel this CPU runs (see cpu/isa.h).
@@ -44,6 +49,6 @@ void gemv(const void* weight, ElementType weight_type, int64_t out_features, int
 // integer dot-product tiles of weight rows × activation rows run across threads. Results
 // do not depend on the thread count.
 void quantized_matmul(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
-                      float* y, int64_t out_features);
+                      float* y, int64_t out_features, WeightLayout layout = WeightLayout::plain);
 
 }  // namespace ember::cpu

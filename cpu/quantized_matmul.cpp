@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu/interleaved_weights.h"
 #include "cpu/matmul.h"
 #include "cpu/quantize.h"
 #include "cpu/quantized_dot.h"
@@ -45,14 +46,17 @@ std::byte* activation_scratch(int64_t bytes) {
 }  // namespace
 
 void quantized_matmul(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
-                      float* y, int64_t out_features) {
+                      float* y, int64_t out_features, WeightLayout layout) {
   if (rows <= 0 || out_features <= 0) return;
   const DType activation_type = activation_dtype(weight_type);
   const int64_t activation_row_bytes = row_bytes(activation_type, in_features);
   std::byte* activations = activation_scratch(rows * activation_row_bytes);
   quantize_rows(activation_type, x, rows, in_features, activations);
 
-  const QuantizedTile tile = quantized_tile(weight_type, active_isa());
+  // Tiles start on multiples of kRowGroup rows, so an interleaved tile starts on a group.
+  static_assert(kRowGroup % kInterleavedRows == 0);
+  const QuantizedTile tile = layout == WeightLayout::interleaved ? interleaved_tile(weight_type, active_isa())
+                                                                 : quantized_tile(weight_type, active_isa());
   const int64_t weight_row_bytes = element_row_bytes(weight_type, in_features);
   const int64_t blocks = in_features / block_elements(weight_type);
   const int64_t thread_count = threads();

@@ -63,6 +63,11 @@ struct TransposedBlock {
   return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(halves)));
 }
 
+// An interleaved record's 16 f16 scales, as floats.
+[[gnu::always_inline]] inline __m512 scales_at(const char* halves) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(halves)));
+}
+
 void unpack_nibbles(const __m512i (&packed)[4], TransposedBlock& out) {
   const __m512i low = _mm512_set1_epi8(0x0f);
   for (int i = 0; i < 4; ++i) {
@@ -87,6 +92,12 @@ struct Q8_0Format {
     }
     out.scale = halves_at(blocks, offsetof(WeightBlock, d));
   }
+  // cpu/interleaved_weights.h: the 8 code vectors, already offset, then the 16 scales.
+  static constexpr int64_t kRecordBytes = kVectorRows * sizeof(WeightBlock);
+  [[gnu::always_inline]] static void load(const char* record, TransposedBlock& out) {
+    for (int i = 0; i < kDwords; ++i) out.codes[i] = _mm512_loadu_si512(record + 64 * i);
+    out.scale = scales_at(record + 64 * kDwords);
+  }
   static ActivationTerms terms(const ActivationBlock& block, int32_t code_sum) {
     return {_cvtsh_ss(block.d), -kOffset * code_sum, 0.0f};
   }
@@ -102,6 +113,14 @@ struct Q4_0Format {
     transpose_16x4(blocks, static_cast<int>(offsetof(WeightBlock, qs)), packed);
     unpack_nibbles(packed, out);
     out.scale = halves_at(blocks, offsetof(WeightBlock, d));
+  }
+  // cpu/interleaved_weights.h: the 4 packed code vectors, then the 16 scales.
+  static constexpr int64_t kRecordBytes = kVectorRows * sizeof(WeightBlock);
+  [[gnu::always_inline]] static void load(const char* record, TransposedBlock& out) {
+    __m512i packed[4];
+    for (int i = 0; i < 4; ++i) packed[i] = _mm512_loadu_si512(record + 64 * i);
+    unpack_nibbles(packed, out);
+    out.scale = scales_at(record + 64 * 4);
   }
   static ActivationTerms terms(const ActivationBlock& block, int32_t code_sum) {
     return {_cvtsh_ss(block.d), -8 * code_sum, 0.0f};
@@ -169,6 +188,14 @@ struct Kernel {
 };
 
 }  // namespace
+
+QuantizedTile blocks32_interleaved_tile_avx512vnni(ElementType weight_type) {
+  switch (weight_type) {
+    case ElementType::q8_0: return interleaved_tile<Kernel, Q8_0Format>;
+    case ElementType::q4_0: return interleaved_tile<Kernel, Q4_0Format>;
+    default: return nullptr;
+  }
+}
 
 QuantizedTile blocks32_tile_avx512vnni(ElementType weight_type) {
   switch (weight_type) {

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <mutex>
 
 #include "ember/status.h"
 
@@ -44,6 +45,10 @@ class Buffer {
   // buffer lives. A read-only buffer refuses host_write().
   static std::shared_ptr<Buffer> wrap(std::byte* data, size_t bytes, std::shared_ptr<const void> keep_alive,
                                       bool writable);
+  // Read-only pages of a memory-mapped file: as wrap, and once a rearranged copy (below)
+  // replaces them they are handed back to the kernel, so a model's weights are not held
+  // twice; anything that reads them later faults them in from the file again.
+  static std::shared_ptr<Buffer> wrap_file_pages(std::byte* data, size_t bytes, std::shared_ptr<const void> keep_alive);
 
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
@@ -68,6 +73,15 @@ class Buffer {
   void discard_contents() { residency_ = Residency::host; }
   Status ensure_device_current();
 
+  // The bytes were pinned in RAM (mlock, --mlock): a rearranged copy is pinned too.
+  void mark_locked() { locked_ = true; }
+
+  // For backends: these read-only bytes in another arrangement for one kernel (the CPU's
+  // interleaved weight rows), made by `make` from the host bytes on the first request
+  // for `arrangement` and kept while the buffer lives. Safe from several threads.
+  using Rearrange = std::function<Result<std::shared_ptr<Buffer>>(const std::byte* bytes)>;
+  Result<std::shared_ptr<Buffer>> rearranged(uint32_t arrangement, const Rearrange& make);
+
  private:
   Buffer(std::byte* data, size_t bytes, size_t alignment, bool owned, bool writable,
          std::shared_ptr<const void> keep_alive);
@@ -80,6 +94,11 @@ class Buffer {
   Residency residency_ = Residency::host;
   std::shared_ptr<const void> keep_alive_;
   std::unique_ptr<DeviceMirror> mirror_;
+  bool file_pages_ = false;
+  bool locked_ = false;
+  std::mutex rearranged_mutex_;
+  uint32_t arrangement_ = 0;
+  std::shared_ptr<Buffer> rearranged_;
 };
 
 }  // namespace ember

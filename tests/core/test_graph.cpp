@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "ember/backend.h"
 #include "ember/executor.h"
 #include "ember/graph.h"
 #include "ember/planner.h"
+#include "quant/quantize.h"
 #include "core/tensor_fixtures.h"
 #include "test_util.h"
 
@@ -307,6 +309,50 @@ TEST(Planner, OutputsAndSharedInputsStayAlive) {
   const float v = inputs[0].get({5}) * 2.0f;
   EXPECT_FLOAT_EQ((*out)[0].get({5}), v);
   EXPECT_FLOAT_EQ((*out)[1].get({5}), v * 3.0f + v * v);
+}
+
+}  // namespace
+}  // namespace ember
+
+namespace ember {
+namespace {
+
+// A q4_0 or q8_0 weight of a model is read-only; the CPU may run it from a rearranged
+// copy (cpu/interleaved_weights.h) where that is faster. The product must not change by
+// a bit against the same weight in a writable buffer (always read as stored), and the
+// read-only bytes must stay as they were.
+TEST(Executor, ReadOnlyQuantizedWeightsGiveTheBitsOfWritableOnes) {
+  ember::testing::SeededRng rng;
+  for (DType type : {DType::q4_0, DType::q8_0})
+    for (int64_t rows : {1, 5}) {
+      const Shape weight_shape{45, 64};
+      const std::vector<float> values = rng.normal(static_cast<size_t>(weight_shape.elements()));
+      std::vector<std::byte> stored(static_cast<size_t>(row_bytes(type, weight_shape.elements())));
+      quant::quantize_row_reference(type, values.data(), stored.data(), weight_shape.elements());
+      const std::vector<std::byte> original = stored;
+      Tensor read_only =
+          Tensor::view(Buffer::wrap(stored.data(), stored.size(), nullptr, /*writable=*/false), weight_shape, type)
+              .value();
+      Tensor writable = Tensor::empty(weight_shape, type).value();
+      std::memcpy(writable.write<std::byte>().value(), stored.data(), stored.size());
+      Tensor x = random_tensor(rng, {rows, 64});
+      std::vector<Tensor> outputs;
+      for (const Tensor& weight : {read_only, writable, read_only}) {
+        Graph g;
+        g.mark_output(g.linear(g.input("x", {rows, 64}), g.constant("w", weight), kInvalidNode));
+        Executor executor;
+        std::vector<Tensor> inputs = {x};
+        auto out = executor.run(g, inputs);
+        ASSERT_TRUE(out.ok()) << out.status().message();
+        outputs.push_back((*out)[0]);
+      }
+      for (const Tensor& out : {outputs[0], outputs[2]})
+        EXPECT_EQ(std::memcmp(out.read<float>().value(), outputs[1].read<float>().value(),
+                              static_cast<size_t>(rows * 45) * sizeof(float)),
+                  0)
+            << dtype_name(type) << " rows " << rows;
+      EXPECT_EQ(stored, original) << "the read-only weight was modified";
+    }
 }
 
 }  // namespace

@@ -6,8 +6,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
+#include "ember/buffer.h"
 #include "ember/mapped_file.h"
 
 namespace ember {
@@ -40,6 +42,32 @@ TEST_F(MappedFileTest, MapsTheWholeFile) {
   ASSERT_EQ((*map)->size(), contents.size());
   ASSERT_EQ((*map)->bytes().size(), contents.size());
   EXPECT_EQ(std::memcmp((*map)->bytes().data(), contents.data(), contents.size()), 0) << "mapped bytes differ from the file";
+}
+
+// Once a rearranged copy replaces a mapped tensor's pages they are handed back to the
+// kernel: reading them again must give the file's bytes, and the file stays as it was.
+TEST_F(MappedFileTest, FilePagesReadTheFileAgainAfterACopyReplacesThem) {
+  std::string contents(5 * 4096 + 123, '\0');
+  for (size_t i = 0; i < contents.size(); ++i) contents[i] = static_cast<char>(i * 131 % 251);
+  const auto path = write_file("weights.bin", contents);
+  auto map = MappedFile::open(path);
+  ASSERT_TRUE(map.ok()) << map.status().message();
+  auto* data = const_cast<std::byte*>((*map)->bytes().data());
+  const size_t begin = 100, length = contents.size() - 300;
+  auto buffer = Buffer::wrap_file_pages(data + begin, length, *map);
+  auto copy = buffer->rearranged(1, [&](const std::byte* bytes) -> Result<std::shared_ptr<Buffer>> {
+    auto out = Buffer::allocate(length);
+    if (!out) return out.status();
+    std::memcpy(out.value()->host_write().value(), bytes, length);
+    return out;
+  });
+  ASSERT_TRUE(copy.ok()) << copy.status().message();
+  EXPECT_EQ(std::memcmp(copy.value()->host_read().value(), contents.data() + begin, length), 0);
+  EXPECT_EQ(std::memcmp(buffer->host_read().value(), contents.data() + begin, length), 0);
+  EXPECT_EQ(std::memcmp((*map)->bytes().data(), contents.data(), contents.size()), 0);
+  std::ifstream file(path, std::ios::binary);
+  const std::string after((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(after, contents);
 }
 
 TEST_F(MappedFileTest, EmptyFileIsAnEmptyMap) {

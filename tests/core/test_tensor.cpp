@@ -159,6 +159,36 @@ TEST(Buffer, WrappedReadOnlyMemoryRefusesWrites) {
   EXPECT_NE(write.status().message().find("read-only"), std::string::npos);
 }
 
+TEST(Buffer, ARearrangedCopyIsMadeOncePerArrangementAndFailuresAreNotKept) {
+  std::vector<std::byte> bytes(256, std::byte{7});
+  auto buffer = Buffer::wrap(bytes.data(), bytes.size(), nullptr, /*writable=*/false);
+  int made = 0;
+  const auto reversed = [&](const std::byte* source) -> Result<std::shared_ptr<Buffer>> {
+    ++made;
+    auto copy = Buffer::allocate(bytes.size());
+    if (!copy) return copy.status();
+    std::byte* target = copy.value()->host_write().value();
+    for (size_t i = 0; i < bytes.size(); ++i) target[i] = source[bytes.size() - 1 - i];
+    return copy;
+  };
+  const auto failing = [&](const std::byte*) -> Result<std::shared_ptr<Buffer>> {
+    ++made;
+    return out_of_memory("no room for the copy");
+  };
+  auto failed = buffer->rearranged(1, failing);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("no room"), std::string::npos);
+  auto first = buffer->rearranged(1, reversed);
+  auto second = buffer->rearranged(1, reversed);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first.value(), second.value());
+  EXPECT_EQ(made, 2);
+  auto other = buffer->rearranged(2, reversed);
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(other.value(), first.value());
+  EXPECT_EQ(made, 3);
+}
+
 TEST(Buffer, RejectsBadAlignment) {
   EXPECT_FALSE(Buffer::allocate(64, 48).ok());
   EXPECT_FALSE(Buffer::allocate(64, 32).ok());

@@ -1,0 +1,122 @@
+#include "cpu/interleaved_weights.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "cpu/threads.h"
+#include "quant/block_formats.h"
+#include "quant/f16.h"
+
+namespace ember::cpu {
+namespace {
+
+constexpr int64_t kDwordBytes = 4;
+constexpr int64_t kLaneBytes = 64;  // one dword per row of the group
+
+// Where a block's codes and scale lie in its plain form, and how its code dwords are stored.
+struct BlockShape {
+  int64_t block_bytes;
+  int64_t code_dwords;
+  uint8_t code_offset;  // added to every code byte: q8_0's signed codes become unsigned
+};
+
+BlockShape block_shape(ElementType type) {
+  if (type == ElementType::q8_0) return {sizeof(quant::BlockQ8_0), quant::kQK8_0 / 4, 0x80};
+  return {sizeof(quant::BlockQ4_0), quant::kQK4_0 / 8, 0};
+}
+
+constexpr int64_t kScaleBytes = 2;  // both formats start with their f16 scale d
+
+void interleave_record(const BlockShape& shape, const std::byte* const (&blocks)[kInterleavedRows], std::byte* out) {
+  for (int64_t i = 0; i < shape.code_dwords; ++i)
+    for (int64_t j = 0; j < kInterleavedRows; ++j) {
+      std::byte* dword = out + i * kLaneBytes + j * kDwordBytes;
+      std::memcpy(dword, blocks[j] + kScaleBytes + i * kDwordBytes, kDwordBytes);
+      for (int64_t k = 0; k < kDwordBytes; ++k) dword[k] ^= std::byte{shape.code_offset};
+    }
+  std::byte* scales = out + shape.code_dwords * kLaneBytes;
+  for (int64_t j = 0; j < kInterleavedRows; ++j) std::memcpy(scales + j * kScaleBytes, blocks[j], kScaleBytes);
+}
+
+// Row j's code byte k (0 ≤ k < 4 · code_dwords) of a record, with the offset taken off.
+int32_t record_code(const BlockShape& shape, const uint8_t* record, int64_t j, int64_t k) {
+  const uint8_t byte = record[k / kDwordBytes * kLaneBytes + j * kDwordBytes + k % kDwordBytes];
+  return shape.code_offset != 0 ? static_cast<int32_t>(byte) - shape.code_offset : byte;
+}
+
+// The plain C++ tile over the layout: the sums of dot_blocks32.cpp's scalar kernels.
+template <ElementType kType>
+void interleaved_tile_scalar(const void* w, int64_t w_stride, int64_t rows, const void* a, int64_t a_stride,
+                             int64_t cols, int64_t blocks, float* y, int64_t ldy) {
+  const BlockShape shape = block_shape(kType);
+  const int64_t record_bytes = kInterleavedRows * shape.block_bytes;
+  for (int64_t c = 0; c < cols; ++c) {
+    const auto* activation =
+        reinterpret_cast<const quant::BlockQ8_0*>(static_cast<const char*>(a) + c * a_stride);
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto* group = static_cast<const uint8_t*>(w) + r / kInterleavedRows * kInterleavedRows * w_stride;
+      const int64_t j = r % kInterleavedRows;
+      float sum = 0.0f;
+      for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* record = group + b * record_bytes;
+        int32_t dot = 0;
+        if constexpr (kType == ElementType::q8_0) {
+          for (int64_t k = 0; k < quant::kQK8_0; ++k) dot += record_code(shape, record, j, k) * activation[b].qs[k];
+        } else {
+          constexpr int64_t kHalf = quant::kQK4_0 / 2;  // byte k holds weights k and k + 16
+          for (int64_t k = 0; k < kHalf; ++k) {
+            const int32_t packed = record_code(shape, record, j, k);
+            dot += ((packed & 0x0f) - 8) * activation[b].qs[k] + ((packed >> 4) - 8) * activation[b].qs[k + kHalf];
+          }
+        }
+        uint16_t scale;
+        std::memcpy(&scale, record + shape.code_dwords * kLaneBytes + j * kScaleBytes, sizeof scale);
+        sum = std::fma(static_cast<float>(dot), quant::f16_to_f32(scale) * quant::f16_to_f32(activation[b].d), sum);
+      }
+      y[c * ldy + r] = sum;
+    }
+  }
+}
+
+}  // namespace
+
+bool interleaving_pays(ElementType type, Isa isa) {
+  return isa == Isa::avx512_vnni && (type == ElementType::q8_0 || type == ElementType::q4_0);
+}
+
+int64_t interleaved_bytes(ElementType type, int64_t rows, int64_t in_features) {
+  const int64_t groups = (rows + kInterleavedRows - 1) / kInterleavedRows;
+  return groups * kInterleavedRows * element_row_bytes(type, in_features);
+}
+
+void interleave_rows(ElementType type, const void* weight, int64_t rows, int64_t in_features, void* out) {
+  const BlockShape shape = block_shape(type);
+  const int64_t row_bytes = element_row_bytes(type, in_features);
+  const int64_t blocks = in_features / block_elements(type);
+  const int64_t groups = (rows + kInterleavedRows - 1) / kInterleavedRows;
+  const std::byte zero_block[sizeof(quant::BlockQ8_0)] = {};
+  const auto* plain = static_cast<const std::byte*>(weight);
+#pragma omp parallel for num_threads(threads()) schedule(static)
+  for (int64_t g = 0; g < groups; ++g) {
+    std::byte* record = static_cast<std::byte*>(out) + g * kInterleavedRows * row_bytes;
+    for (int64_t b = 0; b < blocks; ++b, record += kInterleavedRows * shape.block_bytes) {
+      const std::byte* sources[kInterleavedRows];
+      for (int64_t j = 0; j < kInterleavedRows; ++j) {
+        const int64_t row = g * kInterleavedRows + j;
+        sources[j] = row < rows ? plain + row * row_bytes + b * shape.block_bytes : zero_block;
+      }
+      interleave_record(shape, sources, record);
+    }
+  }
+}
+
+QuantizedTile interleaved_tile(ElementType type, Isa isa) {
+  if (interleaving_pays(type, isa)) return x86::blocks32_interleaved_tile_avx512vnni(type);
+  switch (type) {
+    case ElementType::q8_0: return interleaved_tile_scalar<ElementType::q8_0>;
+    case ElementType::q4_0: return interleaved_tile_scalar<ElementType::q4_0>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace ember::cpu

@@ -1,0 +1,129 @@
+// The interleaved weight layout (cpu/interleaved_weights.h): every ISA's tile over it gives
+// the same bits as the plain layout's tile, for row counts on and off the 16-row groups,
+// tiles that start at a later group, poisoned padding and output gaps; quantized_matmul
+// gives the same bits through either layout, on any thread count.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cpu/interleaved_weights.h"
+#include "cpu/isa.h"
+#include "cpu/kernel_fixtures.h"
+#include "cpu/matmul.h"
+#include "cpu/quantized_dot.h"
+#include "quant/quantize.h"
+#include "test_util.h"
+
+namespace ember::cpu {
+namespace {
+
+using testing::SeededRng;
+
+constexpr ElementType kTypes[] = {ElementType::q8_0, ElementType::q4_0};
+
+std::string name(ElementType type) { return std::string(dtype_name(to_dtype(type))); }
+
+std::vector<unsigned char> quantized(DType type, const std::vector<float>& values, int64_t rows, int64_t length) {
+  std::vector<unsigned char> out(static_cast<size_t>(row_bytes(type, length) * rows));
+  quant::quantize_row_reference(type, values.data(), out.data(), rows * length);
+  return out;
+}
+
+// Plain weight rows and their interleaved form; the form's bytes start poisoned, so a
+// record interleave_rows skips (the padding rows of the last group included) shows.
+struct Layouts {
+  ElementType type;
+  int64_t rows, blocks;
+  std::vector<unsigned char> plain, interleaved;
+};
+
+Layouts make_layouts(SeededRng& rng, ElementType type, int64_t rows, int64_t blocks) {
+  Layouts out{type, rows, blocks, {}, {}};
+  const int64_t length = blocks * 32;
+  out.plain = quantized(to_dtype(type), rng.normal(static_cast<size_t>(rows * length)), rows, length);
+  out.interleaved.assign(static_cast<size_t>(interleaved_bytes(type, rows, length)), 0xAB);
+  interleave_rows(type, out.plain.data(), rows, length, out.interleaved.data());
+  return out;
+}
+
+// y for `rows` weight rows from `first_row` (a multiple of 16) against cols activation
+// rows, ldy = rows + 3 so each column leaves a poisoned gap.
+std::vector<float> run(QuantizedTile tile, const unsigned char* weights, int64_t first_row, int64_t rows,
+                       const Layouts& w, const std::vector<unsigned char>& a, int64_t cols) {
+  const int64_t w_stride = element_row_bytes(w.type, w.blocks * 32);
+  const int64_t a_stride = row_bytes(activation_dtype(w.type), w.blocks * 32);
+  std::vector<float> y = testing::poisoned(static_cast<size_t>(cols * (rows + 3)));
+  tile(weights + first_row * w_stride, w_stride, rows, a.data(), a_stride, cols, w.blocks, y.data(), rows + 3);
+  return y;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(InterleavedWeights, TakeThePlainRowsBytesRoundedUpToWholeGroups) {
+  for (ElementType type : kTypes) {
+    const int64_t row = element_row_bytes(type, 64);
+    EXPECT_EQ(interleaved_bytes(type, 16, 64), 16 * row) << name(type);
+    EXPECT_EQ(interleaved_bytes(type, 17, 64), 32 * row) << name(type);
+    EXPECT_EQ(interleaved_bytes(type, 1, 64), 16 * row) << name(type);
+  }
+}
+
+TEST(InterleavedWeights, PayOnlyWhereTheVnni512KernelReadsThem) {
+  for (ElementType type : kTypes) {
+    EXPECT_TRUE(interleaving_pays(type, Isa::avx512_vnni)) << name(type);
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx_vnni, Isa::avx512}) EXPECT_FALSE(interleaving_pays(type, isa));
+  }
+  for (ElementType type : {ElementType::q4_1, ElementType::q4_k, ElementType::q6_k, ElementType::f16})
+    EXPECT_FALSE(interleaving_pays(type, Isa::avx512_vnni)) << name(type);
+}
+
+TEST(InterleavedWeights, EveryIsaTileGivesThePlainTilesBits) {
+  SeededRng rng;
+  for (ElementType type : kTypes)
+    for (int64_t rows : {1, 5, 15, 16, 17, 40})
+      for (int64_t blocks : {1, 3, 33})
+        for (int64_t cols : {1, 2, 3, 4, 5, 9, 17}) {
+          const Layouts w = make_layouts(rng, type, rows, blocks);
+          const auto a = quantized(activation_dtype(type), rng.normal(static_cast<size_t>(cols * blocks * 32)), cols,
+                                   blocks * 32);
+          const auto expected = run(quantized_tile(type, Isa::scalar), w.plain.data(), 0, rows, w, a, cols);
+          for (Isa isa : supported_isas()) {
+            SCOPED_TRACE(name(type) + " " + std::string(isa_name(isa)) + " rows " + std::to_string(rows) + " blocks " +
+                         std::to_string(blocks) + " cols " + std::to_string(cols));
+            ASSERT_TRUE(same_bits(run(interleaved_tile(type, isa), w.interleaved.data(), 0, rows, w, a, cols), expected));
+            // A tile of the rows from the second group on addresses that group alone.
+            if (rows > 16) {
+              const auto tail = run(interleaved_tile(type, isa), w.interleaved.data(), 16, rows - 16, w, a, cols);
+              const auto plain_tail = run(quantized_tile(type, Isa::scalar), w.plain.data(), 16, rows - 16, w, a, cols);
+              ASSERT_TRUE(same_bits(tail, plain_tail));
+            }
+          }
+        }
+}
+
+TEST(InterleavedWeights, QuantizedMatmulGivesThePlainLayoutsBitsOnAnyThreadCount) {
+  SeededRng rng;
+  for (ElementType type : kTypes)
+    for (int64_t rows : {1, 3, 37}) {
+      const int64_t in = 96, out = 45;
+      const Layouts w = make_layouts(rng, type, out, in / 32);
+      const std::vector<float> x = rng.normal(static_cast<size_t>(rows * in));
+      std::vector<float> plain = testing::poisoned(static_cast<size_t>(rows * out));
+      quantized_matmul(x.data(), rows, in, w.plain.data(), type, plain.data(), out);
+      for (int threads : {1, 2, 3}) {
+        testing::ThreadCount scope(threads);
+        std::vector<float> interleaved = testing::poisoned(static_cast<size_t>(rows * out));
+        quantized_matmul(x.data(), rows, in, w.interleaved.data(), type, interleaved.data(), out,
+                         WeightLayout::interleaved);
+        EXPECT_TRUE(same_bits(interleaved, plain)) << name(type) << " rows " << rows << " threads " << threads;
+      }
+    }
+}
+
+}  // namespace
+}  // namespace ember::cpu
