@@ -2,7 +2,8 @@
 // through a 4096×14336 weight (shape 0; shape 1 is M's 32000×2048 output layer), reported as GB/s of weight bytes against the read
 // bandwidth ceiling; and prefill, 512 rows through the same weight, reported as GOP/s
 // against the int8 dot-product ceiling (BM_Ceiling* in the same binary). The f16 and bf16
-// rows are the plain kernels at the same shapes, for comparison.
+// rows are the plain kernels at the same shapes, for comparison; BM_InterleavedLinear runs
+// q8_0 and q4_0 in the layout the CPU backend gives them.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/interleaved_weights.h"
 #include "cpu/matmul.h"
 #include "cpu/quantize.h"
 #include "ember/ember.h"
@@ -84,6 +86,60 @@ BENCHMARK(BM_QuantizedLinear)
     ->ArgsProduct({{std::begin(kTypes), std::end(kTypes)}, {0, 1}, {1, 512}, {1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
+
+// The same products with the weights in the CPU's interleaved layout
+// (cpu/interleaved_weights.h), as the CPU backend runs a model's q8_0 and q4_0 weights on
+// a 512-bit VNNI machine.
+void BM_InterleavedLinear(benchmark::State& state) {
+  const auto type = static_cast<cpu::ElementType>(state.range(0));
+  const WeightShape shape = kShapes[state.range(1)];
+  const int64_t rows = state.range(2);
+  set_num_threads(static_cast<int>(state.range(3)));
+  const StoredWeights w = random_weights(type, shape.out, shape.in);
+  std::vector<std::byte> interleaved(static_cast<size_t>(cpu::interleaved_bytes(type, shape.out, shape.in)));
+  cpu::interleave_rows(type, w.bytes.data(), shape.out, shape.in, interleaved.data());
+  const std::vector<float> x = random_activations(rows * shape.in);
+  std::vector<float> y(static_cast<size_t>(rows * shape.out));
+  for (auto _ : state) {
+    cpu::linear(x.data(), rows, shape.in, interleaved.data(), type, nullptr, cpu::Activation::none, y.data(), shape.out,
+                cpu::WeightLayout::interleaved);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(w.bytes.size()));
+  state.counters["OP/s"] = benchmark::Counter(2.0 * static_cast<double>(rows * shape.out * shape.in),
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(dtype_name(cpu::to_dtype(type))));
+}
+
+constexpr int64_t kInterleavedTypes[] = {static_cast<int64_t>(cpu::ElementType::q8_0),
+                                         static_cast<int64_t>(cpu::ElementType::q4_0)};
+
+BENCHMARK(BM_InterleavedLinear)
+    ->ArgNames({"type", "shape", "rows", "threads"})
+    ->ArgsProduct({{std::begin(kInterleavedTypes), std::end(kInterleavedTypes)}, {0, 1}, {1, 512}, {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// What interleaving costs on a weight's first use: bytes of weights rearranged per second.
+void BM_InterleaveRows(benchmark::State& state) {
+  const auto type = static_cast<cpu::ElementType>(state.range(0));
+  set_num_threads(static_cast<int>(state.range(1)));
+  const WeightShape shape = kShapes[1];
+  const StoredWeights w = random_weights(type, shape.out, shape.in);
+  std::vector<std::byte> interleaved(static_cast<size_t>(cpu::interleaved_bytes(type, shape.out, shape.in)));
+  for (auto _ : state) {
+    cpu::interleave_rows(type, w.bytes.data(), shape.out, shape.in, interleaved.data());
+    benchmark::DoNotOptimize(interleaved.data());
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(w.bytes.size()));
+  state.SetLabel(std::string(dtype_name(cpu::to_dtype(type))));
+}
+
+BENCHMARK(BM_InterleaveRows)
+    ->ArgNames({"type", "threads"})
+    ->ArgsProduct({{std::begin(kInterleavedTypes), std::end(kInterleavedTypes)}, {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace ember::bench

@@ -18,6 +18,7 @@ struct BlockShape {
   int64_t block_bytes;
   int64_t code_dwords;
   uint8_t code_offset;  // added to every code byte: q8_0's signed codes become unsigned
+  uint32_t dword_offset() const { return code_offset * 0x01010101u; }
 };
 
 BlockShape block_shape(ElementType type) {
@@ -28,11 +29,14 @@ BlockShape block_shape(ElementType type) {
 constexpr int64_t kScaleBytes = 2;  // both formats start with their f16 scale d
 
 void interleave_record(const BlockShape& shape, const std::byte* const (&blocks)[kInterleavedRows], std::byte* out) {
+  // Adding 128 to a byte is flipping its top bit, so a whole dword takes one xor.
+  const uint32_t offset = shape.dword_offset();
   for (int64_t i = 0; i < shape.code_dwords; ++i)
     for (int64_t j = 0; j < kInterleavedRows; ++j) {
-      std::byte* dword = out + i * kLaneBytes + j * kDwordBytes;
-      std::memcpy(dword, blocks[j] + kScaleBytes + i * kDwordBytes, kDwordBytes);
-      for (int64_t k = 0; k < kDwordBytes; ++k) dword[k] ^= std::byte{shape.code_offset};
+      uint32_t dword;
+      std::memcpy(&dword, blocks[j] + kScaleBytes + i * kDwordBytes, kDwordBytes);
+      dword ^= offset;
+      std::memcpy(out + i * kLaneBytes + j * kDwordBytes, &dword, kDwordBytes);
     }
   std::byte* scales = out + shape.code_dwords * kLaneBytes;
   for (int64_t j = 0; j < kInterleavedRows; ++j) std::memcpy(scales + j * kScaleBytes, blocks[j], kScaleBytes);
