@@ -163,22 +163,41 @@ Stats statistics(const std::vector<double>& values) {
   return stats;
 }
 
+// What a GPU did during the timed passes, from the executor's per-node timings: the time
+// its timestamps say it was busy, and how many submissions (device runs) there were.
+struct DeviceShare {
+  int64_t busy_ns = 0;
+  int64_t submissions = 0;
+  void add(const ember::Model& model) {
+    for (const ember::NodeTiming& timing : model.last_timings()) {
+      if (timing.backend == "cpu" || timing.elapsed.count() == 0) continue;  // later nodes of a batch count 0
+      busy_ns += timing.device.count();
+      ++submissions;
+    }
+  }
+};
+
 // One pp pass, or `gen` tg steps, from position 0, which overwrites whatever the cache held, so every repetition
 // starts from an empty context as llama-bench's do.
-ember::Status run_once(ember::Model& model, const Test& test, const std::vector<int32_t>& tokens, int64_t gen) {
+ember::Status run_once(ember::Model& model, const Test& test, const std::vector<int32_t>& tokens, int64_t gen,
+                       DeviceShare* share = nullptr) {
   if (test.prompt > 0) {
     const ember::SequenceTokens part{0, 0, tokens, false};
-    return model.forward(std::span(&part, 1)).status();
+    EMBER_RETURN_IF_ERROR(model.forward(std::span(&part, 1)).status());
+    if (share != nullptr) share->add(model);
+    return {};
   }
   for (int64_t i = 0; i < gen; ++i) {
     const ember::SequenceTokens part{0, i, std::span(tokens).subspan(static_cast<size_t>(i), 1), false};
     EMBER_RETURN_IF_ERROR(model.forward(std::span(&part, 1)).status());
+    if (share != nullptr) share->add(model);
   }
   return {};
 }
 
-// Nanoseconds of each timed repetition.
-ember::Result<std::vector<int64_t>> run_test(ember::Model& model, const Test& test, int64_t repetitions) {
+// Nanoseconds of each timed repetition; `share` sums the device's part of them.
+ember::Result<std::vector<int64_t>> run_test(ember::Model& model, const Test& test, int64_t repetitions,
+                                             DeviceShare& share) {
   ember::set_num_threads(test.threads);
   std::mt19937 random(1234);
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(model.config().vocab_size - 1));
@@ -189,7 +208,7 @@ ember::Result<std::vector<int64_t>> run_test(ember::Model& model, const Test& te
   std::vector<int64_t> samples;
   for (int64_t r = 0; r < repetitions; ++r) {
     const auto start = Clock::now();
-    EMBER_RETURN_IF_ERROR(run_once(model, test, tokens, test.gen));
+    EMBER_RETURN_IF_ERROR(run_once(model, test, tokens, test.gen, &share));
     samples.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
   }
   return samples;
@@ -318,12 +337,15 @@ int main(int argc, char** argv) {
     const int64_t params = model->parameter_count();
 
     for (const Test& test : tests) {
-      auto samples = run_test(model.value(), test, repetitions->front());
+      DeviceShare share;
+      auto samples = run_test(model.value(), test, repetitions->front(), share);
       if (!samples)
         return fail(fmt::format("{}: {}: {}", info.path.string(), test.name(), samples.status().message()), 1);
       std::vector<double> ns(samples->begin(), samples->end()), ts;
       for (double sample : ns) ts.push_back(static_cast<double>(test.tokens()) * 1e9 / sample);
       const Stats time = statistics(ns), speed = statistics(ts);
+      // Per pass (pp) or per token (tg): wall time against the device's busy time.
+      const double passes = static_cast<double>(repetitions->front() * (test.prompt > 0 ? 1 : test.gen));
       if (markdown) {
         fmt::print("| {:<{}} | {:>10} | {:>10} | {:<{}} | {:>7} | {:>7} | {:>20} |\n", info.name, name_width,
                    size_text(info.file_bytes), params_text(params), info.type, type_width, test.threads, test.name(),
@@ -344,7 +366,18 @@ int main(int argc, char** argv) {
                       {"stddev_ts", speed.stddev},
                       {"median_ts", speed.median},
                       {"samples_ns", samples.value()},
-                      {"samples_ts", ts}});
+                      {"samples_ts", ts},
+                      {"device_busy_ns", share.busy_ns},
+                      {"device_submissions", share.submissions}});
+      if (share.submissions > 0) {
+        const double wall_ms = std::accumulate(ns.begin(), ns.end(), 0.0) / passes / 1e6;
+        const double busy_ms = static_cast<double>(share.busy_ns) / passes / 1e6;
+        fmt::print(stderr,
+                   "bench-model: {} {}: {:.3f} ms per {}, the device busy {:.3f} ms of it ({:.0f}%), {:.1f} "
+                   "submissions each\n",
+                   info.name, test.name(), wall_ms, test.prompt > 0 ? "pass" : "token", busy_ms,
+                   100.0 * busy_ms / wall_ms, static_cast<double>(share.submissions) / passes);
+      }
     }
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);

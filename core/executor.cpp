@@ -139,7 +139,8 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
       }
     } else {
       // A batch's time is counted on its first node: the device ran them as one.
-      timings_.push_back({id, node.op, (*chosen)->name(), std::chrono::steady_clock::now() - start});
+      timings_.push_back({id, node.op, (*chosen)->name(), std::chrono::steady_clock::now() - start,
+                          status.ok() ? (*chosen)->last_device_time() : std::chrono::nanoseconds(0)});
       for (size_t i = 1; i < batch.size(); ++i)
         timings_.push_back({batch[i].id, items[i].node->op, (*chosen)->name(), std::chrono::nanoseconds(0)});
       if (!status.ok()) return Status(status.code(), fmt::format("{}: {}", node_label(node, id), status.message()));

@@ -46,7 +46,13 @@ bool VulkanBackend::joins_batch(const Node& node, std::span<const Tensor> inputs
 
 bool VulkanBackend::takes(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const {
   if (device_->context().device_lost()) return false;
-  if (node.op == Op::linear) return supports_linear(node, inputs);
+  if (node.op == Op::linear) {
+    // The size thresholds price a dispatch with a round trip of its own (x up, y down);
+    // a linear whose input the device already holds, or this batch makes, costs only its
+    // dispatch there, while the CPU would first need that input brought back.
+    const bool input_here = (!from_batch.empty() && from_batch[0]) || on_this_device(inputs[0]);
+    return supports_linear(node, inputs, /*any_size=*/input_here);
+  }
   // Any other op goes where its data already is: an input whose only current copy is on
   // this device, or that an earlier node of the batch makes.
   if (!row_op_fits(node, inputs)) return false;
@@ -56,7 +62,7 @@ bool VulkanBackend::takes(const Node& node, std::span<const Tensor> inputs, std:
   });
 }
 
-bool VulkanBackend::supports_linear(const Node& node, std::span<const Tensor> inputs) const {
+bool VulkanBackend::supports_linear(const Node& node, std::span<const Tensor> inputs, bool any_size) const {
   if (inputs.size() != 3 || !gpu_activation(node.params.activation)) return false;
   const Tensor &x = inputs[0], &weight = inputs[1], &bias = inputs[2];
   if (x.dtype() != DType::f32 || !bindable(x) || weight.rank() != 2 || !bindable(weight)) return false;
@@ -70,7 +76,7 @@ bool VulkanBackend::supports_linear(const Node& node, std::span<const Tensor> in
   const uint64_t rows = static_cast<uint64_t>(x.elements()) / k;
   // The shaders index with 32-bit integers.
   if (rows == 0 || rows * k > UINT32_MAX || rows * n > UINT32_MAX || weight.payload_bytes() > UINT32_MAX) return false;
-  return 2 * rows * k * n >= routing_.min_flops && weight.payload_bytes() >= routing_.min_weight_bytes;
+  return any_size || (2 * rows * k * n >= routing_.min_flops && weight.payload_bytes() >= routing_.min_weight_bytes);
 }
 
 std::span<const size_t> VulkanBackend::activation_inputs(Op op) {
@@ -271,7 +277,14 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
     }
     recording.made_here.insert(item.output.buffer().get());
   }
-  EMBER_RETURN_IF_ERROR(from_gpu(batch.run()));
+  last_device_time_ = std::chrono::nanoseconds(0);
+  if (device_->context().capabilities().timestamp_valid_bits == 0) {
+    EMBER_RETURN_IF_ERROR(from_gpu(batch.run()));
+  } else {
+    auto busy = batch.run_timed();
+    if (!busy) return from_gpu(busy.status());
+    last_device_time_ = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(busy.value()));
+  }
   for (const BatchItem& item : items) item.output.buffer()->mark_device_written();
   for (Buffer* cache : recording.written_caches) cache->mark_device_written();
   return {};

@@ -25,6 +25,8 @@
 // and the next forward pass runs on the CPU from the start.)
 #pragma once
 
+#include <chrono>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -60,17 +62,21 @@ class VulkanBackend final : public Backend {
   // Consecutive linear nodes are recorded into one command buffer and submitted once.
   size_t max_batch() const override { return kMaxBatch; }
   Status run_batch(std::span<const BatchItem> items) override;
+  // From the device's timestamps around each submission (zero where it has none).
+  std::chrono::nanoseconds last_device_time() const override { return last_device_time_; }
 
   // Two descriptor sets per node must fit gpu::FusedLinear's pool (512) with room to spare.
   static constexpr size_t kMaxBatch = 128;
 
  private:
+  std::chrono::nanoseconds last_device_time_{0};
   // The device copy of `tensor`'s buffer, attached first if it has none here, and made
   // current when `needs_current` (inputs; an output is overwritten whole).
   Result<gpu::DeviceBuffer*> device_side(const Tensor& tensor, bool needs_current);
   // supports() and joins_batch(): from_batch empty outside a batch.
   bool takes(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const;
-  bool supports_linear(const Node& node, std::span<const Tensor> inputs) const;
+  // `any_size`: the routing thresholds do not apply (the input is on the device already).
+  bool supports_linear(const Node& node, std::span<const Tensor> inputs, bool any_size) const;
   // Whether a node other than linear has a kernel here for these inputs.
   bool row_op_fits(const Node& node, std::span<const Tensor> inputs) const;
   // Which inputs of such an op are activations (where the data is), not weights or ids.

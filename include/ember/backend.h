@@ -11,6 +11,7 @@
 // executor then runs the node on the next backend that supports it, with the same inputs.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -52,6 +53,10 @@ class Backend {
     for (const BatchItem& item : items) EMBER_RETURN_IF_ERROR(run(*item.node, item.inputs, item.output));
     return {};
   }
+  // How long the device itself was busy with the last successful run or run_batch, where
+  // the backend can tell (a GPU's timestamps); zero otherwise. The rest of a call's wall
+  // time is the host's: recording, submitting, waiting, copying.
+  virtual std::chrono::nanoseconds last_device_time() const { return std::chrono::nanoseconds(0); }
 };
 
 std::shared_ptr<Backend> make_cpu_backend();

@@ -27,6 +27,9 @@ struct NodeTiming {
   Op op = Op::input;
   std::string_view backend;
   std::chrono::nanoseconds elapsed{0};
+  // The part of `elapsed` the device was busy (Backend::last_device_time), on the first
+  // node of a batch like elapsed; zero for the CPU.
+  std::chrono::nanoseconds device{0};
 };
 
 class Executor {

@@ -55,6 +55,15 @@ TEST_P(VulkanBackendTest, MatchesTheCpuKeepsWeightsResidentAndSubmitsOnce) {
   EXPECT_EQ(device_->context().submissions() - before, 1u) << "two GPU nodes in a row make one submission";
   EXPECT_EQ(nodes_run_by(gpu, "vulkan"), 2u);
   EXPECT_EQ(graph.w1.buffer()->device(), weight_copy) << "the second run gave the weight a new device copy";
+  // The submission's device time, from its timestamps, lands on the batch's first node
+  // and is part of that node's wall time.
+  const std::vector<NodeTiming>& timings = gpu.last_timings();
+  ASSERT_EQ(timings.size(), 2u);
+  if (device_->context().capabilities().timestamp_valid_bits > 0) {
+    EXPECT_GT(timings[0].device.count(), 0);
+    EXPECT_LE(timings[0].device, timings[0].elapsed);
+  }
+  EXPECT_EQ(timings[1].device.count(), 0);
   ASSERT_EQ(again.size(), 2u);
   for (size_t i = 0; i < 2; ++i)
     EXPECT_LT(relative_error(again[i], expected[i]), testing::cpu_tolerance(GetParam(), *device_)) << "output " << i;
@@ -69,20 +78,28 @@ using VulkanRoutingTest = VulkanBackendTest;
 TEST_F(VulkanRoutingTest, ThresholdsKeepSmallProductsOnTheCpu) {
   testing::SeededRng rng;
   const TwoLinears graph(DType::q8_0, 2, 64, 96, 32, rng);
-  // First node: 2·2·64·96 = 24576 FLOPs; second: 2·2·96·32 = 12288.
+  // First node: 2·2·64·96 = 24576 FLOPs; second: 2·2·96·32 = 12288. The second is below
+  // each threshold, but its input is made on the device: it follows it there, in the same
+  // submission, rather than bring it back (the thresholds price a round trip of its own).
   Executor by_flops = gpu_executor({.min_flops = 20000});
   graph.run(by_flops);
   ASSERT_EQ(by_flops.last_timings().size(), 2u);
   EXPECT_EQ(by_flops.last_timings()[0].backend, "vulkan");
-  EXPECT_EQ(by_flops.last_timings()[1].backend, "cpu");
+  EXPECT_EQ(by_flops.last_timings()[1].backend, "vulkan");
   // W1 holds 96 rows of 2 q8_0 blocks (6528 bytes), W2 32 rows of 3 (3264).
   Executor by_bytes = gpu_executor({.min_weight_bytes = 6528});
   graph.run(by_bytes);
   EXPECT_EQ(by_bytes.last_timings()[0].backend, "vulkan");
-  EXPECT_EQ(by_bytes.last_timings()[1].backend, "cpu");
+  EXPECT_EQ(by_bytes.last_timings()[1].backend, "vulkan");
   Executor below_both = gpu_executor({.min_flops = 24577});
   graph.run(below_both);
   EXPECT_EQ(nodes_run_by(below_both, "vulkan"), 0u);
+  // Small with its input on the host (8192 FLOPs): the CPU; then large (12288): the device.
+  const TwoLinears narrow(DType::q8_0, 2, 64, 32, 96, rng);
+  Executor small_first = gpu_executor({.min_flops = 10000});
+  narrow.run(small_first);
+  EXPECT_EQ(small_first.last_timings()[0].backend, "cpu");
+  EXPECT_EQ(small_first.last_timings()[1].backend, "vulkan");
 }
 
 TEST_F(VulkanRoutingTest, OnlyOffloadedWeightsGoToTheGpu) {
