@@ -61,7 +61,8 @@ class VulkanDevice : public std::enable_shared_from_this<VulkanDevice> {
   gpu::DeviceAttention& attention() { return *attention_; }
   // For the command batches of the backend: a few sets per node of a batch until it has run.
   gpu::DescriptorSets& descriptor_sets() { return *descriptor_sets_; }
-  static constexpr uint32_t kDescriptorSets = 1024;
+  // Two full batches (VulkanBackend::kMaxBatch) at once, from two models on one device.
+  static constexpr uint32_t kDescriptorSets = 2048;
 
  private:
   VulkanDevice() = default;

@@ -1,9 +1,16 @@
 #include "gpu/command_batch.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <string>
 
 namespace ember::gpu {
+
+CommandBatch::CommandBatch(Context& context, DescriptorSets& sets) : context_(context), sets_(sets) {
+  static std::atomic<uint64_t> next_serial{1};
+  serial_ = next_serial.fetch_add(1, std::memory_order_relaxed);
+}
 
 void memory_barrier(const VulkanFunctions& vk, VkCommandBuffer commands, VkPipelineStageFlags source_stages,
                     VkAccessFlags source_access, VkPipelineStageFlags target_stages, VkAccessFlags target_access) {

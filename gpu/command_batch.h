@@ -34,7 +34,7 @@ struct Dispatch {
 
 class CommandBatch {
  public:
-  CommandBatch(Context& context, DescriptorSets& sets) : context_(context), sets_(sets) {}
+  CommandBatch(Context& context, DescriptorSets& sets);
   CommandBatch(const CommandBatch&) = delete;
   CommandBatch& operator=(const CommandBatch&) = delete;
   ~CommandBatch();
@@ -47,6 +47,8 @@ class CommandBatch {
   // Locks `mutex` until the batch is gone, unless the batch already holds it.
   void hold(std::mutex& mutex);
   size_t dispatches() const { return dispatches_.size(); }
+  // Unique to this batch in the process (an address may be reused by a later batch).
+  uint64_t serial() const { return serial_; }
 
   // Records every dispatch, submits and waits (nothing to do for an empty batch).
   Status run();
@@ -58,6 +60,7 @@ class CommandBatch {
 
   Context& context_;
   DescriptorSets& sets_;
+  uint64_t serial_;
   std::vector<Dispatch> dispatches_;
   std::vector<VkDescriptorSet> owned_sets_;
   std::vector<DeviceBuffer> kept_;

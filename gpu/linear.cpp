@@ -144,12 +144,17 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   auto pipeline = pipelines_.get(shader, {static_cast<uint32_t>(args.weight_type), static_cast<uint32_t>(args.activation)});
   if (!pipeline) return pipeline.status();
   const Pipeline* quantize_pipeline = nullptr;
+  const XLayout layout = gemv && args.weight_type == WeightType::q4_0 ? XLayout::q4_0_pairs : XLayout::bytes;
+  const QuantizedSource source{batch.serial(), batch.dispatches(), args.x, static_cast<uint32_t>(layout), x_blocks};
+  bool reuse_quantized_x = false;
   if (quantize_x) {
-    const XLayout layout = gemv && args.weight_type == WeightType::q4_0 ? XLayout::q4_0_pairs : XLayout::bytes;
+    batch.hold(quantized_x_mutex_);
+    reuse_quantized_x = quantized_source_ == source;
+  }
+  if (quantize_x && !reuse_quantized_x) {
     auto found = pipelines_.get(ShaderId::quantize_rows_q8, {static_cast<uint32_t>(layout)});
     if (!found) return found.status();
     quantize_pipeline = found.value();
-    batch.hold(quantized_x_mutex_);
     const uint64_t needed = x_blocks * kQuantizedBlockBytes[static_cast<uint32_t>(layout)];
     if (quantized_x_.bytes() < needed) {
       // Layers recorded into the batch before this one keep the smaller buffer until it is gone.
@@ -165,7 +170,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   auto set = batch.descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y});
   if (!set) return set.status();
   VkDescriptorSet quantize_set = VK_NULL_HANDLE;
-  if (quantize_x) {
+  if (quantize_pipeline != nullptr) {
     auto made = batch.descriptor_set(*quantize_pipeline, {args.x, &quantized_x_});
     if (!made) return made.status();
     quantize_set = made.value();
@@ -180,20 +185,23 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
     std::memcpy(recorded.push.data(), constants, bytes);
     batch.add(recorded);
   };
-  if (quantize_x)
-    dispatch(quantize_pipeline, quantize_set, &push, kQuantizePushBytes,
-             quantize_grid.value(), true);
+  if (quantize_pipeline != nullptr)
+    dispatch(quantize_pipeline, quantize_set, &push, kQuantizePushBytes, quantize_grid.value(), true);
+  // Reusing the rounded x, the product depends on nothing the dispatch before it (the
+  // previous product, over other outputs) writes.
+  const bool first_barrier = !reuse_quantized_x;
   if (gemv) {
     // One workgroup per output column: n may exceed the device's dispatch width.
     for (uint32_t first = 0; first < args.n; first += max_groups_x) {
       LinearPushConstants part = push;
       part.first_column = first;
       dispatch(pipeline.value(), set.value(), &part, sizeof part, {std::min(args.n - first, max_groups_x), groups_y, 1},
-               first == 0);
+               first == 0 && first_barrier);
     }
   } else {
-    dispatch(pipeline.value(), set.value(), &push, sizeof push, {groups_x, groups_y, 1}, true);
+    dispatch(pipeline.value(), set.value(), &push, sizeof push, {groups_x, groups_y, 1}, first_barrier);
   }
+  if (quantize_x) quantized_source_ = {batch.serial(), batch.dispatches(), args.x, static_cast<uint32_t>(layout), x_blocks};
   return {};
 }
 

@@ -72,6 +72,18 @@ class FusedLinear {
   // x rounded to q8_0 for the block shaders; the batch recording into it holds the mutex.
   std::mutex quantized_x_mutex_;
   DeviceBuffer quantized_x_;
+  // What quantized_x_ will hold once the last recorded dispatch has run: a linear recorded
+  // right after it into the same batch, over the same x in the same layout (q, k and v;
+  // gate and up), reads it as it is, with no rounding pass and no barrier before it.
+  struct QuantizedSource {
+    uint64_t batch = 0;  // CommandBatch::serial
+    size_t dispatches = 0;
+    const DeviceBuffer* x = nullptr;
+    uint32_t layout = 0;
+    uint64_t blocks = 0;
+    bool operator==(const QuantizedSource&) const = default;
+  };
+  QuantizedSource quantized_source_;
 };
 
 }  // namespace ember::gpu

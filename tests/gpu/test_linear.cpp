@@ -232,6 +232,58 @@ std::vector<uint8_t> random_weights(testing::SeededRng& rng, WeightType type, ui
 // Two layers, the second reading the first's output, in one CommandBatch: one submission,
 // and the second layer sees the first's result. The second needs more x scratch than the
 // first, so the scratch grows inside the batch while the first still uses the old one.
+// Linears recorded one after another over the same x (a layer's q, k and v; gate and up)
+// round it to q8_0 once: the later ones read that copy with no pass and no barrier of
+// their own, and still give the reference. A q8_0 product (bytes layout) after q4_0 GEMVs
+// (paired layout) needs its own rounding.
+TEST(GpuLinearBatch, LinearsOverOneInputRoundItOnce) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  ASSERT_NE(gpu.linear, nullptr);
+  testing::SeededRng rng;
+  constexpr uint32_t kIn = 96;
+  constexpr uint32_t kOuts[] = {40, 24, 24};
+  const std::vector<float> x = rng.uniform(kIn);
+  DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x);
+  std::vector<std::vector<uint8_t>> weights;
+  std::vector<DeviceBuffer> weight_buffers, outputs;
+  for (uint32_t n : kOuts) {
+    weights.push_back(random_weights(rng, WeightType::q4_0, kIn, n));
+    weight_buffers.push_back(mapped_buffer(gpu.allocator, weights.back()));
+    outputs.push_back(mapped_buffer(gpu.allocator, testing::poisoned(n)));
+  }
+  const std::vector<uint8_t> w_q8 = random_weights(rng, WeightType::q8_0, kIn, 8);
+  DeviceBuffer w_q8_buffer = mapped_buffer(gpu.allocator, w_q8);
+  DeviceBuffer y_q8 = mapped_buffer(gpu.allocator, testing::poisoned(8));
+  auto sets = DescriptorSets::create(context, 16);
+  ASSERT_TRUE(sets) << sets.status().message();
+  {
+    CommandBatch batch(context, *sets.value());
+    for (size_t i = 0; i < weights.size(); ++i) {
+      Status status = gpu.linear->record(batch, {.x = &x_buffer, .rows = 1, .k = kIn, .weights = &weight_buffers[i],
+                                                 .weight_type = WeightType::q4_0, .n = kOuts[i], .y = &outputs[i],
+                                                 .path = LinearPath::gemv});
+      ASSERT_TRUE(status) << status.message();
+    }
+    EXPECT_EQ(batch.dispatches(), 4u);  // x rounded once, then three GEMVs
+    Status status = gpu.linear->record(batch, {.x = &x_buffer, .rows = 1, .k = kIn, .weights = &w_q8_buffer,
+                                               .weight_type = WeightType::q8_0, .n = 8, .y = &y_q8,
+                                               .path = LinearPath::gemv});
+    ASSERT_TRUE(status) << status.message();
+    EXPECT_EQ(batch.dispatches(), 6u);
+    status = batch.run();
+    ASSERT_TRUE(status) << status.message();
+  }
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const std::vector<float> values = read_mapped<float>(outputs[i], kOuts[i]);
+    const std::vector<double> expected = reference_linear(x, weights[i], WeightType::q4_0, 1, kIn, kOuts[i]);
+    for (uint32_t j = 0; j < kOuts[i]; ++j) ASSERT_NEAR(values[j], expected[j], 1e-4) << "output " << i << " row " << j;
+  }
+  const std::vector<float> values = read_mapped<float>(y_q8, 8);
+  const std::vector<double> expected = reference_linear(x, w_q8, WeightType::q8_0, 1, kIn, 8);
+  for (uint32_t j = 0; j < 8; ++j) ASSERT_NEAR(values[j], expected[j], 1e-4) << "q8_0 row " << j;
+}
+
 TEST(GpuLinearBatch, ChainedLayersRunInOneSubmission) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Gpu gpu(context);
