@@ -1,5 +1,8 @@
 // The CPU backend: turns graph nodes into calls of the cpu/ kernels.
 #include <cstring>
+#include <memory>
+#include <mutex>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -38,14 +41,35 @@ cpu::ElementType element_type(DType type) {
 // Buffer::rearranged's key for cpu/interleaved_weights.h's layout.
 constexpr uint32_t kInterleavedRows16 = 1;
 
+// Weights whose interleaved copy could not be made (out of memory, say): they keep the
+// file layout instead of retrying on every product. Compared by owner, so a later buffer
+// at a freed one's address is not taken for it.
+class KeptPlain {
+ public:
+  bool contains(const std::shared_ptr<Buffer>& buffer) {
+    std::lock_guard lock(mutex_);
+    return buffers_.contains(buffer);
+  }
+  void insert(const std::shared_ptr<Buffer>& buffer) {
+    std::lock_guard lock(mutex_);
+    buffers_.insert(buffer);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::set<std::weak_ptr<Buffer>, std::owner_less<>> buffers_;
+};
+
 // The bytes of `weight` in the CPU's interleaved layout, made once per weight buffer when
 // this CPU runs its type faster that way; null means the plain rows. Read-only buffers
 // only (a model's weights): a writable one could change after its copy was made.
 const void* interleaved_weight(const Tensor& weight) {
+  static KeptPlain kept_plain;
   const cpu::ElementType type = element_type(weight.dtype());
   const std::shared_ptr<Buffer>& buffer = weight.buffer();
   if (!cpu::interleaving_pays(type, cpu::active_isa()) || buffer == nullptr || buffer->writable() ||
-      weight.rank() != 2 || weight.byte_offset() != 0 || weight.payload_bytes() != buffer->bytes())
+      weight.rank() != 2 || weight.byte_offset() != 0 || weight.payload_bytes() != buffer->bytes() ||
+      kept_plain.contains(buffer))
     return nullptr;
   const int64_t rows = weight.dim(0), in_features = weight.dim(1);
   auto copy = buffer->rearranged(kInterleavedRows16, [&](const std::byte* plain) -> Result<std::shared_ptr<Buffer>> {
@@ -57,6 +81,7 @@ const void* interleaved_weight(const Tensor& weight) {
     return interleaved;
   });
   if (!copy) {
+    kept_plain.insert(buffer);
     EMBER_LOG(warn, "keeping a {}x{} weight in its file layout: {}", rows, in_features, copy.status().message());
     return nullptr;
   }

@@ -1,11 +1,11 @@
 #include "cpu/interleaved_weights.h"
 
-#include <cmath>
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "cpu/threads.h"
 #include "quant/block_formats.h"
-#include "quant/f16.h"
 
 namespace ember::cpu {
 namespace {
@@ -42,43 +42,35 @@ void interleave_record(const BlockShape& shape, const std::byte* const (&blocks)
   for (int64_t j = 0; j < kInterleavedRows; ++j) std::memcpy(scales + j * kScaleBytes, blocks[j], kScaleBytes);
 }
 
-// Row j's code byte k (0 ≤ k < 4 · code_dwords) of a record, with the offset taken off.
-int32_t record_code(const BlockShape& shape, const uint8_t* record, int64_t j, int64_t k) {
-  const uint8_t byte = record[k / kDwordBytes * kLaneBytes + j * kDwordBytes + k % kDwordBytes];
-  return shape.code_offset != 0 ? static_cast<int32_t>(byte) - shape.code_offset : byte;
+// Row j of a record back in its plain block form: interleave_record undone.
+void deinterleave_block(const BlockShape& shape, const std::byte* record, int64_t j, std::byte* block) {
+  const uint32_t offset = shape.dword_offset();
+  std::memcpy(block, record + shape.code_dwords * kLaneBytes + j * kScaleBytes, kScaleBytes);
+  for (int64_t i = 0; i < shape.code_dwords; ++i) {
+    uint32_t dword;
+    std::memcpy(&dword, record + i * kLaneBytes + j * kDwordBytes, kDwordBytes);
+    dword ^= offset;
+    std::memcpy(block + kScaleBytes + i * kDwordBytes, &dword, kDwordBytes);
+  }
 }
 
-// The plain C++ tile over the layout: the sums of dot_blocks32.cpp's scalar kernels.
+// The tile for ISAs without an interleaved kernel (tests force them): each group's rows
+// are put back in the file layout and the plain scalar tile runs over them, so the sums
+// are the plain layout's by construction.
 template <ElementType kType>
 void interleaved_tile_scalar(const void* w, int64_t w_stride, int64_t rows, const void* a, int64_t a_stride,
                              int64_t cols, int64_t blocks, float* y, int64_t ldy) {
   const BlockShape shape = block_shape(kType);
-  const int64_t record_bytes = kInterleavedRows * shape.block_bytes;
-  for (int64_t c = 0; c < cols; ++c) {
-    const auto* activation =
-        reinterpret_cast<const quant::BlockQ8_0*>(static_cast<const char*>(a) + c * a_stride);
-    for (int64_t r = 0; r < rows; ++r) {
-      const auto* group = static_cast<const uint8_t*>(w) + r / kInterleavedRows * kInterleavedRows * w_stride;
-      const int64_t j = r % kInterleavedRows;
-      float sum = 0.0f;
-      for (int64_t b = 0; b < blocks; ++b) {
-        const uint8_t* record = group + b * record_bytes;
-        int32_t dot = 0;
-        if constexpr (kType == ElementType::q8_0) {
-          for (int64_t k = 0; k < quant::kQK8_0; ++k) dot += record_code(shape, record, j, k) * activation[b].qs[k];
-        } else {
-          constexpr int64_t kHalf = quant::kQK4_0 / 2;  // byte k holds weights k and k + 16
-          for (int64_t k = 0; k < kHalf; ++k) {
-            const int32_t packed = record_code(shape, record, j, k);
-            dot += ((packed & 0x0f) - 8) * activation[b].qs[k] + ((packed >> 4) - 8) * activation[b].qs[k + kHalf];
-          }
-        }
-        uint16_t scale;
-        std::memcpy(&scale, record + shape.code_dwords * kLaneBytes + j * kScaleBytes, sizeof scale);
-        sum = std::fma(static_cast<float>(dot), quant::f16_to_f32(scale) * quant::f16_to_f32(activation[b].d), sum);
-      }
-      y[c * ldy + r] = sum;
-    }
+  const QuantizedTile plain_tile = quantized_tile(kType, Isa::scalar);
+  std::vector<std::byte> plain(static_cast<size_t>(kInterleavedRows * w_stride));
+  for (int64_t first = 0; first < rows; first += kInterleavedRows) {
+    const int64_t present = std::min(kInterleavedRows, rows - first);
+    const std::byte* group = static_cast<const std::byte*>(w) + first * w_stride;
+    for (int64_t j = 0; j < present; ++j)
+      for (int64_t b = 0; b < blocks; ++b)
+        deinterleave_block(shape, group + b * kInterleavedRows * shape.block_bytes, j,
+                           plain.data() + j * w_stride + b * shape.block_bytes);
+    plain_tile(plain.data(), w_stride, present, a, a_stride, cols, blocks, y + first, ldy);
   }
 }
 

@@ -27,14 +27,14 @@ struct MatmulArgs {
 };
 void matmul(const MatmulArgs& args);
 
-// y[rows, out] = act(x[rows, in] · W[out, in]ᵀ + bias[out]), all contiguous row-major;
-// bias may be null. W may be any ElementType. For the plain types one row goes to gemv
-// and several through a GEMM; block types go to quantized_matmul. The bias and
-// activation follow in one pass over the output.
 // How a block-quantized weight's rows are stored: as in the GGUF file, or rearranged by
 // interleave_rows (cpu/interleaved_weights.h).
 enum class WeightLayout : uint8_t { plain, interleaved };
 
+// y[rows, out] = act(x[rows, in] · W[out, in]ᵀ + bias[out]), all contiguous row-major;
+// bias may be null. W may be any ElementType. For the plain types one row goes to gemv
+// and several through a GEMM; block types go to quantized_matmul. The bias and
+// activation follow in one pass over the output.
 void linear(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
             const float* bias, Activation act, float* y, int64_t out_features,
             WeightLayout layout = WeightLayout::plain);

@@ -201,7 +201,10 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   } else {
     dispatch(pipeline.value(), set.value(), &push, sizeof push, {groups_x, groups_y, 1}, first_barrier);
   }
-  if (quantize_x) quantized_source_ = {batch.serial(), batch.dispatches(), args.x, static_cast<uint32_t>(layout), x_blocks};
+  if (quantize_x) {
+    quantized_source_ = source;
+    quantized_source_.dispatches = batch.dispatches();
+  }
   return {};
 }
 

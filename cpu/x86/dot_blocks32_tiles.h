@@ -28,27 +28,12 @@ struct ActivationTerms {
 // Read in place of the rows a partial slab lacks; larger than any block.
 const uint8_t kZeroBlock[64] = {};
 
-template <class Format, int kLanes, class Slab, class TransposedBlock>
-[[gnu::always_inline]] inline void transpose_block(const Slab& slab, int64_t b, TransposedBlock& out) {
-  const uint8_t* blocks[kLanes];
-  for (int j = 0; j < kLanes; ++j) blocks[j] = slab.block(j, b);
-  Format::transpose(blocks, out);
-}
-
 // How far ahead of each weight row the streamed path prefetches, every other block (a
 // cache line holds more than two blocks of q4_0 and q4_1 and nearly two of q8_0): with
 // 8 or 16 rows streaming at once the hardware prefetchers alone fall well short of the
 // memory bandwidth (about 22 → 28 GB/s for q4_0 on Zen 5). Prefetches never fault, so
 // running past a row's end is harmless.
 constexpr int64_t kPrefetchBlocks = 32;
-
-template <int kLanes, class Slab>
-[[gnu::always_inline]] inline void prefetch_rows(const Slab& slab, int64_t b, int64_t blocks) {
-  if (b % 2 != 0) return;
-  for (int j = 0; j < kLanes; ++j)
-    _mm_prefetch(reinterpret_cast<const char*>(slab.template prefetch_target<kLanes>(j, b, kPrefetchBlocks, blocks)),
-                 _MM_HINT_T0);
-}
 
 // Where block b of each weight row of a slab lies: a full slab's rows are w_stride apart,
 // the rows a partial slab lacks read a zero block.
@@ -68,14 +53,6 @@ struct FullSlab {
   const uint8_t* prefetch_target(int j, int64_t b, int64_t distance, int64_t blocks) const {
     return b + distance < blocks ? block(j, b + distance) : block(j + kLanes, b + distance - blocks);
   }
-  template <class Format, int kLanes, class TransposedBlock>
-  [[gnu::always_inline]] void load(int64_t b, TransposedBlock& out) const {
-    transpose_block<Format, kLanes>(*this, b, out);
-  }
-  template <int kLanes>
-  void prefetch(int64_t b, int64_t blocks) const {
-    prefetch_rows<kLanes>(*this, b, blocks);
-  }
 };
 
 template <class WeightBlock, int kLanes>
@@ -94,15 +71,49 @@ struct PartialSlab {
   const uint8_t* prefetch_target(int j, int64_t b, int64_t distance, int64_t) const {
     return block(j, b + distance);
   }
-  template <class Format, int, class TransposedBlock>
-  [[gnu::always_inline]] void load(int64_t b, TransposedBlock& out) const {
-    transpose_block<Format, kLanes>(*this, b, out);
-  }
-  template <int>
-  void prefetch(int64_t b, int64_t blocks) const {
-    prefetch_rows<kLanes>(*this, b, blocks);
-  }
 };
+
+// Records ahead of the one in use that the interleaved path prefetches: 2.3 KB of q4_0,
+// 4.4 KB of q8_0, as far ahead as the 16-row path reaches in each of its rows' streams.
+constexpr int64_t kPrefetchRecords = 8;
+
+// A slab of cpu/interleaved_weights.h's layout: block b of all kLanes rows is one record
+// of Format::kRecordBytes, already in TransposedBlock order, the slab's records (and then
+// the next slab's) one after another, so the whole tile is a single forward stream.
+template <class Format>
+struct InterleavedSlab {
+  const char* records;
+};
+
+// Block b of every row of a slab as the kernels take it: transposed from the plain rows,
+// or read as it stands from an interleaved record.
+template <class Format, int kLanes, class Slab, class TransposedBlock>
+[[gnu::always_inline]] inline void load_block(const Slab& slab, int64_t b, TransposedBlock& out) {
+  const uint8_t* blocks[kLanes];
+  for (int j = 0; j < kLanes; ++j) blocks[j] = slab.block(j, b);
+  Format::transpose(blocks, out);
+}
+
+template <class Format, int kLanes, class TransposedBlock>
+[[gnu::always_inline]] inline void load_block(const InterleavedSlab<Format>& slab, int64_t b, TransposedBlock& out) {
+  Format::load(slab.records + b * Format::kRecordBytes, out);
+}
+
+// Prefetches for the streamed path while it uses block b: kPrefetchBlocks ahead in each
+// row, every other block; for an interleaved slab, the record kPrefetchRecords ahead.
+template <int kLanes, class Slab>
+[[gnu::always_inline]] inline void prefetch_ahead(const Slab& slab, int64_t b, int64_t blocks) {
+  if (b % 2 != 0) return;
+  for (int j = 0; j < kLanes; ++j)
+    _mm_prefetch(reinterpret_cast<const char*>(slab.template prefetch_target<kLanes>(j, b, kPrefetchBlocks, blocks)),
+                 _MM_HINT_T0);
+}
+
+template <int kLanes, class Format>
+[[gnu::always_inline]] inline void prefetch_ahead(const InterleavedSlab<Format>& slab, int64_t b, int64_t) {
+  const char* ahead = slab.records + (b + kPrefetchRecords) * Format::kRecordBytes;
+  for (int64_t line = 0; line < Format::kRecordBytes; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
+}
 
 // Σ of 32 signed bytes: sad sums bytes as unsigned, so bias them by 128 and take 32 · 128 off.
 int32_t code_sum(const int8_t* qs) {
@@ -134,8 +145,8 @@ void streamed_columns(const Slab& slab, int rows, const char* a, int64_t a_strid
   for (auto& v : acc) v = Kernel::zero();
   for (int64_t b = 0; b < blocks; ++b) {
     typename Kernel::TransposedBlock block;
-    slab.template prefetch<Kernel::kLanes>(b, blocks);
-    slab.template load<Format, Kernel::kLanes>(b, block);
+    prefetch_ahead<Kernel::kLanes>(slab, b, blocks);
+    load_block<Format, Kernel::kLanes>(slab, b, block);
     Kernel::template accumulate<Format, kCols>(block, a, a_stride, b, terms, blocks, acc);
   }
   Kernel::store(acc, rows, y, ldy);
@@ -183,7 +194,7 @@ void slab_tile(const Slab& slab, int rows, const char* a, int64_t a_stride, int6
     return streamed_tail<Kernel, Format>(slab, rows, a, a_stride, cols, blocks, terms, y, ldy);
   thread_local std::vector<typename Kernel::TransposedBlock> transposed;
   transposed.resize(static_cast<size_t>(blocks));
-  for (int64_t b = 0; b < blocks; ++b) slab.template load<Format, Kernel::kLanes>(b, transposed[b]);
+  for (int64_t b = 0; b < blocks; ++b) load_block<Format, Kernel::kLanes>(slab, b, transposed[b]);
   constexpr int kGroup = Kernel::kColumnGroup;
   int64_t c = 0;
   for (; c + kGroup <= cols; c += kGroup)
@@ -221,27 +232,6 @@ void tile(const void* w, int64_t w_stride, int64_t rows, const void* a, int64_t 
                               activations, a_stride, cols, blocks, terms, y + r, ldy);
   }
 }
-
-// Records ahead of the one in use that the interleaved path prefetches: 2.3 KB of q4_0,
-// 4.4 KB of q8_0, as far ahead as the 16-row path reaches in each of its rows' streams.
-constexpr int64_t kPrefetchRecords = 8;
-
-// A slab of cpu/interleaved_weights.h's layout: block b of all kLanes rows is one record
-// of Format::kRecordBytes, already in TransposedBlock order, the slab's records (and then
-// the next slab's) one after another, so the whole tile is a single forward stream.
-template <class Format>
-struct InterleavedSlab {
-  const char* records;
-  template <class, int, class TransposedBlock>
-  [[gnu::always_inline]] void load(int64_t b, TransposedBlock& out) const {
-    Format::load(records + b * Format::kRecordBytes, out);
-  }
-  template <int>
-  void prefetch(int64_t b, int64_t) const {
-    const char* ahead = records + (b + kPrefetchRecords) * Format::kRecordBytes;
-    for (int64_t line = 0; line < Format::kRecordBytes; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
-  }
-};
 
 // The QuantizedTile contract over weights in the interleaved layout: `w` is the record
 // block of the tile's first slab and row r's slab starts at w + (r / kLanes) · kLanes ·
