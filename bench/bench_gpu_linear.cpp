@@ -84,7 +84,7 @@ std::vector<float> random_values(size_t count, unsigned seed) {
 }
 
 void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows, uint32_t k, uint32_t n,
-                    gpu::LinearPath path) {
+                    gpu::LinearPath path, uint32_t gemv_columns) {
   Gpu& gpu = shared_gpu();
   if (!gpu.linear) {
     state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
@@ -112,7 +112,8 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
     return;
   }
   gpu::LinearArgs args{.x = &x_buffer.value(), .rows = rows, .k = k, .weights = &w_buffers.front(),
-                       .weight_type = type, .n = n, .y = &y_buffer.value(), .path = path};
+                       .weight_type = type, .n = n, .y = &y_buffer.value(), .path = path,
+                       .gemv_columns = gemv_columns};
   // The first run creates the pipeline; it is not timed.
   if (const gpu::Status first = gpu.linear->run(args); !first.ok()) {
     state.SkipWithError(first.message().c_str());
@@ -182,6 +183,7 @@ struct Case {
   gpu::WeightType type;
   uint32_t rows, k, n;
   gpu::LinearPath path = gpu::LinearPath::automatic;  // automatic: the tensor cores for f16 where the device has them
+  uint32_t gemv_columns = 0;                          // 0: gpu::gemv_columns(n)
 };
 
 constexpr Case kCases[] = {
@@ -189,11 +191,19 @@ constexpr Case kCases[] = {
     {"decode_gemv/q8_0", gpu::WeightType::q8_0, 1, 14336, 4096},
     {"decode_gemv/f16", gpu::WeightType::f16, 1, 14336, 4096},
     {"decode_gemv/f32", gpu::WeightType::f32, 1, 14336, 4096},
+    // The block GEMV with one output column per workgroup, against the two the automatic
+    // choice takes here (docs/PERFORMANCE.md has the sweep that chose it).
+    {"decode_gemv/q4_0/columns:1", gpu::WeightType::q4_0, 1, 14336, 4096, gpu::LinearPath::gemv, 1},
+    {"decode_gemv/q8_0/columns:1", gpu::WeightType::q8_0, 1, 14336, 4096, gpu::LinearPath::gemv, 1},
+    {"logits_gemv/q4_0", gpu::WeightType::q4_0, 1, 2048, 32000},
+    {"logits_gemv/q4_0/columns:1", gpu::WeightType::q4_0, 1, 2048, 32000, gpu::LinearPath::gemv, 1},
     {"gemm_4096/f32", gpu::WeightType::f32, 4096, 4096, 4096},
     {"gemm_4096/f16", gpu::WeightType::f16, 4096, 4096, 4096},
     {"gemm_4096/f16_tiled", gpu::WeightType::f16, 4096, 4096, 4096, gpu::LinearPath::gemm},
     {"prefill_512/q4_0", gpu::WeightType::q4_0, 512, 14336, 4096},
+    {"prefill_512/q4_0_tiled", gpu::WeightType::q4_0, 512, 14336, 4096, gpu::LinearPath::gemm},
     {"prefill_512/q8_0", gpu::WeightType::q8_0, 512, 14336, 4096},
+    {"prefill_512/q8_0_tiled", gpu::WeightType::q8_0, 512, 14336, 4096, gpu::LinearPath::gemm},
     {"prefill_512/f16", gpu::WeightType::f16, 512, 14336, 4096},
     {"prefill_512/f16_tiled", gpu::WeightType::f16, 512, 14336, 4096, gpu::LinearPath::gemm},
 };
@@ -206,7 +216,7 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("BM_DeviceCopy", BM_DeviceCopy)->Arg(512)->UseManualTime()->Unit(benchmark::kMillisecond);
   for (const Case& c : kCases)
     benchmark::RegisterBenchmark(("BM_FusedLinear/" + std::string(c.name)).c_str(), BM_FusedLinear, c.type, c.rows, c.k,
-                                 c.n, c.path)
+                                 c.n, c.path, c.gemv_columns)
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   benchmark::Initialize(&argc, argv);

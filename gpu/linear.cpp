@@ -23,6 +23,11 @@ constexpr uint32_t kQuantizeInvocations = 64;  // quantize_rows_q8.comp's workgr
 enum class XLayout : uint32_t { bytes, q4_0_pairs };
 constexpr uint64_t kQuantizedBlockBytes[] = {40, 80};
 constexpr uint32_t kQuantizePushBytes = 8;     // its push constants: rows, k
+// From this many input rows on, block weights go to the cooperative-matrix GEMM when it is
+// there (gpu/linear.h says what that trades).
+constexpr uint32_t kMinTensorCoreBlockRows = 64;
+// From this many outputs on, a GEMV over block weights takes several columns per workgroup.
+constexpr uint32_t kManyGemvColumns = 1024;
 
 // linear_common.glsl's push constant block.
 struct LinearPushConstants {
@@ -65,6 +70,9 @@ Status check(const LinearArgs& args) {
   if (args.bias != nullptr && args.bias->bytes() < uint64_t{args.n} * 4)
     return too_small("bias", *args.bias, uint64_t{args.n} * 4);
   if (args.y->bytes() < y_elements * 4) return too_small("y", *args.y, y_elements * 4);
+  if (args.gemv_columns > kMaxGemvColumns)
+    return invalid("a GEMV workgroup takes 1 to " + std::to_string(kMaxGemvColumns) + " columns, not " +
+                   std::to_string(args.gemv_columns));
   return {};
 }
 
@@ -80,8 +88,14 @@ uint64_t weight_row_bytes(WeightType type, uint64_t k) {
   return 0;
 }
 
+uint32_t gemv_columns(WeightType type, uint32_t n) {
+  const bool blocks = type == WeightType::q8_0 || type == WeightType::q4_0;
+  return blocks && n >= kManyGemvColumns ? 2 : 1;
+}
+
 std::string cooperative_matrix_shortcoming(const DeviceCapabilities& caps, WeightType type, uint32_t k) {
-  if (type != WeightType::f16) return std::string("the cooperative-matrix GEMM takes f16 weights, not ") + type_name(type);
+  if (type == WeightType::f32)
+    return std::string("the cooperative-matrix GEMM takes f16, q8_0 or q4_0 weights, not ") + type_name(type);
   if (k % 8 != 0) return "the cooperative-matrix GEMM needs k a multiple of 8, not " + std::to_string(k);
   if (!caps.fp16_cooperative_matrix())
     return caps.name + " has no 16x16x16 fp16 cooperative matrices in 32-wide subgroups (VK_NV_cooperative_matrix)";
@@ -117,10 +131,13 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   const std::string cooperative_shortcoming = cooperative_matrix_shortcoming(caps, args.weight_type, args.k);
   if (args.path == LinearPath::cooperative_matrix && !cooperative_shortcoming.empty())
     return Status{ErrorKind::unavailable, "GPU linear: " + cooperative_shortcoming};
-  const bool cooperative = args.path == LinearPath::cooperative_matrix ||
-                           (args.path == LinearPath::automatic && !gemv && cooperative_shortcoming.empty());
   const bool block_weights = args.weight_type == WeightType::q8_0 || args.weight_type == WeightType::q4_0;
-  const bool quantize_x = block_weights;
+  const bool cooperative =
+      args.path == LinearPath::cooperative_matrix ||
+      (args.path == LinearPath::automatic && !gemv && cooperative_shortcoming.empty() &&
+       (!block_weights || args.rows >= kMinTensorCoreBlockRows));
+  // The cooperative-matrix GEMM rounds x to f16 itself, as it stages it.
+  const bool quantize_x = block_weights && !cooperative;
   if (!gemv && !cooperative && caps.max_workgroup_invocations < kGemmInvocations)
     return Status{ErrorKind::unavailable, "GPU linear: the tiled GEMM needs workgroups of " +
                                               std::to_string(kGemmInvocations) + " invocations; " + caps.name +
@@ -141,7 +158,9 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
                           : cooperative ? ShaderId::linear_gemm_coopmat
                           : block_weights ? ShaderId::linear_gemm
                                           : ShaderId::linear_gemm_float;
-  auto pipeline = pipelines_.get(shader, {static_cast<uint32_t>(args.weight_type), static_cast<uint32_t>(args.activation)});
+  const uint32_t columns = !gemv ? 1 : args.gemv_columns != 0 ? args.gemv_columns : gemv_columns(args.weight_type, args.n);
+  auto pipeline = pipelines_.get(shader, {static_cast<uint32_t>(args.weight_type),
+                                          static_cast<uint32_t>(args.activation), columns});
   if (!pipeline) return pipeline.status();
   const Pipeline* quantize_pipeline = nullptr;
   const XLayout layout = gemv && args.weight_type == WeightType::q4_0 ? XLayout::q4_0_pairs : XLayout::bytes;
@@ -191,11 +210,13 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   // previous product, over other outputs) writes.
   const bool first_barrier = !reuse_quantized_x;
   if (gemv) {
-    // One workgroup per output column: n may exceed the device's dispatch width.
-    for (uint32_t first = 0; first < args.n; first += max_groups_x) {
+    // One workgroup per `columns` output columns: n may exceed the device's dispatch width.
+    const uint64_t columns_per_dispatch = uint64_t{max_groups_x} * columns;
+    for (uint64_t first = 0; first < args.n; first += columns_per_dispatch) {
       LinearPushConstants part = push;
-      part.first_column = first;
-      dispatch(pipeline.value(), set.value(), &part, sizeof part, {std::min(args.n - first, max_groups_x), groups_y, 1},
+      part.first_column = static_cast<uint32_t>(first);
+      const uint64_t groups = (std::min<uint64_t>(args.n - first, columns_per_dispatch) + columns - 1) / columns;
+      dispatch(pipeline.value(), set.value(), &part, sizeof part, {static_cast<uint32_t>(groups), groups_y, 1},
                first == 0 && first_barrier);
     }
   } else {

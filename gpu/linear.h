@@ -1,10 +1,14 @@
 // The fused linear layer on the GPU: y = act(x · Wᵀ + bias), x f32 [rows, k], W [n, k]
 // in f32, f16, q8_0 or q4_0 (the GGUF block bytes as stored in the file, decoded in the
 // shader), bias f32 [n] or none, y f32 [rows, n]. One row runs the GEMV shader, more rows
-// the tiled GEMM, or for f16 weights the cooperative-matrix (tensor-core) GEMM where the
-// device has one; a caller may force any of them. Against block weights the GEMV and
-// GEMM first round x to q8_0 blocks into a scratch buffer the FusedLinear keeps (grown
-// as needed); the cooperative-matrix GEMM rounds x to f16.
+// the tiled GEMM or, where the device has one, the cooperative-matrix (tensor-core) GEMM:
+// for f16 weights from 2 rows on, for q8_0 and q4_0 from 64 (a prompt, not a decoded
+// token); a caller may force any path. Against block weights the GEMV and tiled GEMM
+// first round x to q8_0 blocks, as the CPU does, into a scratch buffer the FusedLinear
+// keeps (grown as needed), and give the CPU's numbers; the cooperative-matrix GEMM
+// multiplies f16 roundings of x and of each weight (2^-11 of each product), which is
+// 3-6x faster on the H200 for a prompt (docs/PERFORMANCE.md) and moves a 6.5 M model's
+// logits by a few 1e-3 of their range.
 #pragma once
 
 #include <cstdint>
@@ -42,7 +46,17 @@ struct LinearArgs {
   Activation activation = Activation::none;
   DeviceBuffer* y = nullptr;
   LinearPath path = LinearPath::automatic;
+  // Output columns per GEMV workgroup (1 to kMaxGemvColumns); 0 lets gemv_columns(n) choose.
+  uint32_t gemv_columns = 0;
 };
+
+constexpr uint32_t kMaxGemvColumns = 8;  // the GEMV shaders' kMaxColumns
+
+// The GEMV's columns per workgroup for n outputs of `type` (measured on the H200,
+// docs/PERFORMANCE.md): several for block weights and large n, so that a workgroup reads
+// and decodes its x blocks once for all of them; one for float weights, whose GEMV then
+// keeps more loads in flight.
+uint32_t gemv_columns(WeightType type, uint32_t n);
 
 class FusedLinear {
  public:

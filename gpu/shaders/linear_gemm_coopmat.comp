@@ -4,14 +4,17 @@
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_NV_cooperative_matrix : require
-// Fused linear for many input rows and f16 weights on the tensor cores, through
-// VK_NV_cooperative_matrix (Debian 12's glslc knows the NV extension, not the KHR one):
-// x is rounded to f16 as it is staged, products accumulate in f32. Each workgroup of 4
-// subgroups of 32 computes a 128 x 128 tile of y; each subgroup a 64 x 64 quarter of it
-// as 4 x 4 16x16 accumulators (four matrix multiplies per fragment loaded). k advances 32 at a time through x and W slices in shared
-// memory, the next slice loaded into registers while the current one is multiplied.
-// The host sends only k a multiple of 8 here (whole 16-byte loads of both rows) and a
-// device with 32-wide subgroups and 16x16x16 fp16 -> fp32 matrices (gpu/linear.cpp).
+// Fused linear for many input rows and f16, q8_0 or q4_0 weights on the tensor cores,
+// through VK_NV_cooperative_matrix (Debian 12's glslc knows the NV extension, not the KHR
+// one): x, and each block weight (its f16 scale times its code), are rounded to f16 as
+// they are staged; products accumulate in f32. Each workgroup of 4 subgroups of 32
+// computes a 128 x 128 tile of y; each subgroup a 64 x 64 quarter of it as 4 x 4 16x16
+// accumulators (four matrix multiplies per fragment loaded). k advances 32 at a time
+// through x and W slices in shared memory, the next slice loaded into registers while
+// the current one is multiplied; against block weights a step is one block of every
+// column. The host sends only k a multiple of 8 here (whole 16-byte loads of both rows;
+// 32 for block weights) and a device with 32-wide subgroups and 16x16x16 fp16 -> fp32
+// matrices (gpu/linear.cpp).
 #include "linear_common.glsl"
 
 const uint kSubgroups = 4u;
@@ -35,12 +38,14 @@ shared float16_t x_slice[kTile * kStride];  // x_slice[r * kStride + i] = x[row0
 shared float16_t w_slice[kTile * kStride];  // the same for weight rows (output columns)
 shared float staged[kSubgroups * 256u];     // one 16 x 16 accumulator per subgroup, on its way out
 
-// Each thread carries its share of the 1024 vec4s of an x slice and of the 512 uvec4s
-// (8 halves each) of a W slice.
+// Each thread carries its share of the 1024 vec4s of an x slice, and of the 512 uvec4s
+// (8 halves each) of an f16 W slice or the words covering one of its 128 weight blocks.
 const uint kXLoads = 1024u / kThreads;
 const uint kWLoads = 512u / kThreads;
 vec4 x_loads[kXLoads];
 uvec4 w_loads[kWLoads];
+uint block_words[9];
+bool block_halfway;  // the weight block starts 2 bytes into its first word
 
 void load_slices(uint row0, uint column0, uint k0) {
   [[unroll]] for (uint j = 0u; j < kXLoads; ++j) {
@@ -49,11 +54,50 @@ void load_slices(uint row0, uint column0, uint k0) {
     const uint i = k0 + 4u * (index & 7u);
     x_loads[j] = (row < shape.rows && i < shape.k) ? x4[(row * shape.k + i) >> 2] : vec4(0.0);
   }
-  [[unroll]] for (uint j = 0u; j < kWLoads; ++j) {
-    const uint index = gl_LocalInvocationIndex + kThreads * j;
-    const uint column = column0 + (index >> 2);
-    const uint i = k0 + 8u * (index & 3u);
-    w_loads[j] = (column < shape.n && i < shape.k) ? w4[(column * shape.row_bytes + 2u * i) >> 4] : uvec4(0u);
+  if (WEIGHT_TYPE == kF16) {
+    [[unroll]] for (uint j = 0u; j < kWLoads; ++j) {
+      const uint index = gl_LocalInvocationIndex + kThreads * j;
+      const uint column = column0 + (index >> 2);
+      const uint i = k0 + 8u * (index & 3u);
+      w_loads[j] = (column < shape.n && i < shape.k) ? w4[(column * shape.row_bytes + 2u * i) >> 4] : uvec4(0u);
+    }
+  } else {
+    const uint column = column0 + gl_LocalInvocationIndex;
+    const uint start = column * shape.row_bytes + (k0 / 32u) * (WEIGHT_TYPE == kQ8_0 ? 34u : 18u);
+    const uint word_count = WEIGHT_TYPE == kQ8_0 ? 9u : 5u;
+    block_halfway = (start & 2u) != 0u;
+    // The words cover the block; the last may reach past its row, never past the buffer,
+    // which ends on a whole word (gpu/device_buffer.h). A column past n reads zeros.
+    [[unroll]] for (uint i = 0u; i < 9u; ++i)
+      block_words[i] = (i < word_count && column < shape.n) ? w[(start >> 2) + i] : 0u;
+  }
+}
+
+// Bytes 4j .. 4j+3 of the current block's codes.
+uint block_code_word(uint j) {
+  return block_halfway ? block_words[j + 1u] : (block_words[j] >> 16) | (block_words[j + 1u] << 16);
+}
+
+// The thread's weight block as f16 values (scale times code) in its column's row of the slice.
+void store_weight_block() {
+  const uint at = gl_LocalInvocationIndex * kStride;
+  const float16_t scale = float16_t(unpackHalf2x16(block_halfway ? block_words[0] >> 16 : block_words[0]).x);
+  if (WEIGHT_TYPE == kQ8_0) {
+    [[unroll]] for (uint j = 0u; j < 8u; ++j) {
+      const int codes = int(block_code_word(j));
+      [[unroll]] for (uint e = 0u; e < 4u; ++e)
+        w_slice[at + 4u * j + e] = scale * float16_t(bitfieldExtract(codes, int(8u * e), 8));
+    }
+  } else {
+    // Byte b of the 16 holds weight b in its low nibble and weight b + 16 in its high one;
+    // nibble c stands for c - 8.
+    [[unroll]] for (uint j = 0u; j < 4u; ++j) {
+      const uint nibbles = block_code_word(j);
+      [[unroll]] for (uint e = 0u; e < 4u; ++e) {
+        w_slice[at + 4u * j + e] = scale * float16_t(int(bitfieldExtract(nibbles, int(8u * e), 4)) - 8);
+        w_slice[at + 16u + 4u * j + e] = scale * float16_t(int(bitfieldExtract(nibbles, int(8u * e + 4u), 4)) - 8);
+      }
+    }
   }
 }
 
@@ -62,6 +106,10 @@ void store_slices() {
     const uint index = gl_LocalInvocationIndex + kThreads * j;
     const uint at = (index >> 3) * kStride + 4u * (index & 7u);
     [[unroll]] for (uint e = 0u; e < 4u; ++e) x_slice[at + e] = float16_t(x_loads[j][e]);
+  }
+  if (WEIGHT_TYPE != kF16) {
+    store_weight_block();
+    return;
   }
   [[unroll]] for (uint j = 0u; j < kWLoads; ++j) {
     const uint index = gl_LocalInvocationIndex + kThreads * j;

@@ -1,30 +1,42 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// Fused linear for few input rows and f32 or f16 weights: one workgroup per (output
-// column, input row). The threads split the dot product over k in groups of 4 weights
-// and add their partial sums in shared memory. (linear_gemv_blocks.comp takes q8_0/q4_0.)
+#extension GL_EXT_control_flow_attributes : require
+// Fused linear for few input rows and f32 or f16 weights: one workgroup per (COLUMNS
+// output columns, input row). The threads split the dot product over k in groups of 4
+// weights, each reading its 4 values of x once for all the workgroup's columns, and add
+// their partial sums in shared memory. (linear_gemv_blocks.comp takes q8_0/q4_0.)
 #include "linear_common.glsl"
 
+layout(constant_id = 2) const uint COLUMNS = 1;  // output columns per workgroup, 1 to kMaxColumns
+
+const uint kMaxColumns = 8u;
 layout(local_size_x = 64) in;
 
-shared float partial[64];
+shared float partial[kMaxColumns * 64u];
 
 void main() {
-  const uint column = shape.first_column + gl_WorkGroupID.x;
+  const uint first_column = shape.first_column + gl_WorkGroupID.x * COLUMNS;
   const uint r = gl_WorkGroupID.y;
   const uint t = gl_LocalInvocationID.x;
   const uint x_row = r * shape.k;
-  precise float sum = 0.0;
+  precise float sums[kMaxColumns];
+  [[unroll]] for (uint c = 0u; c < kMaxColumns; ++c) sums[c] = 0.0;
   for (uint i = 4u * t; i < shape.k; i += 4u * 64u) {
-    const vec4 weights = weights4(column, i);
-    for (uint e = 0u; e < 4u; ++e)
-      if (i + e < shape.k) sum += x[x_row + i + e] * weights[e];
+    vec4 x_values = vec4(0.0);
+    [[unroll]] for (uint e = 0u; e < 4u; ++e)
+      if (i + e < shape.k) x_values[e] = x[x_row + i + e];
+    [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) {
+      if (first_column + c >= shape.n) break;
+      const vec4 weights = weights4(first_column + c, i);
+      [[unroll]] for (uint e = 0u; e < 4u; ++e) sums[c] += x_values[e] * weights[e];
+    }
   }
-  partial[t] = sum;
+  [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) partial[c * 64u + t] = sums[c];
   barrier();
   for (uint stride = 32u; stride > 0u; stride >>= 1) {
-    if (t < stride) partial[t] += partial[t + stride];
+    if (t < stride)
+      [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) partial[c * 64u + t] += partial[c * 64u + t + stride];
     barrier();
   }
-  if (t == 0u) store_output(r, column, partial[0]);
+  if (t < COLUMNS && first_column + t < shape.n) store_output(r, first_column + t, partial[t * 64u]);
 }

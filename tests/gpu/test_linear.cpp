@@ -66,7 +66,7 @@ struct Shape {
 
 // Runs one case and compares every output; also checks nothing is written past y.
 void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath path, Activation act, Shape shape,
-                  bool with_bias, double relative_tolerance = 3e-5) {
+                  bool with_bias, double relative_tolerance = 3e-5, uint32_t gemv_columns = 0) {
   SCOPED_TRACE("rows " + std::to_string(shape.rows) + " k " + std::to_string(shape.k) + " n " + std::to_string(shape.n) +
                (with_bias ? " with bias" : " without bias"));
   const std::vector<float> x = rng.uniform(size_t{shape.rows} * shape.k);
@@ -79,7 +79,15 @@ void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath
   std::vector<float> w(w_float.size());
   quant::dequantize_row(dtype, w_bytes.data(), w.data(), int64_t{shape.n} * shape.k);
   std::vector<float> x_taken = x;
-  if (type == WeightType::q8_0 || type == WeightType::q4_0) {
+  // Every path but the cooperative-matrix GEMM (f16 rounding, within its tolerance; the
+  // automatic choice for 64 rows or more of block weights where the device has it)
+  // multiplies block weights by x rounded to q8_0.
+  const bool blocks = type == WeightType::q8_0 || type == WeightType::q4_0;
+  const bool tensor_cores =
+      path == LinearPath::cooperative_matrix ||
+      (path == LinearPath::automatic && shape.rows >= 64 &&
+       cooperative_matrix_shortcoming(gpu.context.capabilities(), type, shape.k).empty());
+  if (blocks && !tensor_cores) {
     std::vector<uint8_t> x_blocks(row_bytes(DType::q8_0, int64_t{shape.rows} * shape.k));
     quant::quantize_row_reference(DType::q8_0, x.data(), x_blocks.data(), int64_t{shape.rows} * shape.k);
     quant::dequantize_row(DType::q8_0, x_blocks.data(), x_taken.data(), int64_t{shape.rows} * shape.k);
@@ -93,7 +101,8 @@ void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath
   DeviceBuffer y_buffer = mapped_buffer(gpu.allocator, testing::poisoned(outputs + kGuard));
   const Status status = gpu.linear->run({.x = &x_buffer, .rows = shape.rows, .k = shape.k, .weights = &w_buffer,
                                          .weight_type = type, .n = shape.n, .bias = with_bias ? &bias_buffer : nullptr,
-                                         .activation = act, .y = &y_buffer, .path = path});
+                                         .activation = act, .y = &y_buffer, .path = path,
+                                         .gemv_columns = gemv_columns});
   ASSERT_TRUE(status) << status.message();
   const std::vector<float> y = read_mapped<float>(y_buffer, outputs + kGuard);
   for (size_t i = outputs; i < outputs + kGuard; ++i) ASSERT_TRUE(std::isnan(y[i])) << "wrote past y at " << i;
@@ -157,8 +166,9 @@ INSTANTIATE_TEST_SUITE_P(AllTypesPathsActivations, GpuLinear,
                                                               Activation::gelu_tanh, Activation::silu)),
                          case_name);
 
-// The tensor-core GEMM rounds x to f16 (2^-11 relative) as it stages it, so its bound is
-// 1e-3 of sum_i |x_i w_i|: twice that rounding plus f32 accumulation. A misplaced tile,
+// The tensor-core GEMM rounds x and each block weight (scale times code) to f16 (2^-11
+// relative) as it stages them, so its bound is 1e-3 of sum_i |x_i w_i|: twice that
+// rounding plus f32 accumulation. A misplaced tile,
 // fragment or lane is off by the whole product.
 TEST(GpuLinearCooperativeMatrix, MatchesTheCpuReferenceWithinF16Rounding) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
@@ -174,10 +184,18 @@ TEST(GpuLinearCooperativeMatrix, MatchesTheCpuReferenceWithinF16Rounding) {
     check_linear(gpu, rng, WeightType::f16, LinearPath::cooperative_matrix, act, {2, 8, 3}, true, kF16Tolerance);
     check_linear(gpu, rng, WeightType::f16, LinearPath::cooperative_matrix, act, {133, 200, 130}, true, kF16Tolerance);
     check_linear(gpu, rng, WeightType::f16, LinearPath::cooperative_matrix, act, {67, 1064, 259}, false, kF16Tolerance);
+    // Block weights, one block per 32-deep step, each weight rounded to f16 as staged.
+    for (const WeightType type : {WeightType::q8_0, WeightType::q4_0}) {
+      check_linear(gpu, rng, type, LinearPath::cooperative_matrix, act, {2, 32, 3}, true, kF16Tolerance);
+      check_linear(gpu, rng, type, LinearPath::cooperative_matrix, act, {133, 224, 130}, true, kF16Tolerance);
+      check_linear(gpu, rng, type, LinearPath::cooperative_matrix, act, {67, 1056, 259}, false, kF16Tolerance);
+    }
   }
-  // The automatic choice takes it for many rows of f16 weights.
+  // The automatic choice takes it for more than one row of f16 weights, and for 64 rows
+  // or more of block weights.
   const size_t before = gpu.pipelines.created();
   check_linear(gpu, rng, WeightType::f16, LinearPath::automatic, Activation::none, {5, 64, 7}, false, kF16Tolerance);
+  check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::none, {64, 64, 7}, false, kF16Tolerance);
   EXPECT_EQ(gpu.pipelines.created(), before) << "a pipeline other than the cooperative one was made";
 }
 
@@ -191,7 +209,7 @@ TEST(GpuLinearCooperativeMatrix, RefusesWhatItCannotRunWithTheReason) {
                   .path = LinearPath::cooperative_matrix};
   Status status = gpu.linear->run(args);
   EXPECT_EQ(status.kind(), ErrorKind::unavailable);
-  EXPECT_NE(status.message().find("takes f16 weights, not f32"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("takes f16, q8_0 or q4_0 weights, not f32"), std::string::npos) << status.message();
   args.weight_type = WeightType::f16;
   args.k = 60;
   status = gpu.linear->run(args);
@@ -337,7 +355,8 @@ TEST(GpuLinearPipelines, CreatedOncePerShaderAndSpecialization) {
   EXPECT_EQ(gpu.pipelines.created(), 2u);  // the block GEMV and the x rounding before it
   check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::silu, {1, 64, 9}, true);  // gemv
   EXPECT_EQ(gpu.pipelines.created(), 2u);
-  // The GEMM, and the x rounding in the GEMM's layout.
+  // The GEMM, and the x rounding in the GEMM's layout (block weights reach the tensor
+  // cores only from 64 rows on).
   check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::silu, {4, 64, 9}, true);
   EXPECT_EQ(gpu.pipelines.created(), 4u);
   check_linear(gpu, rng, WeightType::q4_0, LinearPath::gemm, Activation::relu, {4, 64, 9}, true);
@@ -345,6 +364,30 @@ TEST(GpuLinearPipelines, CreatedOncePerShaderAndSpecialization) {
   // The q8_0 GEMV takes x in the GEMM's layout.
   check_linear(gpu, rng, WeightType::q8_0, LinearPath::gemv, Activation::relu, {1, 64, 9}, true);
   EXPECT_EQ(gpu.pipelines.created(), 6u);
+}
+
+// A GEMV workgroup may take several output columns; n that is not a multiple of them
+// leaves the last workgroup part empty, and every row of x pairs with every column.
+TEST(GpuLinearGemv, EveryColumnCountGivesTheReference) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  testing::SeededRng rng;
+  for (const WeightType type : {WeightType::f32, WeightType::f16, WeightType::q8_0, WeightType::q4_0}) {
+    SCOPED_TRACE("weight type " + std::to_string(static_cast<int>(type)));
+    const bool blocks = type == WeightType::q8_0 || type == WeightType::q4_0;
+    for (uint32_t columns = 1; columns <= kMaxGemvColumns; ++columns) {
+      SCOPED_TRACE("columns " + std::to_string(columns));
+      for (const uint32_t n : {1u, columns + 1, 3 * columns - 1, 131u})
+        check_linear(gpu, rng, type, LinearPath::gemv, Activation::silu, {2, blocks ? 32u * 67u : 299u, n},
+                     n % 2 == 0, 3e-5, columns);
+    }
+  }
+  // The automatic choice: several columns for block weights from 1024 outputs on.
+  EXPECT_EQ(gemv_columns(WeightType::q4_0, 1023), 1u);
+  EXPECT_GT(gemv_columns(WeightType::q4_0, 1024), 1u);
+  EXPECT_EQ(gemv_columns(WeightType::f16, 4096), 1u);
+  check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::none, {1, 64, 1030}, true);
+  check_linear(gpu, rng, WeightType::f16, LinearPath::automatic, Activation::none, {1, 40, 1030}, false);
 }
 
 TEST(GpuLinearPipelines, RejectsBadShapesWithAMessage) {
@@ -364,6 +407,9 @@ TEST(GpuLinearPipelines, RejectsBadShapesWithAMessage) {
   EXPECT_NE(status.message().find("x buffer"), std::string::npos) << status.message();
   status = gpu.linear->run({.x = &x, .rows = 2, .k = 40, .weights = &w, .weight_type = WeightType::f32, .n = 5});
   EXPECT_EQ(status.kind(), ErrorKind::invalid_argument);
+  status = gpu.linear->run({.x = &x, .rows = 2, .k = 40, .weights = &w, .weight_type = WeightType::f32, .n = 5,
+                            .y = &y, .gemv_columns = kMaxGemvColumns + 1});
+  EXPECT_NE(status.message().find("1 to 8 columns, not 9"), std::string::npos) << status.message();
   EXPECT_EQ(gpu.pipelines.created(), 0u);  // nothing reached the device
 }
 
