@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "core/embedding_ids.h"
 #include "core/log.h"
 #include "core/rope_params.h"
 #include "cpu/attention.h"
@@ -278,10 +279,7 @@ class CpuBackend final : public Backend {
       case Op::embedding: {
         const Tensor& table = in[0].tensor;
         const auto* ids = static_cast<const int32_t*>(in[1].data);
-        for (int64_t i = 0; i < shape[0]; ++i)
-          if (ids[i] < 0 || ids[i] >= table.dim(0))
-            return out_of_range(fmt::format("embedding id {} at position {} is outside the table's {} rows", ids[i], i,
-                                            table.dim(0)));
+        EMBER_RETURN_IF_ERROR(check_embedding_ids(ids, shape[0], table.dim(0)));
         cpu::embedding(in[0].data, element_type(table.dtype()), table.dim(1), ids, shape[0], out);
         return {};
       }

@@ -57,6 +57,16 @@ std::unordered_set<const Buffer*> offloaded_weights(const ModelWeights& weights,
   if (offloaded > layer_count && weights.output.defined()) buffers.insert(weights.output.buffer().get());
   return buffers;
 }
+
+// The embedding tables whose rows feed the first layer, when it is offloaded: gathering
+// them on the device keeps a token's whole pass there.
+std::unordered_set<const Buffer*> offloaded_tables(const ModelWeights& weights, int layers) {
+  std::unordered_set<const Buffer*> buffers;
+  if (layers == 0) return buffers;
+  for (const Tensor* table : {&weights.token_embd, &weights.position_embd})
+    if (table->defined()) buffers.insert(table->buffer().get());
+  return buffers;
+}
 #endif
 
 }  // namespace
@@ -112,7 +122,8 @@ Result<std::shared_ptr<Backend>> open_offload_backend(const OffloadOptions& opti
             caps.name);
   auto thresholds = offload_thresholds(options, caps.name);
   if (!thresholds) return thresholds.status();
-  VulkanRouting routing{thresholds->min_flops, thresholds->min_weight_bytes, offloaded_weights(weights, options.gpu_layers)};
+  VulkanRouting routing{thresholds->min_flops, thresholds->min_weight_bytes, offloaded_weights(weights, options.gpu_layers),
+                        offloaded_tables(weights, options.gpu_layers)};
   return std::shared_ptr<Backend>(std::make_shared<VulkanBackend>(std::move(device.value()), std::move(routing)));
 #else
   (void)weights;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/embedding_ids.h"
 #include "core/log.h"
 #include "core/rope_params.h"
 
@@ -46,6 +47,7 @@ bool VulkanBackend::joins_batch(const Node& node, std::span<const Tensor> inputs
 
 bool VulkanBackend::takes(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const {
   if (device_->context().device_lost()) return false;
+  if (node.op == Op::embedding) return takes_embedding(node, inputs, from_batch);
   if (node.op == Op::linear) {
     // The size thresholds price a dispatch with a round trip of its own (x up, y down);
     // a linear whose input the device already holds, or this batch makes, costs only its
@@ -77,6 +79,21 @@ bool VulkanBackend::supports_linear(const Node& node, std::span<const Tensor> in
   // The shaders index with 32-bit integers.
   if (rows == 0 || rows * k > UINT32_MAX || rows * n > UINT32_MAX || weight.payload_bytes() > UINT32_MAX) return false;
   return any_size || (2 * rows * k * n >= routing_.min_flops && weight.payload_bytes() >= routing_.min_weight_bytes);
+}
+
+bool VulkanBackend::takes_embedding(const Node& node, std::span<const Tensor> inputs,
+                                    std::span<const bool> from_batch) const {
+  if (inputs.size() != 2 || node.dtype != DType::f32) return false;
+  const Tensor &table = inputs[0], &ids = inputs[1];
+  const auto made_here = [&](size_t i) { return (i < from_batch.size() && from_batch[i]) || on_this_device(inputs[i]); };
+  if (ids.dtype() != DType::i32 || !bindable(ids) || made_here(1)) return false;
+  const auto type = weight_type(table.dtype());
+  if (!type || table.rank() != 2 || !bindable(table) || table.dim(0) == 0) return false;
+  const bool blocks = *type == gpu::WeightType::q8_0 || *type == gpu::WeightType::q4_0;
+  if ((blocks && table.dim(1) % 32 != 0) || static_cast<uint64_t>(node.shape.elements()) > UINT32_MAX ||
+      table.payload_bytes() > UINT32_MAX)
+    return false;
+  return made_here(0) || !routing_.tables || routing_.tables->contains(table.buffer().get());
 }
 
 std::span<const size_t> VulkanBackend::activation_inputs(Op op) {
@@ -270,6 +287,20 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         break;
       }
       case Op::rope: EMBER_RETURN_IF_ERROR(record_rope(batch, recording, node, inputs, *y.value())); break;
+      case Op::embedding: {
+        const Tensor &table = inputs[0], &ids = inputs[1];
+        auto id_values = ids.read<int32_t>();
+        if (!id_values) return id_values.status();
+        EMBER_RETURN_IF_ERROR(check_embedding_ids(id_values.value(), ids.elements(), table.dim(0)));
+        auto table_device = input(table);
+        if (!table_device) return table_device.status();
+        auto ids_device = input(ids);
+        if (!ids_device) return ids_device.status();
+        EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_embedding(
+            batch, *table_device.value(), *weight_type(table.dtype()), static_cast<uint32_t>(table.dim(0)),
+            *ids_device.value(), *y.value(), static_cast<uint32_t>(ids.elements()), static_cast<uint32_t>(table.dim(1)))));
+        break;
+      }
       case Op::cached_attention:
         EMBER_RETURN_IF_ERROR(record_attention(batch, recording, node, inputs, *y.value()));
         break;

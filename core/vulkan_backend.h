@@ -4,7 +4,9 @@
 // cache, which then lives on the device) where their data is already on the device: when
 // an input's only current copy is there, or, inside a batch, when an earlier node of the
 // batch makes it. So a chain of offloaded layers stays on the device, and these ops
-// never pull CPU data across.
+// never pull CPU data across. Embedding nodes (row gathers) run here over a table the
+// device holds (the last hidden rows, whose logits are wanted) or over an offloaded
+// embedding table (VulkanRouting::tables), so a decoded token is one submission.
 //
 // Where bytes live: an input or output buffer gets a device home (a VulkanMirror) the
 // first time a node here uses it. Weights keep theirs, so they are uploaded once and stay
@@ -48,6 +50,10 @@ struct VulkanRouting {
   // Only linear nodes whose weight lives in one of these buffers run here (a model's
   // offloaded layers); unset: any weight.
   std::optional<std::unordered_set<const Buffer*>> weights = std::nullopt;
+  // Embedding nodes over a table the device does not hold yet run here only if it lives
+  // in one of these buffers (the token and position embeddings, when the first layer is
+  // offloaded); unset: any table. Rows of a table the device holds always may.
+  std::optional<std::unordered_set<const Buffer*>> tables = std::nullopt;
 };
 
 class VulkanBackend final : public Backend {
@@ -79,6 +85,9 @@ class VulkanBackend final : public Backend {
   bool takes(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const;
   // `any_size`: the routing thresholds do not apply (the input is on the device already).
   bool supports_linear(const Node& node, std::span<const Tensor> inputs, bool any_size) const;
+  // An embedding (row gather) over a table of f32, f16, q8_0 or q4_0 rows, with i32 ids
+  // on the host (checked there before the gather is recorded).
+  bool takes_embedding(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const;
   // Whether a node other than linear has a kernel here for these inputs.
   bool row_op_fits(const Node& node, std::span<const Tensor> inputs) const;
   // Which inputs of such an op are activations (where the data is), not weights or ids.

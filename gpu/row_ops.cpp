@@ -74,4 +74,28 @@ Status RowOps::record_rope(CommandBatch& batch, const DeviceBuffer& x, const Dev
   return {};
 }
 
+Status RowOps::record_embedding(CommandBatch& batch, const DeviceBuffer& table, WeightType type, uint32_t table_rows,
+                                const DeviceBuffer& ids, const DeviceBuffer& y, uint32_t rows, uint32_t cols) {
+  const bool blocks = type == WeightType::q8_0 || type == WeightType::q4_0;
+  if (blocks && cols % 32 != 0)
+    return {ErrorKind::invalid_argument,
+            "GPU embedding: block tables need rows of a multiple of 32 values, not " + std::to_string(cols)};
+  const uint64_t row_bytes = weight_row_bytes(type, cols);
+  const uint64_t elements = uint64_t{rows} * cols;
+  if (elements > UINT32_MAX || row_bytes * table_rows > UINT32_MAX)
+    return {ErrorKind::invalid_argument, "GPU embedding: more than 2^32 elements or table bytes"};
+  if (table.bytes() < row_bytes * table_rows) return too_small("embedding", "table", table, row_bytes * table_rows);
+  if (ids.bytes() < uint64_t{rows} * 4) return too_small("embedding", "id", ids, uint64_t{rows} * 4);
+  if (y.bytes() < elements * 4) return too_small("embedding", "y", y, elements * 4);
+  auto groups = flat_grid(batch.context(), (elements + kInvocations - 1) / kInvocations);
+  if (!groups) return groups.status();
+  auto pipeline = pipelines_.get(ShaderId::embedding, {static_cast<uint32_t>(type)});
+  if (!pipeline) return pipeline.status();
+  auto set = batch.descriptor_set(*pipeline.value(), {&table, &ids, &y});
+  if (!set) return set.status();
+  batch.add({.pipeline = pipeline.value(), .set = set.value(),
+             .push = {rows, cols, static_cast<uint32_t>(row_bytes)}, .push_words = 3, .groups = groups.value()});
+  return {};
+}
+
 }  // namespace ember::gpu

@@ -1,6 +1,7 @@
 // The small kernels around the linear layers, so that a whole transformer layer can stay
 // on the device: elementwise add, swiglu and copy over flat f32 ranges, RMSNorm over the
-// last axis, and rotary embedding with host-computed angles. Each records into a
+// last axis, rotary embedding with host-computed angles, and the row gather that reads a
+// token's embedding (or picks the rows whose logits are wanted). Each records into a
 // CommandBatch (gpu/command_batch.h); none keeps state between calls.
 #pragma once
 
@@ -8,6 +9,7 @@
 
 #include "gpu/command_batch.h"
 #include "gpu/device_buffer.h"
+#include "gpu/linear.h"
 #include "gpu/pipeline_cache.h"
 
 namespace ember::gpu {
@@ -28,6 +30,11 @@ class RowOps {
   // y = x [tokens, heads, head_dim] turned by `angles`, (cos, sin) f32 pairs [tokens][pairs].
   Status record_rope(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& angles, const DeviceBuffer& y,
                      uint32_t tokens, uint32_t heads, uint32_t head_dim, uint32_t pairs, bool neox);
+  // y[i] = table row ids[i] as f32, i < rows; the table holds table_rows rows of `cols`
+  // values of `type` as stored in GGUF (cols a multiple of 32 for the block types), ids
+  // i32. The caller checks the ids: the shader reads whatever row an id names.
+  Status record_embedding(CommandBatch& batch, const DeviceBuffer& table, WeightType type, uint32_t table_rows,
+                          const DeviceBuffer& ids, const DeviceBuffer& y, uint32_t rows, uint32_t cols);
 
  private:
   PipelineCache& pipelines_;

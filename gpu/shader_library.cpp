@@ -39,6 +39,9 @@ constexpr uint32_t kKvStore[] = {
 constexpr uint32_t kAttention[] = {
 #include "attention.spv.inc"
 };
+constexpr uint32_t kEmbedding[] = {
+#include "embedding.spv.inc"
+};
 
 // linear_common.glsl's push constants: rows, k, n, has_bias, first_column, row_bytes.
 constexpr uint32_t kLinearPushBytes = 6 * sizeof(uint32_t);
@@ -55,6 +58,7 @@ const ShaderInfo kShaders[] = {
     {"rope", kRope, 3, 4 * sizeof(uint32_t)},             // tokens, heads, head_dim, pairs
     {"kv_store", kKvStore, 2, 3 * sizeof(uint32_t)},      // source_first, target_first, count
     {"attention", kAttention, 5, 8 * sizeof(uint32_t)},   // first_row .. stride
+    {"embedding", kEmbedding, 3, 3 * sizeof(uint32_t)},   // rows, cols, row_bytes
 };
 
 }  // namespace

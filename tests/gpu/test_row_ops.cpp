@@ -3,7 +3,8 @@
 // guard past their end. add and copy are exact; swiglu differs from the CPU only in exp
 // (1e-6 relative); rms_norm in the order of its sum of squares (f32 pairwise against f64,
 // 1e-5 relative); rope takes the CPU's own angle table, so it differs only where the
-// device fuses a multiply-add (1e-6 of the values).
+// device fuses a multiply-add (1e-6 of the values); the embedding gather gives the CPU's
+// values exactly.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,11 +12,13 @@
 #include <vector>
 
 #include "cpu/elementwise.h"
+#include "cpu/embedding.h"
 #include "cpu/norm.h"
 #include "cpu/rope.h"
 #include "gpu/row_ops.h"
 #include "gpu_test_buffers.h"
 #include "gpu_test_context.h"
+#include "quant/quantize.h"
 #include "test_util.h"
 
 namespace ember::gpu {
@@ -135,6 +138,37 @@ TEST(GpuRowOps, RopeMatchesTheCpuInBothStyles) {
         }
 }
 
+// Rows of a table in each type, picked by ids that repeat and reach both ends, against
+// the CPU's gather bit for bit; a table row of 2048 values makes a grid of many groups.
+TEST(GpuRowOps, EmbeddingGivesTheCpusRows) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  testing::SeededRng rng;
+  const std::pair<WeightType, cpu::ElementType> types[] = {{WeightType::f32, cpu::ElementType::f32},
+                                                           {WeightType::f16, cpu::ElementType::f16},
+                                                           {WeightType::q8_0, cpu::ElementType::q8_0},
+                                                           {WeightType::q4_0, cpu::ElementType::q4_0}};
+  for (const auto& [type, cpu_type] : types)
+    for (const uint32_t cols : {96u, 2048u}) {
+      SCOPED_TRACE("type " + std::to_string(static_cast<int>(type)) + ", " + std::to_string(cols) + " columns");
+      constexpr uint32_t kTableRows = 37;
+      const std::vector<float> values = rng.uniform(size_t{kTableRows} * cols, -3.0f, 3.0f);
+      std::vector<uint8_t> table(weight_row_bytes(type, cols) * kTableRows);
+      quant::quantize_row_reference(cpu::to_dtype(cpu_type), values.data(), table.data(), int64_t{kTableRows} * cols);
+      const std::vector<int32_t> ids = {36, 0, 5, 5, 17, 36, 1};
+      const auto rows = static_cast<uint32_t>(ids.size());
+      const DeviceBuffer table_buffer = mapped_buffer(gpu.allocator, table);
+      const DeviceBuffer ids_buffer = mapped_buffer(gpu.allocator, ids);
+      const DeviceBuffer out = mapped_buffer(gpu.allocator, testing::poisoned(size_t{rows} * cols + kGuard));
+      run_batch(gpu, [&](CommandBatch& batch) {
+        return gpu.ops.record_embedding(batch, table_buffer, type, kTableRows, ids_buffer, out, rows, cols);
+      });
+      std::vector<float> expected(size_t{rows} * cols);
+      cpu::embedding(table.data(), cpu_type, cols, ids.data(), rows, expected.data());
+      expect_close(out, expected, 0.0, 0.0);
+    }
+}
+
 TEST(GpuRowOps, RejectsShortBuffersWithAMessage) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Gpu gpu(context);
@@ -148,6 +182,10 @@ TEST(GpuRowOps, RejectsShortBuffersWithAMessage) {
   EXPECT_NE(status.message().find("weight buffer"), std::string::npos) << status.message();
   status = gpu.ops.record_rope(batch, large, large, large, 1, 1, 8, 5, false);
   EXPECT_NE(status.message().find("5 pairs do not fit a head of 8"), std::string::npos) << status.message();
+  status = gpu.ops.record_embedding(batch, small, WeightType::f32, 2, large, large, 1, 8);
+  EXPECT_NE(status.message().find("table buffer holds 16 bytes, 64 needed"), std::string::npos) << status.message();
+  status = gpu.ops.record_embedding(batch, large, WeightType::q8_0, 1, large, large, 1, 40);
+  EXPECT_NE(status.message().find("multiple of 32 values, not 40"), std::string::npos) << status.message();
   EXPECT_EQ(batch.dispatches(), 0u);
 }
 

@@ -132,6 +132,60 @@ TEST_F(VulkanRoutingTest, WhatTheShadersLackRunsOnTheCpu) {
   EXPECT_EQ(nodes_run_by(executor, "cpu"), 2u);
 }
 
+// A token's embedding runs on the device when its table is routed there (an offloaded
+// first layer), feeding the linear after it in the same submission with the CPU's
+// values; a table not routed stays on the CPU. Picking rows of an activation the device
+// holds (the rows whose logits are wanted) runs there too. Ids outside the table fail
+// with the CPU's message.
+TEST_F(VulkanRoutingTest, EmbeddingsRunWhereTheirTableIsRoutedOrHeld) {
+  testing::SeededRng rng;
+  constexpr int64_t kVocab = 40, kWidth = 64;
+  const Tensor table = testing::weight_tensor(DType::q4_0, kVocab, kWidth, rng);
+  const Tensor w = testing::weight_tensor(DType::q8_0, 32, kWidth, rng);
+  Graph graph;
+  const NodeId ids = graph.input("ids", Shape{3}, DType::i32);
+  const NodeId rows = graph.input("rows", Shape{1}, DType::i32);
+  const NodeId embedded = graph.embedding(graph.constant("table", table), ids);
+  const NodeId hidden = graph.linear(embedded, graph.constant("w", w), kInvalidNode);
+  graph.mark_output(graph.embedding(hidden, rows));
+  ASSERT_TRUE(graph.ok()) << graph.status().message();
+  const auto i32_tensor = [](std::vector<int32_t> values) {
+    auto tensor = Tensor::empty(Shape{static_cast<int64_t>(values.size())}, DType::i32);
+    EXPECT_TRUE(tensor) << tensor.status().message();
+    std::copy(values.begin(), values.end(), tensor->write<int32_t>().value());
+    return std::move(tensor.value());
+  };
+  const std::vector<Tensor> inputs = {i32_tensor({39, 0, 7}), i32_tensor({2})};
+  Executor cpu;
+  auto expected = cpu.run(graph, inputs);
+  ASSERT_TRUE(expected) << expected.status().message();
+
+  Executor routed = gpu_executor({.tables = std::unordered_set<const Buffer*>{table.buffer().get()}});
+  ASSERT_TRUE(routed.run(graph, inputs));  // uploads the table and the weight, which stay
+  const uint64_t before = device_->context().submissions();
+  auto actual = routed.run(graph, inputs);
+  ASSERT_TRUE(actual) << actual.status().message();
+  EXPECT_EQ(device_->context().submissions() - before, 1u);
+  EXPECT_EQ(nodes_run_by(routed, "vulkan"), 3u);
+  EXPECT_LT(relative_error((*actual)[0], (*expected)[0]), testing::kCpuTolerance);
+
+  Executor not_routed = gpu_executor({.tables = std::unordered_set<const Buffer*>{}});
+  actual = not_routed.run(graph, inputs);
+  ASSERT_TRUE(actual) << actual.status().message();
+  ASSERT_EQ(not_routed.last_timings().size(), 3u);
+  EXPECT_EQ(not_routed.last_timings()[0].backend, "cpu");
+  EXPECT_EQ(not_routed.last_timings()[2].backend, "vulkan");  // the rows of the device's result
+  EXPECT_LT(relative_error((*actual)[0], (*expected)[0]), testing::kCpuTolerance);
+
+  const std::vector<Tensor> bad = {i32_tensor({3, 40, 1}), i32_tensor({0})};
+  auto cpu_error = cpu.run(graph, bad);
+  auto gpu_error = routed.run(graph, bad);
+  ASSERT_FALSE(cpu_error);
+  ASSERT_FALSE(gpu_error);
+  EXPECT_EQ(gpu_error.status().code(), ErrorCode::out_of_range);
+  EXPECT_EQ(gpu_error.status().message(), cpu_error.status().message());
+}
+
 // The cheap ops of a layer after a GPU linear (rms_norm, add, swiglu, reshape, rope at
 // given positions) follow its output onto the device within the same submission and
 // give the CPU's results; an add of two host tensors stays on the CPU.
