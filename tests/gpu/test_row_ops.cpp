@@ -148,8 +148,10 @@ TEST(GpuRowOps, EmbeddingGivesTheCpusRows) {
                                                            {WeightType::f16, cpu::ElementType::f16},
                                                            {WeightType::q8_0, cpu::ElementType::q8_0},
                                                            {WeightType::q4_0, cpu::ElementType::q4_0}};
-  for (const auto& [type, cpu_type] : types)
+  for (const auto& pair : types)
     for (const uint32_t cols : {96u, 2048u}) {
+      const WeightType type = pair.first;
+      const cpu::ElementType cpu_type = pair.second;
       SCOPED_TRACE("type " + std::to_string(static_cast<int>(type)) + ", " + std::to_string(cols) + " columns");
       constexpr uint32_t kTableRows = 37;
       const std::vector<float> values = rng.uniform(size_t{kTableRows} * cols, -3.0f, 3.0f);
