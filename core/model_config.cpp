@@ -1,6 +1,8 @@
 #include "ember/model_config.h"
 
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -166,6 +168,11 @@ Status read_gpt2(const ConfigReader& reader, ModelConfig& config) {
   config.head_dim = config.head_count > 0 ? config.hidden_size / config.head_count : 0;
   auto inner = reader.optional_int("n_inner");
   if (!inner) return inner.status();
+  // GPT-2's default inner size is 4 n_embd; an n_embd too large for that is refused here,
+  // before validation, so the product cannot overflow.
+  constexpr int64_t kLargestTimesFour = std::numeric_limits<int64_t>::max() / 4;
+  if (!inner->has_value() && (config.hidden_size > kLargestTimesFour || config.hidden_size < -kLargestTimesFour))
+    return reader.error("n_embd", "is too large");
   config.ffn_size = inner->value_or(4 * config.hidden_size);
   auto eps = reader.optional_float(reader.root(), "layer_norm_epsilon");
   if (!eps) return eps.status();

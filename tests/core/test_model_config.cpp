@@ -188,6 +188,10 @@ TEST(ModelConfig, InvalidConfigsNameTheFileAndTheKey) {
       {R"({"vocab_size": 3})", {"model_type is missing"}},
       {R"({"model_type": "llama",)", {"not valid JSON"}, ErrorCode::corrupt_file},
       {R"(["llama"])", {"not a JSON object"}, ErrorCode::corrupt_file},
+      // Found by fuzz_model_config: GPT-2's default inner size, 4 n_embd, would overflow.
+      {R"({"model_type": "gpt2", "n_embd": 6999999999999999993, "n_layer": 2, "n_head": 4, "n_positions": 128,
+           "vocab_size": 256})",
+       {"n_embd is too large"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.text);
