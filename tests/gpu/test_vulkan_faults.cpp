@@ -72,13 +72,13 @@ TEST_F(VulkanFaultTest, PipelineCreationFailureRunsTheNodeOnTheCpu) {
   expect_cpu_runs_with_one_warning(gpu::InjectedFault::pipeline_creation, 1000, "vkCreateComputePipelines");
 
   faults().arm(gpu::InjectedFault::pipeline_creation, 0);
-  EXPECT_EQ(run_and_capture_log(1, testing::kCpuTolerance), "");
+  EXPECT_EQ(run_and_capture_log(1, testing::cpu_tolerance(DType::q8_0, *device_)), "");
   EXPECT_EQ(nodes_run_by(executor_, "vulkan"), 2u) << "the pipeline is created once the fault is gone";
 }
 
 TEST_F(VulkanFaultTest, OutOfMemoryOnceIsSurvivedByTrimmingAndRetrying) {
   faults().arm(gpu::InjectedFault::out_of_device_memory, 1);
-  EXPECT_EQ(run_and_capture_log(1, testing::kCpuTolerance), "");
+  EXPECT_EQ(run_and_capture_log(1, testing::cpu_tolerance(DType::q8_0, *device_)), "");
   EXPECT_EQ(nodes_run_by(executor_, "vulkan"), 2u);
 }
 
