@@ -24,12 +24,17 @@
 namespace ember::bench {
 namespace {
 
+constexpr uint32_t kMaxBatched = 16;  // products recorded into one timed command buffer
+constexpr int kIterations = 200;      // timed runs per repetition of a product
+constexpr std::chrono::milliseconds kWarmUp{300};
+
 struct Gpu {
   std::unique_ptr<gpu::Context> context;
   std::unique_ptr<gpu::Allocator> allocator;
   std::unique_ptr<gpu::StagingRing> staging;
   std::unique_ptr<gpu::PipelineCache> pipelines;
   std::unique_ptr<gpu::FusedLinear> linear;
+  std::unique_ptr<gpu::DescriptorSets> sets;  // for batches of several products
   std::string unavailable;  // why there is no device, when there is none
 };
 
@@ -46,12 +51,16 @@ Gpu& shared_gpu() {
     auto staging = gpu::StagingRing::create(*made.context, *made.allocator);
     made.pipelines = std::make_unique<gpu::PipelineCache>(*made.context);
     auto linear = gpu::FusedLinear::create(*made.context, *made.pipelines, *made.allocator);
-    if (!staging || !linear) {
-      made.unavailable = !staging ? staging.status().message() : linear.status().message();
+    auto sets = gpu::DescriptorSets::create(*made.context, 2 * kMaxBatched);
+    if (!staging || !linear || !sets) {
+      made.unavailable = !staging ? staging.status().message()
+                         : !linear ? linear.status().message()
+                                   : sets.status().message();
       return made;
     }
     made.staging = std::move(staging.value());
     made.linear = std::move(linear.value());
+    made.sets = std::move(sets.value());
     return made;
   }();
   return gpu;
@@ -83,8 +92,12 @@ std::vector<float> random_values(size_t count, unsigned seed) {
   return values;
 }
 
+// Times `batched` products per command buffer, each with its own weights and, alternately,
+// one of two x buffers (so block weights round x each time, as for a layer's first
+// product), and reports the device time per product: a decoded token records its GEMVs
+// this way, one batch per token, so the buffer's own start and end are shared.
 void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows, uint32_t k, uint32_t n,
-                    gpu::LinearPath path, uint32_t gemv_columns) {
+                    gpu::LinearPath path, uint32_t gemv_columns, uint32_t batched) {
   Gpu& gpu = shared_gpu();
   if (!gpu.linear) {
     state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
@@ -95,6 +108,7 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
   std::vector<uint8_t> w_bytes(gpu::weight_row_bytes(type, k) * n);
   quant::quantize_row_reference(dtype_of(type), w.data(), w_bytes.data(), int64_t{n} * k);
   auto x_buffer = device_copy_of(gpu, x.data(), x.size() * sizeof(float));
+  auto other_x_buffer = device_copy_of(gpu, x.data(), x.size() * sizeof(float));
   auto y_buffer = gpu::DeviceBuffer::create(*gpu.allocator, uint64_t{rows} * n * sizeof(float), gpu::MemoryUse::device);
   // Successive runs take successive copies of the weights, together far larger than the
   // GPU's L2 cache (50 MiB on an H100/H200), so each run reads its weights from device
@@ -107,7 +121,7 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
     if (!copy) break;
     w_buffers.push_back(std::move(copy.value()));
   }
-  if (!x_buffer || !y_buffer || w_buffers.size() != copies) {
+  if (!x_buffer || !other_x_buffer || !y_buffer || w_buffers.size() != copies) {
     state.SkipWithError("cannot allocate or upload the operands");
     return;
   }
@@ -119,18 +133,32 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
     state.SkipWithError(first.message().c_str());
     return;
   }
-  double device_seconds = 0;
+  // An idle GPU runs at a fraction of its clock: on the H200 the first 200 timed runs
+  // after a pause measured up to 5x slower. Untimed runs first bring it up.
   size_t next_copy = 0;
-  for (auto _ : state) {
+  const auto warm_until = std::chrono::steady_clock::now() + kWarmUp;
+  while (std::chrono::steady_clock::now() < warm_until) {
     args.weights = &w_buffers[next_copy++ % copies];
-    auto seconds = gpu.linear->run_timed(args);
+    if (!gpu.linear->run(args).ok()) break;
+  }
+  double device_seconds = 0;
+  for (auto _ : state) {
+    gpu::CommandBatch batch(*gpu.context, *gpu.sets);
+    gpu::Status recorded;
+    for (uint32_t product = 0; product < batched && recorded.ok(); ++product) {
+      args.weights = &w_buffers[next_copy++ % copies];
+      args.x = product % 2 == 0 ? &x_buffer.value() : &other_x_buffer.value();
+      recorded = gpu.linear->record(batch, args);
+    }
+    auto seconds = recorded.ok() ? batch.run_timed() : gpu::Result<double>(recorded);
     if (!seconds) {
       state.SkipWithError(seconds.status().message().c_str());
       return;
     }
-    state.SetIterationTime(seconds.value());
-    device_seconds += seconds.value();
+    state.SetIterationTime(seconds.value() / batched);
+    device_seconds += seconds.value() / batched;
   }
+  args.x = &x_buffer.value();
   constexpr int kWallRuns = 20;
   const auto start = std::chrono::steady_clock::now();
   for (int run = 0; run < kWallRuns; ++run) {
@@ -184,6 +212,7 @@ struct Case {
   uint32_t rows, k, n;
   gpu::LinearPath path = gpu::LinearPath::automatic;  // automatic: the tensor cores for f16 where the device has them
   uint32_t gemv_columns = 0;                          // 0: gpu::gemv_columns(n)
+  uint32_t batched = 1;                               // products per timed command buffer
 };
 
 constexpr Case kCases[] = {
@@ -191,10 +220,23 @@ constexpr Case kCases[] = {
     {"decode_gemv/q8_0", gpu::WeightType::q8_0, 1, 14336, 4096},
     {"decode_gemv/f16", gpu::WeightType::f16, 1, 14336, 4096},
     {"decode_gemv/f32", gpu::WeightType::f32, 1, 14336, 4096},
+    // The same, 8 per command buffer (per product; see BM_FusedLinear).
+    {"decode_gemv/q4_0/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, gpu::LinearPath::automatic, 0, 8},
+    {"decode_gemv/q8_0/batched:8", gpu::WeightType::q8_0, 1, 14336, 4096, gpu::LinearPath::automatic, 0, 8},
+    {"decode_gemv/f16/batched:8", gpu::WeightType::f16, 1, 14336, 4096, gpu::LinearPath::automatic, 0, 8},
+    {"decode_gemv/f32/batched:8", gpu::WeightType::f32, 1, 14336, 4096, gpu::LinearPath::automatic, 0, 8},
     // The block GEMV with one output column per workgroup, against the two the automatic
     // choice takes here (docs/PERFORMANCE.md has the sweep that chose it).
     {"decode_gemv/q4_0/columns:1", gpu::WeightType::q4_0, 1, 14336, 4096, gpu::LinearPath::gemv, 1},
     {"decode_gemv/q8_0/columns:1", gpu::WeightType::q8_0, 1, 14336, 4096, gpu::LinearPath::gemv, 1},
+    {"decode_gemv/q4_0/columns:4", gpu::WeightType::q4_0, 1, 14336, 4096, gpu::LinearPath::gemv, 4},
+    {"decode_gemv/q8_0/columns:4", gpu::WeightType::q8_0, 1, 14336, 4096, gpu::LinearPath::gemv, 4},
+    // Almost no weights: what a GEMV call costs besides streaming them. One dispatch (f32),
+    // two with a barrier between (x rounded first), then the same for a long row of x.
+    {"gemv_overhead/f32/k:32/n:64", gpu::WeightType::f32, 1, 32, 64},
+    {"gemv_overhead/q4_0/k:32/n:64", gpu::WeightType::q4_0, 1, 32, 64},
+    {"gemv_overhead/f32/k:14336/n:64", gpu::WeightType::f32, 1, 14336, 64},
+    {"gemv_overhead/q4_0/k:14336/n:64", gpu::WeightType::q4_0, 1, 14336, 64},
     {"logits_gemv/q4_0", gpu::WeightType::q4_0, 1, 2048, 32000},
     {"logits_gemv/q4_0/columns:1", gpu::WeightType::q4_0, 1, 2048, 32000, gpu::LinearPath::gemv, 1},
     {"gemm_4096/f32", gpu::WeightType::f32, 4096, 4096, 4096},
@@ -216,7 +258,10 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("BM_DeviceCopy", BM_DeviceCopy)->Arg(512)->UseManualTime()->Unit(benchmark::kMillisecond);
   for (const Case& c : kCases)
     benchmark::RegisterBenchmark(("BM_FusedLinear/" + std::string(c.name)).c_str(), BM_FusedLinear, c.type, c.rows, c.k,
-                                 c.n, c.path, c.gemv_columns)
+                                 c.n, c.path, c.gemv_columns, c.batched)
+        // A fixed count: with manual time a minimum time would take a million host
+        // round trips for the microsecond cases.
+        ->Iterations(kIterations)
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   benchmark::Initialize(&argc, argv);

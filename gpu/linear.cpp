@@ -18,10 +18,10 @@ constexpr uint32_t kCoopmatInvocations = 128;  // its workgroup
 constexpr uint32_t kCoopmatSharedBytes = 2 * 128 * 40 * 2 + 4 * 256 * 4;  // its two f16 slices and the staging
 // run()'s own sets: two per call, calls serialised on the scratch buffer's mutex.
 constexpr uint32_t kOwnDescriptorSets = 8;
-constexpr uint32_t kQuantizeInvocations = 64;  // quantize_rows_q8.comp's workgroup
+constexpr uint32_t kQuantizeBlocksPerGroup = 4;  // quantize_rows_q8.comp's kBlocks, a block per 32 invocations
 // Its X_LAYOUT for each reader, and the bytes of one block of 32 in that layout.
-enum class XLayout : uint32_t { bytes, q4_0_pairs };
-constexpr uint64_t kQuantizedBlockBytes[] = {40, 80};
+enum class XLayout : uint32_t { records, q8_0_planes, q4_0_pair_planes };
+constexpr uint64_t kQuantizedBlockBytes[] = {40, 40, 72};
 constexpr uint32_t kQuantizePushBytes = 8;     // its push constants: rows, k
 // From this many input rows on, block weights go to the cooperative-matrix GEMM when it is
 // there (gpu/linear.h says what that trades).
@@ -147,9 +147,9 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   const uint32_t tile = cooperative ? kCoopmatTile : block_weights ? kGemmTile : kFloatGemmTile;
   const uint32_t groups_x = (args.n + tile - 1) / tile;
   const uint32_t groups_y = gemv ? args.rows : (args.rows + tile - 1) / tile;
-  // quantize_rows_q8.comp covers its blocks with a flat grid of groups of 64.
+  // quantize_rows_q8.comp covers its blocks with a flat grid of workgroups.
   const uint64_t x_blocks = uint64_t{args.rows} * args.k / 32;
-  const auto quantize_grid = flat_grid(context_, (x_blocks + kQuantizeInvocations - 1) / kQuantizeInvocations);
+  const auto quantize_grid = flat_grid(context_, (x_blocks + kQuantizeBlocksPerGroup - 1) / kQuantizeBlocksPerGroup);
   if (groups_y > max_groups_y || (!gemv && groups_x > max_groups_x) || (quantize_x && !quantize_grid))
     return invalid("the shape needs more workgroups than the device dispatches (" + std::to_string(args.rows) +
                    " rows, n " + std::to_string(args.n) + ")");
@@ -163,7 +163,9 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
                                           static_cast<uint32_t>(args.activation), columns});
   if (!pipeline) return pipeline.status();
   const Pipeline* quantize_pipeline = nullptr;
-  const XLayout layout = gemv && args.weight_type == WeightType::q4_0 ? XLayout::q4_0_pairs : XLayout::bytes;
+  const XLayout layout = !gemv                                 ? XLayout::records
+                         : args.weight_type == WeightType::q4_0 ? XLayout::q4_0_pair_planes
+                                                                : XLayout::q8_0_planes;
   const QuantizedSource source{batch.serial(), batch.dispatches(), args.x, static_cast<uint32_t>(layout), x_blocks};
   bool reuse_quantized_x = false;
   if (quantize_x) {

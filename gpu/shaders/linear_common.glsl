@@ -15,8 +15,8 @@ const uint kQ8_0 = 2;
 const uint kQ4_0 = 3;
 
 #ifdef QUANTIZED_X
-// x already rounded to q8_0 by quantize_rows_q8.comp: 10 words per block of 32 (8 words
-// of int8 codes, the scale as a float, the sum of the codes).
+// x already rounded to q8_0 by quantize_rows_q8.comp, in the X_LAYOUT it wrote for this
+// reader: int8 codes, the scale as a float, the sum of the codes per block of 32.
 layout(std430, binding = 0) readonly buffer QuantizedRows { uint xq[]; };
 #else
 layout(std430, binding = 0) readonly buffer InputRows { float x[]; };

@@ -11,7 +11,7 @@
 // There is no packed 8-bit dot product to call (Debian 12's glslc cannot compile
 // GL_EXT_integer_dot_product), so q4_0 takes two products per 32-bit multiply. A weight
 // word masked with 0x000F000F holds nibbles a0 (bits 0-3) and a1 (bits 16-19), the
-// integer a0 + 65536 a1; x arrives paired as x1 + 65536 x0 (X_LAYOUT 1). Their product
+// integer a0 + 65536 a1; x arrives paired as x1 + 65536 x0 (X_LAYOUT 2). Their product
 // modulo 2^32 is a0 x1 + 65536 (a0 x0 + a1 x1): the wanted sum in the upper half, a stray
 // term below. Over the 8 products of a half block |stray| <= 8 * 15 * 127 < 32768 and the
 // total stays inside an int, so (sum + 32768) >> 16 recovers the dot product exactly.
@@ -65,25 +65,27 @@ void main() {
   const uint r = gl_WorkGroupID.y;
   const uint t = gl_LocalInvocationID.x;
   const uint blocks = shape.k / 32u;
+  const uint x_blocks = shape.rows * blocks;
   const uint block_bytes = WEIGHT_TYPE == kQ8_0 ? 34u : 18u;
   precise float sums[kMaxColumns];
   [[unroll]] for (uint c = 0u; c < kMaxColumns; ++c) sums[c] = 0.0;
   for (uint block = t; block < blocks; block += 64u) {
-    // x's block, in the layout this weight type reads (X_LAYOUT 0 for q8_0, 1 for q4_0).
+    // x's block, from the planes this weight type reads (X_LAYOUT 1 for q8_0, 2 for q4_0).
+    const uint x_block = r * blocks + block;
     uint x_codes[8];
     ivec4 x_pairs[4];
     float x_scale;
     int x_sum = 0;
     if (WEIGHT_TYPE == kQ8_0) {
-      const uint record = 10u * (r * blocks + block);
-      [[unroll]] for (uint j = 0u; j < 8u; ++j) x_codes[j] = xq[record + j];
-      x_scale = uintBitsToFloat(xq[record + 8u]);
+      [[unroll]] for (uint p = 0u; p < 2u; ++p) {
+        const uvec4 four = xq4[p * x_blocks + x_block];
+        [[unroll]] for (uint j = 0u; j < 4u; ++j) x_codes[4u * p + j] = four[j];
+      }
+      x_scale = uintBitsToFloat(xq[8u * x_blocks + x_block]);
     } else {
-      const uint record = 5u * (r * blocks + block);
-      [[unroll]] for (uint j = 0u; j < 4u; ++j) x_pairs[j] = ivec4(xq4[record + j]);
-      const uvec4 tail = xq4[record + 4u];
-      x_scale = uintBitsToFloat(tail.x);
-      x_sum = int(tail.y);
+      [[unroll]] for (uint j = 0u; j < 4u; ++j) x_pairs[j] = ivec4(xq4[j * x_blocks + x_block]);
+      x_scale = uintBitsToFloat(xq[16u * x_blocks + x_block]);
+      x_sum = int(xq[17u * x_blocks + x_block]);
     }
     [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) {
       const uint column = first_column + c;

@@ -361,9 +361,9 @@ TEST(GpuLinearPipelines, CreatedOncePerShaderAndSpecialization) {
   EXPECT_EQ(gpu.pipelines.created(), 4u);
   check_linear(gpu, rng, WeightType::q4_0, LinearPath::gemm, Activation::relu, {4, 64, 9}, true);
   EXPECT_EQ(gpu.pipelines.created(), 5u);
-  // The q8_0 GEMV takes x in the GEMM's layout.
+  // The q8_0 GEMV, and x rounded into its own layout (neither the GEMM's nor q4_0's).
   check_linear(gpu, rng, WeightType::q8_0, LinearPath::gemv, Activation::relu, {1, 64, 9}, true);
-  EXPECT_EQ(gpu.pipelines.created(), 6u);
+  EXPECT_EQ(gpu.pipelines.created(), 7u);
 }
 
 // A GEMV workgroup may take several output columns; n that is not a multiple of them
