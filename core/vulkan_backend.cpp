@@ -74,7 +74,7 @@ bool VulkanBackend::supports_linear(const Node& node, std::span<const Tensor> in
   if (routing_.weights && !routing_.weights->contains(weight.buffer().get())) return false;
   const auto n = static_cast<uint64_t>(weight.dim(0)), k = static_cast<uint64_t>(weight.dim(1));
   if (n == 0 || k == 0) return false;
-  if ((*type == gpu::WeightType::q8_0 || *type == gpu::WeightType::q4_0) && k % 32 != 0) return false;
+  if (gpu::is_block(*type) && k % 32 != 0) return false;
   const uint64_t rows = static_cast<uint64_t>(x.elements()) / k;
   // The shaders index with 32-bit integers.
   if (rows == 0 || rows * k > UINT32_MAX || rows * n > UINT32_MAX || weight.payload_bytes() > UINT32_MAX) return false;
@@ -89,8 +89,7 @@ bool VulkanBackend::takes_embedding(const Node& node, std::span<const Tensor> in
   if (ids.dtype() != DType::i32 || !bindable(ids) || made_here(1)) return false;
   const auto type = weight_type(table.dtype());
   if (!type || table.rank() != 2 || !bindable(table) || table.dim(0) == 0) return false;
-  const bool blocks = *type == gpu::WeightType::q8_0 || *type == gpu::WeightType::q4_0;
-  if ((blocks && table.dim(1) % 32 != 0) || static_cast<uint64_t>(node.shape.elements()) > UINT32_MAX ||
+  if ((gpu::is_block(*type) && table.dim(1) % 32 != 0) || static_cast<uint64_t>(node.shape.elements()) > UINT32_MAX ||
       table.payload_bytes() > UINT32_MAX)
     return false;
   return made_here(0) || !routing_.tables || routing_.tables->contains(table.buffer().get());
@@ -287,20 +286,7 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         break;
       }
       case Op::rope: EMBER_RETURN_IF_ERROR(record_rope(batch, recording, node, inputs, *y.value())); break;
-      case Op::embedding: {
-        const Tensor &table = inputs[0], &ids = inputs[1];
-        auto id_values = ids.read<int32_t>();
-        if (!id_values) return id_values.status();
-        EMBER_RETURN_IF_ERROR(check_embedding_ids(id_values.value(), ids.elements(), table.dim(0)));
-        auto table_device = input(table);
-        if (!table_device) return table_device.status();
-        auto ids_device = input(ids);
-        if (!ids_device) return ids_device.status();
-        EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_embedding(
-            batch, *table_device.value(), *weight_type(table.dtype()), static_cast<uint32_t>(table.dim(0)),
-            *ids_device.value(), *y.value(), static_cast<uint32_t>(ids.elements()), static_cast<uint32_t>(table.dim(1)))));
-        break;
-      }
+      case Op::embedding: EMBER_RETURN_IF_ERROR(record_embedding(batch, recording, inputs, *y.value())); break;
       case Op::cached_attention:
         EMBER_RETURN_IF_ERROR(record_attention(batch, recording, node, inputs, *y.value()));
         break;
@@ -373,6 +359,23 @@ Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& reco
     first_row += shape.tokens;
   }
   return {};
+}
+
+// The ids stay on the host (takes_embedding), so they are checked there, with the CPU
+// backend's message, before the shader trusts them.
+Status VulkanBackend::record_embedding(gpu::CommandBatch& batch, Recording& recording, std::span<const Tensor> inputs,
+                                       gpu::DeviceBuffer& y) {
+  const Tensor &table = inputs[0], &ids = inputs[1];
+  auto id_values = ids.read<int32_t>();
+  if (!id_values) return id_values.status();
+  EMBER_RETURN_IF_ERROR(check_embedding_ids(id_values.value(), ids.elements(), table.dim(0)));
+  auto table_device = recorded_input(recording, table);
+  if (!table_device) return table_device.status();
+  auto ids_device = recorded_input(recording, ids);
+  if (!ids_device) return ids_device.status();
+  return from_gpu(device_->row_ops().record_embedding(
+      batch, *table_device.value(), *weight_type(table.dtype()), static_cast<uint32_t>(table.dim(0)),
+      *ids_device.value(), y, static_cast<uint32_t>(ids.elements()), static_cast<uint32_t>(table.dim(1))));
 }
 
 Status VulkanBackend::record_rope(gpu::CommandBatch& batch, Recording& recording, const Node& node,

@@ -127,6 +127,8 @@ class VulkanBackend final : public Backend {
                           std::span<const Tensor> inputs, gpu::DeviceBuffer& out);
   Status record_rope(gpu::CommandBatch& batch, Recording& recording, const Node& node, std::span<const Tensor> inputs,
                      gpu::DeviceBuffer& y);
+  Status record_embedding(gpu::CommandBatch& batch, Recording& recording, std::span<const Tensor> inputs,
+                          gpu::DeviceBuffer& y);
 
   enum class Fault { pipeline, out_of_memory, device_lost };
   std::optional<Fault> fault_of(const Status& status) const;

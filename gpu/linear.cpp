@@ -51,8 +51,7 @@ Status check(const LinearArgs& args) {
   if (args.rows == 0 || args.k == 0 || args.n == 0)
     return invalid("empty shape (rows " + std::to_string(args.rows) + ", k " + std::to_string(args.k) + ", n " +
                    std::to_string(args.n) + ")");
-  const bool blocks = args.weight_type == WeightType::q8_0 || args.weight_type == WeightType::q4_0;
-  if (blocks && args.k % 32 != 0)
+  if (is_block(args.weight_type) && args.k % 32 != 0)
     return invalid(std::string(type_name(args.weight_type)) + " weights need k a multiple of 32, not " +
                    std::to_string(args.k));
   const uint64_t x_elements = uint64_t{args.rows} * args.k;
@@ -89,8 +88,7 @@ uint64_t weight_row_bytes(WeightType type, uint64_t k) {
 }
 
 uint32_t gemv_columns(WeightType type, uint32_t n) {
-  const bool blocks = type == WeightType::q8_0 || type == WeightType::q4_0;
-  return blocks && n >= kManyGemvColumns ? 2 : 1;
+  return is_block(type) && n >= kManyGemvColumns ? 2 : 1;
 }
 
 std::string cooperative_matrix_shortcoming(const DeviceCapabilities& caps, WeightType type, uint32_t k) {
@@ -131,7 +129,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   const std::string cooperative_shortcoming = cooperative_matrix_shortcoming(caps, args.weight_type, args.k);
   if (args.path == LinearPath::cooperative_matrix && !cooperative_shortcoming.empty())
     return Status{ErrorKind::unavailable, "GPU linear: " + cooperative_shortcoming};
-  const bool block_weights = args.weight_type == WeightType::q8_0 || args.weight_type == WeightType::q4_0;
+  const bool block_weights = is_block(args.weight_type);
   const bool cooperative =
       args.path == LinearPath::cooperative_matrix ||
       (args.path == LinearPath::automatic && !gemv && cooperative_shortcoming.empty() &&

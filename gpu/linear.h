@@ -32,6 +32,10 @@ enum class LinearPath { automatic, gemv, gemm, cooperative_matrix };
 // Why the cooperative-matrix GEMM cannot take this call on this device, or "" if it can.
 std::string cooperative_matrix_shortcoming(const DeviceCapabilities& capabilities, WeightType type, uint32_t k);
 
+// Whether `type` is stored in GGUF blocks of 32 (q8_0, q4_0): k must then be a multiple
+// of 32, and the GEMV and tiled GEMM round x to q8_0 first.
+constexpr bool is_block(WeightType type) { return type == WeightType::q8_0 || type == WeightType::q4_0; }
+
 // Bytes of one weight row of k weights (k a multiple of 32 for the block types).
 uint64_t weight_row_bytes(WeightType type, uint64_t k);
 

@@ -76,8 +76,7 @@ Status RowOps::record_rope(CommandBatch& batch, const DeviceBuffer& x, const Dev
 
 Status RowOps::record_embedding(CommandBatch& batch, const DeviceBuffer& table, WeightType type, uint32_t table_rows,
                                 const DeviceBuffer& ids, const DeviceBuffer& y, uint32_t rows, uint32_t cols) {
-  const bool blocks = type == WeightType::q8_0 || type == WeightType::q4_0;
-  if (blocks && cols % 32 != 0)
+  if (is_block(type) && cols % 32 != 0)
     return {ErrorKind::invalid_argument,
             "GPU embedding: block tables need rows of a multiple of 32 values, not " + std::to_string(cols)};
   const uint64_t row_bytes = weight_row_bytes(type, cols);

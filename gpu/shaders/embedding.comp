@@ -1,4 +1,5 @@
 #version 450
+#extension GL_GOOGLE_include_directive : require
 // Row gather: y[i] = table[ids[i]] as f32, the table in f32, f16, q8_0 or q4_0 (its GGUF
 // bytes, bound as words), one invocation per output element. The values are the CPU's
 // (cpu/embedding.cpp): f16 widened exactly, a block's f16 scale times its code in f32.
@@ -18,8 +19,8 @@ layout(push_constant) uniform Shape {
   uint row_bytes;  // bytes of one table row
 } shape;
 
-uint byte_at(uint offset) { return (table[offset >> 2] >> (8u * (offset & 3u))) & 0xffu; }
-float half_at(uint offset) { return unpackHalf2x16(table[offset >> 2] >> (8u * (offset & 2u))).x; }
+#define STORED_WORDS table
+#include "stored_bytes.glsl"
 
 void main() {
   // The elements may outnumber one dispatch dimension, so the grid is two-dimensional.

@@ -22,6 +22,8 @@ layout(std430, binding = 0) readonly buffer QuantizedRows { uint xq[]; };
 layout(std430, binding = 0) readonly buffer InputRows { float x[]; };
 #endif
 layout(std430, binding = 1) readonly buffer WeightBytes { uint w[]; };
+#define STORED_WORDS w
+#include "stored_bytes.glsl"
 layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
 layout(std430, binding = 3) writeonly buffer OutputRows { float y[]; };
 
@@ -33,18 +35,6 @@ layout(push_constant) uniform Shape {
   uint first_column;  // the GEMV covers n in dispatches of at most maxComputeWorkGroupCount columns
   uint row_bytes;     // bytes of one weight row
 } shape;
-
-// The 4 bytes at an even byte offset (GGUF blocks of 34 and 18 bytes keep every field
-// 2-byte aligned, not 4).
-uint word_at(uint byte_offset) {
-  const uint first = w[byte_offset >> 2];
-  if ((byte_offset & 2u) == 0u) return first;
-  return (first >> 16) | (w[(byte_offset >> 2) + 1u] << 16);
-}
-
-float half_at(uint byte_offset) {
-  return unpackHalf2x16((w[byte_offset >> 2] >> ((byte_offset & 2u) * 8u)) & 0xffffu).x;
-}
 
 // Float weights i .. i+3 of weight row `column` (i a multiple of 4); past k they read 0.
 vec4 weights4(uint column, uint i) {

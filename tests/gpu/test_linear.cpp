@@ -82,7 +82,7 @@ void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath
   // Every path but the cooperative-matrix GEMM (f16 rounding, within its tolerance; the
   // automatic choice for 64 rows or more of block weights where the device has it)
   // multiplies block weights by x rounded to q8_0.
-  const bool blocks = type == WeightType::q8_0 || type == WeightType::q4_0;
+  const bool blocks = is_block(type);
   const bool tensor_cores =
       path == LinearPath::cooperative_matrix ||
       (path == LinearPath::automatic && shape.rows >= 64 &&
@@ -138,7 +138,7 @@ TEST_P(GpuLinear, MatchesTheCpuReference) {
   ASSERT_NE(gpu.linear, nullptr);
   const auto [type, path, act] = GetParam();
   testing::SeededRng rng;
-  const bool blocks = type == WeightType::q8_0 || type == WeightType::q4_0;
+  const bool blocks = is_block(type);
   const uint32_t k = blocks ? 32 * 3 : 37;
   for (uint32_t rows : {1u, 3u, 67u})
     for (uint32_t n : {1u, 5u, 131u}) check_linear(gpu, rng, type, path, act, {rows, k, n}, (rows + n) % 2 == 0);
@@ -228,7 +228,7 @@ std::vector<double> reference_linear(std::vector<float> x, const std::vector<uin
                                      uint32_t rows, uint32_t k, uint32_t n) {
   std::vector<float> w(size_t{n} * k);
   quant::dequantize_row(ember_type(type), w_bytes.data(), w.data(), int64_t{n} * k);
-  if (type == WeightType::q8_0 || type == WeightType::q4_0) {
+  if (is_block(type)) {
     std::vector<uint8_t> x_blocks(row_bytes(DType::q8_0, int64_t{rows} * k));
     quant::quantize_row_reference(DType::q8_0, x.data(), x_blocks.data(), int64_t{rows} * k);
     quant::dequantize_row(DType::q8_0, x_blocks.data(), x.data(), int64_t{rows} * k);
@@ -374,7 +374,7 @@ TEST(GpuLinearGemv, EveryColumnCountGivesTheReference) {
   testing::SeededRng rng;
   for (const WeightType type : {WeightType::f32, WeightType::f16, WeightType::q8_0, WeightType::q4_0}) {
     SCOPED_TRACE("weight type " + std::to_string(static_cast<int>(type)));
-    const bool blocks = type == WeightType::q8_0 || type == WeightType::q4_0;
+    const bool blocks = is_block(type);
     for (uint32_t columns = 1; columns <= kMaxGemvColumns; ++columns) {
       SCOPED_TRACE("columns " + std::to_string(columns));
       for (const uint32_t n : {1u, columns + 1, 3 * columns - 1, 131u})
