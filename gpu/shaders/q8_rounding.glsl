@@ -53,7 +53,5 @@ float exact_divide(float a, float b) {
 }
 
 float x_scale_of(float amax) { return exact_divide(amax, 127.0); }
-float x_inverse_scale(float amax) {
-  const float d = x_scale_of(amax);
-  return d != 0.0 ? exact_divide(1.0, d) : 0.0;
-}
+// 1 / d for a scale d from x_scale_of.
+float x_inverse_scale(float d) { return d != 0.0 ? exact_divide(1.0, d) : 0.0; }

@@ -53,8 +53,8 @@ void main() {
     if (e < stride) magnitudes[t] = max(magnitudes[t], magnitudes[t + stride]);
     barrier();
   }
-  const float amax = magnitudes[first];
-  const int code = int(round_half_away(value * x_inverse_scale(amax)));
+  const float scale = x_scale_of(magnitudes[first]);
+  const int code = int(round_half_away(value * x_inverse_scale(scale)));
   codes[t] = code;
   code_sums[t] = code;
   barrier();
@@ -63,7 +63,7 @@ void main() {
     barrier();
   }
   if (block >= blocks) return;
-  const uint scale = floatBitsToUint(f16_round(x_scale_of(amax)));
+  const uint stored_scale = floatBitsToUint(f16_round(scale));
   const uint code_sum = uint(code_sums[first]);
   if (X_LAYOUT == 2u) {
     // Word 4j + w pairs with weight bytes 4j .. 4j+3: w = 0 their low nibbles of bytes 0
@@ -74,7 +74,7 @@ void main() {
       const uint a = first + 4u * j + (w & 1u) + (w >= 2u ? 16u : 0u);
       xq[j * 4u * blocks + 4u * block + w] = uint(codes[a + 2u] + 65536 * codes[a]);
     } else if (e == 16u) {
-      xq[16u * blocks + block] = scale;
+      xq[16u * blocks + block] = stored_scale;
     } else if (e == 17u) {
       xq[17u * blocks + block] = code_sum;
     }
@@ -86,7 +86,7 @@ void main() {
     // Word e of the codes: in the records at 10 block + e, in the planes at plane e / 4.
     xq[X_LAYOUT == 0u ? 10u * block + e : (e / 4u) * 4u * blocks + 4u * block + (e & 3u)] = packed;
   } else if (e == 8u) {
-    xq[X_LAYOUT == 0u ? 10u * block + 8u : 8u * blocks + block] = scale;
+    xq[X_LAYOUT == 0u ? 10u * block + 8u : 8u * blocks + block] = stored_scale;
   } else if (e == 9u) {
     xq[X_LAYOUT == 0u ? 10u * block + 9u : 9u * blocks + block] = code_sum;
   }
