@@ -133,8 +133,8 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
     state.SkipWithError(first.message().c_str());
     return;
   }
-  // An idle GPU runs at a fraction of its clock: on the H200 the first 200 timed runs
-  // after a pause measured up to 5x slower. Untimed runs first bring it up.
+  // Without untimed runs first, 200 timed runs on the H200 measured up to 5x slower than
+  // after many (most likely an idle GPU's lowered clocks; they were not read).
   size_t next_copy = 0;
   const auto warm_until = std::chrono::steady_clock::now() + kWarmUp;
   while (std::chrono::steady_clock::now() < warm_until) {
