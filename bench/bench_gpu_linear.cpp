@@ -237,6 +237,10 @@ constexpr Case kCases[] = {
     {"gemv_overhead/q4_0/k:32/n:64", gpu::WeightType::q4_0, 1, 32, 64},
     {"gemv_overhead/f32/k:14336/n:64", gpu::WeightType::f32, 1, 14336, 64},
     {"gemv_overhead/q4_0/k:14336/n:64", gpu::WeightType::q4_0, 1, 14336, 64},
+    // The same inside a batch of 8: a dispatch's cost without the command buffer's own
+    // start and end, which a decoded token pays once.
+    {"gemv_overhead/f32/k:32/n:64/batched:8", gpu::WeightType::f32, 1, 32, 64, gpu::LinearPath::automatic, 0, 8},
+    {"gemv_overhead/q4_0/k:32/n:64/batched:8", gpu::WeightType::q4_0, 1, 32, 64, gpu::LinearPath::automatic, 0, 8},
     {"logits_gemv/q4_0", gpu::WeightType::q4_0, 1, 2048, 32000},
     {"logits_gemv/q4_0/columns:1", gpu::WeightType::q4_0, 1, 2048, 32000, gpu::LinearPath::gemv, 1},
     {"gemm_4096/f32", gpu::WeightType::f32, 4096, 4096, 4096},
