@@ -1,6 +1,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -22,45 +23,66 @@ constexpr int64_t kTileColumns = 16 * kVectors;
 // tile of A passes over it.
 constexpr int64_t kDepth = 256;
 
-inline __m512 widen16(const uint16_t* p, bool f16) {
-  const __m256i halves = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return f16 ? _mm512_cvtph_ps(halves) : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(halves), 16));
-}
-
-// The pack functions copy weight rows [first_column, first_column + columns) × depth
-// [first_k, first_k + depth) into `packed` as [depth][kTileColumns] floats, widened to
-// f32, missing columns zero. Weights are [n, k] row-major (the linear layout), so this is
-// a transpose; it costs one pass over the chunk, against kTileColumns · m multiply-adds.
-void pack_rows(const float* b, int64_t ldb, int64_t first_column, int64_t columns, int64_t first_k, int64_t depth,
-               float* packed) {
-  for (int64_t c = 0; c < kTileColumns; ++c) {
-    if (c >= columns) {
-      for (int64_t kk = 0; kk < depth; ++kk) packed[kk * kTileColumns + c] = 0.0f;
-      continue;
-    }
-    const float* row = b + (first_column + c) * ldb + first_k;
-    for (int64_t kk = 0; kk < depth; ++kk) packed[kk * kTileColumns + c] = row[kk];
+// Transposes a 16×16 block of floats held as 16 vectors: afterwards rows[e] holds element
+// e of every input vector, input vector i in lane i.
+inline void transpose16(__m512 rows[16]) {
+  __m512 pairs[16];  // in each 128-bit lane L: elements 4L, 4L+1 (even) or 4L+2, 4L+3 (odd) of two vectors
+  for (int i = 0; i < 16; i += 2) {
+    pairs[i] = _mm512_unpacklo_ps(rows[i], rows[i + 1]);
+    pairs[i + 1] = _mm512_unpackhi_ps(rows[i], rows[i + 1]);
+  }
+  __m512 quads[16];  // quads[4q + j], lane L: element 4L + j of vectors 4q .. 4q+3
+  for (int q = 0; q < 4; ++q) {
+    const __m512* pair = pairs + 4 * q;
+    quads[4 * q + 0] = _mm512_shuffle_ps(pair[0], pair[2], 0x44);
+    quads[4 * q + 1] = _mm512_shuffle_ps(pair[0], pair[2], 0xee);
+    quads[4 * q + 2] = _mm512_shuffle_ps(pair[1], pair[3], 0x44);
+    quads[4 * q + 3] = _mm512_shuffle_ps(pair[1], pair[3], 0xee);
+  }
+  // What is left is a 4×4 transpose of 128-bit lanes among quads[j], [4+j], [8+j], [12+j].
+  for (int j = 0; j < 4; ++j) {
+    const __m512 even_low = _mm512_shuffle_f32x4(quads[j], quads[4 + j], 0x88);
+    const __m512 odd_low = _mm512_shuffle_f32x4(quads[j], quads[4 + j], 0xdd);
+    const __m512 even_high = _mm512_shuffle_f32x4(quads[8 + j], quads[12 + j], 0x88);
+    const __m512 odd_high = _mm512_shuffle_f32x4(quads[8 + j], quads[12 + j], 0xdd);
+    rows[j] = _mm512_shuffle_f32x4(even_low, even_high, 0x88);
+    rows[8 + j] = _mm512_shuffle_f32x4(even_low, even_high, 0xdd);
+    rows[4 + j] = _mm512_shuffle_f32x4(odd_low, odd_high, 0x88);
+    rows[12 + j] = _mm512_shuffle_f32x4(odd_low, odd_high, 0xdd);
   }
 }
 
-void pack_rows_16bit(const uint16_t* b, int64_t ldb, int64_t first_column, int64_t columns, int64_t first_k,
-                     int64_t depth, float* packed, bool f16) {
-  alignas(64) float widened[16];
-  for (int64_t c = 0; c < kTileColumns; ++c) {
-    if (c >= columns) {
-      for (int64_t kk = 0; kk < depth; ++kk) packed[kk * kTileColumns + c] = 0.0f;
-      continue;
-    }
-    const uint16_t* row = b + (first_column + c) * ldb + first_k;
-    int64_t kk = 0;
-    for (; kk + 16 <= depth; kk += 16) {
-      _mm512_store_ps(widened, widen16(row + kk, f16));
-      for (int i = 0; i < 16; ++i) packed[(kk + i) * kTileColumns + c] = widened[i];
-    }
-    for (; kk < depth; ++kk) {
-      const __m512 one = f16 ? _mm512_cvtph_ps(_mm256_set1_epi16(static_cast<int16_t>(row[kk])))
-                             : _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int32_t>(row[kk]) << 16));
-      packed[kk * kTileColumns + c] = _mm512_cvtss_f32(one);
+// 16 consecutive weights of one row from `p` widened to f32, only those `mask` selects
+// read (the others zero): a chunk's last step may end before 16.
+inline __m512 load16(const void* p, __mmask16 mask, ElementType type) {
+  if (type == ElementType::f32) return _mm512_maskz_loadu_ps(mask, p);
+  const __m256i halves = _mm256_maskz_loadu_epi16(mask, p);
+  return type == ElementType::f16 ? _mm512_cvtph_ps(halves)
+                                  : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(halves), 16));
+}
+
+// Copies weight rows [first_column, first_column + columns) × depth [first_k, first_k +
+// depth) into `packed` as [depth][kTileColumns] floats, widened to f32, missing columns
+// zero. Weights are [n, k] row-major (the linear layout), so this is a transpose, made
+// 16×16 at a time in registers; it costs one pass over the chunk, against
+// kTileColumns · m multiply-adds.
+void pack_panel(const void* b, ElementType type, int64_t ldb, int64_t first_column, int64_t columns, int64_t first_k,
+                int64_t depth, float* packed) {
+  const int64_t element_bytes = type == ElementType::f32 ? 4 : 2;
+  const auto* bytes = static_cast<const std::byte*>(b);
+  for (int v = 0; v < kVectors; ++v) {
+    for (int64_t kk = 0; kk < depth; kk += 16) {
+      const int64_t count = std::min<int64_t>(16, depth - kk);
+      const auto mask = static_cast<__mmask16>((uint32_t{1} << count) - 1);
+      __m512 block[16];
+      for (int i = 0; i < 16; ++i) {
+        const int64_t column = 16 * v + i;
+        block[i] = column < columns
+                       ? load16(bytes + ((first_column + column) * ldb + first_k + kk) * element_bytes, mask, type)
+                       : _mm512_setzero_ps();
+      }
+      transpose16(block);
+      for (int64_t i = 0; i < count; ++i) _mm512_storeu_ps(packed + (kk + i) * kTileColumns + 16 * v, block[i]);
     }
   }
 }
@@ -117,16 +139,7 @@ void gemm_weights_avx512(const float* a, int64_t lda, const void* b, ElementType
       const int64_t columns = std::min(kTileColumns, n - first_column);
       for (int64_t first_k = 0; first_k < k; first_k += kDepth) {
         const int64_t depth = std::min(kDepth, k - first_k);
-        switch (b_type) {
-          case ElementType::f16:
-          case ElementType::bf16:
-            pack_rows_16bit(static_cast<const uint16_t*>(b), ldb, first_column, columns, first_k, depth, packed.data(),
-                            b_type == ElementType::f16);
-            break;
-          default:
-            pack_rows(static_cast<const float*>(b), ldb, first_column, columns, first_k, depth, packed.data());
-            break;
-        }
+        pack_panel(b, b_type, ldb, first_column, columns, first_k, depth, packed.data());
         for (int64_t first_row = 0; first_row < m; first_row += kTileRows) {
           const int rows = static_cast<int>(std::min<int64_t>(kTileRows, m - first_row));
           kTileKernels[rows](a + first_row * lda + first_k, lda, packed.data(), depth, c + first_row * ldc + first_column,
