@@ -116,15 +116,23 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
   constexpr uint64_t kRotatedBytes = uint64_t{512} << 20;
   const size_t copies = std::clamp<size_t>(kRotatedBytes / w_bytes.size() + 1, 1, 16);
   std::vector<gpu::DeviceBuffer> w_buffers;
-  for (size_t c = 0; c < copies; ++c) {
+  gpu::Status w_status;
+  while (w_buffers.size() < copies && w_status.ok()) {
     auto copy = device_copy_of(gpu, w_bytes.data(), w_bytes.size());
-    if (!copy) break;
-    w_buffers.push_back(std::move(copy.value()));
+    if (copy)
+      w_buffers.push_back(std::move(copy.value()));
+    else
+      w_status = copy.status();
   }
-  if (!x_buffer || !other_x_buffer || !y_buffer || w_buffers.size() != copies) {
-    state.SkipWithError("cannot allocate or upload the operands");
-    return;
-  }
+  const auto failed = [&](const char* what, const gpu::Status& status) {
+    state.SkipWithError(("cannot allocate or upload " + std::string(what) + ": " + status.message()).c_str());
+  };
+  if (!x_buffer) return failed("x", x_buffer.status());
+  if (!other_x_buffer) return failed("the second x", other_x_buffer.status());
+  if (!y_buffer) return failed("y", y_buffer.status());
+  if (!w_status.ok())
+    return failed(("weight copy " + std::to_string(w_buffers.size() + 1) + " of " + std::to_string(copies)).c_str(),
+                  w_status);
   gpu::LinearArgs args{.x = &x_buffer.value(), .rows = rows, .k = k, .weights = &w_buffers.front(),
                        .weight_type = type, .n = n, .y = &y_buffer.value(), .path = path,
                        .gemv_columns = gemv_columns};
