@@ -51,7 +51,7 @@ void CommandBatch::record(VkCommandBuffer commands) const {
   // Only the first barrier orders the dispatches after copies and host writes from
   // before the batch; a batch records nothing but dispatches, so the later ones wait for
   // shaders alone. The narrower barrier measured 3.4 against 4.3 us per tiny dispatch on
-  // the H200, and decoding M in q4_0 15% faster (docs/PERFORMANCE.md, fifth session).
+  // the H200, and decoding M in q4_0 18% faster (docs/PERFORMANCE.md, "Fifth session").
   bool first_barrier = true;
   for (const Dispatch& dispatch : dispatches_) {
     if (dispatch.barrier_before && first_barrier)
