@@ -64,6 +64,25 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
     for (NodeId input : node.inputs) gathered.push_back(input == kInvalidNode ? Tensor() : values[input]);
     return gathered;
   };
+  // A reshape of a contiguous value that is not a graph output is a view of the same
+  // bytes: no backend runs it, so it costs no copy on the CPU and no dispatch in a device
+  // batch. (An output keeps a buffer of its own, apart from the graph's inputs.)
+  const std::unique_ptr<bool[]> is_output(new bool[graph.size()]());
+  for (NodeId output : graph.outputs()) is_output[output] = true;
+  const auto reshaped_in_place = [&](NodeId id) {
+    const Node& node = graph.node(id);
+    if (node.op != Op::reshape || is_output[id] || node.inputs.size() != 1 || node.inputs[0] == kInvalidNode)
+      return false;
+    const Tensor& input = values[node.inputs[0]];
+    if (!input.defined() || !input.is_contiguous() || input.dtype() != node.dtype) return false;
+    auto viewed = input.reshape(node.shape);
+    if (!viewed) return false;
+    values[id] = std::move(viewed.value());
+    return true;
+  };
+  const auto release_after = [&](NodeId ran) {
+    for (NodeId released : plan->release_after[ran]) values[released] = Tensor();
+  };
   const auto output_for = [&](NodeId id) -> Result<Tensor> {
     const Node& node = graph.node(id);
     auto buffer = pool_->acquire(static_cast<size_t>(row_bytes(node.dtype, node.shape.elements())));
@@ -76,6 +95,10 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
     if (node.op == Op::constant) values[id] = node.value;
     if (node.op == Op::input || node.op == Op::constant) {
       ++id;
+      continue;
+    }
+    if (reshaped_in_place(id)) {
+      release_after(id++);
       continue;
     }
     batch.clear();
@@ -96,6 +119,10 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
       const Node& candidate = graph.node(next);
       if (candidate.op == Op::constant) values[next] = candidate.value;
       if (candidate.op == Op::input || candidate.op == Op::constant) continue;
+      if (reshaped_in_place(next)) {
+        made_by_batch[next] = made_by_batch[candidate.inputs[0]];
+        continue;
+      }
       std::vector<Tensor> candidate_inputs = inputs_of(candidate);
       if (std::any_of(backends_.cbegin(), chosen, [&](const auto& b) { return b->supports(candidate, candidate_inputs); }))
         break;
@@ -111,10 +138,8 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
     }
 
     items.clear();
-    for (const Pending& pending : batch) {
-      items.push_back({&graph.node(pending.id), pending.inputs, values[pending.id]});
-      made_by_batch[pending.id] = false;
-    }
+    for (const Pending& pending : batch) items.push_back({&graph.node(pending.id), pending.inputs, values[pending.id]});
+    std::fill(made_by_batch.get() + id, made_by_batch.get() + next, false);
     const auto start = std::chrono::steady_clock::now();
     Status status = items.size() == 1 ? (*chosen)->run(node, items[0].inputs, items[0].output)
                                       : (*chosen)->run_batch(items);
@@ -149,8 +174,7 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
     // Dropped now, so the buffers released below return to the pool before the next acquire.
     items.clear();
     batch.clear();
-    for (NodeId ran = id; ran < next; ++ran)
-      for (NodeId released : plan->release_after[ran]) values[released] = Tensor();
+    for (NodeId ran = id; ran < next; ++ran) release_after(ran);
     id = next;
   }
 

@@ -263,6 +263,41 @@ TEST(Executor, ConsecutiveNodesOfABatchingBackendRunAsOneBatch) {
   }
 }
 
+// A reshape inside a graph is a view of its input's bytes that no backend runs, so a
+// batch goes on through it; a reshape that is a graph output gets a buffer of its own.
+TEST(Executor, InnerReshapesAreViewsAndOutputReshapesCopies) {
+  ember::testing::SeededRng rng;
+  const Tensor x = random_tensor(rng, {2, 6});
+  Graph g;
+  const NodeId input = g.input("x", {2, 6});
+  const NodeId doubled = g.scale(input, 2.0f);
+  g.mark_output(g.scale(g.reshape(doubled, {3, 4}), 3.0f));
+  g.mark_output(g.reshape(g.add(g.reshape(doubled, {12}), g.reshape(input, {12})), {4, 3}));
+  ASSERT_TRUE(g.ok()) << g.status().message();
+
+  for (const bool batching : {false, true}) {
+    SCOPED_TRACE(batching ? "a batching backend takes the scales" : "the CPU alone");
+    auto backend = std::make_shared<BatchingScaleBackend>();
+    Executor executor;
+    if (batching) executor.prefer_backend(backend);
+    auto out = executor.run(g, std::span(&x, 1));
+    ASSERT_TRUE(out) << out.status().message();
+    std::vector<Op> ran;
+    for (const NodeTiming& timing : executor.last_timings()) ran.push_back(timing.op);
+    EXPECT_EQ(ran, (std::vector<Op>{Op::scale, Op::scale, Op::add, Op::reshape}));
+    if (batching) {
+      EXPECT_EQ(backend->batch_sizes, (std::vector<size_t>{2}));
+    }
+    ASSERT_EQ((*out)[0].shape(), (Shape{3, 4}));
+    ASSERT_EQ((*out)[1].shape(), (Shape{4, 3}));
+    for (int64_t i = 0; i < x.elements(); ++i) {
+      EXPECT_FLOAT_EQ((*out)[0].get_flat(i), 6.0f * x.get_flat(i)) << i;
+      EXPECT_FLOAT_EQ((*out)[1].get_flat(i), 3.0f * x.get_flat(i)) << i;
+    }
+    EXPECT_NE((*out)[1].buffer(), x.buffer());
+  }
+}
+
 // A chain of N same-sized ops needs two live buffers at a time, not N.
 TEST(Planner, PeakIsTheLargestLiveSetNotTheSum) {
   constexpr int kChain = 10;
