@@ -4,7 +4,8 @@
 // rows through the same 4096×14336 weight. Times are the device's own (timestamps around
 // the recorded commands, gpu::Context::run_and_time), so they leave out submission; the
 // `call_us` counter is the host's wall time of one whole run() beside them. Weights
-// rotate through copies larger than the L2 cache together. BM_DeviceCopy
+// rotate through copies larger than the L2 cache together. One-row cases also time their
+// dispatches apart (`x_rounding_us`, `product_us`). BM_DeviceCopy
 // measures the device's copy bandwidth in the same binary: the ceiling for the GEMVs.
 #include <benchmark/benchmark.h>
 
@@ -165,6 +166,32 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
     }
     state.SetIterationTime(seconds.value() / batched);
     device_seconds += seconds.value() / batched;
+  }
+  // One product's dispatches timed apart (medians of kSplitRuns): for block weights the
+  // rounding of x, then the product itself.
+  if (rows == 1 && batched == 1) {
+    constexpr int kSplitRuns = 21;
+    std::vector<std::vector<double>> runs;
+    for (int run = 0; run < kSplitRuns; ++run) {
+      gpu::CommandBatch batch(*gpu.context, *gpu.sets);
+      args.weights = &w_buffers[next_copy++ % copies];
+      const gpu::Status recorded = gpu.linear->record(batch, args);
+      auto seconds = recorded.ok() ? batch.run_timed_each() : gpu::Result<std::vector<double>>(recorded);
+      if (!seconds) {
+        state.SkipWithError(seconds.status().message().c_str());
+        return;
+      }
+      runs.push_back(std::move(seconds.value()));
+    }
+    const auto median_of = [&](size_t dispatch) {
+      std::vector<double> each;
+      for (const auto& run : runs) each.push_back(dispatch < run.size() ? run[dispatch] : 0.0);
+      std::nth_element(each.begin(), each.begin() + each.size() / 2, each.end());
+      return each[each.size() / 2] * 1e6;
+    };
+    const size_t dispatches = runs.front().size();
+    if (dispatches == 2) state.counters["x_rounding_us"] = median_of(0);
+    state.counters["product_us"] = median_of(dispatches - 1);
   }
   args.x = &x_buffer.value();
   constexpr int kWallRuns = 20;

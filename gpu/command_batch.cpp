@@ -46,14 +46,15 @@ void CommandBatch::hold(std::mutex& mutex) {
   held_.emplace_back(mutex);
 }
 
-void CommandBatch::record(VkCommandBuffer commands) const {
+void CommandBatch::record(VkCommandBuffer commands, const Context::StepMarker* after_dispatch) const {
   const VulkanFunctions& vk = context_.vk();
   // Only the first barrier orders the dispatches after copies and host writes from
   // before the batch; a batch records nothing but dispatches, so the later ones wait for
   // shaders alone. The narrower barrier measured 3.4 against 4.3 us per tiny dispatch on
   // the H200, and decoding M in q4_0 18% faster (docs/PERFORMANCE.md, "Fifth session").
   bool first_barrier = true;
-  for (const Dispatch& dispatch : dispatches_) {
+  for (uint32_t index = 0; index < dispatches_.size(); ++index) {
+    const Dispatch& dispatch = dispatches_[index];
     if (dispatch.barrier_before && first_barrier)
       memory_barrier(vk, commands,
                      VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
@@ -71,6 +72,7 @@ void CommandBatch::record(VkCommandBuffer commands) const {
       vk.vkCmdPushConstants(commands, pipeline.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
                             dispatch.push_words * sizeof(uint32_t), dispatch.push.data());
     vk.vkCmdDispatch(commands, dispatch.groups[0], dispatch.groups[1], dispatch.groups[2]);
+    if (after_dispatch != nullptr) (*after_dispatch)(index);
   }
   memory_barrier(vk, commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
                  VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
@@ -85,6 +87,14 @@ Status CommandBatch::run() {
 Result<double> CommandBatch::run_timed() {
   if (dispatches_.empty()) return 0.0;
   return context_.run_and_time([&](VkCommandBuffer commands) { record(commands); });
+}
+
+Result<std::vector<double>> CommandBatch::run_timed_each() {
+  if (dispatches_.empty()) return std::vector<double>{};
+  return context_.run_and_time_steps(static_cast<uint32_t>(dispatches_.size()),
+                                     [&](VkCommandBuffer commands, const Context::StepMarker& mark) {
+                                       record(commands, &mark);
+                                     });
 }
 
 }  // namespace ember::gpu

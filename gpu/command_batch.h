@@ -54,9 +54,13 @@ class CommandBatch {
   Status run();
   // run(), returning the seconds the device spent on the dispatches.
   Result<double> run_timed();
+  // run(), returning the seconds of each dispatch in order (from the end of the one
+  // before, barrier included; see Context::run_and_time_steps).
+  Result<std::vector<double>> run_timed_each();
 
  private:
-  void record(VkCommandBuffer commands) const;
+  // `after_dispatch`, where given, is called with each dispatch's index once it is recorded.
+  void record(VkCommandBuffer commands, const Context::StepMarker* after_dispatch = nullptr) const;
 
   Context& context_;
   DescriptorSets& sets_;

@@ -216,30 +216,49 @@ Status Context::run_and_wait(const std::function<void(VkCommandBuffer)>& record)
 }
 
 Result<double> Context::run_and_time(const std::function<void(VkCommandBuffer)>& record) {
+  auto seconds = run_and_time_steps(1, [&](VkCommandBuffer commands, const StepMarker& mark) {
+    record(commands);
+    mark(0);
+  });
+  if (!seconds) return seconds.status();
+  return seconds.value().front();
+}
+
+Result<std::vector<double>> Context::run_and_time_steps(
+    uint32_t steps, const std::function<void(VkCommandBuffer, const StepMarker&)>& record) {
   if (capabilities_.timestamp_valid_bits == 0)
     return Status{ErrorKind::unavailable, capabilities_.name + " has no timestamps on its compute queue"};
   std::lock_guard lock(timestamp_mutex_);
-  if (timestamp_pool_ == VK_NULL_HANDLE) {
+  const uint32_t queries = steps + 1;
+  if (timestamp_queries_ < queries) {
+    if (timestamp_pool_ != VK_NULL_HANDLE) vk_.vkDestroyQueryPool(device_, timestamp_pool_, nullptr);
+    timestamp_pool_ = VK_NULL_HANDLE;
+    timestamp_queries_ = 0;
     VkQueryPoolCreateInfo info{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
     info.queryType = VK_QUERY_TYPE_TIMESTAMP;
-    info.queryCount = 2;
+    info.queryCount = queries;
     EMBER_GPU_RETURN_IF_ERROR(
         vk_check(vk_.vkCreateQueryPool(device_, &info, nullptr, &timestamp_pool_), "vkCreateQueryPool"));
+    timestamp_queries_ = queries;
   }
   EMBER_GPU_RETURN_IF_ERROR(run_and_wait([&](VkCommandBuffer commands) {
-    vk_.vkCmdResetQueryPool(commands, timestamp_pool_, 0, 2);
+    vk_.vkCmdResetQueryPool(commands, timestamp_pool_, 0, queries);
     vk_.vkCmdWriteTimestamp(commands, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamp_pool_, 0);
-    record(commands);
-    vk_.vkCmdWriteTimestamp(commands, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, timestamp_pool_, 1);
+    record(commands, [&](uint32_t step) {
+      vk_.vkCmdWriteTimestamp(commands, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, timestamp_pool_, step + 1);
+    });
   }));
-  uint64_t ticks[2] = {0, 0};
+  std::vector<uint64_t> ticks(queries);
   EMBER_GPU_RETURN_IF_ERROR(check_device(
-      vk_.vkGetQueryPoolResults(device_, timestamp_pool_, 0, 2, sizeof ticks, ticks, sizeof ticks[0],
-                                VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
+      vk_.vkGetQueryPoolResults(device_, timestamp_pool_, 0, queries, ticks.size() * sizeof ticks[0], ticks.data(),
+                                sizeof ticks[0], VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
       "vkGetQueryPoolResults"));
   const unsigned bits = capabilities_.timestamp_valid_bits;
   const uint64_t mask = bits >= 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
-  return static_cast<double>((ticks[1] - ticks[0]) & mask) * capabilities_.timestamp_period_ns * 1e-9;
+  std::vector<double> seconds(steps);
+  for (uint32_t step = 0; step < steps; ++step)
+    seconds[step] = static_cast<double>((ticks[step + 1] - ticks[step]) & mask) * capabilities_.timestamp_period_ns * 1e-9;
+  return seconds;
 }
 
 }  // namespace ember::gpu

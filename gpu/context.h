@@ -62,6 +62,12 @@ class Context {
   // commands, without recording, submission or the host's wake-up. What benchmarks time.
   // Unavailable where the compute queue has no timestamps.
   Result<double> run_and_time(const std::function<void(VkCommandBuffer)>& record);
+  // The same in `steps` parts: `record` calls mark(i) after recording part i (each part
+  // once, in order), and the result holds the seconds from the end of part i - 1 (the
+  // start, for part 0) to the end of part i. Parts the device overlaps share their time.
+  using StepMarker = std::function<void(uint32_t step)>;
+  Result<std::vector<double>> run_and_time_steps(uint32_t steps,
+                                                 const std::function<void(VkCommandBuffer, const StepMarker&)>& record);
 
  private:
   Context() = default;
@@ -78,7 +84,8 @@ class Context {
   VkCommandBuffer one_shot_commands_ = VK_NULL_HANDLE;
   VkFence one_shot_fence_ = VK_NULL_HANDLE;
   std::mutex timestamp_mutex_;
-  VkQueryPool timestamp_pool_ = VK_NULL_HANDLE;  // two queries, made by the first run_and_time
+  VkQueryPool timestamp_pool_ = VK_NULL_HANDLE;  // made by the first timed run, grown as needed
+  uint32_t timestamp_queries_ = 0;
   std::atomic<bool> device_lost_{false};
   std::atomic<uint64_t> submissions_{0};
   FaultInjector faults_;
