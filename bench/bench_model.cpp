@@ -165,14 +165,25 @@ Stats statistics(const std::vector<double>& values) {
 
 // What a GPU did during the timed passes, from the executor's per-node timings: the time
 // its timestamps say it was busy, and how many submissions (device runs) there were.
+// With --device-profile, also each op's part of the busy time (the backend then times
+// every node apart) and how many nodes of it the device ran.
 struct DeviceShare {
   int64_t busy_ns = 0;
   int64_t submissions = 0;
+  struct OpShare {
+    int64_t device_ns = 0;
+    int64_t nodes = 0;
+  };
+  std::map<std::string, OpShare> by_op;
   void add(const ember::Model& model) {
     for (const ember::NodeTiming& timing : model.last_timings()) {
-      if (timing.backend == "cpu" || timing.elapsed.count() == 0) continue;  // later nodes of a batch count 0
+      if (timing.backend == "cpu") continue;
+      // Later nodes of a batch have no wall time, and no device time unless timed apart.
       busy_ns += timing.device.count();
-      ++submissions;
+      if (timing.elapsed.count() > 0) ++submissions;
+      OpShare& op = by_op[std::string(ember::op_name(timing.op))];
+      op.device_ns += timing.device.count();
+      ++op.nodes;
     }
   }
 };
@@ -254,6 +265,10 @@ int main(int argc, char** argv) {
   app.add_option("--kv-type", kv_type_name, "KV cache type: f32, f16 or q8_0");
   bool lock_weights = false;
   app.add_flag("--mlock", lock_weights, "keep the weights in RAM (mlock), as llama-bench's --mlock");
+  bool device_profile = false;
+  app.add_flag("--device-profile", device_profile,
+               "time each offloaded node apart and print the device's time per op (a timestamp after every dispatch "
+               "may slow the device a little)");
   ember::tools::DeviceFlags device;
   ember::tools::add_device_flags(app, device);
   ember::tools::spell_out_ngl(argc, argv);
@@ -328,6 +343,7 @@ int main(int argc, char** argv) {
     options.kv_cache_type = *kv_type;
     options.lock_weights = lock_weights;
     options.offload = offload.value();
+    options.offload.time_each_node = device_profile;
     // pp and tg tests each start from position 0, so the longest one bounds the cache rows needed.
     options.context_length = std::max(max_prompt, max_gen);
     const auto load_start = Clock::now();
@@ -377,6 +393,11 @@ int main(int argc, char** argv) {
                    "submissions each\n",
                    info.name, test.name(), wall_ms, test.prompt > 0 ? "pass" : "token", busy_ms,
                    100.0 * busy_ms / wall_ms, static_cast<double>(share.submissions) / passes);
+        if (device_profile)
+          for (const auto& [op, part] : share.by_op)
+            fmt::print(stderr, "bench-model: {} {}:   {:<16} {:8.3f} ms per {} on the device, {:.1f} nodes\n", info.name,
+                       test.name(), op, static_cast<double>(part.device_ns) / passes / 1e6,
+                       test.prompt > 0 ? "pass" : "token", static_cast<double>(part.nodes) / passes);
       }
     }
     rusage usage{};

@@ -163,11 +163,18 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
           return Status(status.code(), fmt::format("{}: {}", node_label(*item.node, batch[i].id), status.message()));
       }
     } else {
-      // A batch's time is counted on its first node: the device ran them as one.
+      // A batch's wall time is counted on its first node: the device ran them as one. Its
+      // device time too, unless the backend timed each node's part.
+      const std::span<const std::chrono::nanoseconds> each =
+          status.ok() ? (*chosen)->last_item_device_times() : std::span<const std::chrono::nanoseconds>();
+      const bool timed_apart = each.size() == items.size();
       timings_.push_back({id, node.op, (*chosen)->name(), std::chrono::steady_clock::now() - start,
-                          status.ok() ? (*chosen)->last_device_time() : std::chrono::nanoseconds(0)});
+                          timed_apart ? each[0]
+                          : status.ok() ? (*chosen)->last_device_time()
+                                        : std::chrono::nanoseconds(0)});
       for (size_t i = 1; i < batch.size(); ++i)
-        timings_.push_back({batch[i].id, items[i].node->op, (*chosen)->name(), std::chrono::nanoseconds(0)});
+        timings_.push_back({batch[i].id, items[i].node->op, (*chosen)->name(), std::chrono::nanoseconds(0),
+                            timed_apart ? each[i] : std::chrono::nanoseconds(0)});
       if (!status.ok()) return Status(status.code(), fmt::format("{}: {}", node_label(node, id), status.message()));
     }
 

@@ -124,7 +124,9 @@ Result<std::shared_ptr<Backend>> open_offload_backend(const OffloadOptions& opti
   if (!thresholds) return thresholds.status();
   VulkanRouting routing{thresholds->min_flops, thresholds->min_weight_bytes, offloaded_weights(weights, options.gpu_layers),
                         offloaded_tables(weights, options.gpu_layers)};
-  return std::shared_ptr<Backend>(std::make_shared<VulkanBackend>(std::move(device.value()), std::move(routing)));
+  auto backend = std::make_shared<VulkanBackend>(std::move(device.value()), std::move(routing));
+  backend->set_time_each_node(options.time_each_node);
+  return std::shared_ptr<Backend>(std::move(backend));
 #else
   (void)weights;
   if (options.device == DeviceChoice::vulkan)

@@ -228,7 +228,9 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   gpu::CommandBatch batch(device_->context(), device_->descriptor_sets());
   Recording recording;
   const auto input = [&](const Tensor& tensor) { return recorded_input(recording, tensor); };
+  std::vector<size_t> first_dispatch;  // of each item, then the end
   for (const BatchItem& item : items) {
+    first_dispatch.push_back(batch.dispatches());
     const Node& node = *item.node;
     const std::span<const Tensor> inputs = item.inputs;
     auto y = device_side(item.output, false);
@@ -294,13 +296,27 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
     }
     recording.made_here.insert(item.output.buffer().get());
   }
+  first_dispatch.push_back(batch.dispatches());
   last_device_time_ = std::chrono::nanoseconds(0);
+  last_item_device_times_.clear();
+  const auto as_nanoseconds = [](double seconds) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(seconds));
+  };
   if (device_->context().capabilities().timestamp_valid_bits == 0) {
     EMBER_RETURN_IF_ERROR(from_gpu(batch.run()));
+  } else if (time_each_node_) {
+    auto each = batch.run_timed_each();
+    if (!each) return from_gpu(each.status());
+    for (size_t i = 0; i < items.size(); ++i) {
+      double seconds = 0;
+      for (size_t d = first_dispatch[i]; d < first_dispatch[i + 1]; ++d) seconds += each.value()[d];
+      last_item_device_times_.push_back(as_nanoseconds(seconds));
+      last_device_time_ += last_item_device_times_.back();
+    }
   } else {
     auto busy = batch.run_timed();
     if (!busy) return from_gpu(busy.status());
-    last_device_time_ = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(busy.value()));
+    last_device_time_ = as_nanoseconds(busy.value());
   }
   for (const BatchItem& item : items) item.output.buffer()->mark_device_written();
   for (Buffer* cache : recording.written_caches) cache->mark_device_written();

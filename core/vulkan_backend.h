@@ -70,6 +70,11 @@ class VulkanBackend final : public Backend {
   Status run_batch(std::span<const BatchItem> items) override;
   // From the device's timestamps around each submission (zero where it has none).
   std::chrono::nanoseconds last_device_time() const override { return last_device_time_; }
+  // With set_time_each_node(true), from a timestamp after every dispatch.
+  std::span<const std::chrono::nanoseconds> last_item_device_times() const override { return last_item_device_times_; }
+  // Times each node's dispatches apart (for per-op profiles): a timestamp after every
+  // dispatch, which may keep the device from overlapping neighbouring ones.
+  void set_time_each_node(bool on) { time_each_node_ = on; }
 
   // Enough for a whole token of a 0.5 B Llama (8 layers of 17 nodes) in one submission.
   // A node takes at most 3 descriptor sets (attention: two cache stores and the passes),
@@ -78,6 +83,8 @@ class VulkanBackend final : public Backend {
 
  private:
   std::chrono::nanoseconds last_device_time_{0};
+  std::vector<std::chrono::nanoseconds> last_item_device_times_;
+  bool time_each_node_ = false;
   // The device copy of `tensor`'s buffer, attached first if it has none here, and made
   // current when `needs_current` (inputs; an output is overwritten whole).
   Result<gpu::DeviceBuffer*> device_side(const Tensor& tensor, bool needs_current);

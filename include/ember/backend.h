@@ -57,6 +57,9 @@ class Backend {
   // the backend can tell (a GPU's timestamps); zero otherwise. The rest of a call's wall
   // time is the host's: recording, submitting, waiting, copying.
   virtual std::chrono::nanoseconds last_device_time() const { return std::chrono::nanoseconds(0); }
+  // The same split over the items of the last successful run_batch (or the one node of a
+  // run), one per item in order, where the backend timed them apart; empty otherwise.
+  virtual std::span<const std::chrono::nanoseconds> last_item_device_times() const { return {}; }
 };
 
 std::shared_ptr<Backend> make_cpu_backend();

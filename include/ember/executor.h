@@ -28,7 +28,8 @@ struct NodeTiming {
   std::string_view backend;
   std::chrono::nanoseconds elapsed{0};
   // The part of `elapsed` the device was busy (Backend::last_device_time), on the first
-  // node of a batch like elapsed; zero for the CPU.
+  // node of a batch like elapsed; zero for the CPU. Where the backend timed a batch's
+  // nodes apart (Backend::last_item_device_times), each node carries its own part.
   std::chrono::nanoseconds device{0};
 };
 

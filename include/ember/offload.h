@@ -40,6 +40,9 @@ struct OffloadOptions {
   // Unset: the environment variable, else the default above.
   std::optional<uint64_t> min_flops = std::nullopt;
   std::optional<uint64_t> min_weight_bytes = std::nullopt;
+  // Time each offloaded node's share of the device apart (NodeTiming::device per node, for
+  // per-op profiles), at the cost of a timestamp after every dispatch.
+  bool time_each_node = false;
 };
 
 }  // namespace ember

@@ -64,6 +64,22 @@ TEST_P(VulkanBackendTest, MatchesTheCpuKeepsWeightsResidentAndSubmitsOnce) {
     EXPECT_LE(timings[0].device, timings[0].elapsed);
   }
   EXPECT_EQ(timings[1].device.count(), 0);
+  // Timed node by node (per-op profiles), each node of the batch carries its own part.
+  auto timed_backend = std::make_shared<VulkanBackend>(device_, VulkanRouting{});
+  timed_backend->set_time_each_node(true);
+  Executor timed;
+  timed.prefer_backend(timed_backend);
+  const std::vector<Tensor> timed_outputs = graph.run(timed);
+  const std::vector<NodeTiming>& apart = timed.last_timings();
+  ASSERT_EQ(apart.size(), 2u);
+  if (device_->context().capabilities().timestamp_valid_bits > 0) {
+    EXPECT_GT(apart[0].device.count(), 0);
+    EXPECT_GT(apart[1].device.count(), 0);
+    EXPECT_LE(apart[0].device + apart[1].device, apart[0].elapsed);
+  }
+  ASSERT_EQ(timed_outputs.size(), 2u);
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_LT(relative_error(timed_outputs[i], expected[i]), testing::cpu_tolerance(GetParam(), *device_)) << "output " << i;
   ASSERT_EQ(again.size(), 2u);
   for (size_t i = 0; i < 2; ++i)
     EXPECT_LT(relative_error(again[i], expected[i]), testing::cpu_tolerance(GetParam(), *device_)) << "output " << i;

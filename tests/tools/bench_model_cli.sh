@@ -71,6 +71,19 @@ bad "bad layer count" "-ngl -3" -- -m tiny.gguf -ngl -3
 VK_ICD_FILENAMES=/nonexistent.json VK_DRIVER_FILES=/nonexistent.json \
   bad "vulkan without a device" "no usable Vulkan device" -- -m tiny.gguf -p 16 -n 0 -r 1 --device vulkan
 
+# With a Vulkan device (lavapipe will do), --device-profile splits the device's time by op.
+if "$tool" -m tiny.gguf -p 0 -n 2 -r 1 --device vulkan -ngl 99 --device-profile >profile.txt 2>profile_err.txt; then
+  if grep -Eq 'tg2: +linear +[0-9.]+ ms per token on the device, [1-9]' profile_err.txt; then
+    passed=$((passed + 1))
+  else
+    echo "FAIL: --device-profile printed no linear line: $(cat profile_err.txt)" >&2
+    failures=$((failures + 1))
+  fi
+elif ! grep -q "no usable Vulkan device" profile_err.txt; then
+  echo "FAIL: --device-profile: $(cat profile_err.txt)" >&2
+  failures=$((failures + 1))
+fi
+
 # A rotary model runs past its trained context, as llama-bench lets it, with a note.
 if "$tool" -m tiny.gguf -p 80 -n 0 -r 1 >past.txt 2>past_err.txt && grep -q "running past it" past_err.txt &&
   grep -q "pp80" past.txt; then

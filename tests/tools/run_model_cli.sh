@@ -110,6 +110,9 @@ if grep -q '^device 0: ' devices.txt; then
   cmp -s cpu_ids.json vulkan_ids.json || fail "--device vulkan gave other tokens: $(cat vulkan_ids.json) vs $(cat cpu_ids.json)"
   cmp -s cpu_text.txt vulkan_text.txt || fail "--device vulkan gave other text"
   grep -Eq '^linear +vulkan +[1-9]' vulkan_err.txt || fail "--device vulkan ran no linear node there: $(cat vulkan_err.txt)"
+  # Its device time is its own (each node timed apart under --profile): not zero.
+  grep -Eq '^linear +vulkan +[0-9]+ +[0-9.]+ +([1-9][0-9]*\.[0-9]+|0\.[0-9]*[1-9][0-9]*) ' vulkan_err.txt ||
+    fail "--profile gave the linear nodes no device time: $(cat vulkan_err.txt)"
   grep -Eq '^linear +cpu ' vulkan_err.txt && fail "--device vulkan -ngl 99 left linear nodes on the CPU: $(cat vulkan_err.txt)"
 fi
 
