@@ -365,8 +365,8 @@ Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& reco
                                     .cache_type = k_cache.dtype() == DType::f16 ? gpu::CacheType::f16 : gpu::CacheType::f32,
                                     .scale = node.params.factor};
     gpu::DeviceAttention& attention = device_->attention();
-    EMBER_RETURN_IF_ERROR(from_gpu(attention.record_store(batch, shape, *fresh[1], *k_device.value())));
-    EMBER_RETURN_IF_ERROR(from_gpu(attention.record_store(batch, shape, *fresh[2], *v_device.value())));
+    EMBER_RETURN_IF_ERROR(from_gpu(
+        attention.record_store(batch, shape, *fresh[1], *k_device.value(), *fresh[2], *v_device.value())));
     EMBER_RETURN_IF_ERROR(from_gpu(attention.record_attend(batch, shape, *fresh[0], *k_device.value(), *v_device.value(),
                                                            out, *recording.attention_scratch,
                                                            static_cast<uint32_t>(longest))));

@@ -77,8 +77,9 @@ class VulkanBackend final : public Backend {
   void set_time_each_node(bool on) { time_each_node_ = on; }
 
   // Enough for a whole token of a 0.5 B Llama (8 layers of 17 nodes) in one submission.
-  // A node takes at most 3 descriptor sets (attention: two cache stores and the passes),
-  // so a batch needs at most 768 of VulkanDevice::kDescriptorSets.
+  // A node takes at most 2 descriptor sets (a block linear: x's rounding and the product;
+  // attention: the cache store and the passes), so a batch needs at most 512 of
+  // VulkanDevice::kDescriptorSets.
   static constexpr size_t kMaxBatch = 256;
 
  private:

@@ -38,26 +38,29 @@ uint64_t DeviceAttention::scratch_floats(uint32_t rows_total, uint32_t q_heads, 
   return uint64_t{rows_total} * q_heads * longest;
 }
 
-Status DeviceAttention::record_store(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& new_rows,
-                                     const DeviceBuffer& cache) {
+Status DeviceAttention::record_store(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& new_keys,
+                                     const DeviceBuffer& key_cache, const DeviceBuffer& new_values,
+                                     const DeviceBuffer& value_cache) {
   EMBER_GPU_RETURN_IF_ERROR(check(shape));
   const uint64_t row = uint64_t{shape.kv_heads} * shape.head_dim;
-  if (new_rows.bytes() < (uint64_t{shape.first_row} + shape.tokens) * row * 4) return invalid("new rows buffer too small");
-  if (cache.bytes() < cache_bytes(shape)) return invalid("cache buffer too small");
+  const uint64_t new_bytes = (uint64_t{shape.first_row} + shape.tokens) * row * 4;
+  if (new_keys.bytes() < new_bytes || new_values.bytes() < new_bytes) return invalid("new rows buffer too small");
+  if (key_cache.bytes() < cache_bytes(shape) || value_cache.bytes() < cache_bytes(shape))
+    return invalid("cache buffer too small");
   const uint64_t count = uint64_t{shape.tokens} * row;
   const uint64_t per_invocation = shape.cache_type == CacheType::f16 ? 2 : 1;
   auto grid = flat_grid(batch.context(), (count / per_invocation + kStoreInvocations - 1) / kStoreInvocations);
   if (!grid) return invalid("too many new rows for one dispatch");
   auto pipeline = pipelines_.get(ShaderId::kv_store, {static_cast<uint32_t>(shape.cache_type)});
   if (!pipeline) return pipeline.status();
-  auto set = batch.descriptor_set(*pipeline.value(), {&new_rows, &cache});
+  auto set = batch.descriptor_set(*pipeline.value(), {&new_keys, &key_cache, &new_values, &value_cache});
   if (!set) return set.status();
   batch.add({.pipeline = pipeline.value(),
              .set = set.value(),
              .push = {static_cast<uint32_t>(shape.first_row * row), static_cast<uint32_t>(shape.position * row),
                       static_cast<uint32_t>(count)},
              .push_words = 3,
-             .groups = grid.value()});
+             .groups = {grid.value()[0], grid.value()[1], 2}});
   return {};
 }
 

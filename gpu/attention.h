@@ -34,10 +34,10 @@ class DeviceAttention {
   // reach at most `longest` cache rows.
   static uint64_t scratch_floats(uint32_t rows_total, uint32_t q_heads, uint32_t longest);
 
-  // new_rows [.., kv_heads, head_dim] f32 from shape.first_row on go to cache rows
-  // shape.position .. of `cache`.
-  Status record_store(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& new_rows,
-                      const DeviceBuffer& cache);
+  // New keys and values [.., kv_heads, head_dim] f32 from shape.first_row on go to rows
+  // shape.position .. of their caches, in one dispatch.
+  Status record_store(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& new_keys,
+                      const DeviceBuffer& key_cache, const DeviceBuffer& new_values, const DeviceBuffer& value_cache);
   // out rows first_row .. of [.., q_heads, head_dim] f32; scratch holds scratch_floats()
   // for a stride of `stride` keys per (row, head).
   Status record_attend(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& q,

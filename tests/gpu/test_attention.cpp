@@ -69,8 +69,8 @@ TEST(GpuAttention, MatchesTheCpuOverF32AndF16Caches) {
                                  .q_heads = kQHeads, .kv_heads = kKvHeads, .head_dim = kHeadDim,
                                  .cache_rows = kCacheRows, .cache_type = type, .scale = 0.158f};
       CommandBatch batch(context, *gpu.sets);
-      ASSERT_TRUE(attention.record_store(batch, shape, k_buffer, k_cache));
-      ASSERT_TRUE(attention.record_store(batch, shape, v_buffer, v_cache));
+      ASSERT_TRUE(attention.record_store(batch, shape, k_buffer, k_cache, v_buffer, v_cache));
+      EXPECT_EQ(batch.dispatches(), 1u) << "keys and values stored in one dispatch";
       const Status recorded = attention.record_attend(batch, shape, q_buffer, k_cache, v_cache, out, scratch.value(), stride);
       ASSERT_TRUE(recorded) << recorded.message();
       const Status ran = batch.run();
@@ -130,7 +130,7 @@ TEST(GpuAttention, RejectsShapesItCannotRunWithTheReason) {
   DeviceBuffer buffer = mapped_buffer(gpu.allocator, std::vector<float>(4096));
   CommandBatch batch(context, *gpu.sets);
   AttentionShape shape{.tokens = 2, .position = 9, .q_heads = 4, .kv_heads = 2, .head_dim = 8, .cache_rows = 10};
-  Status status = attention.record_store(batch, shape, buffer, buffer);
+  Status status = attention.record_store(batch, shape, buffer, buffer, buffer, buffer);
   EXPECT_NE(status.message().find("positions 9..10 past the cache's 10 rows"), std::string::npos) << status.message();
   shape.position = 0;
   shape.kv_heads = 3;
@@ -139,7 +139,7 @@ TEST(GpuAttention, RejectsShapesItCannotRunWithTheReason) {
       << status.message();
   shape.kv_heads = 2;
   shape.head_dim = 300;
-  status = attention.record_store(batch, shape, buffer, buffer);
+  status = attention.record_store(batch, shape, buffer, buffer, buffer, buffer);
   EXPECT_NE(status.message().find("head size 300"), std::string::npos) << status.message();
   EXPECT_EQ(batch.dispatches(), 0u);
 }
