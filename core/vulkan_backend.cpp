@@ -229,7 +229,8 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   Recording recording;
   const auto input = [&](const Tensor& tensor) { return recorded_input(recording, tensor); };
   std::vector<size_t> first_dispatch;  // of each item, then the end
-  for (const BatchItem& item : items) {
+  for (size_t index = 0; index < items.size(); ++index) {
+    const BatchItem& item = items[index];
     first_dispatch.push_back(batch.dispatches());
     const Node& node = *item.node;
     const std::span<const Tensor> inputs = item.inputs;
@@ -266,6 +267,22 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         if (!a) return a.status();
         auto b = input(inputs[1]);
         if (!b) return b.status();
+        if (node.op == Op::add && index + 1 < items.size() && norms_the_sum(item, items[index + 1])) {
+          // The residual add and the norm of its sum that follows it, as one dispatch; the
+          // norm's node records nothing of its own.
+          const BatchItem& norm = items[++index];
+          auto weight = input(norm.inputs[1]);
+          if (!weight) return weight.status();
+          auto normed = device_side(norm.output, false);
+          if (!normed) return normed.status();
+          const auto cols = static_cast<uint32_t>(norm.node->shape[norm.node->shape.rank() - 1]);
+          EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_rms_norm(
+              batch, *a.value(), *weight.value(), *normed.value(), elements / cols, cols, norm.node->params.eps,
+              gpu::RowOps::ResidualAdd{.delta = b.value(), .sum = y.value()})));
+          first_dispatch.push_back(batch.dispatches());
+          recording.made_here.insert(norm.output.buffer().get());
+          break;
+        }
         const auto op = node.op == Op::add ? gpu::ElementwiseOp::add : gpu::ElementwiseOp::swiglu;
         EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_elementwise(batch, op, *a.value(), b.value(), *y.value(), elements)));
         break;
@@ -321,6 +338,13 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   for (const BatchItem& item : items) item.output.buffer()->mark_device_written();
   for (Buffer* cache : recording.written_caches) cache->mark_device_written();
   return {};
+}
+
+bool VulkanBackend::norms_the_sum(const BatchItem& add, const BatchItem& next) {
+  if (next.node->op != Op::rms_norm) return false;
+  const Tensor& normed = next.inputs[0];
+  return normed.buffer() == add.output.buffer() && normed.byte_offset() == add.output.byte_offset() &&
+         normed.elements() == add.output.elements();
 }
 
 Result<gpu::DeviceBuffer*> VulkanBackend::recorded_input(Recording& recording, const Tensor& tensor) {

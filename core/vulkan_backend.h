@@ -105,6 +105,8 @@ class VulkanBackend final : public Backend {
   // Records the items into one gpu::CommandBatch and runs it; outputs are marked
   // device-written only once all of them have run.
   Status run_nodes(std::span<const BatchItem> items);
+  // `next` is an rms_norm of `add`'s whole output: run_nodes records the two as one dispatch.
+  static bool norms_the_sum(const BatchItem& add, const BatchItem& next);
   // cached_attention with f32 or f16 caches, head size even and at most 256, and scores
   // scratch of at most kMaxAttentionScratchFloats.
   static bool attention_fits(const Node& node, std::span<const Tensor> inputs);

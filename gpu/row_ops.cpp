@@ -37,16 +37,21 @@ Status RowOps::record_elementwise(CommandBatch& batch, ElementwiseOp op, const D
 }
 
 Status RowOps::record_rms_norm(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& weight,
-                               const DeviceBuffer& y, uint32_t rows, uint32_t cols, float eps) {
+                               const DeviceBuffer& y, uint32_t rows, uint32_t cols, float eps,
+                               std::optional<ResidualAdd> residual) {
   const uint64_t bytes = uint64_t{rows} * cols * 4;
   if (x.bytes() < bytes) return too_small("rms_norm", "x", x, bytes);
   if (weight.bytes() < uint64_t{cols} * 4) return too_small("rms_norm", "weight", weight, uint64_t{cols} * 4);
   if (y.bytes() < bytes) return too_small("rms_norm", "y", y, bytes);
+  if (residual && residual->delta->bytes() < bytes) return too_small("rms_norm", "residual", *residual->delta, bytes);
+  if (residual && residual->sum->bytes() < bytes) return too_small("rms_norm", "sum", *residual->sum, bytes);
   auto groups = flat_grid(batch.context(), rows);
   if (!groups) return groups.status();
-  auto pipeline = pipelines_.get(ShaderId::rms_norm, {});
+  auto pipeline = pipelines_.get(ShaderId::rms_norm, {residual ? 1u : 0u});
   if (!pipeline) return pipeline.status();
-  auto set = batch.descriptor_set(*pipeline.value(), {&x, &weight, &y});
+  // Without a residual the shader never touches bindings 3 and 4, but they must name buffers.
+  auto set = batch.descriptor_set(*pipeline.value(), {&x, &weight, &y, residual ? residual->delta : &x,
+                                                      residual ? residual->sum : &y});
   if (!set) return set.status();
   batch.add({.pipeline = pipeline.value(), .set = set.value(), .push = {rows, cols, std::bit_cast<uint32_t>(eps)},
              .push_words = 3, .groups = groups.value()});

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "gpu/command_batch.h"
 #include "gpu/device_buffer.h"
@@ -24,9 +25,15 @@ class RowOps {
   // out[i] = a[i] + b[i], silu(a[i]) * b[i], or a[i] (b unused: may be null), i < count.
   Status record_elementwise(CommandBatch& batch, ElementwiseOp op, const DeviceBuffer& a, const DeviceBuffer* b,
                             const DeviceBuffer& out, uint32_t count);
-  // y = x / sqrt(mean(x^2) + eps) * weight per row of `cols`.
+  // y = x / sqrt(mean(x^2) + eps) * weight per row of `cols`. With `residual`, x is
+  // first x + residual->delta, which also goes to residual->sum (an add and the norm of
+  // its result in one dispatch).
+  struct ResidualAdd {
+    const DeviceBuffer* delta = nullptr;
+    const DeviceBuffer* sum = nullptr;
+  };
   Status record_rms_norm(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& weight, const DeviceBuffer& y,
-                         uint32_t rows, uint32_t cols, float eps);
+                         uint32_t rows, uint32_t cols, float eps, std::optional<ResidualAdd> residual = std::nullopt);
   // y = x [tokens, heads, head_dim] turned by `angles`, (cos, sin) f32 pairs [tokens][pairs].
   Status record_rope(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& angles, const DeviceBuffer& y,
                      uint32_t tokens, uint32_t heads, uint32_t head_dim, uint32_t pairs, bool neox);

@@ -54,7 +54,7 @@ const ShaderInfo kShaders[] = {
     {"linear_gemm_float", kLinearGemmFloat, 4, kLinearPushBytes},
     {"linear_gemm_coopmat", kLinearGemmCoopmat, 4, kLinearPushBytes},
     {"elementwise", kElementwise, 3, sizeof(uint32_t)},   // count
-    {"rms_norm", kRmsNorm, 3, 3 * sizeof(uint32_t)},      // rows, cols, eps
+    {"rms_norm", kRmsNorm, 5, 3 * sizeof(uint32_t)},      // rows, cols, eps
     {"rope", kRope, 3, 4 * sizeof(uint32_t)},             // tokens, heads, head_dim, pairs
     {"kv_store", kKvStore, 4, 3 * sizeof(uint32_t)},      // source_first, target_first, count
     {"attention", kAttention, 5, 8 * sizeof(uint32_t)},   // first_row .. stride

@@ -2,11 +2,19 @@
 // RMSNorm over the last axis: y = x / sqrt(mean(x^2) + eps) * weight, one workgroup per
 // row. The squares are summed per thread, then pairwise across the workgroup, in f32
 // (the CPU sums them in f64; the two agree to f32 rounding of the scale).
+// ADD_FIRST 1 takes x as x + delta, the residual add before a layer's norm, and stores
+// that sum too: one dispatch where the add and the norm were two. The f32 sum is the one
+// an add would store, so y is the same either way.
+layout(constant_id = 0) const uint ADD_FIRST = 0;
+
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer X { float x[]; };
 layout(std430, binding = 1) readonly buffer Weight { float weight[]; };
 layout(std430, binding = 2) writeonly buffer Y { float y[]; };
+// Bound but unused unless ADD_FIRST.
+layout(std430, binding = 3) readonly buffer Delta { float delta[]; };
+layout(std430, binding = 4) writeonly buffer Sum { float sum[]; };
 
 layout(push_constant) uniform Shape {
   uint rows;
@@ -16,13 +24,19 @@ layout(push_constant) uniform Shape {
 
 shared float partial[256];
 
+float x_at(uint i) { return ADD_FIRST == 1u ? x[i] + delta[i] : x[i]; }
+
 void main() {
   const uint row = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
   if (row >= shape.rows) return;
   const uint t = gl_LocalInvocationID.x;
   const uint first = row * shape.cols;
   float sum_squares = 0.0;
-  for (uint c = t; c < shape.cols; c += 256u) sum_squares += x[first + c] * x[first + c];
+  for (uint c = t; c < shape.cols; c += 256u) {
+    const float value = x_at(first + c);
+    if (ADD_FIRST == 1u) sum[first + c] = value;
+    sum_squares += value * value;
+  }
   partial[t] = sum_squares;
   barrier();
   for (uint stride = 128u; stride > 0u; stride >>= 1) {
@@ -30,5 +44,5 @@ void main() {
     barrier();
   }
   const float inverse_rms = 1.0 / sqrt(partial[0] / float(shape.cols) + shape.eps);
-  for (uint c = t; c < shape.cols; c += 256u) y[first + c] = x[first + c] * inverse_rms * weight[c];
+  for (uint c = t; c < shape.cols; c += 256u) y[first + c] = x_at(first + c) * inverse_rms * weight[c];
 }

@@ -106,6 +106,21 @@ TEST(GpuRowOps, RmsNormMatchesTheCpu) {
       std::vector<float> expected(x.size());
       cpu::rms_norm(x.data(), weight.data(), expected.data(), rows, cols, 1e-5f);
       expect_close(y, expected, 1e-5, 1e-7);
+
+      // The same norm of x + delta, with the sum stored too (exactly: one f32 add).
+      const std::vector<float> delta = rng.uniform(x.size(), -3.0f, 3.0f);
+      const DeviceBuffer delta_buffer = mapped_buffer(gpu.allocator, delta);
+      const DeviceBuffer sum = mapped_buffer(gpu.allocator, testing::poisoned(x.size() + kGuard));
+      const DeviceBuffer normed = mapped_buffer(gpu.allocator, testing::poisoned(x.size() + kGuard));
+      run_batch(gpu, [&](CommandBatch& batch) {
+        return gpu.ops.record_rms_norm(batch, x_buffer, weight_buffer, normed, rows, cols, 1e-5f,
+                                       RowOps::ResidualAdd{.delta = &delta_buffer, .sum = &sum});
+      });
+      std::vector<float> expected_sum(x.size());
+      for (size_t i = 0; i < x.size(); ++i) expected_sum[i] = x[i] + delta[i];
+      expect_close(sum, expected_sum, 0.0, 0.0);
+      cpu::rms_norm(expected_sum.data(), weight.data(), expected.data(), rows, cols, 1e-5f);
+      expect_close(normed, expected, 1e-5, 1e-7);
     }
 }
 

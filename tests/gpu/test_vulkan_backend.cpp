@@ -245,5 +245,47 @@ TEST_F(VulkanRoutingTest, CheapOpsFollowTheirInputOntoTheDevice) {
     EXPECT_LT(relative_error((*actual)[i], (*expected)[i]), testing::kCpuTolerance) << "output " << i;
 }
 
+// A residual add and the norm of its sum, back to back on the device, are one dispatch:
+// timed node by node, the norm's node has no device time of its own. Both results still
+// match the CPU's.
+TEST_F(VulkanRoutingTest, AResidualAddAndTheNormOfItsSumAreOneDispatch) {
+  testing::SeededRng rng;
+  constexpr int64_t kRows = 3, kIn = 64, kHidden = 96;
+  const Tensor x = testing::f32_tensor(Shape{kRows, kIn}, rng.uniform(kRows * kIn));
+  Graph graph;
+  const NodeId input = graph.input("x", Shape{kRows, kIn});
+  const NodeId h = graph.linear(input, graph.constant("w", testing::weight_tensor(DType::f32, kHidden, kIn, rng)),
+                                kInvalidNode);
+  const NodeId g = graph.linear(input, graph.constant("v", testing::weight_tensor(DType::f32, kHidden, kIn, rng)),
+                                kInvalidNode);
+  const NodeId sum = graph.add(h, g);
+  const NodeId normed =
+      graph.rms_norm(sum, graph.constant("n", testing::f32_tensor(Shape{kHidden}, rng.uniform(kHidden))), 1e-5f);
+  graph.mark_output(sum);
+  graph.mark_output(normed);
+  ASSERT_TRUE(graph.ok()) << graph.status().message();
+
+  Executor cpu;
+  auto expected = cpu.run(graph, std::span(&x, 1));
+  ASSERT_TRUE(expected) << expected.status().message();
+  auto backend = std::make_shared<VulkanBackend>(device_, VulkanRouting{});
+  backend->set_time_each_node(true);
+  Executor gpu;
+  gpu.prefer_backend(backend);
+  auto actual = gpu.run(graph, std::span(&x, 1));
+  ASSERT_TRUE(actual) << actual.status().message();
+  const std::vector<NodeTiming>& timings = gpu.last_timings();
+  ASSERT_EQ(timings.size(), 4u);
+  for (const NodeTiming& timing : timings) EXPECT_EQ(timing.backend, "vulkan") << op_name(timing.op);
+  EXPECT_EQ(timings[2].op, Op::add);
+  EXPECT_EQ(timings[3].op, Op::rms_norm);
+  if (device_->context().capabilities().timestamp_valid_bits > 0) {
+    EXPECT_GT(timings[2].device.count(), 0);
+    EXPECT_EQ(timings[3].device.count(), 0) << "the norm ran a dispatch of its own";
+  }
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_LT(relative_error((*actual)[i], (*expected)[i]), testing::kCpuTolerance) << "output " << i;
+}
+
 }  // namespace
 }  // namespace ember
