@@ -304,7 +304,18 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
                                                                           elements / cols, cols, node.params.eps)));
         break;
       }
-      case Op::rope: EMBER_RETURN_IF_ERROR(record_rope(batch, recording, node, inputs, *y.value())); break;
+      case Op::rope: {
+        // A layer's q and then k rope, by the same angles: one dispatch for both.
+        const BatchItem* alongside =
+            index + 1 < items.size() && turns_alongside(item, items[index + 1]) ? &items[index + 1] : nullptr;
+        EMBER_RETURN_IF_ERROR(record_rope(batch, recording, node, inputs, *y.value(), alongside));
+        if (alongside != nullptr) {
+          ++index;
+          first_dispatch.push_back(batch.dispatches());
+          recording.made_here.insert(alongside->output.buffer().get());
+        }
+        break;
+      }
       case Op::embedding: EMBER_RETURN_IF_ERROR(record_embedding(batch, recording, inputs, *y.value())); break;
       case Op::cached_attention:
         EMBER_RETURN_IF_ERROR(record_attention(batch, recording, node, inputs, *y.value()));
@@ -419,9 +430,17 @@ Status VulkanBackend::record_embedding(gpu::CommandBatch& batch, Recording& reco
 }
 
 Status VulkanBackend::record_rope(gpu::CommandBatch& batch, Recording& recording, const Node& node,
-                                  std::span<const Tensor> inputs, gpu::DeviceBuffer& y) {
+                                  std::span<const Tensor> inputs, gpu::DeviceBuffer& y, const BatchItem* alongside) {
   auto x = recorded_input(recording, inputs[0]);
   if (!x) return x.status();
+  std::optional<gpu::RowOps::SecondRope> second;
+  if (alongside != nullptr) {
+    auto second_x = recorded_input(recording, alongside->inputs[0]);
+    if (!second_x) return second_x.status();
+    auto second_y = device_side(alongside->output, false);
+    if (!second_y) return second_y.status();
+    second = gpu::RowOps::SecondRope{second_x.value(), second_y.value(), static_cast<uint32_t>(alongside->node->shape[1])};
+  }
   const int64_t tokens = node.shape[0], pairs = node.params.rotary_dims / 2;
   const cpu::RopeParams params = rope_params(node.params);
   const Buffer* positions_buffer = inputs.size() > 1 && inputs[1].defined() ? inputs[1].buffer().get() : nullptr;
@@ -449,7 +468,20 @@ Status VulkanBackend::record_rope(gpu::CommandBatch& batch, Recording& recording
   }
   return from_gpu(device_->row_ops().record_rope(
       batch, *x.value(), *angles, y, static_cast<uint32_t>(tokens), static_cast<uint32_t>(node.shape[1]),
-      static_cast<uint32_t>(node.shape[2]), static_cast<uint32_t>(pairs), params.style == cpu::RopeStyle::neox));
+      static_cast<uint32_t>(node.shape[2]), static_cast<uint32_t>(pairs), params.style == cpu::RopeStyle::neox, second));
+}
+
+bool VulkanBackend::turns_alongside(const BatchItem& rope, const BatchItem& next) {
+  if (next.node->op != Op::rope) return false;
+  const Node &first = *rope.node, &second = *next.node;
+  const cpu::RopeParams a = rope_params(first.params), b = rope_params(second.params);
+  const auto positions = [](const BatchItem& item) {
+    return item.inputs.size() > 1 && item.inputs[1].defined() ? item.inputs[1].buffer().get() : nullptr;
+  };
+  return a.style == b.style && a.rotary_dims == b.rotary_dims && a.base == b.base &&
+         a.position_offset == b.position_offset && a.position_scale == b.position_scale &&
+         positions(rope) == positions(next) && first.shape[0] == second.shape[0] && first.shape[2] == second.shape[2] &&
+         next.inputs[0].buffer() != rope.output.buffer();
 }
 
 }  // namespace ember

@@ -135,8 +135,12 @@ class VulkanBackend final : public Backend {
   Result<gpu::DeviceBuffer*> recorded_input(Recording& recording, const Tensor& tensor);
   Status record_attention(gpu::CommandBatch& batch, Recording& recording, const Node& node,
                           std::span<const Tensor> inputs, gpu::DeviceBuffer& out);
+  // With `alongside` (a rope turns_alongside this one), that node's tensor too, in the
+  // same dispatch.
   Status record_rope(gpu::CommandBatch& batch, Recording& recording, const Node& node, std::span<const Tensor> inputs,
-                     gpu::DeviceBuffer& y);
+                     gpu::DeviceBuffer& y, const BatchItem* alongside = nullptr);
+  // `next` is a rope by the same angles over another input (a layer's k after its q).
+  static bool turns_alongside(const BatchItem& rope, const BatchItem& next);
   Status record_embedding(gpu::CommandBatch& batch, Recording& recording, std::span<const Tensor> inputs,
                           gpu::DeviceBuffer& y);
 

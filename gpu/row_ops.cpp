@@ -1,5 +1,6 @@
 #include "gpu/row_ops.h"
 
+#include <algorithm>
 #include <bit>
 #include <string>
 
@@ -60,22 +61,27 @@ Status RowOps::record_rms_norm(CommandBatch& batch, const DeviceBuffer& x, const
 
 Status RowOps::record_rope(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& angles,
                            const DeviceBuffer& y, uint32_t tokens, uint32_t heads, uint32_t head_dim, uint32_t pairs,
-                           bool neox) {
+                           bool neox, std::optional<SecondRope> second) {
   const uint64_t elements = uint64_t{tokens} * heads * head_dim;
+  const uint64_t second_elements = second ? uint64_t{tokens} * second->heads * head_dim : 0;
   if (2 * pairs > head_dim)
     return {ErrorKind::invalid_argument, "GPU rope: " + std::to_string(pairs) + " pairs do not fit a head of " +
                                              std::to_string(head_dim)};
   if (x.bytes() < elements * 4) return too_small("rope", "x", x, elements * 4);
   if (angles.bytes() < uint64_t{tokens} * pairs * 8) return too_small("rope", "angle", angles, uint64_t{tokens} * pairs * 8);
   if (y.bytes() < elements * 4) return too_small("rope", "y", y, elements * 4);
-  auto groups = flat_grid(batch.context(), (elements + kInvocations - 1) / kInvocations);
+  if (second && second->x->bytes() < second_elements * 4) return too_small("rope", "second x", *second->x, second_elements * 4);
+  if (second && second->y->bytes() < second_elements * 4) return too_small("rope", "second y", *second->y, second_elements * 4);
+  auto groups = flat_grid(batch.context(), (std::max(elements, second_elements) + kInvocations - 1) / kInvocations);
   if (!groups) return groups.status();
   auto pipeline = pipelines_.get(ShaderId::rope, {neox ? 1u : 0u});
   if (!pipeline) return pipeline.status();
-  auto set = batch.descriptor_set(*pipeline.value(), {&x, &angles, &y});
+  // Without a second tensor the shader never touches bindings 3 and 4, but they must name buffers.
+  auto set = batch.descriptor_set(*pipeline.value(), {&x, &angles, &y, second ? second->x : &x, second ? second->y : &y});
   if (!set) return set.status();
-  batch.add({.pipeline = pipeline.value(), .set = set.value(), .push = {tokens, heads, head_dim, pairs}, .push_words = 4,
-             .groups = groups.value()});
+  batch.add({.pipeline = pipeline.value(), .set = set.value(),
+             .push = {tokens, heads, head_dim, pairs, second ? second->heads : 0u}, .push_words = 5,
+             .groups = {groups.value()[0], groups.value()[1], second ? 2u : 1u}});
   return {};
 }
 

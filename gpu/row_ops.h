@@ -35,8 +35,16 @@ class RowOps {
   Status record_rms_norm(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& weight, const DeviceBuffer& y,
                          uint32_t rows, uint32_t cols, float eps, std::optional<ResidualAdd> residual = std::nullopt);
   // y = x [tokens, heads, head_dim] turned by `angles`, (cos, sin) f32 pairs [tokens][pairs].
+  // With `second`, its x [tokens, second.heads, head_dim] too, by the same angles, in the
+  // same dispatch.
+  struct SecondRope {
+    const DeviceBuffer* x = nullptr;
+    const DeviceBuffer* y = nullptr;
+    uint32_t heads = 0;
+  };
   Status record_rope(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& angles, const DeviceBuffer& y,
-                     uint32_t tokens, uint32_t heads, uint32_t head_dim, uint32_t pairs, bool neox);
+                     uint32_t tokens, uint32_t heads, uint32_t head_dim, uint32_t pairs, bool neox,
+                     std::optional<SecondRope> second = std::nullopt);
   // y[i] = table row ids[i] as f32, i < rows; the table holds table_rows rows of `cols`
   // values of `type` as stored in GGUF (cols a multiple of 32 for the block types), ids
   // i32. The caller checks the ids: the shader reads whatever row an id names.

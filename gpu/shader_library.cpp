@@ -55,7 +55,7 @@ const ShaderInfo kShaders[] = {
     {"linear_gemm_coopmat", kLinearGemmCoopmat, 4, kLinearPushBytes},
     {"elementwise", kElementwise, 3, sizeof(uint32_t)},   // count
     {"rms_norm", kRmsNorm, 5, 3 * sizeof(uint32_t)},      // rows, cols, eps
-    {"rope", kRope, 3, 4 * sizeof(uint32_t)},             // tokens, heads, head_dim, pairs
+    {"rope", kRope, 5, 5 * sizeof(uint32_t)},             // tokens, heads, head_dim, pairs, second_heads
     {"kv_store", kKvStore, 4, 3 * sizeof(uint32_t)},      // source_first, target_first, count
     {"attention", kAttention, 5, 8 * sizeof(uint32_t)},   // first_row .. stride
     {"embedding", kEmbedding, 3, 3 * sizeof(uint32_t)},   // rows, cols, row_bytes

@@ -4,29 +4,45 @@
 // there exactly as the CPU kernel computes them (cpu/rope.h, rope_angles), since at long
 // positions an f32 angle is already off by ~4e-3. STYLE 0 turns adjacent pairs
 // (x[2i], x[2i+1]); STYLE 1 (neox) turns (x[i], x[i + pairs]). Dims past 2 * pairs are copied.
+// A grid two deep turns a second tensor by the same angles (a layer's k after its q; z
+// picks which): one dispatch for both.
 layout(constant_id = 0) const uint STYLE = 0;
 
 layout(local_size_x = 256) in;
 
-layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 0) readonly buffer X { float first_x[]; };
 layout(std430, binding = 1) readonly buffer Angles { vec2 cos_sin[]; };  // [tokens][pairs]
-layout(std430, binding = 2) writeonly buffer Y { float y[]; };
+layout(std430, binding = 2) writeonly buffer Y { float first_y[]; };
+// The second tensor (unused with a grid one deep).
+layout(std430, binding = 3) readonly buffer SecondX { float second_x[]; };
+layout(std430, binding = 4) writeonly buffer SecondY { float second_y[]; };
 
 layout(push_constant) uniform Shape {
   uint tokens;
   uint heads;
   uint head_dim;
   uint pairs;
+  uint second_heads;
 } shape;
+
+bool on_second() { return gl_WorkGroupID.z == 1u; }
+float x(uint i) { return on_second() ? second_x[i] : first_x[i]; }
+void store(uint i, float value) {
+  if (on_second())
+    second_y[i] = value;
+  else
+    first_y[i] = value;
+}
 
 void main() {
   const uint i = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * 256u + gl_LocalInvocationID.x;
-  if (i >= shape.tokens * shape.heads * shape.head_dim) return;
+  const uint heads = on_second() ? shape.second_heads : shape.heads;
+  if (i >= shape.tokens * heads * shape.head_dim) return;
   const uint d = i % shape.head_dim;
   const uint head_start = i - d;
-  const uint token = i / (shape.heads * shape.head_dim);
+  const uint token = i / (heads * shape.head_dim);
   if (d >= 2u * shape.pairs) {
-    y[i] = x[i];
+    store(i, x(i));
     return;
   }
   // This element's pair, its place in it, and the other member.
@@ -35,7 +51,7 @@ void main() {
   const uint first_at = STYLE == 0u ? head_start + 2u * pair : head_start + pair;
   const uint second_at = STYLE == 0u ? first_at + 1u : first_at + shape.pairs;
   const vec2 turn = cos_sin[token * shape.pairs + pair];
-  const float first_value = x[first_at];
-  const float second_value = x[second_at];
-  y[i] = second ? first_value * turn.y + second_value * turn.x : first_value * turn.x - second_value * turn.y;
+  const float first_value = x(first_at);
+  const float second_value = x(second_at);
+  store(i, second ? first_value * turn.y + second_value * turn.x : first_value * turn.x - second_value * turn.y);
 }

@@ -150,6 +150,23 @@ TEST(GpuRowOps, RopeMatchesTheCpuInBothStyles) {
           std::vector<float> expected(x.size());
           cpu::rope(x.data(), expected.data(), tokens, kHeads, head_dim, positions.data(), params);
           expect_close(y, expected, 0.0, 1e-6);
+
+          // Two tensors in one dispatch (q and k): the second has fewer heads here, so the
+          // grid covers the larger and each part stops at its own end.
+          constexpr uint32_t kSecondHeads = 2;
+          const std::vector<float> second_x = rng.uniform(size_t{tokens} * kSecondHeads * head_dim);
+          const DeviceBuffer second_x_buffer = mapped_buffer(gpu.allocator, second_x);
+          const DeviceBuffer first_y = mapped_buffer(gpu.allocator, testing::poisoned(x.size() + kGuard));
+          const DeviceBuffer second_y = mapped_buffer(gpu.allocator, testing::poisoned(second_x.size() + kGuard));
+          run_batch(gpu, [&](CommandBatch& batch) {
+            return gpu.ops.record_rope(batch, x_buffer, angle_buffer, first_y, tokens, kHeads, head_dim, rotary / 2,
+                                       style == cpu::RopeStyle::neox,
+                                       RowOps::SecondRope{&second_x_buffer, &second_y, kSecondHeads});
+          });
+          expect_close(first_y, expected, 0.0, 1e-6);
+          std::vector<float> second_expected(second_x.size());
+          cpu::rope(second_x.data(), second_expected.data(), tokens, kSecondHeads, head_dim, positions.data(), params);
+          expect_close(second_y, second_expected, 0.0, 1e-6);
         }
 }
 

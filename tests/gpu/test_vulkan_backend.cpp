@@ -4,6 +4,10 @@
 // take (too small, a layer not offloaded, an op or activation it lacks) run on the CPU.
 #include <gtest/gtest.h>
 
+#include <array>
+#include <span>
+#include <utility>
+
 #include "core/logit_compare.h"
 #include "offload_fixtures.h"
 
@@ -25,6 +29,40 @@ class VulkanBackendTest : public ::testing::TestWithParam<DType> {
     Executor executor;
     executor.prefer_backend(std::make_shared<VulkanBackend>(device_, std::move(routing)));
     return executor;
+  }
+
+  // Every node of a batch with its own device time (VulkanBackend::set_time_each_node).
+  Executor timed_gpu_executor() {
+    auto backend = std::make_shared<VulkanBackend>(device_, VulkanRouting{});
+    backend->set_time_each_node(true);
+    Executor executor;
+    executor.prefer_backend(std::move(backend));
+    return executor;
+  }
+
+  // Runs `graph` on the CPU and on the device, timed node by node: the results agree,
+  // every node ran on the device, and the two nodes after the graph's two linears, of
+  // `ops`, were recorded as one dispatch (the first has device time, the second none of
+  // its own).
+  void expect_one_dispatch_for(const Graph& graph, std::span<const Tensor> inputs, std::array<Op, 2> ops) {
+    Executor cpu;
+    auto expected = cpu.run(graph, inputs);
+    ASSERT_TRUE(expected) << expected.status().message();
+    Executor gpu = timed_gpu_executor();
+    auto actual = gpu.run(graph, inputs);
+    ASSERT_TRUE(actual) << actual.status().message();
+    const std::vector<NodeTiming>& timings = gpu.last_timings();
+    ASSERT_EQ(timings.size(), 4u);  // two linears, then the pair (reshapes are views)
+    for (const NodeTiming& timing : timings) EXPECT_EQ(timing.backend, "vulkan") << op_name(timing.op);
+    EXPECT_EQ(timings[2].op, ops[0]);
+    EXPECT_EQ(timings[3].op, ops[1]);
+    if (device_->context().capabilities().timestamp_valid_bits > 0) {
+      EXPECT_GT(timings[2].device.count(), 0);
+      EXPECT_EQ(timings[3].device.count(), 0) << "the second node ran a dispatch of its own";
+    }
+    ASSERT_EQ(actual->size(), expected->size());
+    for (size_t i = 0; i < actual->size(); ++i)
+      EXPECT_LT(relative_error((*actual)[i], (*expected)[i]), testing::kCpuTolerance) << "output " << i;
   }
 
   std::shared_ptr<VulkanDevice> device_;
@@ -65,10 +103,7 @@ TEST_P(VulkanBackendTest, MatchesTheCpuKeepsWeightsResidentAndSubmitsOnce) {
   }
   EXPECT_EQ(timings[1].device.count(), 0);
   // Timed node by node (per-op profiles), each node of the batch carries its own part.
-  auto timed_backend = std::make_shared<VulkanBackend>(device_, VulkanRouting{});
-  timed_backend->set_time_each_node(true);
-  Executor timed;
-  timed.prefer_backend(timed_backend);
+  Executor timed = timed_gpu_executor();
   const std::vector<Tensor> timed_outputs = graph.run(timed);
   const std::vector<NodeTiming>& apart = timed.last_timings();
   ASSERT_EQ(apart.size(), 2u);
@@ -264,27 +299,30 @@ TEST_F(VulkanRoutingTest, AResidualAddAndTheNormOfItsSumAreOneDispatch) {
   graph.mark_output(sum);
   graph.mark_output(normed);
   ASSERT_TRUE(graph.ok()) << graph.status().message();
+  expect_one_dispatch_for(graph, std::span(&x, 1), {Op::add, Op::rms_norm});
+}
 
-  Executor cpu;
-  auto expected = cpu.run(graph, std::span(&x, 1));
-  ASSERT_TRUE(expected) << expected.status().message();
-  auto backend = std::make_shared<VulkanBackend>(device_, VulkanRouting{});
-  backend->set_time_each_node(true);
-  Executor gpu;
-  gpu.prefer_backend(backend);
-  auto actual = gpu.run(graph, std::span(&x, 1));
-  ASSERT_TRUE(actual) << actual.status().message();
-  const std::vector<NodeTiming>& timings = gpu.last_timings();
-  ASSERT_EQ(timings.size(), 4u);
-  for (const NodeTiming& timing : timings) EXPECT_EQ(timing.backend, "vulkan") << op_name(timing.op);
-  EXPECT_EQ(timings[2].op, Op::add);
-  EXPECT_EQ(timings[3].op, Op::rms_norm);
-  if (device_->context().capabilities().timestamp_valid_bits > 0) {
-    EXPECT_GT(timings[2].device.count(), 0);
-    EXPECT_EQ(timings[3].device.count(), 0) << "the norm ran a dispatch of its own";
-  }
-  for (size_t i = 0; i < 2; ++i)
-    EXPECT_LT(relative_error((*actual)[i], (*expected)[i]), testing::kCpuTolerance) << "output " << i;
+// A layer's q and k ropes, back to back by the same angles, are one dispatch.
+TEST_F(VulkanRoutingTest, TwoRopesByTheSameAnglesAreOneDispatch) {
+  testing::SeededRng rng;
+  constexpr int64_t kRows = 3, kIn = 64, kHeadDim = 16;
+  const Tensor x = testing::f32_tensor(Shape{kRows, kIn}, rng.uniform(kRows * kIn));
+  auto positions = Tensor::empty(Shape{kRows}, DType::i32);
+  ASSERT_TRUE(positions) << positions.status().message();
+  for (int64_t i = 0; i < kRows; ++i) positions->write<int32_t>().value()[i] = static_cast<int32_t>(31 * i + 5);
+  Graph graph;
+  const NodeId input = graph.input("x", Shape{kRows, kIn});
+  const NodeId position_input = graph.input("positions", Shape{kRows}, DType::i32);
+  const NodeId q = graph.linear(input, graph.constant("wq", testing::weight_tensor(DType::f32, 6 * kHeadDim, kIn, rng)),
+                                kInvalidNode);
+  const NodeId k = graph.linear(input, graph.constant("wk", testing::weight_tensor(DType::f32, 2 * kHeadDim, kIn, rng)),
+                                kInvalidNode);
+  for (const auto& [flat, heads] : {std::pair{q, int64_t{6}}, std::pair{k, int64_t{2}}})
+    graph.mark_output(graph.rope(graph.reshape(flat, Shape{kRows, heads, kHeadDim}), position_input,
+                                 RopeStyle::normal, 0, 10000.0f, 1.0f));
+  ASSERT_TRUE(graph.ok()) << graph.status().message();
+  const std::vector<Tensor> inputs = {x, positions.value()};
+  expect_one_dispatch_for(graph, inputs, {Op::rope, Op::rope});
 }
 
 }  // namespace
