@@ -17,63 +17,13 @@
 #include <string>
 #include <vector>
 
+#include "bench/gpu_bench_device.h"
 #include "ember/dtype.h"
 #include "gpu/linear.h"
-#include "gpu/staging_ring.h"
 #include "quant/quantize.h"
 
 namespace ember::bench {
 namespace {
-
-constexpr uint32_t kMaxBatched = 16;  // products recorded into one timed command buffer
-constexpr int kIterations = 200;      // timed runs per repetition of a one-row product
-constexpr std::chrono::milliseconds kWarmUp{300};
-
-struct Gpu {
-  std::unique_ptr<gpu::Context> context;
-  std::unique_ptr<gpu::Allocator> allocator;
-  std::unique_ptr<gpu::StagingRing> staging;
-  std::unique_ptr<gpu::PipelineCache> pipelines;
-  std::unique_ptr<gpu::FusedLinear> linear;
-  std::unique_ptr<gpu::DescriptorSets> sets;  // for batches of several products
-  std::string unavailable;  // why there is no device, when there is none
-};
-
-Gpu& shared_gpu() {
-  static Gpu gpu = [] {
-    Gpu made;
-    auto context = gpu::Context::create();
-    if (!context) {
-      made.unavailable = context.status().message();
-      return made;
-    }
-    made.context = std::move(context.value());
-    made.allocator = std::make_unique<gpu::Allocator>(*made.context);
-    auto staging = gpu::StagingRing::create(*made.context, *made.allocator);
-    made.pipelines = std::make_unique<gpu::PipelineCache>(*made.context);
-    auto linear = gpu::FusedLinear::create(*made.context, *made.pipelines, *made.allocator);
-    auto sets = gpu::DescriptorSets::create(*made.context, 2 * kMaxBatched);
-    if (!staging || !linear || !sets) {
-      made.unavailable = !staging ? staging.status().message()
-                         : !linear ? linear.status().message()
-                                   : sets.status().message();
-      return made;
-    }
-    made.staging = std::move(staging.value());
-    made.linear = std::move(linear.value());
-    made.sets = std::move(sets.value());
-    return made;
-  }();
-  return gpu;
-}
-
-gpu::Result<gpu::DeviceBuffer> device_copy_of(Gpu& gpu, const void* host, uint64_t bytes) {
-  auto buffer = gpu::DeviceBuffer::create(*gpu.allocator, bytes, gpu::MemoryUse::device);
-  if (!buffer) return buffer.status();
-  const gpu::Status uploaded = gpu.staging->upload(static_cast<const std::byte*>(host), buffer.value(), 0, bytes);
-  if (!uploaded.ok()) return uploaded;
-  return buffer;
-}
 
 DType dtype_of(gpu::WeightType type) {
   switch (type) {
@@ -85,13 +35,6 @@ DType dtype_of(gpu::WeightType type) {
   return DType::f32;
 }
 
-std::vector<float> random_values(size_t count, unsigned seed) {
-  std::mt19937 engine(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> values(count);
-  for (float& v : values) v = dist(engine);
-  return values;
-}
 
 // Times `batched` products per command buffer, each with its own weights and, alternately,
 // one of two x buffers (so block weights round x each time, as for a layer's first
@@ -100,7 +43,7 @@ std::vector<float> random_values(size_t count, unsigned seed) {
 void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows, uint32_t k, uint32_t n,
                     gpu::LinearPath path, uint32_t gemv_columns, uint32_t batched) {
   Gpu& gpu = shared_gpu();
-  if (!gpu.linear) {
+  if (!gpu.device) {
     state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
     return;
   }
@@ -110,7 +53,7 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
   quant::quantize_row_reference(dtype_of(type), w.data(), w_bytes.data(), int64_t{n} * k);
   auto x_buffer = device_copy_of(gpu, x.data(), x.size() * sizeof(float));
   auto other_x_buffer = device_copy_of(gpu, x.data(), x.size() * sizeof(float));
-  auto y_buffer = gpu::DeviceBuffer::create(*gpu.allocator, uint64_t{rows} * n * sizeof(float), gpu::MemoryUse::device);
+  auto y_buffer = gpu::DeviceBuffer::create(gpu.device->allocator(), uint64_t{rows} * n * sizeof(float), gpu::MemoryUse::device);
   // Successive runs take successive copies of the weights, together far larger than the
   // GPU's L2 cache (50 MiB on an H100/H200), so each run reads its weights from device
   // memory, as a model's layers do; one 33 MB q4_0 matrix alone would stay in L2.
@@ -138,26 +81,25 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
                        .weight_type = type, .n = n, .y = &y_buffer.value(), .path = path,
                        .gemv_columns = gemv_columns};
   // The first run creates the pipeline; it is not timed.
-  if (const gpu::Status first = gpu.linear->run(args); !first.ok()) {
+  if (const gpu::Status first = gpu.device->linear().run(args); !first.ok()) {
     state.SkipWithError(first.message().c_str());
     return;
   }
-  // Without untimed runs first, 200 timed runs on the H200 measured up to 5x slower than
-  // after many (most likely an idle GPU's lowered clocks; they were not read).
-  size_t next_copy = 0;
+  size_t next_copy = 0;  // kWarmUp's untimed runs first
+
   const auto warm_until = std::chrono::steady_clock::now() + kWarmUp;
   while (std::chrono::steady_clock::now() < warm_until) {
     args.weights = &w_buffers[next_copy++ % copies];
-    if (!gpu.linear->run(args).ok()) break;
+    if (!gpu.device->linear().run(args).ok()) break;
   }
   double device_seconds = 0;
   for (auto _ : state) {
-    gpu::CommandBatch batch(*gpu.context, *gpu.sets);
+    gpu::CommandBatch batch(gpu.device->context(), gpu.device->descriptor_sets());
     gpu::Status recorded;
     for (uint32_t product = 0; product < batched && recorded.ok(); ++product) {
       args.weights = &w_buffers[next_copy++ % copies];
       args.x = product % 2 == 0 ? &x_buffer.value() : &other_x_buffer.value();
-      recorded = gpu.linear->record(batch, args);
+      recorded = gpu.device->linear().record(batch, args);
     }
     auto seconds = recorded.ok() ? batch.run_timed() : gpu::Result<double>(recorded);
     if (!seconds) {
@@ -173,9 +115,9 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
     constexpr int kSplitRuns = 21;
     std::vector<std::vector<double>> runs;
     for (int run = 0; run < kSplitRuns; ++run) {
-      gpu::CommandBatch batch(*gpu.context, *gpu.sets);
+      gpu::CommandBatch batch(gpu.device->context(), gpu.device->descriptor_sets());
       args.weights = &w_buffers[next_copy++ % copies];
-      const gpu::Status recorded = gpu.linear->record(batch, args);
+      const gpu::Status recorded = gpu.device->linear().record(batch, args);
       auto seconds = recorded.ok() ? batch.run_timed_each() : gpu::Result<std::vector<double>>(recorded);
       if (!seconds) {
         state.SkipWithError(seconds.status().message().c_str());
@@ -198,7 +140,7 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
   const auto start = std::chrono::steady_clock::now();
   for (int run = 0; run < kWallRuns; ++run) {
     args.weights = &w_buffers[next_copy++ % copies];
-    if (!gpu.linear->run(args).ok()) break;
+    if (!gpu.device->linear().run(args).ok()) break;
   }
   const std::chrono::duration<double, std::micro> wall = std::chrono::steady_clock::now() - start;
 
@@ -211,21 +153,21 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
 // One device buffer copied to another: each byte read once and written once.
 void BM_DeviceCopy(benchmark::State& state) {
   Gpu& gpu = shared_gpu();
-  if (!gpu.context) {
+  if (!gpu.device) {
     state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
     return;
   }
   const uint64_t bytes = uint64_t(state.range(0)) << 20;
-  auto from = gpu::DeviceBuffer::create(*gpu.allocator, bytes, gpu::MemoryUse::device);
-  auto to = gpu::DeviceBuffer::create(*gpu.allocator, bytes, gpu::MemoryUse::device);
+  auto from = gpu::DeviceBuffer::create(gpu.device->allocator(), bytes, gpu::MemoryUse::device);
+  auto to = gpu::DeviceBuffer::create(gpu.device->allocator(), bytes, gpu::MemoryUse::device);
   if (!from || !to) {
-    state.SkipWithError("cannot allocate the buffers");
+    state.SkipWithError(("cannot allocate the buffers: " + (!from ? from : to).status().message()).c_str());
     return;
   }
-  const gpu::VulkanFunctions& vk = gpu.context->vk();
+  const gpu::VulkanFunctions& vk = gpu.device->context().vk();
   double device_seconds = 0;
   for (auto _ : state) {
-    auto seconds = gpu.context->run_and_time([&](VkCommandBuffer commands) {
+    auto seconds = gpu.device->context().run_and_time([&](VkCommandBuffer commands) {
       const VkBufferCopy region{0, 0, bytes};
       vk.vkCmdCopyBuffer(commands, from->handle(), to->handle(), 1, &region);
     });

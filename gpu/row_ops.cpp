@@ -1,6 +1,5 @@
 #include "gpu/row_ops.h"
 
-#include <algorithm>
 #include <bit>
 #include <string>
 
@@ -72,7 +71,7 @@ Status RowOps::record_rope(CommandBatch& batch, const DeviceBuffer& x, const Dev
   if (y.bytes() < elements * 4) return too_small("rope", "y", y, elements * 4);
   if (second && second->x->bytes() < second_elements * 4) return too_small("rope", "second x", *second->x, second_elements * 4);
   if (second && second->y->bytes() < second_elements * 4) return too_small("rope", "second y", *second->y, second_elements * 4);
-  auto groups = flat_grid(batch.context(), (std::max(elements, second_elements) + kInvocations - 1) / kInvocations);
+  auto groups = flat_grid(batch.context(), (elements + second_elements + kInvocations - 1) / kInvocations);
   if (!groups) return groups.status();
   auto pipeline = pipelines_.get(ShaderId::rope, {neox ? 1u : 0u});
   if (!pipeline) return pipeline.status();
@@ -81,7 +80,7 @@ Status RowOps::record_rope(CommandBatch& batch, const DeviceBuffer& x, const Dev
   if (!set) return set.status();
   batch.add({.pipeline = pipeline.value(), .set = set.value(),
              .push = {tokens, heads, head_dim, pairs, second ? second->heads : 0u}, .push_words = 5,
-             .groups = {groups.value()[0], groups.value()[1], second ? 2u : 1u}});
+             .groups = groups.value()});
   return {};
 }
 

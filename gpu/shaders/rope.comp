@@ -4,8 +4,8 @@
 // there exactly as the CPU kernel computes them (cpu/rope.h, rope_angles), since at long
 // positions an f32 angle is already off by ~4e-3. STYLE 0 turns adjacent pairs
 // (x[2i], x[2i+1]); STYLE 1 (neox) turns (x[i], x[i + pairs]). Dims past 2 * pairs are copied.
-// A grid two deep turns a second tensor by the same angles (a layer's k after its q; z
-// picks which): one dispatch for both.
+// With second_heads > 0 the invocations past the first tensor's elements turn a second
+// tensor by the same angles (a layer's k after its q): one dispatch for both.
 layout(constant_id = 0) const uint STYLE = 0;
 
 layout(local_size_x = 256) in;
@@ -13,7 +13,7 @@ layout(local_size_x = 256) in;
 layout(std430, binding = 0) readonly buffer X { float first_x[]; };
 layout(std430, binding = 1) readonly buffer Angles { vec2 cos_sin[]; };  // [tokens][pairs]
 layout(std430, binding = 2) writeonly buffer Y { float first_y[]; };
-// The second tensor (unused with a grid one deep).
+// The second tensor (unused when second_heads is 0).
 layout(std430, binding = 3) readonly buffer SecondX { float second_x[]; };
 layout(std430, binding = 4) writeonly buffer SecondY { float second_y[]; };
 
@@ -25,18 +25,23 @@ layout(push_constant) uniform Shape {
   uint second_heads;
 } shape;
 
-bool on_second() { return gl_WorkGroupID.z == 1u; }
-float x(uint i) { return on_second() ? second_x[i] : first_x[i]; }
+uint first_elements() { return shape.tokens * shape.heads * shape.head_dim; }
+
+// Invocation `index` works on the second tensor when past the first's elements.
+bool on_second = false;
+float x(uint i) { return on_second ? second_x[i] : first_x[i]; }
 void store(uint i, float value) {
-  if (on_second())
+  if (on_second)
     second_y[i] = value;
   else
     first_y[i] = value;
 }
 
 void main() {
-  const uint i = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * 256u + gl_LocalInvocationID.x;
-  const uint heads = on_second() ? shape.second_heads : shape.heads;
+  const uint index = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * 256u + gl_LocalInvocationID.x;
+  on_second = index >= first_elements();
+  const uint heads = on_second ? shape.second_heads : shape.heads;
+  const uint i = on_second ? index - first_elements() : index;
   if (i >= shape.tokens * heads * shape.head_dim) return;
   const uint d = i % shape.head_dim;
   const uint head_start = i - d;

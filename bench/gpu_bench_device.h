@@ -1,0 +1,60 @@
+// The Vulkan device that bench-gpu's cases share (bench_gpu_linear.cpp,
+// bench_gpu_row_ops.cpp), and how they upload their operands.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/vulkan_device.h"
+#include "gpu/command_batch.h"
+#include "gpu/device_buffer.h"
+
+namespace ember::bench {
+
+inline constexpr int kIterations = 200;      // timed runs per repetition of a microsecond case
+// Without untimed runs first, 200 timed runs on the H200 measured up to 5x slower than
+// after many (most likely an idle GPU's lowered clocks; they were not read).
+inline constexpr std::chrono::milliseconds kWarmUp{300};
+
+// The device core/ opens for a model (its allocator, staging ring, kernels and descriptor
+// sets), opened once for every case.
+struct Gpu {
+  std::shared_ptr<VulkanDevice> device;  // null when there is none
+  std::string unavailable;               // why there is none
+};
+
+inline Gpu& shared_gpu() {
+  static Gpu gpu = [] {
+    Gpu made;
+    auto device = VulkanDevice::open();
+    if (device)
+      made.device = std::move(device.value());
+    else
+      made.unavailable = device.status().message();
+    return made;
+  }();
+  return gpu;
+}
+
+inline gpu::Result<gpu::DeviceBuffer> device_copy_of(Gpu& gpu, const void* host, uint64_t bytes) {
+  auto buffer = gpu::DeviceBuffer::create(gpu.device->allocator(), bytes, gpu::MemoryUse::device);
+  if (!buffer) return buffer.status();
+  const gpu::Status uploaded = gpu.device->staging().upload(static_cast<const std::byte*>(host), buffer.value(), 0, bytes);
+  if (!uploaded.ok()) return uploaded;
+  return buffer;
+}
+
+inline std::vector<float> random_values(size_t count, unsigned seed) {
+  std::mt19937 engine(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> values(count);
+  for (float& v : values) v = dist(engine);
+  return values;
+}
+
+}  // namespace ember::bench
