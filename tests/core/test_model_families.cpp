@@ -360,9 +360,12 @@ TEST(ModelFamilyOptions, RejectsGpt2ContextPastItsLearnedPositions) {
 }
 
 // Keys and values rounded to 8 bits a block of 32. Random weights make attention scores
-// large and the softmax peaked, which amplifies the rounding: 2% to 10% measured over
-// seeds. The kernel's exactness over the quantized cache is tested in cpu/test_attention;
-// this checks the model wires a q8_0 cache through (a wrong layout gives errors near 100%).
+// large and the softmax peaked, which amplifies the rounding, with a long tail: over 150
+// seeds (2026-12-04) llama's worst error had a median of 3.7%, a 99th percentile of 17.7%
+// and a maximum of 26.8% (seed 6424990024774979367, which failed CI at the old bound of
+// 0.2), gpt2's a maximum of 6.6%. The kernel's exactness over the quantized cache is
+// tested in cpu/test_attention; this checks the model wires a q8_0 cache through, and a
+// wrong layout gives errors near 100%, so the bound is 0.5.
 TEST(ModelFamilyKvCache, Q8CacheStaysCloseToF32) {
   HfModelSpec gpt2 = make_spec(Architecture::gpt2, 50, 128, 2, 2, 96);  // head_dim 64
   gpt2.context_length = 32;
@@ -386,7 +389,7 @@ TEST(ModelFamilyKvCache, Q8CacheStaysCloseToF32) {
       worst = std::max(worst, relative_l2_error(forward_ok(q8.value(), token, position),
                                                 forward_ok(exact.value(), token, position)));
     }
-    EXPECT_LE(worst, 0.2);
+    EXPECT_LE(worst, 0.5);
     RecordProperty(std::string("relative_l2_error_") + std::string(architecture_name(spec.architecture)),
                    scientific(worst));
   }
