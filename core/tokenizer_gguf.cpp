@@ -28,6 +28,8 @@ constexpr std::pair<std::string_view, std::string_view> kKnownSplitRegexes[] = {
     {R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)", "gpt-2"},
 };
 
+constexpr size_t kMostPaddingOfASmallVocabulary = size_t{1} << 16;
+
 constexpr std::string_view kBosNames[] = {"<|begin_of_text|>", "<s>", "<|startoftext|>"};
 constexpr std::string_view kEosNames[] = {"<|end_of_text|>", "</s>", "<|endoftext|>"};
 
@@ -125,9 +127,25 @@ class TokenizerReader {
     return {};
   }
 
+  // Ids no token names are padded with "[PADn]" tokens, as llama.cpp's converter does.
+  // Real files leave a few (a vocab_size rounded up to a multiple of 64 or 128); a tiny
+  // file naming one token at id 16 million would otherwise cost gigabytes of padding.
+  Status check_padding(size_t vocab_entries) const {
+    const auto added = root_.find("added_tokens");
+    const size_t named = vocab_entries + (added != root_.end() && added->is_array() ? added->size() : 0);
+    const size_t size = static_cast<size_t>(config_.vocab_size);
+    const size_t most_padding = std::max(named, kMostPaddingOfASmallVocabulary);
+    if (size > named && size - named > most_padding)
+      return corrupt(fmt::format("a vocabulary of {} ids names at most {} tokens; ember pads at most {} unnamed ids "
+                                 "(is an id or vocab_size wrong?)",
+                                 size, named, most_padding));
+    return {};
+  }
+
   Status read_vocab(const Json& model, bool byte_level) {
     const auto vocab = model.find("vocab");
     if (vocab == model.end() || !vocab->is_object()) return corrupt("model.vocab is not an object");
+    EMBER_RETURN_IF_ERROR(check_padding(vocab->size()));
     const auto size = static_cast<size_t>(config_.vocab_size);
     tokens_.assign(size, std::string());
     types_.assign(size, unused);

@@ -417,6 +417,12 @@ TEST(TokenizerGguf, IdsMissingBelowVocabSizeBecomePadding) {
   EXPECT_EQ(*tokens->values[23].as_string(), "[PAD23]");
   EXPECT_EQ(int_array(*keys, "tokenizer.ggml.token_type")[23], 5);
   EXPECT_EQ(int_array(*keys, "tokenizer.ggml.token_type")[19], 1);
+
+  config.vocab_size = 200000;  // a config.json whose vocab_size is wrong by far
+  keys = keys_for(dir, testing::tokenizer_json(spec), config);
+  ASSERT_FALSE(keys.ok());
+  EXPECT_EQ(keys.status().code(), ErrorCode::corrupt_file);
+  EXPECT_NE(keys.status().message().find("ember pads at most 65536 unnamed ids"), std::string::npos) << keys.status().message();
 }
 
 TEST(TokenizerGguf, SentencePieceStyleBpeGivesLlamaKeysWithScoresAndByteTokens) {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <limits>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "ember/gguf.h"
@@ -213,6 +214,36 @@ TEST(TokenizerRobustness, IdsPastTheVocabularyLimitAreRefusedBeforeAllocating) {
     ASSERT_FALSE(tokenizer.ok());
     EXPECT_NE(tokenizer.status().message().find("past ember's limit"), std::string::npos) << tokenizer.status().message();
   }
+}
+
+// fuzz_tokenizer_json found this too (a CI run's 2 GiB limit): one id of 16 million,
+// under the limit, padded a 1 KB file to 4 GiB of tokens. A few unnamed ids stay padding.
+TEST(TokenizerRobustness, SparseIdsAreRefusedBeforePaddingAndAFewHolesArePadded) {
+  const ScratchDir scratch;
+  const auto load_with_largest_id = [&](int64_t id) {
+    const nlohmann::json root = {{"model",
+                                  {{"type", "BPE"},
+                                   {"byte_fallback", true},
+                                   {"vocab", {{"<unk>", 0}, {"a", 1}, {"b", id}}},
+                                   {"merges", nlohmann::json::array()}}}};
+    const fs::path path = scratch / "tokenizer.json";
+    std::ofstream(path) << root.dump();
+    return Tokenizer::from_json_file(path);
+  };
+  for (const int64_t id : {int64_t{16'000'000}, kMaxVocabSize - 1, int64_t{65536 + 3}}) {
+    SCOPED_TRACE(id);
+    const auto tokenizer = load_with_largest_id(id);
+    ASSERT_FALSE(tokenizer.ok());
+    EXPECT_EQ(tokenizer.status().code(), ErrorCode::corrupt_file);
+    EXPECT_NE(tokenizer.status().message().find(fmt::format("a vocabulary of {} ids names at most 3 tokens", id + 1)),
+              std::string::npos)
+        << tokenizer.status().message();
+    EXPECT_NE(tokenizer.status().message().find((scratch / "tokenizer.json").string()), std::string::npos);
+  }
+  const auto padded = load_with_largest_id(65536 + 2);
+  ASSERT_TRUE(padded.ok()) << padded.status().message();
+  EXPECT_EQ(padded->vocab_size(), 65536 + 3);
+  EXPECT_EQ(padded->token_bytes(1000).value(), "[PAD1000]");
 }
 
 TEST(TokenizerRobustness, RandomBytesAndIdsNeverCrash) {
