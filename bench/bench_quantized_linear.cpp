@@ -3,7 +3,7 @@
 // bandwidth ceiling; and prefill, 512 rows through the same weight, reported as GOP/s
 // against the int8 dot-product ceiling (BM_Ceiling* in the same binary). The f16 and bf16
 // rows are the plain kernels at the same shapes, for comparison; BM_InterleavedLinear runs
-// q8_0 and q4_0 in the layout the CPU backend gives them.
+// q8_0, q4_0, q4_K and q6_K in the layout the CPU backend gives them.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -88,8 +88,8 @@ BENCHMARK(BM_QuantizedLinear)
     ->Unit(benchmark::kMicrosecond);
 
 // The same products with the weights in the CPU's interleaved layout
-// (cpu/interleaved_weights.h), as the CPU backend runs a model's q8_0 and q4_0 weights on
-// a 512-bit VNNI machine.
+// (cpu/interleaved_weights.h), as the CPU backend runs a model's q8_0, q4_0, q4_K and
+// q6_K weights on a 512-bit VNNI machine.
 void BM_InterleavedLinear(benchmark::State& state) {
   const auto type = static_cast<cpu::ElementType>(state.range(0));
   const WeightShape shape = kShapes[state.range(1)];
@@ -112,7 +112,9 @@ void BM_InterleavedLinear(benchmark::State& state) {
 }
 
 constexpr int64_t kInterleavedTypes[] = {static_cast<int64_t>(cpu::ElementType::q8_0),
-                                         static_cast<int64_t>(cpu::ElementType::q4_0)};
+                                         static_cast<int64_t>(cpu::ElementType::q4_0),
+                                         static_cast<int64_t>(cpu::ElementType::q4_k),
+                                         static_cast<int64_t>(cpu::ElementType::q6_k)};
 
 BENCHMARK(BM_InterleavedLinear)
     ->ArgNames({"type", "shape", "rows", "threads"})

@@ -1,6 +1,7 @@
 #include "cpu/interleaved_weights.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -12,45 +13,73 @@ namespace {
 
 constexpr int64_t kDwordBytes = 4;
 constexpr int64_t kLaneBytes = 64;  // one dword per row of the group
+constexpr int64_t kHalfBytes = 2;
 
-// Where a block's codes and scale lie in its plain form, and how its code dwords are stored.
-struct BlockShape {
-  int64_t block_bytes;
-  int64_t code_dwords;
-  uint8_t code_offset;  // added to every code byte: q8_0's signed codes become unsigned
+// A span of a block's bytes that a record stores dword-interleaved.
+struct DwordRun {
+  int64_t offset;       // in the plain block
+  int64_t dwords;
+  uint8_t code_offset;  // added to every byte: q8_0's signed codes become unsigned
+  // Adding 128 to a byte is flipping its top bit, so a whole dword takes one xor.
   uint32_t dword_offset() const { return code_offset * 0x01010101u; }
 };
 
-BlockShape block_shape(ElementType type) {
-  if (type == ElementType::q8_0) return {sizeof(quant::BlockQ8_0), quant::kQK8_0 / 4, 0x80};
-  return {sizeof(quant::BlockQ4_0), quant::kQK4_0 / 8, 0};
+// Where a block's parts lie in its plain form, in the order a record stores them: the
+// dword runs, then the f16 fields (one 16-row array each).
+struct RecordShape {
+  int64_t block_bytes;
+  std::vector<DwordRun> runs;
+  std::vector<int64_t> half_offsets;
+};
+
+RecordShape record_shape(ElementType type) {
+  switch (type) {
+    case ElementType::q8_0: return {sizeof(quant::BlockQ8_0), {{offsetof(quant::BlockQ8_0, qs), quant::kQK8_0 / 4, 0x80}}, {0}};
+    case ElementType::q4_k:
+      return {sizeof(quant::BlockQ4_K),
+              {{offsetof(quant::BlockQ4_K, qs), quant::kQK_K / 8, 0}, {offsetof(quant::BlockQ4_K, scales), 3, 0}},
+              {offsetof(quant::BlockQ4_K, d), offsetof(quant::BlockQ4_K, dmin)}};
+    case ElementType::q6_k:
+      return {sizeof(quant::BlockQ6_K),
+              {{offsetof(quant::BlockQ6_K, ql), quant::kQK_K / 8, 0},
+               {offsetof(quant::BlockQ6_K, qh), quant::kQK_K / 16, 0},
+               {offsetof(quant::BlockQ6_K, scales), quant::kQK_K / 64, 0}},
+              {offsetof(quant::BlockQ6_K, d)}};
+    default: return {sizeof(quant::BlockQ4_0), {{offsetof(quant::BlockQ4_0, qs), quant::kQK4_0 / 8, 0}}, {0}};
+  }
 }
 
-constexpr int64_t kScaleBytes = 2;  // both formats start with their f16 scale d
-
-void interleave_record(const BlockShape& shape, const std::byte* const (&blocks)[kInterleavedRows], std::byte* out) {
-  // Adding 128 to a byte is flipping its top bit, so a whole dword takes one xor.
-  const uint32_t offset = shape.dword_offset();
-  for (int64_t i = 0; i < shape.code_dwords; ++i)
-    for (int64_t j = 0; j < kInterleavedRows; ++j) {
-      uint32_t dword;
-      std::memcpy(&dword, blocks[j] + kScaleBytes + i * kDwordBytes, kDwordBytes);
-      dword ^= offset;
-      std::memcpy(out + i * kLaneBytes + j * kDwordBytes, &dword, kDwordBytes);
-    }
-  std::byte* scales = out + shape.code_dwords * kLaneBytes;
-  for (int64_t j = 0; j < kInterleavedRows; ++j) std::memcpy(scales + j * kScaleBytes, blocks[j], kScaleBytes);
+void interleave_record(const RecordShape& shape, const std::byte* const (&blocks)[kInterleavedRows], std::byte* out) {
+  for (const DwordRun& run : shape.runs) {
+    for (int64_t i = 0; i < run.dwords; ++i)
+      for (int64_t j = 0; j < kInterleavedRows; ++j) {
+        uint32_t dword;
+        std::memcpy(&dword, blocks[j] + run.offset + i * kDwordBytes, kDwordBytes);
+        dword ^= run.dword_offset();
+        std::memcpy(out + i * kLaneBytes + j * kDwordBytes, &dword, kDwordBytes);
+      }
+    out += run.dwords * kLaneBytes;
+  }
+  for (const int64_t offset : shape.half_offsets) {
+    for (int64_t j = 0; j < kInterleavedRows; ++j) std::memcpy(out + j * kHalfBytes, blocks[j] + offset, kHalfBytes);
+    out += kInterleavedRows * kHalfBytes;
+  }
 }
 
 // Row j of a record back in its plain block form: interleave_record undone.
-void deinterleave_block(const BlockShape& shape, const std::byte* record, int64_t j, std::byte* block) {
-  const uint32_t offset = shape.dword_offset();
-  std::memcpy(block, record + shape.code_dwords * kLaneBytes + j * kScaleBytes, kScaleBytes);
-  for (int64_t i = 0; i < shape.code_dwords; ++i) {
-    uint32_t dword;
-    std::memcpy(&dword, record + i * kLaneBytes + j * kDwordBytes, kDwordBytes);
-    dword ^= offset;
-    std::memcpy(block + kScaleBytes + i * kDwordBytes, &dword, kDwordBytes);
+void deinterleave_block(const RecordShape& shape, const std::byte* record, int64_t j, std::byte* block) {
+  for (const DwordRun& run : shape.runs) {
+    for (int64_t i = 0; i < run.dwords; ++i) {
+      uint32_t dword;
+      std::memcpy(&dword, record + i * kLaneBytes + j * kDwordBytes, kDwordBytes);
+      dword ^= run.dword_offset();
+      std::memcpy(block + run.offset + i * kDwordBytes, &dword, kDwordBytes);
+    }
+    record += run.dwords * kLaneBytes;
+  }
+  for (const int64_t offset : shape.half_offsets) {
+    std::memcpy(block + offset, record + j * kHalfBytes, kHalfBytes);
+    record += kInterleavedRows * kHalfBytes;
   }
 }
 
@@ -60,7 +89,7 @@ void deinterleave_block(const BlockShape& shape, const std::byte* record, int64_
 template <ElementType kType>
 void interleaved_tile_scalar(const void* w, int64_t w_stride, int64_t rows, const void* a, int64_t a_stride,
                              int64_t cols, int64_t blocks, float* y, int64_t ldy) {
-  const BlockShape shape = block_shape(kType);
+  const RecordShape shape = record_shape(kType);
   const QuantizedTile plain_tile = quantized_tile(kType, Isa::scalar);
   std::vector<std::byte> plain(static_cast<size_t>(kInterleavedRows * w_stride));
   for (int64_t first = 0; first < rows; first += kInterleavedRows) {
@@ -77,7 +106,8 @@ void interleaved_tile_scalar(const void* w, int64_t w_stride, int64_t rows, cons
 }  // namespace
 
 bool interleaving_pays(ElementType type, Isa isa) {
-  return isa == Isa::avx512_vnni && (type == ElementType::q8_0 || type == ElementType::q4_0);
+  return isa == Isa::avx512_vnni && (type == ElementType::q8_0 || type == ElementType::q4_0 ||
+                                     type == ElementType::q4_k || type == ElementType::q6_k);
 }
 
 int64_t interleaved_bytes(ElementType type, int64_t rows, int64_t in_features) {
@@ -86,11 +116,11 @@ int64_t interleaved_bytes(ElementType type, int64_t rows, int64_t in_features) {
 }
 
 void interleave_rows(ElementType type, const void* weight, int64_t rows, int64_t in_features, void* out) {
-  const BlockShape shape = block_shape(type);
+  const RecordShape shape = record_shape(type);
   const int64_t row_bytes = element_row_bytes(type, in_features);
   const int64_t blocks = in_features / block_elements(type);
   const int64_t groups = (rows + kInterleavedRows - 1) / kInterleavedRows;
-  const std::byte zero_block[sizeof(quant::BlockQ8_0)] = {};
+  const std::byte zero_block[sizeof(quant::BlockQ6_K)] = {};
   const auto* plain = static_cast<const std::byte*>(weight);
 #pragma omp parallel for num_threads(threads()) schedule(static)
   for (int64_t g = 0; g < groups; ++g) {
@@ -107,10 +137,16 @@ void interleave_rows(ElementType type, const void* weight, int64_t rows, int64_t
 }
 
 QuantizedTile interleaved_tile(ElementType type, Isa isa) {
-  if (interleaving_pays(type, isa)) return x86::blocks32_interleaved_tile_avx512vnni(type);
+  if (interleaving_pays(type, isa)) {
+    if (type == ElementType::q4_k) return x86::tile_q4_k_interleaved_avx512vnni;
+    if (type == ElementType::q6_k) return x86::tile_q6_k_interleaved_avx512vnni;
+    return x86::blocks32_interleaved_tile_avx512vnni(type);
+  }
   switch (type) {
     case ElementType::q8_0: return interleaved_tile_scalar<ElementType::q8_0>;
     case ElementType::q4_0: return interleaved_tile_scalar<ElementType::q4_0>;
+    case ElementType::q4_k: return interleaved_tile_scalar<ElementType::q4_k>;
+    case ElementType::q6_k: return interleaved_tile_scalar<ElementType::q6_k>;
     default: return nullptr;
   }
 }

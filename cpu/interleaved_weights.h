@@ -1,14 +1,17 @@
-// The interleaved weight layout: q8_0 and q4_0 matrices rearranged once (when a model's
-// weights first meet the CPU) so the 512-bit VNNI kernel reads them as one forward stream
-// with no transposing. The plain GGUF rows stay the format on disk and for every other
-// consumer; only cpu::quantized_matmul reads this layout.
+// The interleaved weight layout: q8_0, q4_0, q4_K and q6_K matrices rearranged once (when a
+// model's weights first meet the CPU) so the 512-bit VNNI kernels read them as one forward
+// stream with no transposing. The plain GGUF rows stay the format on disk and for every
+// other consumer; only cpu::quantized_matmul reads this layout.
 //
 // Rows go in groups of kInterleavedRows (the last group padded with zero rows). For each
 // group and each block index b there is one record of kInterleavedRows × the block's
 // bytes: the group's codes, dword-interleaved (dword i of row j at byte 64 i + 4 j; q4_0
 // has 4 dwords of packed nibbles per row, q8_0 8 dwords of codes offset by +128 to
-// unsigned bytes), then the group's 16 f16 scales. A group therefore takes exactly the
-// bytes of its rows in the plain layout and starts where its first row would.
+// unsigned bytes; the K-quants interleave each part of their block as such a run in turn:
+// q4_K its 32 dwords of packed nibbles, then its 12 packed scale bytes as 3 dwords; q6_K
+// its 32 ql, 16 qh and 4 scale dwords), then each f16 field of the block as an array of
+// 16 (the scales d; for q4_K then dmin). A group therefore takes exactly the bytes of its
+// rows in the plain layout and starts where its first row would.
 #pragma once
 
 #include <cstdint>
@@ -21,23 +24,29 @@ namespace ember::cpu {
 
 inline constexpr int64_t kInterleavedRows = 16;
 
-// Whether weights of `type` run faster interleaved on `isa` (avx512_vnni: q8_0, q4_0),
+// Whether weights of `type` run faster interleaved on `isa` (avx512_vnni: q8_0, q4_0, q4_K, q6_K),
 // which is when rearranging them pays.
 bool interleaving_pays(ElementType type, Isa isa);
 
 // Bytes of `rows` rows of `in_features` elements in the layout: a whole number of groups.
 int64_t interleaved_bytes(ElementType type, int64_t rows, int64_t in_features);
 
-// Writes plain rows `weight` (q8_0 or q4_0) into `out` (interleaved_bytes long) in the layout.
+// Writes plain rows `weight` (q8_0, q4_0, q4_K or q6_K) into `out` (interleaved_bytes long) in the layout.
 void interleave_rows(ElementType type, const void* weight, int64_t rows, int64_t in_features, void* out);
 
 // The QuantizedTile over the layout for `type` on `isa` (a plain C++ one where the ISA has
 // none, for tests that force a lower ISA): `w` addresses the tile's first group and
-// w_stride is a plain row's bytes. Same bits as the plain layout's tile on any ISA.
+// w_stride is a plain row's bytes. q8_0 and q4_0 give the same bits as the plain layout's
+// tile on any ISA; q4_K and q6_K those of the plain C++ tile, whose integer sums and float
+// order their kernels keep.
 QuantizedTile interleaved_tile(ElementType type, Isa isa);
 
 namespace x86 {
 QuantizedTile blocks32_interleaved_tile_avx512vnni(ElementType weight_type);
-}
+void tile_q4_k_interleaved_avx512vnni(const void* w, int64_t w_stride, int64_t rows, const void* a, int64_t a_stride,
+                                      int64_t cols, int64_t blocks, float* y, int64_t ldy);
+void tile_q6_k_interleaved_avx512vnni(const void* w, int64_t w_stride, int64_t rows, const void* a, int64_t a_stride,
+                                      int64_t cols, int64_t blocks, float* y, int64_t ldy);
+}  // namespace x86
 
 }  // namespace ember::cpu

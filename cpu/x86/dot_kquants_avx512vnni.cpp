@@ -8,9 +8,12 @@
 // moves the accumulators to the stack, which halves the speed.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "cpu/dot_kquants.h"
+#include "cpu/interleaved_weights.h"
 #include "cpu/x86/dot_kquants_common.h"
 #include "quant/block_formats.h"
 
@@ -237,6 +240,236 @@ struct Q6K {
   }
 };
 
+// What the interleaved K-quant kernels below share. Records ahead that decoding
+// prefetches: 4.6 KB of q4_K, 6.7 KB of q6_K, about as far as the blocks32 records reach.
+constexpr int64_t kPrefetchRecords = 2;
+
+template <int64_t kRecordBytes>
+[[gnu::always_inline]] inline void prefetch_record(const char* record) {
+  for (int64_t line = 0; line < kRecordBytes; line += 64) _mm_prefetch(record + line, _MM_HINT_T0);
+}
+
+__m512i broadcast_dword(const int8_t* p) {
+  int32_t value;
+  std::memcpy(&value, p, sizeof value);
+  return _mm512_set1_epi32(value);
+}
+
+// A vpshufb control repeated in every 128-bit lane: dword m takes the bytes lane(m) names.
+template <class Lane>
+__m512i dword_shuffle(Lane lane) {
+  return _mm512_set4_epi32(static_cast<int>(lane(3)), static_cast<int>(lane(2)), static_cast<int>(lane(1)),
+                           static_cast<int>(lane(0)));
+}
+
+// Byte k of every dword of v, zero-extended to the dword.
+__m512i byte_of_each_dword(__m512i v, int k) {
+  return _mm512_shuffle_epi8(v, dword_shuffle([k](int m) { return 0x80808000u | static_cast<uint32_t>(4 * m + k); }));
+}
+
+// Byte k of every dword of v, sign-extended to the dword.
+__m512i signed_byte_of_each_dword(__m512i v, int k) {
+  return _mm512_srai_epi32(
+      _mm512_shuffle_epi8(v, dword_shuffle([k](int m) { return 0x00808080u | static_cast<uint32_t>(4 * m + k) << 24; })),
+      24);
+}
+
+// Bytes k and k + 1 of every dword of v as its two 16-bit words, zero-extended.
+__m512i byte_pair_of_each_dword(__m512i v, int k) {
+  return _mm512_shuffle_epi8(v, dword_shuffle([k](int m) {
+                               const auto at = static_cast<uint32_t>(4 * m + k);
+                               return 0x80008000u | at | (at + 1) << 16;
+                             }));
+}
+
+// Bytes k and k + 1 of every dword of v as its two 16-bit words, sign-extended.
+__m512i signed_byte_pair_of_each_dword(__m512i v, int k) {
+  return _mm512_srai_epi16(_mm512_shuffle_epi8(v, dword_shuffle([k](int m) {
+                                                 const auto at = static_cast<uint32_t>(4 * m + k);
+                                                 return 0x00800080u | at << 8 | (at + 1) << 24;
+                                               })),
+                           8);
+}
+
+template <int kCols>
+void store_lanes(const __m512 (&acc)[kCols], int rows, float* y, int64_t ldy) {
+  const auto present = static_cast<__mmask16>((1u << rows) - 1);
+  for (int c = 0; c < kCols; ++c) _mm512_mask_storeu_ps(y + c * ldy, present, acc[c]);
+}
+
+// q4_K in cpu/interleaved_weights.h's layout: sixteen weight rows down the lanes of a
+// vector, one record (a super-block of all sixteen) read as a single forward stream. Per
+// lane, eight vpdpbusd give a sub-block's integer dot, a vpmulld by the lane's 6-bit
+// scale adds it to the block's total, and four vpdpwssd sum its mins against the
+// activations' sub-block sums: the plain C++ kernel's exact integers, combined in its
+// float order (scale · total − min_scale · mins per block), so both give the same bits.
+// Per weight this is about half the work of the row-per-vector Q4K above, which decoding
+// on few cores is bound by.
+struct Q4KInterleaved {
+  static constexpr int kLanes = kInterleavedRows;
+  // Activation rows per pass over a slab's records: their sums, totals and accumulators
+  // stay in registers.
+  static constexpr int kColumnGroup = 4;
+  static constexpr int64_t kRecordBytes = kLanes * static_cast<int64_t>(sizeof(BlockQ4_K));
+  static constexpr int64_t kCodeDwords = quant::kQK_K / 8;
+  static constexpr int64_t kScalesAt = 64 * kCodeDwords;
+  static constexpr int64_t kHalvesAt = kScalesAt + 64 * 3;
+
+  template <int kCols>
+  static void run(const char* records, int rows, const uint8_t* a, int64_t a_stride, int64_t blocks, float* y,
+                  int64_t ldy) {
+    const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
+    const __m512i six_bits = _mm512_set1_epi8(0x3f);
+    const __m512i top_bits = _mm512_set1_epi8(0x30);
+    __m512 acc[kCols];
+    for (auto& v : acc) v = _mm512_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const char* record = records + b * kRecordBytes;
+      if constexpr (kCols == 1) prefetch_record<kRecordBytes>(record + kPrefetchRecords * kRecordBytes);
+      // The 12 scale bytes of block_formats.h, lane by lane: scales 0-3 and 4-7, mins 0-3 and 4-7.
+      const __m512i packed[3] = {_mm512_loadu_si512(record + kScalesAt), _mm512_loadu_si512(record + kScalesAt + 64),
+                                 _mm512_loadu_si512(record + kScalesAt + 128)};
+      const __m512i scales[2] = {
+          _mm512_and_si512(packed[0], six_bits),
+          _mm512_or_si512(_mm512_and_si512(packed[2], low_nibbles),
+                          _mm512_and_si512(_mm512_srli_epi32(packed[0], 2), top_bits))};
+      const __m512i mins[2] = {
+          _mm512_and_si512(packed[1], six_bits),
+          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(packed[2], 4), low_nibbles),
+                          _mm512_and_si512(_mm512_srli_epi32(packed[1], 2), top_bits))};
+
+      const BlockQ8_K* x[kCols];
+      __m512i totals[kCols];
+      for (int c = 0; c < kCols; ++c) {
+        x[c] = reinterpret_cast<const BlockQ8_K*>(a + c * a_stride) + b;
+        totals[c] = _mm512_setzero_si512();
+      }
+#pragma GCC unroll 4
+      for (int group = 0; group < 4; ++group) {
+        __m512i low_sums[kCols], high_sums[kCols];
+        for (int c = 0; c < kCols; ++c) low_sums[c] = high_sums[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) {
+          const __m512i codes = _mm512_loadu_si512(record + 64 * (8 * group + i));
+          const __m512i low = _mm512_and_si512(codes, low_nibbles);
+          const __m512i high = _mm512_and_si512(_mm512_srli_epi16(codes, 4), low_nibbles);
+          for (int c = 0; c < kCols; ++c) {
+            const int8_t* q = x[c]->qs + 64 * group + 4 * i;
+            low_sums[c] = _mm512_dpbusd_epi32(low_sums[c], low, broadcast_dword(q));
+            high_sums[c] = _mm512_dpbusd_epi32(high_sums[c], high, broadcast_dword(q + 32));
+          }
+        }
+        const __m512i low_scale = byte_of_each_dword(scales[group / 2], 2 * (group % 2));
+        const __m512i high_scale = byte_of_each_dword(scales[group / 2], 2 * (group % 2) + 1);
+        for (int c = 0; c < kCols; ++c)
+          totals[c] = _mm512_add_epi32(_mm512_add_epi32(totals[c], _mm512_mullo_epi32(low_sums[c], low_scale)),
+                                       _mm512_mullo_epi32(high_sums[c], high_scale));
+      }
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(record + kHalvesAt)));
+      const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(record + kHalvesAt + 32)));
+      for (int c = 0; c < kCols; ++c) {
+        // Sub-block sums 2t and 2t + 1 as the words of dword t.
+        const __m256i group_sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[c]->bsums));
+        alignas(16) int32_t pair_sums[4];
+        _mm_store_si128(reinterpret_cast<__m128i*>(pair_sums),
+                        _mm_hadd_epi16(_mm256_castsi256_si128(group_sums), _mm256_extracti128_si256(group_sums, 1)));
+        __m512i offsets = _mm512_setzero_si512();
+        for (int t = 0; t < 4; ++t)
+          offsets = _mm512_dpwssd_epi32(offsets, byte_pair_of_each_dword(mins[t / 2], 2 * (t % 2)),
+                                        _mm512_set1_epi32(pair_sums[t]));
+        const __m512 activation_scale = _mm512_set1_ps(x[c]->d);
+        const __m512 scaled = _mm512_mul_ps(_mm512_mul_ps(activation_scale, d), _mm512_cvtepi32_ps(totals[c]));
+        const __m512 offset = _mm512_mul_ps(_mm512_mul_ps(activation_scale, dmin), _mm512_cvtepi32_ps(offsets));
+        acc[c] = _mm512_add_ps(acc[c], _mm512_sub_ps(scaled, offset));
+      }
+    }
+    store_lanes(acc, rows, y, ldy);
+  }
+};
+
+// q6_K in the same layout: a record holds each row's 32 ql dwords, 16 qh dwords and 4
+// scale dwords, dword-interleaved, then the 16 d. One ql dword from each half of a half
+// block's 64 ql bytes and the qh dword beside them give four vectors of codes, 32 weights
+// apart; four vpdpbusd of a vector finish a 16-element sub-block, and a vpmulld by its
+// signed scale adds it to the block's total. The +32 code offset comes off once per
+// block: eight vpdpwssd of the scales against the activation group sums. Exact integers
+// in the plain C++ kernel's float order again, so the bits are that kernel's.
+struct Q6KInterleaved {
+  static constexpr int kLanes = kInterleavedRows;
+  static constexpr int kColumnGroup = 4;
+  static constexpr int64_t kRecordBytes = kLanes * static_cast<int64_t>(sizeof(BlockQ6_K));
+  static constexpr int64_t kHighBitsAt = 64 * 32;
+  static constexpr int64_t kScalesAt = kHighBitsAt + 64 * 16;
+  static constexpr int64_t kHalvesAt = kScalesAt + 64 * 4;
+
+  template <int kCols>
+  static void run(const char* records, int rows, const uint8_t* a, int64_t a_stride, int64_t blocks, float* y,
+                  int64_t ldy) {
+    const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
+    const __m512i top_bits = _mm512_set1_epi8(0x30);
+    constexpr int kSelectOr = 0xea;  // (x & top_bits) | y
+    __m512 acc[kCols];
+    for (auto& v : acc) v = _mm512_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const char* record = records + b * kRecordBytes;
+      if constexpr (kCols == 1) prefetch_record<kRecordBytes>(record + kPrefetchRecords * kRecordBytes);
+      const __m512i scales[4] = {
+          _mm512_loadu_si512(record + kScalesAt), _mm512_loadu_si512(record + kScalesAt + 64),
+          _mm512_loadu_si512(record + kScalesAt + 128), _mm512_loadu_si512(record + kScalesAt + 192)};
+      const BlockQ8_K* x[kCols];
+      __m512i totals[kCols];
+      for (int c = 0; c < kCols; ++c) {
+        x[c] = reinterpret_cast<const BlockQ8_K*>(a + c * a_stride) + b;
+        // Σ scale · 32 · group sum, taken off at the start.
+        __m512i offsets = _mm512_setzero_si512();
+        for (int t = 0; t < 8; ++t) {
+          int32_t pair;
+          std::memcpy(&pair, x[c]->bsums + 2 * t, sizeof pair);
+          offsets = _mm512_dpwssd_epi32(offsets, signed_byte_pair_of_each_dword(scales[t / 2], 2 * (t % 2)),
+                                        _mm512_set1_epi32(pair));
+        }
+        totals[c] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(offsets, 5));
+      }
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half)
+#pragma GCC unroll 2
+        for (int quarter = 0; quarter < 2; ++quarter) {
+          // sums[k]: sub-block 8 half + 2 k + quarter, the weights 32 k on from 128 half + 16 quarter.
+          __m512i sums[4][kCols];
+          for (auto& per_part : sums)
+            for (auto& v : per_part) v = _mm512_setzero_si512();
+#pragma GCC unroll 4
+          for (int i = 4 * quarter; i < 4 * quarter + 4; ++i) {
+            const __m512i first = _mm512_loadu_si512(record + 64 * (16 * half + i));
+            const __m512i second = _mm512_loadu_si512(record + 64 * (16 * half + 8 + i));
+            const __m512i high = _mm512_loadu_si512(record + kHighBitsAt + 64 * (8 * half + i));
+            const __m512i codes[4] = {
+                _mm512_ternarylogic_epi32(_mm512_slli_epi16(high, 4), top_bits, _mm512_and_si512(first, low_nibbles),
+                                          kSelectOr),
+                _mm512_ternarylogic_epi32(_mm512_slli_epi16(high, 2), top_bits, _mm512_and_si512(second, low_nibbles),
+                                          kSelectOr),
+                _mm512_ternarylogic_epi32(high, top_bits,
+                                          _mm512_and_si512(_mm512_srli_epi16(first, 4), low_nibbles), kSelectOr),
+                _mm512_ternarylogic_epi32(_mm512_srli_epi16(high, 2), top_bits,
+                                          _mm512_and_si512(_mm512_srli_epi16(second, 4), low_nibbles), kSelectOr)};
+            for (int k = 0; k < 4; ++k)
+              for (int c = 0; c < kCols; ++c)
+                sums[k][c] = _mm512_dpbusd_epi32(sums[k][c], codes[k], broadcast_dword(x[c]->qs + 128 * half + 32 * k + 4 * i));
+          }
+          for (int k = 0; k < 4; ++k) {
+            const int sub_block = 8 * half + 2 * k + quarter;
+            const __m512i scale = signed_byte_of_each_dword(scales[sub_block / 4], sub_block % 4);
+            for (int c = 0; c < kCols; ++c) totals[c] = _mm512_add_epi32(totals[c], _mm512_mullo_epi32(sums[k][c], scale));
+          }
+        }
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(record + kHalvesAt)));
+      for (int c = 0; c < kCols; ++c)
+        acc[c] = _mm512_add_ps(acc[c], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(x[c]->d), d), _mm512_cvtepi32_ps(totals[c])));
+    }
+    store_lanes(acc, rows, y, ldy);
+  }
+};
+
 // At most four rows: q4_K keeps one row per 128-bit lane of its scale vectors. 4 x 4
 // measured at least as fast as 4 x 2, 2 x 4, 3 x 4 and 4 x 3.
 constexpr int kMaxRows = 4;
@@ -253,6 +486,42 @@ void tile_q4_k_avx512vnni(const void* w, int64_t w_stride, int64_t rows, const v
 void tile_q6_k_avx512vnni(const void* w, int64_t w_stride, int64_t rows, const void* a, int64_t a_stride,
                           int64_t cols, int64_t blocks, float* y, int64_t ldy) {
   tile<Q6K, kMaxRows, kMaxCols, kDecodeRows>(w, w_stride, rows, a, a_stride, cols, blocks, y, ldy);
+}
+
+// The last cols (< kColumnGroup) activation rows of a slab.
+template <class Kernel, int kCols = Kernel::kColumnGroup - 1>
+void interleaved_column_tail(const char* records, int rows, const uint8_t* a, int64_t a_stride, int64_t cols,
+                             int64_t blocks, float* y, int64_t ldy) {
+  if constexpr (kCols > 0) {
+    if (cols == kCols) return Kernel::template run<kCols>(records, rows, a, a_stride, blocks, y, ldy);
+    interleaved_column_tail<Kernel, kCols - 1>(records, rows, a, a_stride, cols, blocks, y, ldy);
+  }
+}
+
+template <class Kernel>
+void interleaved_k_tile(const void* w, int64_t w_stride, int64_t rows, const void* a, int64_t a_stride, int64_t cols,
+                        int64_t blocks, float* y, int64_t ldy) {
+  const auto* activations = static_cast<const uint8_t*>(a);
+  for (int64_t r = 0; r < rows; r += Kernel::kLanes) {
+    const char* records = static_cast<const char*>(w) + r * w_stride;
+    const int present = static_cast<int>(std::min<int64_t>(Kernel::kLanes, rows - r));
+    int64_t c = 0;
+    for (; c + Kernel::kColumnGroup <= cols; c += Kernel::kColumnGroup)
+      Kernel::template run<Kernel::kColumnGroup>(records, present, activations + c * a_stride, a_stride, blocks,
+                                                 y + c * ldy + r, ldy);
+    interleaved_column_tail<Kernel>(records, present, activations + c * a_stride, a_stride, cols - c, blocks,
+                                    y + c * ldy + r, ldy);
+  }
+}
+
+void tile_q4_k_interleaved_avx512vnni(const void* w, int64_t w_stride, int64_t rows, const void* a, int64_t a_stride,
+                                      int64_t cols, int64_t blocks, float* y, int64_t ldy) {
+  interleaved_k_tile<Q4KInterleaved>(w, w_stride, rows, a, a_stride, cols, blocks, y, ldy);
+}
+
+void tile_q6_k_interleaved_avx512vnni(const void* w, int64_t w_stride, int64_t rows, const void* a, int64_t a_stride,
+                                      int64_t cols, int64_t blocks, float* y, int64_t ldy) {
+  interleaved_k_tile<Q6KInterleaved>(w, w_stride, rows, a, a_stride, cols, blocks, y, ldy);
 }
 
 }  // namespace ember::cpu::x86

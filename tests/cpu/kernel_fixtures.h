@@ -6,12 +6,25 @@
 #include <vector>
 
 #include "cpu/element_type.h"
+#include "cpu/isa.h"
 #include "cpu/threads.h"
 #include "quant/bf16.h"
 #include "quant/f16.h"
 #include "test_util.h"
 
 namespace ember::testing {
+
+// The kernels' ISA lowered to `isa` (or the best supported level below it) for a scope.
+class ForcedIsa {
+ public:
+  explicit ForcedIsa(cpu::Isa isa) : saved_(cpu::active_isa()) { cpu::force_isa(isa); }
+  ~ForcedIsa() { cpu::force_isa(saved_); }
+  ForcedIsa(const ForcedIsa&) = delete;
+  ForcedIsa& operator=(const ForcedIsa&) = delete;
+
+ private:
+  cpu::Isa saved_;
+};
 
 // A weight matrix in one storage type, with the f32 values its elements decode to, so the
 // reference multiplies exactly the rounded weights the kernel sees.

@@ -14,6 +14,7 @@
 #include "quant/block_formats.h"
 #include "quant/f16.h"
 #include "quant/quantize.h"
+#include "cpu/kernel_fixtures.h"
 #include "test_util.h"
 
 namespace ember::cpu {
@@ -24,17 +25,6 @@ using quant::BlockQ6_K;
 using quant::BlockQ8_K;
 using quant::kQK_K;
 using testing::SeededRng;
-
-class ForcedIsa {
- public:
-  explicit ForcedIsa(Isa isa) : saved_(active_isa()) { force_isa(isa); }
-  ~ForcedIsa() { force_isa(saved_); }
-  ForcedIsa(const ForcedIsa&) = delete;
-  ForcedIsa& operator=(const ForcedIsa&) = delete;
-
- private:
-  Isa saved_;
-};
 
 // Rows of floats that stress the formats: plain normal rows, rows whose sub-blocks span
 // six decades, rows so small that the f16 scales go subnormal or to zero, rows whose
@@ -200,7 +190,7 @@ void expect_same_bits(const std::vector<float>& actual, const std::vector<float>
 }
 
 void check_problem(Isa isa, SeededRng& rng, ElementType type, int64_t rows, int64_t cols, int64_t blocks) {
-  const ForcedIsa forced(isa);
+  const testing::ForcedIsa forced(isa);
   const QuantizedTile tile = kquants_tile(type, active_isa());
   ASSERT_NE(tile, nullptr);
   const Problem p = make_problem(rng, type, rows, cols, blocks);
@@ -253,7 +243,7 @@ TEST_P(DotKQuants, DriverShapesOnEveryIsa) {
 TEST_P(DotKQuants, ZeroBlocksWriteZeros) {
   SeededRng rng;
   for (Isa isa : supported_isas()) {
-    const ForcedIsa forced(isa);
+    const testing::ForcedIsa forced(isa);
     const Problem p = make_problem(rng, GetParam(), 5, 3, 1);
     std::vector<float> y = testing::poisoned(15);
     kquants_tile(GetParam(), active_isa())(weight_row(p, 0), p.weights.stride, 5, activation_row(p, 0),

@@ -1,7 +1,7 @@
 // The interleaved weight layout (cpu/interleaved_weights.h): every ISA's tile over it gives
-// the same bits as the plain layout's tile, for row counts on and off the 16-row groups,
-// tiles that start at a later group, poisoned padding and output gaps; quantized_matmul
-// gives the same bits through either layout, on any thread count.
+// the same bits as the plain layout's plain C++ tile, for row counts on and off the 16-row
+// groups, tiles that start at a later group, poisoned padding and output gaps;
+// quantized_matmul gives those bits through the layout on any thread count.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -22,7 +22,7 @@ namespace {
 
 using testing::SeededRng;
 
-constexpr ElementType kTypes[] = {ElementType::q8_0, ElementType::q4_0};
+constexpr ElementType kTypes[] = {ElementType::q8_0, ElementType::q4_0, ElementType::q4_k, ElementType::q6_k};
 
 std::string name(ElementType type) { return std::string(dtype_name(to_dtype(type))); }
 
@@ -42,7 +42,7 @@ struct Layouts {
 
 Layouts make_layouts(SeededRng& rng, ElementType type, int64_t rows, int64_t blocks) {
   Layouts out{type, rows, blocks, {}, {}};
-  const int64_t length = blocks * 32;
+  const int64_t length = blocks * block_elements(type);
   out.plain = quantized(to_dtype(type), rng.normal(static_cast<size_t>(rows * length)), rows, length);
   out.interleaved.assign(static_cast<size_t>(interleaved_bytes(type, rows, length)), 0xAB);
   interleave_rows(type, out.plain.data(), rows, length, out.interleaved.data());
@@ -53,8 +53,9 @@ Layouts make_layouts(SeededRng& rng, ElementType type, int64_t rows, int64_t blo
 // rows, ldy = rows + 3 so each column leaves a poisoned gap.
 std::vector<float> run(QuantizedTile tile, const unsigned char* weights, int64_t first_row, int64_t rows,
                        const Layouts& w, const std::vector<unsigned char>& a, int64_t cols) {
-  const int64_t w_stride = element_row_bytes(w.type, w.blocks * 32);
-  const int64_t a_stride = row_bytes(activation_dtype(w.type), w.blocks * 32);
+  const int64_t length = w.blocks * block_elements(w.type);
+  const int64_t w_stride = element_row_bytes(w.type, length);
+  const int64_t a_stride = row_bytes(activation_dtype(w.type), length);
   std::vector<float> y = testing::poisoned(static_cast<size_t>(cols * (rows + 3)));
   tile(weights + first_row * w_stride, w_stride, rows, a.data(), a_stride, cols, w.blocks, y.data(), rows + 3);
   return y;
@@ -66,10 +67,11 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 
 TEST(InterleavedWeights, TakeThePlainRowsBytesRoundedUpToWholeGroups) {
   for (ElementType type : kTypes) {
-    const int64_t row = element_row_bytes(type, 64);
-    EXPECT_EQ(interleaved_bytes(type, 16, 64), 16 * row) << name(type);
-    EXPECT_EQ(interleaved_bytes(type, 17, 64), 32 * row) << name(type);
-    EXPECT_EQ(interleaved_bytes(type, 1, 64), 16 * row) << name(type);
+    const int64_t length = 2 * block_elements(type);
+    const int64_t row = element_row_bytes(type, length);
+    EXPECT_EQ(interleaved_bytes(type, 16, length), 16 * row) << name(type);
+    EXPECT_EQ(interleaved_bytes(type, 17, length), 32 * row) << name(type);
+    EXPECT_EQ(interleaved_bytes(type, 1, length), 16 * row) << name(type);
   }
 }
 
@@ -78,7 +80,7 @@ TEST(InterleavedWeights, PayOnlyWhereTheVnni512KernelReadsThem) {
     EXPECT_TRUE(interleaving_pays(type, Isa::avx512_vnni)) << name(type);
     for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx_vnni, Isa::avx512}) EXPECT_FALSE(interleaving_pays(type, isa));
   }
-  for (ElementType type : {ElementType::q4_1, ElementType::q4_k, ElementType::q6_k, ElementType::f16})
+  for (ElementType type : {ElementType::q4_1, ElementType::f16})
     EXPECT_FALSE(interleaving_pays(type, Isa::avx512_vnni)) << name(type);
 }
 
@@ -89,8 +91,8 @@ TEST(InterleavedWeights, EveryIsaTileGivesThePlainTilesBits) {
       for (int64_t blocks : {1, 3, 33})
         for (int64_t cols : {1, 2, 3, 4, 5, 9, 17}) {
           const Layouts w = make_layouts(rng, type, rows, blocks);
-          const auto a = quantized(activation_dtype(type), rng.normal(static_cast<size_t>(cols * blocks * 32)), cols,
-                                   blocks * 32);
+          const int64_t length = blocks * block_elements(type);
+          const auto a = quantized(activation_dtype(type), rng.normal(static_cast<size_t>(cols * length)), cols, length);
           const auto expected = run(quantized_tile(type, Isa::scalar), w.plain.data(), 0, rows, w, a, cols);
           for (Isa isa : supported_isas()) {
             SCOPED_TRACE(name(type) + " " + std::string(isa_name(isa)) + " rows " + std::to_string(rows) + " blocks " +
@@ -106,15 +108,18 @@ TEST(InterleavedWeights, EveryIsaTileGivesThePlainTilesBits) {
         }
 }
 
-TEST(InterleavedWeights, QuantizedMatmulGivesThePlainLayoutsBitsOnAnyThreadCount) {
+TEST(InterleavedWeights, QuantizedMatmulGivesThePlainCppBitsOnAnyThreadCount) {
   SeededRng rng;
   for (ElementType type : kTypes)
     for (int64_t rows : {1, 3, 37}) {
-      const int64_t in = 96, out = 45;
-      const Layouts w = make_layouts(rng, type, out, in / 32);
+      const int64_t in = 3 * block_elements(type), out = 45;
+      const Layouts w = make_layouts(rng, type, out, 3);
       const std::vector<float> x = rng.normal(static_cast<size_t>(rows * in));
       std::vector<float> plain = testing::poisoned(static_cast<size_t>(rows * out));
-      quantized_matmul(x.data(), rows, in, w.plain.data(), type, plain.data(), out);
+      {
+        const testing::ForcedIsa plain_cpp(Isa::scalar);
+        quantized_matmul(x.data(), rows, in, w.plain.data(), type, plain.data(), out);
+      }
       for (int threads : {1, 2, 3}) {
         testing::ThreadCount scope(threads);
         std::vector<float> interleaved = testing::poisoned(static_cast<size_t>(rows * out));

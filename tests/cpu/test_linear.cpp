@@ -76,15 +76,6 @@ constexpr ElementType kTypes[] = {ElementType::f32, ElementType::f16, ElementTyp
 constexpr Activation kActivations[] = {Activation::none, Activation::relu, Activation::gelu_tanh,
                                        Activation::gelu_erf, Activation::silu};
 
-class ForcedIsa {
- public:
-  explicit ForcedIsa(Isa isa) : saved_(active_isa()) { force_isa(isa); }
-  ~ForcedIsa() { force_isa(saved_); }
-
- private:
-  Isa saved_;
-};
-
 struct LinearShape {
   int64_t rows, in, out;
 };
@@ -118,7 +109,7 @@ TEST(Linear, EveryIsaPathMatchesReferenceForManyRows) {
   SeededRng rng;
   const LinearShape shapes[] = {{2, 1, 1}, {7, 31, 33}, {9, 257, 31}, {8, 700, 64}, {17, 513, 97}, {70, 300, 65}};
   for (Isa isa : supported_isas()) {
-    ForcedIsa forced(isa);
+    testing::ForcedIsa forced(isa);
     for (int count : {1, 2}) {
       ThreadCount scoped(count);
       for (const LinearShape& s : shapes)
@@ -155,7 +146,7 @@ std::vector<float> run_gemv(const Weights& w, const GemvShape& s, const std::vec
 TEST(Gemv, EveryIsaPathMatchesReferenceOnOneAndTwoThreads) {
   SeededRng rng;
   for (Isa isa : supported_isas()) {
-    ForcedIsa forced(isa);
+    testing::ForcedIsa forced(isa);
     ASSERT_EQ(active_isa(), isa);
     for (int count : {1, 2}) {
       ThreadCount scoped(count);
@@ -176,7 +167,7 @@ TEST(Gemv, EveryIsaPathMatchesReferenceOnOneAndTwoThreads) {
 TEST(Gemv, ThreadCountDoesNotChangeResults) {
   SeededRng rng;
   for (Isa isa : supported_isas()) {
-    ForcedIsa forced(isa);
+    testing::ForcedIsa forced(isa);
     for (ElementType type : kTypes) {
       SCOPED_TRACE(std::string(isa_name(active_isa())) + " " + type_name(type));
       const GemvShape s{1027, 1001};
