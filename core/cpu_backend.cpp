@@ -1,8 +1,10 @@
 // The CPU backend: turns graph nodes into calls of the cpu/ kernels.
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -152,7 +154,82 @@ class CpuBackend final : public Backend {
     return run_dense(node, in, out.value());
   }
 
+  // A layer's q, k and v (and its gate and up) read the same x: given together, their
+  // products run in one parallel region (cpu::quantized_linears), so the threads meet once
+  // for the group rather than once per product. The executor hands over such runs of
+  // consecutive nodes as a batch; anything else in a batch runs node by node.
+  size_t max_batch() const override { return 3; }
+  bool joins_batch(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const override {
+    return groups_as_linear(node, inputs) && std::none_of(from_batch.begin(), from_batch.end(), [](bool b) { return b; });
+  }
+  Status run_batch(std::span<const BatchItem> items) override {
+    for (size_t first = 0; first < items.size();) {
+      size_t end = first + 1;
+      if (groups_as_linear(*items[first].node, items[first].inputs))
+        while (end < items.size() && joins_linear(items[first], items[end])) ++end;
+      if (end - first == 1) {
+        EMBER_RETURN_IF_ERROR(run(*items[first].node, items[first].inputs, items[first].output));
+      } else {
+        EMBER_RETURN_IF_ERROR(run_linears(items.subspan(first, end - first)));
+      }
+      first = end;
+    }
+    return {};
+  }
+
  private:
+  // A linear of f32 x and a block-quantized 2-D weight.
+  static bool groups_as_linear(const Node& node, std::span<const Tensor> inputs) {
+    return node.op == Op::linear && inputs.size() >= 2 && inputs[0].defined() && inputs[0].dtype() == DType::f32 &&
+           inputs[1].defined() && inputs[1].rank() == 2 && cpu::is_block_quantized(element_type(inputs[1].dtype()));
+  }
+
+  // Whether `item` is a linear of the same x as `first` whose activations quantize alike.
+  static bool joins_linear(const BatchItem& first, const BatchItem& item) {
+    if (!groups_as_linear(*item.node, item.inputs)) return false;
+    const Tensor &x = first.inputs[0], &other_x = item.inputs[0];
+    return x.buffer() == other_x.buffer() && x.byte_offset() == other_x.byte_offset() && x.shape() == other_x.shape() &&
+           x.is_contiguous() && other_x.is_contiguous() && first.inputs[1].dim(1) == item.inputs[1].dim(1) &&
+           cpu::share_activations(element_type(first.inputs[1].dtype()), element_type(item.inputs[1].dtype()));
+  }
+
+  static Status run_linears(std::span<const BatchItem> items) {
+    auto x = host_input(items[0].inputs[0]);
+    if (!x) return x.status();
+    const int64_t in_features = items[0].inputs[1].dim(1);
+    std::vector<HostInput> held;  // the weights and biases read, alive until the products ran
+    held.reserve(2 * items.size());
+    std::vector<cpu::QuantizedLinear> linears;
+    for (const BatchItem& item : items) {
+      const Tensor& weight = item.inputs[1];
+      auto out = item.output.write<float>();
+      if (!out) return out.status();
+      cpu::QuantizedLinear linear;
+      linear.weight_type = element_type(weight.dtype());
+      linear.weight = interleaved_weight(weight);
+      linear.layout = linear.weight != nullptr ? cpu::WeightLayout::interleaved : cpu::WeightLayout::plain;
+      if (linear.weight == nullptr) {
+        auto plain = host_input(weight);
+        if (!plain) return plain.status();
+        linear.weight = plain->data;
+        held.push_back(std::move(plain.value()));
+      }
+      if (item.inputs.size() > 2 && item.inputs[2].defined()) {
+        auto bias = host_input(item.inputs[2]);
+        if (!bias) return bias.status();
+        linear.bias = static_cast<const float*>(bias->data);
+        held.push_back(std::move(bias.value()));
+      }
+      linear.act = cpu_activation(item.node->params.activation);
+      linear.y = out.value();
+      linear.out_features = weight.dim(0);
+      linears.push_back(linear);
+    }
+    const int64_t rows = in_features == 0 ? 0 : x->tensor.elements() / in_features;
+    cpu::quantized_linears(static_cast<const float*>(x->data), rows, in_features, linears);
+    return {};
+  }
+
   static Status binary(cpu::BinaryOp op, cpu::Activation post, std::span<const Tensor> inputs, const Tensor& output,
                        float* out) {
     auto a = inputs[0].read<float>();

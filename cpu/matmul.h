@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "cpu/activation.h"
 #include "cpu/element_type.h"
@@ -50,5 +51,29 @@ void gemv(const void* weight, ElementType weight_type, int64_t out_features, int
 // do not depend on the thread count.
 void quantized_matmul(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
                       float* y, int64_t out_features, WeightLayout layout = WeightLayout::plain);
+
+// One of several linears of the same x (a layer's q, k and v; its gate and up), each with
+// a block-type weight: y[rows, out_features] = act(x · Wᵀ + bias), bias may be null.
+struct QuantizedLinear {
+  const void* weight = nullptr;
+  ElementType weight_type = ElementType::q8_0;
+  WeightLayout layout = WeightLayout::plain;
+  const float* bias = nullptr;
+  Activation act = Activation::none;
+  float* y = nullptr;
+  int64_t out_features = 0;
+};
+
+// Whether quantized_linears can take `a` and `b` together: both block types whose
+// activations are quantized to the same format.
+bool share_activations(ElementType a, ElementType b);
+
+// linear() for each of `linears`, which must share_activations: x is quantized once and
+// the tiles of every product run in one parallel region, so the threads meet once per
+// group instead of once per product. The same bits as linear() for each.
+void quantized_linears(const float* x, int64_t rows, int64_t in_features, std::span<const QuantizedLinear> linears);
+
+// The products of quantized_linears, before any bias or activation.
+void quantized_matmul_group(const float* x, int64_t rows, int64_t in_features, std::span<const QuantizedLinear> products);
 
 }  // namespace ember::cpu

@@ -45,41 +45,96 @@ std::byte* activation_scratch(int64_t bytes) {
 
 }  // namespace
 
-void quantized_matmul(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
-                      float* y, int64_t out_features, WeightLayout layout) {
-  if (rows <= 0 || out_features <= 0) return;
-  const DType activation_type = activation_dtype(weight_type);
+bool share_activations(ElementType a, ElementType b) {
+  return is_block_quantized(a) && is_block_quantized(b) && activation_dtype(a) == activation_dtype(b);
+}
+
+namespace {
+
+// One product's split into tiles of tile_rows weight rows × kTileColumns activation rows,
+// and where its tiles start in the group's single list.
+struct ProductTiles {
+  QuantizedTile tile;
+  int64_t weight_row_bytes, blocks, tile_rows, column_tiles, first_item, items;
+};
+
+// Tiles hold about the same weight bytes in every product of a group (group_bytes, the
+// weight bytes of all of them, over the tiles wanted), so a static split of the group's
+// single list gives each thread its share of the bytes.
+ProductTiles split_into_tiles(const QuantizedLinear& product, int64_t rows, int64_t in_features, int64_t group_bytes,
+                              int64_t first_item) {
+  // Tiles start on multiples of kRowGroup rows, so an interleaved tile starts on a group.
+  static_assert(kRowGroup % kInterleavedRows == 0);
+  const ElementType type = product.weight_type;
+  ProductTiles split{};
+  split.tile = product.layout == WeightLayout::interleaved ? interleaved_tile(type, active_isa())
+                                                            : quantized_tile(type, active_isa());
+  split.weight_row_bytes = element_row_bytes(type, in_features);
+  split.blocks = in_features / block_elements(type);
+  const int64_t tiles_wanted_bytes = threads() * kTilesPerThread * split.weight_row_bytes;
+  const int64_t rows_for_balance = (group_bytes + tiles_wanted_bytes - 1) / tiles_wanted_bytes;
+  const int64_t rows_for_cache = std::max<int64_t>(1, kTileWeightBytes / std::max<int64_t>(1, split.weight_row_bytes));
+  split.tile_rows = round_up(std::max<int64_t>(1, std::min(rows_for_balance, rows_for_cache)), kRowGroup);
+  if (rows > 1) split.tile_rows = std::max(split.tile_rows, kMinPrefillTileRows);
+  split.column_tiles = (rows + kTileColumns - 1) / kTileColumns;
+  split.first_item = first_item;
+  split.items = (product.out_features + split.tile_rows - 1) / split.tile_rows * split.column_tiles;
+  return split;
+}
+
+}  // namespace
+
+void quantized_matmul_group(const float* x, int64_t rows, int64_t in_features, std::span<const QuantizedLinear> products) {
+  if (rows <= 0 || products.empty()) return;
+  const DType activation_type = activation_dtype(products.front().weight_type);
   const int64_t activation_row_bytes = row_bytes(activation_type, in_features);
   std::byte* activations = activation_scratch(rows * activation_row_bytes);
   quantize_rows(activation_type, x, rows, in_features, activations);
 
-  // Tiles start on multiples of kRowGroup rows, so an interleaved tile starts on a group.
-  static_assert(kRowGroup % kInterleavedRows == 0);
-  const QuantizedTile tile = layout == WeightLayout::interleaved ? interleaved_tile(weight_type, active_isa())
-                                                                 : quantized_tile(weight_type, active_isa());
-  const int64_t weight_row_bytes = element_row_bytes(weight_type, in_features);
-  const int64_t blocks = in_features / block_elements(weight_type);
-  const int64_t thread_count = threads();
-  const int64_t rows_for_balance = (out_features + thread_count * kTilesPerThread - 1) / (thread_count * kTilesPerThread);
-  const int64_t rows_for_cache = std::max<int64_t>(1, kTileWeightBytes / std::max<int64_t>(1, weight_row_bytes));
-  int64_t tile_rows = round_up(std::max<int64_t>(1, std::min(rows_for_balance, rows_for_cache)), kRowGroup);
-  if (rows > 1) tile_rows = std::max(tile_rows, kMinPrefillTileRows);
-  const int64_t row_tiles = (out_features + tile_rows - 1) / tile_rows;
-  const int64_t column_tiles = (rows + kTileColumns - 1) / kTileColumns;
-  const bool parallel = out_features * weight_row_bytes * rows >= kParallelWork;
-  const auto* weight_bytes = static_cast<const std::byte*>(weight);
+  // At most a layer's q, k and v share an x; a longer group goes on in a second region.
+  constexpr size_t kMostProducts = 4;
+  ProductTiles splits[kMostProducts];
+  const size_t count = std::min(products.size(), kMostProducts);
+  int64_t group_bytes = 0;
+  for (size_t p = 0; p < count; ++p)
+    group_bytes += std::max<int64_t>(0, products[p].out_features) * element_row_bytes(products[p].weight_type, in_features);
+  int64_t items = 0;
+  for (size_t p = 0; p < count; ++p) {
+    splits[p] = split_into_tiles(products[p], rows, in_features, group_bytes, items);
+    items += std::max<int64_t>(0, splits[p].items);
+  }
   // Tiles of one weight slice are consecutive, so a thread keeps its weights in cache
   // while the (smaller) activations are read again for each slice. The tile kernels sum
   // every output in a fixed order, so the split never changes a result.
-#pragma omp parallel for num_threads(thread_count) schedule(static) if (parallel)
-  for (int64_t item = 0; item < row_tiles * column_tiles; ++item) {
-    const int64_t first_row = item / column_tiles * tile_rows;
-    const int64_t first_column = item % column_tiles * kTileColumns;
-    tile(weight_bytes + first_row * weight_row_bytes, weight_row_bytes, std::min(tile_rows, out_features - first_row),
-         activations + first_column * activation_row_bytes, activation_row_bytes,
-         std::min(kTileColumns, rows - first_column), blocks, y + first_column * out_features + first_row,
-         out_features);
+#pragma omp parallel for num_threads(threads()) schedule(static) if (group_bytes * rows >= kParallelWork)
+  for (int64_t item = 0; item < items; ++item) {
+    size_t p = 0;
+    while (item >= splits[p].first_item + splits[p].items) ++p;
+    const ProductTiles& split = splits[p];
+    const QuantizedLinear& product = products[p];
+    const int64_t local = item - split.first_item;
+    const int64_t first_row = local / split.column_tiles * split.tile_rows;
+    const int64_t first_column = local % split.column_tiles * kTileColumns;
+    const auto* weight_bytes = static_cast<const std::byte*>(product.weight);
+    split.tile(weight_bytes + first_row * split.weight_row_bytes, split.weight_row_bytes,
+               std::min(split.tile_rows, product.out_features - first_row),
+               activations + first_column * activation_row_bytes, activation_row_bytes,
+               std::min(kTileColumns, rows - first_column), split.blocks,
+               product.y + first_column * product.out_features + first_row, product.out_features);
   }
+  if (products.size() > kMostProducts) quantized_matmul_group(x, rows, in_features, products.subspan(kMostProducts));
+}
+
+void quantized_matmul(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
+                      float* y, int64_t out_features, WeightLayout layout) {
+  if (out_features <= 0) return;
+  QuantizedLinear product;
+  product.weight = weight;
+  product.weight_type = weight_type;
+  product.layout = layout;
+  product.y = y;
+  product.out_features = out_features;
+  quantized_matmul_group(x, rows, in_features, std::span<const QuantizedLinear>(&product, 1));
 }
 
 }  // namespace ember::cpu

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "ember/backend.h"
@@ -295,6 +296,51 @@ TEST(Executor, InnerReshapesAreViewsAndOutputReshapesCopies) {
       EXPECT_FLOAT_EQ((*out)[1].get_flat(i), 3.0f * x.get_flat(i)) << i;
     }
     EXPECT_NE((*out)[1].buffer(), x.buffer());
+  }
+}
+
+// Block-quantized weights of `shape`, from uniform values.
+Tensor quantized_weight(ember::testing::SeededRng& rng, const Shape& shape, DType type) {
+  Tensor weight = Tensor::empty(shape, type).value();
+  const auto values = rng.uniform(static_cast<size_t>(shape.elements()));
+  quant::quantize_row_reference(type, values.data(), weight.write<std::byte>().value(), shape.elements());
+  return weight;
+}
+
+// The CPU takes a layer's q, k and v as one batch and runs their products in one
+// parallel region: each output keeps the bits it has when run alone.
+TEST(Executor, CpuRunsLinearsOfOneXTogetherWithTheBitsOfEachAlone) {
+  ember::testing::SeededRng rng;
+  const Tensor x = random_tensor(rng, {3, 512});
+  const Tensor weights[] = {quantized_weight(rng, {40, 512}, DType::q4_k), quantized_weight(rng, {24, 512}, DType::q4_k),
+                            quantized_weight(rng, {24, 512}, DType::q6_k)};
+  const Tensor bias = random_tensor(rng, {40});
+  const auto add_linear = [&](Graph& g, NodeId input, int which) {
+    return g.linear(input, g.constant("w" + std::to_string(which), weights[which]),
+                    which == 0 ? g.constant("b", bias) : kInvalidNode, which == 1 ? Activation::silu : Activation::none);
+  };
+  Graph together;
+  const NodeId input = together.input("x", {3, 512});
+  for (int which = 0; which < 3; ++which) together.mark_output(add_linear(together, input, which));
+  Executor executor;
+  auto out = executor.run(together, std::span(&x, 1));
+  ASSERT_TRUE(out) << out.status().message();
+  const auto& timings = executor.last_timings();
+  ASSERT_EQ(timings.size(), 3u);
+  EXPECT_GT(timings[0].elapsed.count(), 0);
+  EXPECT_EQ(timings[1].elapsed.count(), 0) << "k did not run in q's batch";
+  EXPECT_EQ(timings[2].elapsed.count(), 0) << "v did not run in q's batch";
+  for (int which = 0; which < 3; ++which) {
+    Graph alone;
+    alone.mark_output(add_linear(alone, alone.input("x", {3, 512}), which));
+    auto single = Executor().run(alone, std::span(&x, 1));
+    ASSERT_TRUE(single) << single.status().message();
+    const Tensor& expected = (*single)[0];
+    ASSERT_EQ((*out)[which].shape(), expected.shape());
+    EXPECT_EQ(std::memcmp((*out)[which].read<float>().value(), expected.read<float>().value(),
+                          static_cast<size_t>(expected.elements()) * sizeof(float)),
+              0)
+        << which;
   }
 }
 
