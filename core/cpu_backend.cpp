@@ -155,7 +155,7 @@ class CpuBackend final : public Backend {
   }
 
   // A layer's q, k and v (and its gate and up) read the same x: given together, their
-  // products run in one parallel region (cpu::quantized_linears), so the threads meet once
+  // products run in one parallel region (cpu::linears_of_one_x), so the threads meet once
   // for the group rather than once per product. The executor hands over such runs of
   // consecutive nodes as a batch; anything else in a batch runs node by node.
   size_t max_batch() const override { return 3; }
@@ -178,19 +178,22 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  // A linear of f32 x and a block-quantized 2-D weight.
+  // A linear of f32 x and a 2-D weight the CPU runs (block-quantized, f32, f16, bf16).
   static bool groups_as_linear(const Node& node, std::span<const Tensor> inputs) {
     return node.op == Op::linear && inputs.size() >= 2 && inputs[0].defined() && inputs[0].dtype() == DType::f32 &&
-           inputs[1].defined() && inputs[1].rank() == 2 && cpu::is_block_quantized(element_type(inputs[1].dtype()));
+           inputs[1].defined() && inputs[1].rank() == 2 &&
+           (cpu::is_block_quantized(element_type(inputs[1].dtype())) || inputs[1].dtype() == DType::f32 ||
+            inputs[1].dtype() == DType::f16 || inputs[1].dtype() == DType::bf16);
   }
 
-  // Whether `item` is a linear of the same x as `first` whose activations quantize alike.
+  // Whether `item` is a linear of the same x as `first` that cpu::linears_of_one_x runs with it.
   static bool joins_linear(const BatchItem& first, const BatchItem& item) {
     if (!groups_as_linear(*item.node, item.inputs)) return false;
     const Tensor &x = first.inputs[0], &other_x = item.inputs[0];
     return x.buffer() == other_x.buffer() && x.byte_offset() == other_x.byte_offset() && x.shape() == other_x.shape() &&
            x.is_contiguous() && other_x.is_contiguous() && first.inputs[1].dim(1) == item.inputs[1].dim(1) &&
-           cpu::share_activations(element_type(first.inputs[1].dtype()), element_type(item.inputs[1].dtype()));
+           cpu::run_together(element_type(first.inputs[1].dtype()), element_type(item.inputs[1].dtype()),
+                             x.elements() / std::max<int64_t>(1, first.inputs[1].dim(1)));
   }
 
   static Status run_linears(std::span<const BatchItem> items) {
@@ -199,12 +202,12 @@ class CpuBackend final : public Backend {
     const int64_t in_features = items[0].inputs[1].dim(1);
     std::vector<HostInput> held;  // the weights and biases read, alive until the products ran
     held.reserve(2 * items.size());
-    std::vector<cpu::QuantizedLinear> linears;
+    std::vector<cpu::LinearOfX> linears;
     for (const BatchItem& item : items) {
       const Tensor& weight = item.inputs[1];
       auto out = item.output.write<float>();
       if (!out) return out.status();
-      cpu::QuantizedLinear linear;
+      cpu::LinearOfX linear;
       linear.weight_type = element_type(weight.dtype());
       linear.weight = interleaved_weight(weight);
       linear.layout = linear.weight != nullptr ? cpu::WeightLayout::interleaved : cpu::WeightLayout::plain;
@@ -226,7 +229,7 @@ class CpuBackend final : public Backend {
       linears.push_back(linear);
     }
     const int64_t rows = in_features == 0 ? 0 : x->tensor.elements() / in_features;
-    cpu::quantized_linears(static_cast<const float*>(x->data), rows, in_features, linears);
+    cpu::linears_of_one_x(static_cast<const float*>(x->data), rows, in_features, linears);
     return {};
   }
 

@@ -85,27 +85,49 @@ RowsKernel kernel_for(Isa isa) {
 
 }  // namespace
 
+void gemv_group(const float* x, int64_t in_features, std::span<const LinearOfX> products) {
+  if (products.empty()) return;
+  if (in_features <= 0) {
+    for (const LinearOfX& product : products) std::fill(product.y, product.y + std::max<int64_t>(0, product.out_features), 0.0f);
+    return;
+  }
+  // Each product in chunks of about kChunkBytes, all of them in one list.
+  struct Chunks {
+    int64_t row_bytes, chunk_rows, first, count;
+  };
+  constexpr size_t kMostProducts = 4;
+  Chunks chunks[kMostProducts];
+  const size_t count = std::min(products.size(), kMostProducts);
+  int64_t total_chunks = 0, total_bytes = 0;
+  for (size_t p = 0; p < count; ++p) {
+    const int64_t row_bytes = in_features * static_cast<int64_t>(element_bytes(products[p].weight_type));
+    const int64_t chunk_rows = std::max(kRowGroup, kChunkBytes / row_bytes / kRowGroup * kRowGroup);
+    const int64_t out = std::max<int64_t>(0, products[p].out_features);
+    chunks[p] = {row_bytes, chunk_rows, total_chunks, (out + chunk_rows - 1) / chunk_rows};
+    total_chunks += chunks[p].count;
+    total_bytes += out * row_bytes;
+  }
+  const RowsKernel kernel = kernel_for(active_isa());
+  // Every row is summed by one call in a fixed order, so neither the chunking nor the
+  // thread count changes any result.
+#pragma omp parallel for num_threads(threads()) schedule(static) if (total_bytes >= kParallelBytes)
+  for (int64_t chunk = 0; chunk < total_chunks; ++chunk) {
+    size_t p = 0;
+    while (chunk >= chunks[p].first + chunks[p].count) ++p;
+    const LinearOfX& product = products[p];
+    const int64_t first_row = (chunk - chunks[p].first) * chunks[p].chunk_rows;
+    const int64_t rows = std::min(chunks[p].chunk_rows, product.out_features - first_row);
+    kernel(product.weight_type, static_cast<const char*>(product.weight) + first_row * chunks[p].row_bytes, rows,
+           in_features, x, product.y + first_row);
+  }
+  if (products.size() > kMostProducts) gemv_group(x, in_features, products.subspan(kMostProducts));
+}
+
 void gemv(const void* weight, ElementType weight_type, int64_t out_features, int64_t in_features, const float* x,
           float* y) {
   if (out_features <= 0) return;
-  if (in_features <= 0) {
-    std::fill(y, y + out_features, 0.0f);
-    return;
-  }
-  const RowsKernel kernel = kernel_for(active_isa());
-  const int64_t row_bytes = in_features * static_cast<int64_t>(element_bytes(weight_type));
-  const int64_t chunk_rows = std::max(kRowGroup, kChunkBytes / row_bytes / kRowGroup * kRowGroup);
-  const int64_t chunks = (out_features + chunk_rows - 1) / chunk_rows;
-  const auto* weight_bytes = static_cast<const char*>(weight);
-  const bool parallel = out_features * row_bytes >= kParallelBytes;
-  // Every row is summed by one call in a fixed order, so neither the chunking nor the
-  // thread count changes any result.
-#pragma omp parallel for num_threads(threads()) schedule(static) if (parallel)
-  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    const int64_t first_row = chunk * chunk_rows;
-    const int64_t rows = std::min(chunk_rows, out_features - first_row);
-    kernel(weight_type, weight_bytes + first_row * row_bytes, rows, in_features, x, y + first_row);
-  }
+  const LinearOfX product = LinearOfX::product(weight, weight_type, y, out_features);
+  gemv_group(x, in_features, std::span<const LinearOfX>(&product, 1));
 }
 
 }  // namespace ember::cpu

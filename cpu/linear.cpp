@@ -86,10 +86,14 @@ void linear(const float* x, int64_t rows, int64_t in_features, const void* weigh
   apply_bias_activation(act, bias, y, rows, out_features);
 }
 
-void quantized_linears(const float* x, int64_t rows, int64_t in_features, std::span<const QuantizedLinear> linears) {
-  if (rows <= 0) return;
-  quantized_matmul_group(x, rows, in_features, linears);
-  for (const QuantizedLinear& linear : linears)
+void linears_of_one_x(const float* x, int64_t rows, int64_t in_features, std::span<const LinearOfX> linears) {
+  if (rows <= 0 || linears.empty()) return;
+  if (is_block_quantized(linears.front().weight_type)) {
+    quantized_matmul_group(x, rows, in_features, linears);
+  } else {
+    gemv_group(x, in_features, linears);
+  }
+  for (const LinearOfX& linear : linears)
     if (linear.out_features > 0) apply_bias_activation(linear.act, linear.bias, linear.y, rows, linear.out_features);
 }
 

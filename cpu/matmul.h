@@ -52,9 +52,9 @@ void gemv(const void* weight, ElementType weight_type, int64_t out_features, int
 void quantized_matmul(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
                       float* y, int64_t out_features, WeightLayout layout = WeightLayout::plain);
 
-// One of several linears of the same x (a layer's q, k and v; its gate and up), each with
-// a block-type weight: y[rows, out_features] = act(x · Wᵀ + bias), bias may be null.
-struct QuantizedLinear {
+// One of several linears of the same x (a layer's q, k and v; its gate and up):
+// y[rows, out_features] = act(x · Wᵀ + bias), bias may be null.
+struct LinearOfX {
   const void* weight = nullptr;
   ElementType weight_type = ElementType::q8_0;
   WeightLayout layout = WeightLayout::plain;
@@ -62,18 +62,33 @@ struct QuantizedLinear {
   Activation act = Activation::none;
   float* y = nullptr;
   int64_t out_features = 0;
+
+  // A bare product y = x · Wᵀ.
+  static LinearOfX product(const void* weight, ElementType weight_type, float* y, int64_t out_features,
+                           WeightLayout layout = WeightLayout::plain) {
+    LinearOfX linear;
+    linear.weight = weight;
+    linear.weight_type = weight_type;
+    linear.layout = layout;
+    linear.y = y;
+    linear.out_features = out_features;
+    return linear;
+  }
 };
 
-// Whether quantized_linears can take `a` and `b` together: both block types whose
-// activations are quantized to the same format.
-bool share_activations(ElementType a, ElementType b);
+// Whether linears_of_one_x takes weights of types `a` and `b` together on `rows` rows of
+// x: block types whose activations are quantized to the same format, or, for one row,
+// plain types (f32, f16, bf16), whose GEMVs read x as it is.
+bool run_together(ElementType a, ElementType b, int64_t rows);
 
-// linear() for each of `linears`, which must share_activations: x is quantized once and
-// the tiles of every product run in one parallel region, so the threads meet once per
-// group instead of once per product. The same bits as linear() for each.
-void quantized_linears(const float* x, int64_t rows, int64_t in_features, std::span<const QuantizedLinear> linears);
+// linear() for each of `linears`, whose types all run_together: the products of all of
+// them run in one parallel region (x quantized once for block types), so the threads
+// meet once per group instead of once per product. The same bits as linear() for each.
+void linears_of_one_x(const float* x, int64_t rows, int64_t in_features, std::span<const LinearOfX> linears);
 
-// The products of quantized_linears, before any bias or activation.
-void quantized_matmul_group(const float* x, int64_t rows, int64_t in_features, std::span<const QuantizedLinear> products);
+// The products of linears_of_one_x, before any bias or activation: block types, and
+// plain types on one row.
+void quantized_matmul_group(const float* x, int64_t rows, int64_t in_features, std::span<const LinearOfX> products);
+void gemv_group(const float* x, int64_t in_features, std::span<const LinearOfX> products);
 
 }  // namespace ember::cpu

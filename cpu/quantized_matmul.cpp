@@ -45,8 +45,10 @@ std::byte* activation_scratch(int64_t bytes) {
 
 }  // namespace
 
-bool share_activations(ElementType a, ElementType b) {
-  return is_block_quantized(a) && is_block_quantized(b) && activation_dtype(a) == activation_dtype(b);
+bool run_together(ElementType a, ElementType b, int64_t rows) {
+  if (is_block_quantized(a) || is_block_quantized(b))
+    return is_block_quantized(a) && is_block_quantized(b) && activation_dtype(a) == activation_dtype(b);
+  return rows == 1;
 }
 
 namespace {
@@ -61,7 +63,7 @@ struct ProductTiles {
 // Tiles hold about the same weight bytes in every product of a group (group_bytes, the
 // weight bytes of all of them, over the tiles wanted), so a static split of the group's
 // single list gives each thread its share of the bytes.
-ProductTiles split_into_tiles(const QuantizedLinear& product, int64_t rows, int64_t in_features, int64_t group_bytes,
+ProductTiles split_into_tiles(const LinearOfX& product, int64_t rows, int64_t in_features, int64_t group_bytes,
                               int64_t first_item) {
   // Tiles start on multiples of kRowGroup rows, so an interleaved tile starts on a group.
   static_assert(kRowGroup % kInterleavedRows == 0);
@@ -84,7 +86,7 @@ ProductTiles split_into_tiles(const QuantizedLinear& product, int64_t rows, int6
 
 }  // namespace
 
-void quantized_matmul_group(const float* x, int64_t rows, int64_t in_features, std::span<const QuantizedLinear> products) {
+void quantized_matmul_group(const float* x, int64_t rows, int64_t in_features, std::span<const LinearOfX> products) {
   if (rows <= 0 || products.empty()) return;
   const DType activation_type = activation_dtype(products.front().weight_type);
   const int64_t activation_row_bytes = row_bytes(activation_type, in_features);
@@ -111,7 +113,7 @@ void quantized_matmul_group(const float* x, int64_t rows, int64_t in_features, s
     size_t p = 0;
     while (item >= splits[p].first_item + splits[p].items) ++p;
     const ProductTiles& split = splits[p];
-    const QuantizedLinear& product = products[p];
+    const LinearOfX& product = products[p];
     const int64_t local = item - split.first_item;
     const int64_t first_row = local / split.column_tiles * split.tile_rows;
     const int64_t first_column = local % split.column_tiles * kTileColumns;
@@ -128,13 +130,8 @@ void quantized_matmul_group(const float* x, int64_t rows, int64_t in_features, s
 void quantized_matmul(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,
                       float* y, int64_t out_features, WeightLayout layout) {
   if (out_features <= 0) return;
-  QuantizedLinear product;
-  product.weight = weight;
-  product.weight_type = weight_type;
-  product.layout = layout;
-  product.y = y;
-  product.out_features = out_features;
-  quantized_matmul_group(x, rows, in_features, std::span<const QuantizedLinear>(&product, 1));
+  const LinearOfX product = LinearOfX::product(weight, weight_type, y, out_features, layout);
+  quantized_matmul_group(x, rows, in_features, std::span<const LinearOfX>(&product, 1));
 }
 
 }  // namespace ember::cpu

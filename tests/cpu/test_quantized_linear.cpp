@@ -167,39 +167,50 @@ TEST(QuantizedLinear, LinearAppliesBiasAndActivationAfterTheProduct) {
   }
 }
 
+// The weights of `type` (block or plain) as bytes, for linears_of_one_x.
+std::vector<unsigned char> weight_bytes(SeededRng& rng, ElementType type, int64_t out, int64_t in) {
+  if (is_block_quantized(type)) return make_block_weights(rng, type, out, in).bytes;
+  const testing::Weights plain = testing::make_weights(rng, type, static_cast<size_t>(out * in));
+  const auto* first = static_cast<const unsigned char*>(plain.data());
+  return std::vector<unsigned char>(first, first + out * in * static_cast<int64_t>(element_bytes(type)));
+}
+
 // Several linears of one x in one parallel region (a layer's q, k and v): each output has
-// the bits linear() gives it alone, for mixed types that share an activation format (q4_K
-// and q6_K, as q4_k_m mixes them; q8_0 and q4_0), with bias and activation, on any thread
-// count, and the outputs' neighbours untouched.
-TEST(QuantizedLinears, GiveEachLinearsOwnBitsInOneRegion) {
+// the bits linear() gives it alone, for mixed types that run together (q4_K and q6_K, as
+// q4_k_m mixes them; q8_0 and q4_0; f16, bf16 and f32 on one row), with bias and
+// activation, on any thread count, and the outputs' neighbours untouched.
+TEST(LinearsOfOneX, GiveEachLinearsOwnBitsInOneRegion) {
   SeededRng rng;
-  const std::vector<std::vector<ElementType>> groups = {
-      {ElementType::q4_k, ElementType::q4_k, ElementType::q6_k}, {ElementType::q8_0, ElementType::q4_0}, {ElementType::q4_1}};
+  const std::vector<std::vector<ElementType>> groups = {{ElementType::q4_k, ElementType::q4_k, ElementType::q6_k},
+                                                        {ElementType::q8_0, ElementType::q4_0},
+                                                        {ElementType::q4_1},
+                                                        {ElementType::f16, ElementType::bf16, ElementType::f32}};
   for (const auto& types : groups)
     for (int64_t rows : {1, 3, 70}) {
-      const int64_t in = 2 * block_elements(types.front());
-      const std::vector<int64_t> outs = {45, 16, 33};
+      if (!is_block_quantized(types.front()) && rows > 1) continue;
+      const int64_t in = is_block_quantized(types.front()) ? 2 * block_elements(types.front()) : 300;
+      const std::vector<int64_t> outs = {45, 16, 2000};
       const std::vector<float> x = rng.normal(rows * in);
-      std::vector<BlockWeights> weights;
+      std::vector<std::vector<unsigned char>> weights;
       std::vector<std::vector<float>> biases, expected;
       for (size_t p = 0; p < types.size(); ++p) {
-        weights.push_back(make_block_weights(rng, types[p], outs[p], in));
+        weights.push_back(weight_bytes(rng, types[p], outs[p], in));
         biases.push_back(rng.normal(outs[p]));
         expected.push_back(poisoned(rows * outs[p]));
         const Activation act = p == 1 ? Activation::silu : Activation::none;
-        linear(x.data(), rows, in, weights[p].bytes.data(), types[p], p == 0 ? biases[p].data() : nullptr, act,
+        linear(x.data(), rows, in, weights[p].data(), types[p], p == 0 ? biases[p].data() : nullptr, act,
                expected[p].data(), outs[p]);
       }
       for (int threads : {1, 2, 3}) {
         SCOPED_TRACE(name(types.front()) + " rows " + std::to_string(rows) + " threads " + std::to_string(threads));
         const ThreadCount scope(threads);
         std::vector<std::vector<float>> actual;
-        std::vector<QuantizedLinear> linears;
+        std::vector<LinearOfX> linears;
         for (size_t p = 0; p < types.size(); ++p) actual.push_back(poisoned(rows * outs[p] + 8));
         for (size_t p = 0; p < types.size(); ++p) {
-          ASSERT_TRUE(share_activations(types.front(), types[p]));
-          QuantizedLinear linear;
-          linear.weight = weights[p].bytes.data();
+          ASSERT_TRUE(run_together(types.front(), types[p], rows));
+          LinearOfX linear;
+          linear.weight = weights[p].data();
           linear.weight_type = types[p];
           linear.bias = p == 0 ? biases[p].data() : nullptr;
           linear.act = p == 1 ? Activation::silu : Activation::none;
@@ -207,16 +218,17 @@ TEST(QuantizedLinears, GiveEachLinearsOwnBitsInOneRegion) {
           linear.out_features = outs[p];
           linears.push_back(linear);
         }
-        quantized_linears(x.data(), rows, in, linears);
+        linears_of_one_x(x.data(), rows, in, linears);
         for (size_t p = 0; p < types.size(); ++p) {
           ASSERT_EQ(std::memcmp(actual[p].data(), expected[p].data(), expected[p].size() * sizeof(float)), 0) << p;
           for (size_t i = expected[p].size(); i < actual[p].size(); ++i) ASSERT_TRUE(std::isnan(actual[p][i]));
         }
       }
     }
-  EXPECT_FALSE(share_activations(ElementType::q4_0, ElementType::q4_k));
-  EXPECT_FALSE(share_activations(ElementType::q4_0, ElementType::q4_1));
-  EXPECT_FALSE(share_activations(ElementType::f16, ElementType::f16));
+  EXPECT_FALSE(run_together(ElementType::q4_0, ElementType::q4_k, 1));
+  EXPECT_FALSE(run_together(ElementType::q4_0, ElementType::q4_1, 1));
+  EXPECT_FALSE(run_together(ElementType::q8_0, ElementType::f16, 1));
+  EXPECT_FALSE(run_together(ElementType::f16, ElementType::f16, 2));
 }
 
 }  // namespace
