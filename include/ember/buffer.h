@@ -57,6 +57,8 @@ class Buffer {
   size_t bytes() const { return bytes_; }
   size_t alignment() const { return alignment_; }
   bool writable() const { return writable_; }
+  // Whether the bytes are pages of a memory-mapped file (wrap_file_pages).
+  bool file_pages() const { return file_pages_; }
   Residency residency() const { return residency_; }
 
   // Host bytes, current: downloads first if only the device copy is current.

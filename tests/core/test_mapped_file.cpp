@@ -3,13 +3,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include "ember/buffer.h"
+#include "ember/executor.h"
+#include "ember/graph.h"
 #include "ember/mapped_file.h"
 
 namespace ember {
@@ -68,6 +73,48 @@ TEST_F(MappedFileTest, FilePagesReadTheFileAgainAfterACopyReplacesThem) {
   std::ifstream file(path, std::ios::binary);
   const std::string after((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   EXPECT_EQ(after, contents);
+}
+
+// The CPU multiplies a plain weight that lies in a file's pages from a copy in anonymous
+// memory (huge pages), made once: the products have the bits of a writable weight's, the
+// copy is the buffer's rearranged one (key 2 in core/cpu_backend.cpp), and the file
+// stays as it was.
+TEST_F(MappedFileTest, PlainWeightsInFilePagesAreMultipliedFromACopyWithTheSameBits) {
+  const Shape shape{300, 96};
+  std::string contents(static_cast<size_t>(shape.elements()) * 2, '\0');
+  for (int64_t i = 0; i < shape.elements(); ++i) {
+    const uint16_t half = static_cast<uint16_t>(0x3000 + i * 37 % 0x0c00);  // f16 in [0.125, 1)
+    std::memcpy(contents.data() + 2 * i, &half, 2);
+  }
+  const auto path = write_file("weights.f16", contents);
+  auto map = MappedFile::open(path);
+  ASSERT_TRUE(map.ok()) << map.status().message();
+  auto* data = const_cast<std::byte*>((*map)->bytes().data());
+  const Tensor in_file = Tensor::view(Buffer::wrap_file_pages(data, contents.size(), *map), shape, DType::f16).value();
+  Tensor writable = Tensor::empty(shape, DType::f16).value();
+  std::memcpy(writable.write<std::byte>().value(), contents.data(), contents.size());
+  for (int64_t rows : {1, 4}) {
+    Tensor x = Tensor::empty({rows, 96}, DType::f32).value();
+    for (int64_t i = 0; i < x.elements(); ++i) x.set_flat(i, std::sin(0.1f * static_cast<float>(i)));
+    std::vector<Tensor> outputs;
+    for (const Tensor& weight : {in_file, writable}) {
+      Graph g;
+      g.mark_output(g.linear(g.input("x", {rows, 96}), g.constant("w", weight), kInvalidNode));
+      auto out = Executor().run(g, std::span(&x, 1));
+      ASSERT_TRUE(out.ok()) << out.status().message();
+      outputs.push_back((*out)[0]);
+    }
+    EXPECT_EQ(std::memcmp(outputs[0].read<float>().value(), outputs[1].read<float>().value(),
+                          static_cast<size_t>(rows * 300) * sizeof(float)),
+              0)
+        << "rows " << rows;
+  }
+  auto made_again = in_file.buffer()->rearranged(2, [](const std::byte*) -> Result<std::shared_ptr<Buffer>> {
+    return internal_error("the CPU made no copy of the file's weight");
+  });
+  EXPECT_TRUE(made_again.ok()) << made_again.status().message();
+  std::ifstream file(path, std::ios::binary);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>()), contents);
 }
 
 TEST_F(MappedFileTest, EmptyFileIsAnEmptyMap) {
