@@ -80,30 +80,29 @@ ProductTiles split_into_tiles(const LinearOfX& product, int64_t rows, int64_t in
   if (rows > 1) split.tile_rows = std::max(split.tile_rows, kMinPrefillTileRows);
   split.column_tiles = (rows + kTileColumns - 1) / kTileColumns;
   split.first_item = first_item;
-  split.items = (product.out_features + split.tile_rows - 1) / split.tile_rows * split.column_tiles;
+  split.items = (std::max<int64_t>(0, product.out_features) + split.tile_rows - 1) / split.tile_rows * split.column_tiles;
   return split;
 }
 
 }  // namespace
 
-void quantized_matmul_group(const float* x, int64_t rows, int64_t in_features, std::span<const LinearOfX> products) {
-  if (rows <= 0 || products.empty()) return;
-  const DType activation_type = activation_dtype(products.front().weight_type);
-  const int64_t activation_row_bytes = row_bytes(activation_type, in_features);
-  std::byte* activations = activation_scratch(rows * activation_row_bytes);
-  quantize_rows(activation_type, x, rows, in_features, activations);
+namespace {
 
-  // At most a layer's q, k and v share an x; a longer group goes on in a second region.
-  constexpr size_t kMostProducts = 4;
+// At most a layer's q, k and v share an x; a longer group runs in more regions.
+constexpr size_t kMostProducts = 4;
+
+// One parallel region over the tiles of up to kMostProducts products of the activations
+// already quantized.
+void run_product_tiles(const std::byte* activations, int64_t activation_row_bytes, int64_t rows, int64_t in_features,
+                       std::span<const LinearOfX> products) {
   ProductTiles splits[kMostProducts];
-  const size_t count = std::min(products.size(), kMostProducts);
   int64_t group_bytes = 0;
-  for (size_t p = 0; p < count; ++p)
-    group_bytes += std::max<int64_t>(0, products[p].out_features) * element_row_bytes(products[p].weight_type, in_features);
+  for (const LinearOfX& product : products)
+    group_bytes += std::max<int64_t>(0, product.out_features) * element_row_bytes(product.weight_type, in_features);
   int64_t items = 0;
-  for (size_t p = 0; p < count; ++p) {
+  for (size_t p = 0; p < products.size(); ++p) {
     splits[p] = split_into_tiles(products[p], rows, in_features, group_bytes, items);
-    items += std::max<int64_t>(0, splits[p].items);
+    items += splits[p].items;
   }
   // Tiles of one weight slice are consecutive, so a thread keeps its weights in cache
   // while the (smaller) activations are read again for each slice. The tile kernels sum
@@ -124,7 +123,19 @@ void quantized_matmul_group(const float* x, int64_t rows, int64_t in_features, s
                std::min(kTileColumns, rows - first_column), split.blocks,
                product.y + first_column * product.out_features + first_row, product.out_features);
   }
-  if (products.size() > kMostProducts) quantized_matmul_group(x, rows, in_features, products.subspan(kMostProducts));
+}
+
+}  // namespace
+
+void quantized_matmul_group(const float* x, int64_t rows, int64_t in_features, std::span<const LinearOfX> products) {
+  if (rows <= 0 || products.empty()) return;
+  const DType activation_type = activation_dtype(products.front().weight_type);
+  const int64_t activation_row_bytes = row_bytes(activation_type, in_features);
+  std::byte* activations = activation_scratch(rows * activation_row_bytes);
+  quantize_rows(activation_type, x, rows, in_features, activations);
+  for (size_t first = 0; first < products.size(); first += kMostProducts)
+    run_product_tiles(activations, activation_row_bytes, rows, in_features,
+                      products.subspan(first, std::min(kMostProducts, products.size() - first)));
 }
 
 void quantized_matmul(const float* x, int64_t rows, int64_t in_features, const void* weight, ElementType weight_type,

@@ -183,13 +183,16 @@ TEST(LinearsOfOneX, GiveEachLinearsOwnBitsInOneRegion) {
   SeededRng rng;
   const std::vector<std::vector<ElementType>> groups = {{ElementType::q4_k, ElementType::q4_k, ElementType::q6_k},
                                                         {ElementType::q8_0, ElementType::q4_0},
+                                                        // More than one region takes (4): the rest follow in a second.
+                                                        {ElementType::q8_0, ElementType::q4_0, ElementType::q8_0,
+                                                         ElementType::q4_0, ElementType::q8_0},
                                                         {ElementType::q4_1},
                                                         {ElementType::f16, ElementType::bf16, ElementType::f32}};
   for (const auto& types : groups)
     for (int64_t rows : {1, 3, 70}) {
       if (!is_block_quantized(types.front()) && rows > 1) continue;
       const int64_t in = is_block_quantized(types.front()) ? 2 * block_elements(types.front()) : 300;
-      const std::vector<int64_t> outs = {45, 16, 2000};
+      const std::vector<int64_t> outs = {45, 16, 2000, 7, 130};
       const std::vector<float> x = rng.normal(rows * in);
       std::vector<std::vector<unsigned char>> weights;
       std::vector<std::vector<float>> biases, expected;
