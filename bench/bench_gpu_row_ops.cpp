@@ -86,13 +86,9 @@ const bool kRegistered = [] {
   for (const auto& [name, pair] : {std::pair{"residual_norm", Pair::residual_norm}, std::pair{"rope_qk", Pair::rope_qk}})
     for (const bool fused : {false, true})
       for (const uint32_t rows : {1u, 512u})
-        benchmark::RegisterBenchmark(("BM_RowOpPair/" + std::string(name) + (fused ? "/fused" : "/separate") +
-                                      "/rows:" + std::to_string(rows))
-                                         .c_str(),
-                                     BM_RowOpPair, pair, fused, rows)
-            ->UseManualTime()
-            ->Unit(benchmark::kMicrosecond)
-            ->Iterations(kIterations);
+        register_microsecond_case("BM_RowOpPair/" + std::string(name) + (fused ? "/fused" : "/separate") +
+                                      "/rows:" + std::to_string(rows),
+                                  BM_RowOpPair, pair, fused, rows);
   return true;
 }();
 

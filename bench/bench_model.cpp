@@ -170,6 +170,8 @@ Stats statistics(const std::vector<double>& values) {
 struct DeviceShare {
   int64_t busy_ns = 0;
   int64_t submissions = 0;
+  int64_t in_calls_ns = 0;     // the wall time of the device backend's calls
+  int64_t preparation_ns = 0;  // the host's part of them before each submission
   struct OpShare {
     int64_t device_ns = 0;
     int64_t nodes = 0;
@@ -180,6 +182,8 @@ struct DeviceShare {
       if (timing.backend == "cpu") continue;
       // Later nodes of a batch have no wall time, and no device time unless timed apart.
       busy_ns += timing.device.count();
+      in_calls_ns += timing.elapsed.count();
+      preparation_ns += timing.preparation.count();
       if (timing.elapsed.count() > 0) ++submissions;
       OpShare& op = by_op[std::string(ember::op_name(timing.op))];
       op.device_ns += timing.device.count();
@@ -384,7 +388,9 @@ int main(int argc, char** argv) {
                       {"samples_ns", samples.value()},
                       {"samples_ts", ts},
                       {"device_busy_ns", share.busy_ns},
-                      {"device_submissions", share.submissions}});
+                      {"device_submissions", share.submissions},
+                      {"device_calls_ns", share.in_calls_ns},
+                      {"device_preparation_ns", share.preparation_ns}});
       if (share.submissions > 0) {
         const double wall_ms = std::accumulate(ns.begin(), ns.end(), 0.0) / passes / 1e6;
         const double busy_ms = static_cast<double>(share.busy_ns) / passes / 1e6;
@@ -393,6 +399,15 @@ int main(int argc, char** argv) {
                    "submissions each\n",
                    info.name, test.name(), wall_ms, test.prompt > 0 ? "pass" : "token", busy_ms,
                    100.0 * busy_ms / wall_ms, static_cast<double>(share.submissions) / passes);
+        // The host's rest of the time: before each submission, after it beyond the
+        // device's busy time (submitting, waking, reading results), and outside the
+        // device's calls (the graph, routing, CPU nodes, the logits' use).
+        const double calls_ms = static_cast<double>(share.in_calls_ns) / passes / 1e6;
+        const double preparing_ms = static_cast<double>(share.preparation_ns) / passes / 1e6;
+        fmt::print(stderr,
+                   "bench-model: {} {}: the host's rest: {:.3f} ms preparing submissions, {:.3f} ms submitting and "
+                   "waiting beyond the busy time, {:.3f} ms outside the device's calls\n",
+                   info.name, test.name(), preparing_ms, calls_ms - preparing_ms - busy_ms, wall_ms - calls_ms);
         if (device_profile)
           for (const auto& [op, part] : share.by_op)
             fmt::print(stderr, "bench-model: {} {}:   {:<16} {:8.3f} ms per {} on the device, {:.1f} nodes\n", info.name,

@@ -2,6 +2,8 @@
 // bench_gpu_row_ops.cpp), and how they upload their operands.
 #pragma once
 
+#include <benchmark/benchmark.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -47,6 +49,16 @@ inline gpu::Result<gpu::DeviceBuffer> device_copy_of(Gpu& gpu, const void* host,
   const gpu::Status uploaded = gpu.device->staging().upload(static_cast<const std::byte*>(host), buffer.value(), 0, bytes);
   if (!uploaded.ok()) return uploaded;
   return buffer;
+}
+
+// A case timed by the device's clock (or the host's, where the case says), in
+// microseconds, kIterations runs per repetition.
+template <class... Args>
+void register_microsecond_case(const std::string& name, void (*run)(benchmark::State&, Args...), Args... args) {
+  benchmark::RegisterBenchmark(name.c_str(), run, args...)
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond)
+      ->Iterations(kIterations);
 }
 
 inline std::vector<float> random_values(size_t count, unsigned seed) {

@@ -89,6 +89,11 @@ Result<const std::byte*> Buffer::host_read() {
   return static_cast<const std::byte*>(data_);
 }
 
+void Buffer::take_device_write(const std::byte* written) {
+  std::memcpy(data_, written, bytes_);
+  residency_ = Residency::both;
+}
+
 Result<std::byte*> Buffer::host_write() {
   if (!writable_) return invalid_argument("buffer is read-only (a mapped file): copy the tensor before writing");
   if (residency_ == Residency::device) EMBER_RETURN_IF_ERROR(mirror_->download(data_, bytes_));

@@ -138,7 +138,8 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
     }
 
     items.clear();
-    for (const Pending& pending : batch) items.push_back({&graph.node(pending.id), pending.inputs, values[pending.id]});
+    for (const Pending& pending : batch)
+      items.push_back({&graph.node(pending.id), pending.inputs, values[pending.id], is_output[pending.id]});
     std::fill(made_by_batch.get() + id, made_by_batch.get() + next, false);
     const auto start = std::chrono::steady_clock::now();
     Status status = items.size() == 1 ? (*chosen)->run(node, items[0].inputs, items[0].output)
@@ -171,7 +172,8 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
       timings_.push_back({id, node.op, (*chosen)->name(), std::chrono::steady_clock::now() - start,
                           timed_apart ? each[0]
                           : status.ok() ? (*chosen)->last_device_time()
-                                        : std::chrono::nanoseconds(0)});
+                                        : std::chrono::nanoseconds(0),
+                          status.ok() ? (*chosen)->last_preparation_time() : std::chrono::nanoseconds(0)});
       for (size_t i = 1; i < batch.size(); ++i)
         timings_.push_back({batch[i].id, items[i].node->op, (*chosen)->name(), std::chrono::nanoseconds(0),
                             timed_apart ? each[i] : std::chrono::nanoseconds(0)});

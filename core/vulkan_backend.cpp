@@ -1,6 +1,7 @@
 #include "core/vulkan_backend.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -225,6 +226,7 @@ void VulkanBackend::warn_once(Fault fault, const Status& status) {
 }
 
 Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
+  const auto start = std::chrono::steady_clock::now();
   gpu::CommandBatch batch(device_->context(), device_->descriptor_sets());
   Recording recording;
   const auto input = [&](const Tensor& tensor) { return recorded_input(recording, tensor); };
@@ -325,6 +327,21 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
     recording.made_here.insert(item.output.buffer().get());
   }
   first_dispatch.push_back(batch.dispatches());
+  // Graph outputs come back to the host in the same submission.
+  std::vector<std::pair<Buffer*, const gpu::DeviceBuffer*>> read_back;
+  for (const BatchItem& item : items) {
+    if (!item.graph_output) continue;
+    Buffer& buffer = *item.output.buffer();
+    auto device = device_side(item.output, false);
+    if (!device) return device.status();
+    auto host_copy = gpu::DeviceBuffer::create(device_->allocator(), buffer.bytes(), gpu::MemoryUse::staging);
+    if (!host_copy) return from_gpu(host_copy.status());
+    if (host_copy->mapped() == nullptr) return internal_error("Vulkan: a read-back buffer is not host-visible");
+    const gpu::DeviceBuffer& kept = recording.buffers.emplace_back(std::move(host_copy.value()));
+    batch.copy_to_host(*device.value(), kept, buffer.bytes());
+    read_back.emplace_back(&buffer, &kept);
+  }
+  const std::chrono::nanoseconds before_recording = std::chrono::steady_clock::now() - start;
   last_device_time_ = std::chrono::nanoseconds(0);
   last_item_device_times_.clear();
   const auto as_nanoseconds = [](double seconds) {
@@ -346,7 +363,9 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
     if (!busy) return from_gpu(busy.status());
     last_device_time_ = as_nanoseconds(busy.value());
   }
+  last_preparation_time_ = before_recording + batch.recording_time();
   for (const BatchItem& item : items) item.output.buffer()->mark_device_written();
+  for (const auto& [buffer, host_copy] : read_back) buffer->take_device_write(host_copy->mapped());
   for (Buffer* cache : recording.written_caches) cache->mark_device_written();
   return {};
 }
@@ -422,11 +441,18 @@ Status VulkanBackend::record_embedding(gpu::CommandBatch& batch, Recording& reco
   EMBER_RETURN_IF_ERROR(check_embedding_ids(id_values.value(), ids.elements(), table.dim(0)));
   auto table_device = recorded_input(recording, table);
   if (!table_device) return table_device.status();
-  auto ids_device = recorded_input(recording, ids);
-  if (!ids_device) return ids_device.status();
+  // The ids go into host-visible memory the shader reads directly: a token's ids are a
+  // fresh tensor each pass, which a device copy would cost an allocation and a transfer
+  // of its own.
+  const uint64_t id_bytes = static_cast<uint64_t>(std::max<int64_t>(ids.elements(), 1)) * sizeof(int32_t);
+  auto ids_visible = gpu::DeviceBuffer::create(device_->allocator(), id_bytes, gpu::MemoryUse::staging);
+  if (!ids_visible) return from_gpu(ids_visible.status());
+  if (ids_visible->mapped() == nullptr) return internal_error("Vulkan embedding: the ids buffer is not host-visible");
+  std::memcpy(ids_visible->mapped(), id_values.value(), static_cast<size_t>(ids.elements()) * sizeof(int32_t));
+  const gpu::DeviceBuffer& ids_device = recording.buffers.emplace_back(std::move(ids_visible.value()));
   return from_gpu(device_->row_ops().record_embedding(
-      batch, *table_device.value(), *weight_type(table.dtype()), static_cast<uint32_t>(table.dim(0)),
-      *ids_device.value(), y, static_cast<uint32_t>(ids.elements()), static_cast<uint32_t>(table.dim(1))));
+      batch, *table_device.value(), *weight_type(table.dtype()), static_cast<uint32_t>(table.dim(0)), ids_device, y,
+      static_cast<uint32_t>(ids.elements()), static_cast<uint32_t>(table.dim(1))));
 }
 
 Status VulkanBackend::record_rope(gpu::CommandBatch& batch, Recording& recording, const Node& node,

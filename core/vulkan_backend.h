@@ -72,6 +72,7 @@ class VulkanBackend final : public Backend {
   std::chrono::nanoseconds last_device_time() const override { return last_device_time_; }
   // With set_time_each_node(true), from a timestamp after every dispatch.
   std::span<const std::chrono::nanoseconds> last_item_device_times() const override { return last_item_device_times_; }
+  std::chrono::nanoseconds last_preparation_time() const override { return last_preparation_time_; }
   // Times each node's dispatches apart (for per-op profiles): a timestamp after every
   // dispatch, which may keep the device from overlapping neighbouring ones.
   void set_time_each_node(bool on) { time_each_node_ = on; }
@@ -84,6 +85,7 @@ class VulkanBackend final : public Backend {
 
  private:
   std::chrono::nanoseconds last_device_time_{0};
+  std::chrono::nanoseconds last_preparation_time_{0};
   std::vector<std::chrono::nanoseconds> last_item_device_times_;
   bool time_each_node_ = false;
   // The device copy of `tensor`'s buffer, attached first if it has none here, and made
@@ -127,7 +129,8 @@ class VulkanBackend final : public Backend {
     std::unordered_set<const Buffer*> made_here;
     // KV caches the batch writes: inputs whose device copy becomes the current one.
     std::vector<Buffer*> written_caches;
-    std::deque<gpu::DeviceBuffer> buffers;  // rope angle tables and attention scratch
+    // Rope angle tables, attention scratch, token ids and read-back copies of outputs.
+    std::deque<gpu::DeviceBuffer> buffers;
     std::vector<std::pair<AngleKey, const gpu::DeviceBuffer*>> angle_tables;
     const gpu::DeviceBuffer* attention_scratch = nullptr;
   };

@@ -46,7 +46,8 @@ void CommandBatch::hold(std::mutex& mutex) {
   held_.emplace_back(mutex);
 }
 
-void CommandBatch::record(VkCommandBuffer commands, const Context::StepMarker* after_dispatch) const {
+void CommandBatch::record(VkCommandBuffer commands, const Context::StepMarker* after_dispatch) {
+  const auto start = std::chrono::steady_clock::now();
   const VulkanFunctions& vk = context_.vk();
   // Only the first barrier orders the dispatches after copies and host writes from
   // before the batch; a batch records nothing but dispatches, so the later ones wait for
@@ -77,6 +78,14 @@ void CommandBatch::record(VkCommandBuffer commands, const Context::StepMarker* a
   memory_barrier(vk, commands, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
                  VK_PIPELINE_STAGE_TRANSFER_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT,
                  VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_HOST_READ_BIT);
+  for (const CopyToHost& copy : copies_to_host_) {
+    const VkBufferCopy region{0, 0, copy.bytes};
+    vk.vkCmdCopyBuffer(commands, copy.from->handle(), copy.to->handle(), 1, &region);
+  }
+  if (!copies_to_host_.empty())
+    memory_barrier(vk, commands, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                   VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+  recording_time_ = std::chrono::steady_clock::now() - start;
 }
 
 Status CommandBatch::run() {

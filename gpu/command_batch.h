@@ -9,6 +9,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <mutex>
@@ -44,11 +45,19 @@ class CommandBatch {
   Result<VkDescriptorSet> descriptor_set(const Pipeline& pipeline, std::initializer_list<const DeviceBuffer*> buffers);
   void add(const Dispatch& dispatch) { dispatches_.push_back(dispatch); }
   void keep(DeviceBuffer buffer) { kept_.push_back(std::move(buffer)); }
+  // After every dispatch, `bytes` of `from` copied into `to` (host-visible): the host may
+  // read `to` once run() returns, with no submission of its own.
+  void copy_to_host(const DeviceBuffer& from, const DeviceBuffer& to, uint64_t bytes) {
+    copies_to_host_.push_back({&from, &to, bytes});
+  }
   // Locks `mutex` until the batch is gone, unless the batch already holds it.
   void hold(std::mutex& mutex);
   size_t dispatches() const { return dispatches_.size(); }
   // Unique to this batch in the process (an address may be reused by a later batch).
   uint64_t serial() const { return serial_; }
+  // The host's time in the last run's recording of the commands (vkCmd* calls), which
+  // happens inside run(), before the submission.
+  std::chrono::nanoseconds recording_time() const { return recording_time_; }
 
   // Records every dispatch, submits and waits (nothing to do for an empty batch).
   Status run();
@@ -60,15 +69,22 @@ class CommandBatch {
 
  private:
   // `after_dispatch`, where given, is called with each dispatch's index once it is recorded.
-  void record(VkCommandBuffer commands, const Context::StepMarker* after_dispatch = nullptr) const;
+  void record(VkCommandBuffer commands, const Context::StepMarker* after_dispatch = nullptr);
 
   Context& context_;
   DescriptorSets& sets_;
   uint64_t serial_;
   std::vector<Dispatch> dispatches_;
+  struct CopyToHost {
+    const DeviceBuffer* from;
+    const DeviceBuffer* to;
+    uint64_t bytes;
+  };
+  std::vector<CopyToHost> copies_to_host_;
   std::vector<VkDescriptorSet> owned_sets_;
   std::vector<DeviceBuffer> kept_;
   std::vector<std::unique_lock<std::mutex>> held_;
+  std::chrono::nanoseconds recording_time_{0};
 };
 
 // A grid of `groups` workgroups within the device's per-dimension limits: x as wide as

@@ -27,6 +27,9 @@ struct BatchItem {
   const Node* node = nullptr;
   std::span<const Tensor> inputs;
   Tensor output;
+  // A graph output, which the caller reads on the host: a device backend may copy it back
+  // within the same submission rather than leave it for a download of its own.
+  bool graph_output = false;
 };
 
 class Backend {
@@ -60,6 +63,11 @@ class Backend {
   // The same split over the items of the last successful run_batch (or the one node of a
   // run), one per item in order, where the backend timed them apart; empty otherwise.
   virtual std::span<const std::chrono::nanoseconds> last_item_device_times() const { return {}; }
+  // The host's part of the last successful run or run_batch before its submission, where
+  // the backend can tell: making buffers current on the device, descriptor sets, recording
+  // commands. What remains of the call beyond it and last_device_time() is submitting,
+  // waiting for the device and taking its results.
+  virtual std::chrono::nanoseconds last_preparation_time() const { return std::chrono::nanoseconds(0); }
 };
 
 std::shared_ptr<Backend> make_cpu_backend();

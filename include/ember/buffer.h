@@ -70,6 +70,9 @@ class Buffer {
   void attach_device(std::unique_ptr<DeviceMirror> mirror, Residency current);
   DeviceMirror* device() const { return mirror_.get(); }
   void mark_device_written() { residency_ = Residency::device; }
+  // The device just wrote the whole buffer and `written` holds the same bytes, read back
+  // within that submission: the host copy takes them and both sides are current.
+  void take_device_write(const std::byte* written);
   // The bytes no longer matter (a pool takes the buffer back): the next write needs no
   // copy from either side.
   void discard_contents() { residency_ = Residency::host; }

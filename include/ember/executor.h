@@ -31,6 +31,9 @@ struct NodeTiming {
   // node of a batch like elapsed; zero for the CPU. Where the backend timed a batch's
   // nodes apart (Backend::last_item_device_times), each node carries its own part.
   std::chrono::nanoseconds device{0};
+  // The part of `elapsed` the host spent preparing the device's work
+  // (Backend::last_preparation_time), on the first node of a batch; zero for the CPU.
+  std::chrono::nanoseconds preparation{0};
 };
 
 class Executor {
