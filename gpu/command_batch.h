@@ -59,7 +59,10 @@ class CommandBatch {
   // happens inside run(), before the submission.
   std::chrono::nanoseconds recording_time() const { return recording_time_; }
 
-  // Records every dispatch, submits and waits (nothing to do for an empty batch).
+  // Records every dispatch, submits and waits (nothing to do for an empty batch). A long
+  // batch goes in pieces of kDispatchesPerPiece dispatches, each submitted once recorded
+  // (Context::Pieces), so the device starts on the first while the host records the rest.
+  static constexpr uint32_t kDispatchesPerPiece = 32;
   Status run();
   // run(), returning the seconds the device spent on the dispatches.
   Result<double> run_timed();
@@ -69,7 +72,7 @@ class CommandBatch {
 
  private:
   // `after_dispatch`, where given, is called with each dispatch's index once it is recorded.
-  void record(VkCommandBuffer commands, const Context::StepMarker* after_dispatch = nullptr);
+  void record(Context::Pieces& pieces, const Context::StepMarker* after_dispatch = nullptr);
 
   Context& context_;
   DescriptorSets& sets_;

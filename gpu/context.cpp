@@ -164,25 +164,28 @@ Result<std::unique_ptr<Context>> Context::create(const ContextOptions& options) 
   pool_info.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
   pool_info.queueFamilyIndex = chosen->compute_queue_family;
   EMBER_GPU_RETURN_IF_ERROR(vk_check(vk.vkCreateCommandPool(context->device_, &pool_info, nullptr,
-                                                            &context->one_shot_pool_), "vkCreateCommandPool"));
+                                                            &context->command_pool_), "vkCreateCommandPool"));
   VkCommandBufferAllocateInfo allocate_info{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-  allocate_info.commandPool = context->one_shot_pool_;
+  allocate_info.commandPool = context->command_pool_;
   allocate_info.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-  allocate_info.commandBufferCount = 1;
+  allocate_info.commandBufferCount = kMostPieces;
   EMBER_GPU_RETURN_IF_ERROR(vk_check(
-      vk.vkAllocateCommandBuffers(context->device_, &allocate_info, &context->one_shot_commands_), "vkAllocateCommandBuffers"));
+      vk.vkAllocateCommandBuffers(context->device_, &allocate_info, context->piece_commands_.data()),
+      "vkAllocateCommandBuffers"));
   VkFenceCreateInfo fence_info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-  EMBER_GPU_RETURN_IF_ERROR(
-      vk_check(vk.vkCreateFence(context->device_, &fence_info, nullptr, &context->one_shot_fence_), "vkCreateFence"));
+  for (VkFence& fence : context->piece_fences_)
+    EMBER_GPU_RETURN_IF_ERROR(
+        vk_check(vk.vkCreateFence(context->device_, &fence_info, nullptr, &fence), "vkCreateFence"));
   return context;
 }
 
 Context::~Context() {
   if (device_ != VK_NULL_HANDLE) {
     vk_.vkDeviceWaitIdle(device_);
-    if (one_shot_fence_ != VK_NULL_HANDLE) vk_.vkDestroyFence(device_, one_shot_fence_, nullptr);
+    for (VkFence fence : piece_fences_)
+      if (fence != VK_NULL_HANDLE) vk_.vkDestroyFence(device_, fence, nullptr);
     if (timestamp_pool_ != VK_NULL_HANDLE) vk_.vkDestroyQueryPool(device_, timestamp_pool_, nullptr);
-    if (one_shot_pool_ != VK_NULL_HANDLE) vk_.vkDestroyCommandPool(device_, one_shot_pool_, nullptr);
+    if (command_pool_ != VK_NULL_HANDLE) vk_.vkDestroyCommandPool(device_, command_pool_, nullptr);
     vk_.vkDestroyDevice(device_, nullptr);
   }
   if (instance_ != VK_NULL_HANDLE) vk_.vkDestroyInstance(instance_, nullptr);
@@ -203,21 +206,54 @@ Status Context::check_device(VkResult result, const char* what) {
   return vk_check(result, what);
 }
 
-Status Context::run_and_wait(const std::function<void(VkCommandBuffer)>& record) {
-  std::lock_guard lock(one_shot_mutex_);
+Status Context::Pieces::begin() {
   VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-  EMBER_GPU_RETURN_IF_ERROR(vk_check(vk_.vkBeginCommandBuffer(one_shot_commands_, &begin), "vkBeginCommandBuffer"));
-  record(one_shot_commands_);
-  EMBER_GPU_RETURN_IF_ERROR(vk_check(vk_.vkEndCommandBuffer(one_shot_commands_), "vkEndCommandBuffer"));
-  EMBER_GPU_RETURN_IF_ERROR(vk_check(vk_.vkResetFences(device_, 1, &one_shot_fence_), "vkResetFences"));
-  EMBER_GPU_RETURN_IF_ERROR(submit(one_shot_commands_, one_shot_fence_));
-  return check_device(vk_.vkWaitForFences(device_, 1, &one_shot_fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+  EMBER_GPU_RETURN_IF_ERROR(vk_check(context_.vk_.vkBeginCommandBuffer(context_.piece_commands_[begun_], &begin),
+                                     "vkBeginCommandBuffer"));
+  ++begun_;
+  return {};
+}
+
+Status Context::Pieces::submit() {
+  const VulkanFunctions& vk = context_.vk_;
+  const uint32_t piece = begun_ - 1;
+  EMBER_GPU_RETURN_IF_ERROR(vk_check(vk.vkEndCommandBuffer(context_.piece_commands_[piece]), "vkEndCommandBuffer"));
+  EMBER_GPU_RETURN_IF_ERROR(
+      vk_check(vk.vkResetFences(context_.device_, 1, &context_.piece_fences_[piece]), "vkResetFences"));
+  EMBER_GPU_RETURN_IF_ERROR(context_.submit(context_.piece_commands_[piece], context_.piece_fences_[piece]));
+  submitted_ = begun_;
+  return {};
+}
+
+void Context::Pieces::next_piece() {
+  if (!status_.ok() || begun_ == kMostPieces) return;
+  status_ = submit();
+  if (status_.ok()) status_ = begin();
+}
+
+Status Context::run_pieces_and_wait(const std::function<void(Pieces&)>& record) {
+  std::lock_guard lock(run_mutex_);
+  Pieces pieces(*this);
+  pieces.status_ = pieces.begin();
+  if (pieces.status_.ok()) record(pieces);
+  if (pieces.status_.ok()) pieces.status_ = pieces.submit();
+  // Whatever went, even before a failure, is waited for: its command buffers are reused.
+  if (pieces.submitted_ > 0) {
+    const Status waited = check_device(
+        vk_.vkWaitForFences(device_, pieces.submitted_, piece_fences_.data(), VK_TRUE, UINT64_MAX), "vkWaitForFences");
+    if (pieces.status_.ok()) pieces.status_ = waited;
+  }
+  return pieces.status_;
+}
+
+Status Context::run_and_wait(const std::function<void(VkCommandBuffer)>& record) {
+  return run_pieces_and_wait([&](Pieces& pieces) { record(pieces.commands()); });
 }
 
 Result<double> Context::run_and_time(const std::function<void(VkCommandBuffer)>& record) {
-  auto seconds = run_and_time_steps(1, [&](VkCommandBuffer commands, const StepMarker& mark) {
-    record(commands);
+  auto seconds = run_and_time_steps(1, [&](Pieces& pieces, const StepMarker& mark) {
+    record(pieces.commands());
     mark(0);
   });
   if (!seconds) return seconds.status();
@@ -225,7 +261,7 @@ Result<double> Context::run_and_time(const std::function<void(VkCommandBuffer)>&
 }
 
 Result<std::vector<double>> Context::run_and_time_steps(
-    uint32_t steps, const std::function<void(VkCommandBuffer, const StepMarker&)>& record) {
+    uint32_t steps, const std::function<void(Pieces&, const StepMarker&)>& record) {
   if (capabilities_.timestamp_valid_bits == 0)
     return Status{ErrorKind::unavailable, capabilities_.name + " has no timestamps on its compute queue"};
   std::lock_guard lock(timestamp_mutex_);
@@ -241,11 +277,11 @@ Result<std::vector<double>> Context::run_and_time_steps(
         vk_check(vk_.vkCreateQueryPool(device_, &info, nullptr, &timestamp_pool_), "vkCreateQueryPool"));
     timestamp_queries_ = queries;
   }
-  EMBER_GPU_RETURN_IF_ERROR(run_and_wait([&](VkCommandBuffer commands) {
-    vk_.vkCmdResetQueryPool(commands, timestamp_pool_, 0, queries);
-    vk_.vkCmdWriteTimestamp(commands, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamp_pool_, 0);
-    record(commands, [&](uint32_t step) {
-      vk_.vkCmdWriteTimestamp(commands, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, timestamp_pool_, step + 1);
+  EMBER_GPU_RETURN_IF_ERROR(run_pieces_and_wait([&](Pieces& pieces) {
+    vk_.vkCmdResetQueryPool(pieces.commands(), timestamp_pool_, 0, queries);
+    vk_.vkCmdWriteTimestamp(pieces.commands(), VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, timestamp_pool_, 0);
+    record(pieces, [&](uint32_t step) {
+      vk_.vkCmdWriteTimestamp(pieces.commands(), VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, timestamp_pool_, step + 1);
     });
   }));
   std::vector<uint64_t> ticks(queries);

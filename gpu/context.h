@@ -3,6 +3,7 @@
 // Context. One context may be used from several threads: queue submission is serialised.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -55,9 +56,33 @@ class Context {
   bool device_lost() const { return device_lost_.load(std::memory_order_relaxed); }
   // The tests' fault hook (gpu/fault_injection.h).
   FaultInjector& faults() { return faults_; }
-  // Records commands through `record` into a reusable command buffer, submits them and
-  // waits for the device to finish.
+  // A recording that may be submitted in pieces: commands() is the command buffer to
+  // record into, and next_piece() submits what is recorded so far without waiting and
+  // moves on to a fresh command buffer, so the device runs the first pieces while the host
+  // records the rest. Commands of later pieces are ordered after earlier ones as within
+  // one command buffer (barriers reach back across submissions on the one queue). Past
+  // kMostPieces, next_piece() does nothing.
+  static constexpr uint32_t kMostPieces = 6;
+  class Pieces {
+   public:
+    VkCommandBuffer commands() const { return context_.piece_commands_[begun_ - 1]; }
+    void next_piece();
+    uint32_t count() const { return begun_; }
+
+   private:
+    friend class Context;
+    explicit Pieces(Context& context) : context_(context) {}
+    Status begin();
+    Status submit();
+
+    Context& context_;
+    uint32_t begun_ = 0, submitted_ = 0;
+    Status status_;
+  };
+  // Records commands through `record` into reusable command buffers, submits them and
+  // waits for the device to finish them all.
   Status run_and_wait(const std::function<void(VkCommandBuffer)>& record);
+  Status run_pieces_and_wait(const std::function<void(Pieces&)>& record);
   // run_and_wait() between two timestamps: the seconds the device spent on the recorded
   // commands, without recording, submission or the host's wake-up. What benchmarks time.
   // Unavailable where the compute queue has no timestamps.
@@ -65,9 +90,10 @@ class Context {
   // The same in `steps` parts: `record` calls mark(i) after recording part i (each part
   // once, in order), and the result holds the seconds from the end of part i - 1 (the
   // start, for part 0) to the end of part i. Parts the device overlaps share their time.
+  // Where the recording is in pieces, a part's time includes any wait for its piece.
   using StepMarker = std::function<void(uint32_t step)>;
   Result<std::vector<double>> run_and_time_steps(uint32_t steps,
-                                                 const std::function<void(VkCommandBuffer, const StepMarker&)>& record);
+                                                 const std::function<void(Pieces&, const StepMarker&)>& record);
 
  private:
   Context() = default;
@@ -79,10 +105,10 @@ class Context {
   VkQueue queue_ = VK_NULL_HANDLE;
   DeviceCapabilities capabilities_;
   std::mutex queue_mutex_;
-  std::mutex one_shot_mutex_;
-  VkCommandPool one_shot_pool_ = VK_NULL_HANDLE;
-  VkCommandBuffer one_shot_commands_ = VK_NULL_HANDLE;
-  VkFence one_shot_fence_ = VK_NULL_HANDLE;
+  std::mutex run_mutex_;
+  VkCommandPool command_pool_ = VK_NULL_HANDLE;
+  std::array<VkCommandBuffer, kMostPieces> piece_commands_{};
+  std::array<VkFence, kMostPieces> piece_fences_{};
   std::mutex timestamp_mutex_;
   VkQueryPool timestamp_pool_ = VK_NULL_HANDLE;  // made by the first timed run, grown as needed
   uint32_t timestamp_queries_ = 0;

@@ -90,6 +90,49 @@ TEST(GpuRowOps, ElementwiseAddSwigluCopy) {
   }
 }
 
+// A batch longer than a piece (CommandBatch::kDispatchesPerPiece) is submitted in
+// pieces, and each dispatch still sees the one before it, across pieces too: a chain of
+// adds, each reading the previous sum, ends on the exact total (small integers), timed
+// dispatch by dispatch or not.
+TEST(GpuCommandBatch, ALongBatchGoesInPiecesThatRunInOrder) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  auto sets = DescriptorSets::create(context, 128);
+  ASSERT_TRUE(sets) << sets.status().message();
+  testing::SeededRng rng;
+  constexpr uint32_t kCount = 70001, kAdds = 2 * CommandBatch::kDispatchesPerPiece + 7;
+  std::vector<float> start = rng.uniform(kCount, -8.0f, 8.0f), step = rng.uniform(kCount, -8.0f, 8.0f);
+  for (float& value : start) value = std::round(value);
+  for (float& value : step) value = std::round(value);
+  std::vector<float> expected(kCount);
+  for (uint32_t i = 0; i < kCount; ++i) expected[i] = start[i] + static_cast<float>(kAdds) * step[i];
+  const DeviceBuffer step_buffer = mapped_buffer(gpu.allocator, step);
+  for (const bool timed_each : {false, true}) {
+    SCOPED_TRACE(timed_each ? "timed dispatch by dispatch" : "untimed");
+    std::vector<float> first = start;
+    first.resize(kCount + kGuard, std::nanf(""));
+    const DeviceBuffer sums[2] = {mapped_buffer(gpu.allocator, first),
+                                  mapped_buffer(gpu.allocator, testing::poisoned(kCount + kGuard))};
+    CommandBatch batch(context, *sets.value());
+    for (uint32_t i = 0; i < kAdds; ++i) {
+      const Status recorded =
+          gpu.ops.record_elementwise(batch, ElementwiseOp::add, sums[i % 2], &step_buffer, sums[(i + 1) % 2], kCount);
+      ASSERT_TRUE(recorded) << recorded.message();
+    }
+    const uint64_t before = context.submissions();
+    if (timed_each && context.capabilities().timestamp_valid_bits > 0) {
+      auto each = batch.run_timed_each();
+      ASSERT_TRUE(each) << each.status().message();
+      EXPECT_EQ(each->size(), kAdds);
+    } else {
+      const Status ran = batch.run();
+      ASSERT_TRUE(ran) << ran.message();
+    }
+    EXPECT_EQ(context.submissions() - before, (kAdds + CommandBatch::kDispatchesPerPiece - 1) / CommandBatch::kDispatchesPerPiece);
+    expect_close(sums[kAdds % 2], expected, 0.0, 0.0);
+  }
+}
+
 TEST(GpuRowOps, RmsNormMatchesTheCpu) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Gpu gpu(context);
