@@ -97,6 +97,8 @@ class Context {
 
  private:
   Context() = default;
+  // Waits until the first `count` pieces' fences have signalled.
+  Status wait_for_pieces(uint32_t count);
 
   VulkanFunctions vk_;
   VkInstance instance_ = VK_NULL_HANDLE;

@@ -72,6 +72,7 @@ namespace ember::gpu {
   X(vkCreateFence)                   \
   X(vkDestroyFence)                  \
   X(vkWaitForFences)                 \
+  X(vkGetFenceStatus)                \
   X(vkResetFences)                   \
   X(vkCreateQueryPool)               \
   X(vkDestroyQueryPool)              \
