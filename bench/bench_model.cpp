@@ -164,12 +164,12 @@ Stats statistics(const std::vector<double>& values) {
 }
 
 // What a GPU did during the timed passes, from the executor's per-node timings: the time
-// its timestamps say it was busy, and how many submissions (device runs) there were.
+// its timestamps say it was busy, and how many calls (batches the device ran, each one wait) there were.
 // With --device-profile, also each op's part of the busy time (the backend then times
 // every node apart) and how many nodes of it the device ran.
 struct DeviceShare {
   int64_t busy_ns = 0;
-  int64_t submissions = 0;
+  int64_t device_calls = 0;
   int64_t in_calls_ns = 0;     // the wall time of the device backend's calls
   int64_t preparation_ns = 0;  // the host's part of them before each submission
   struct OpShare {
@@ -184,7 +184,7 @@ struct DeviceShare {
       busy_ns += timing.device.count();
       in_calls_ns += timing.elapsed.count();
       preparation_ns += timing.preparation.count();
-      if (timing.elapsed.count() > 0) ++submissions;
+      if (timing.elapsed.count() > 0) ++device_calls;
       OpShare& op = by_op[std::string(ember::op_name(timing.op))];
       op.device_ns += timing.device.count();
       ++op.nodes;
@@ -388,24 +388,24 @@ int main(int argc, char** argv) {
                       {"samples_ns", samples.value()},
                       {"samples_ts", ts},
                       {"device_busy_ns", share.busy_ns},
-                      {"device_submissions", share.submissions},
+                      {"device_calls", share.device_calls},
                       {"device_calls_ns", share.in_calls_ns},
                       {"device_preparation_ns", share.preparation_ns}});
-      if (share.submissions > 0) {
+      if (share.device_calls > 0) {
         const double wall_ms = std::accumulate(ns.begin(), ns.end(), 0.0) / passes / 1e6;
         const double busy_ms = static_cast<double>(share.busy_ns) / passes / 1e6;
         fmt::print(stderr,
                    "bench-model: {} {}: {:.3f} ms per {}, the device busy {:.3f} ms of it ({:.0f}%), {:.1f} "
-                   "submissions each\n",
+                   "device calls each\n",
                    info.name, test.name(), wall_ms, test.prompt > 0 ? "pass" : "token", busy_ms,
-                   100.0 * busy_ms / wall_ms, static_cast<double>(share.submissions) / passes);
-        // The host's rest of the time: before each submission, after it beyond the
-        // device's busy time (submitting, waking, reading results), and outside the
-        // device's calls (the graph, routing, CPU nodes, the logits' use).
+                   100.0 * busy_ms / wall_ms, static_cast<double>(share.device_calls) / passes);
+        // The host's rest of the time: in each device call before the device could start,
+        // after that beyond the device's busy time (submitting, waking, reading results),
+        // and outside the device's calls (the graph, routing, CPU nodes).
         const double calls_ms = static_cast<double>(share.in_calls_ns) / passes / 1e6;
         const double preparing_ms = static_cast<double>(share.preparation_ns) / passes / 1e6;
         fmt::print(stderr,
-                   "bench-model: {} {}: the host's rest: {:.3f} ms preparing submissions, {:.3f} ms submitting and "
+                   "bench-model: {} {}: the host's rest: {:.3f} ms preparing before the device starts, {:.3f} ms submitting and "
                    "waiting beyond the busy time, {:.3f} ms outside the device's calls\n",
                    info.name, test.name(), preparing_ms, calls_ms - preparing_ms - busy_ms, wall_ms - calls_ms);
         if (device_profile)

@@ -363,7 +363,7 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
     if (!busy) return from_gpu(busy.status());
     last_device_time_ = as_nanoseconds(busy.value());
   }
-  last_preparation_time_ = before_recording + batch.recording_time();
+  last_preparation_time_ = before_recording + batch.recording_before_submission();
   for (const BatchItem& item : items) item.output.buffer()->mark_device_written();
   for (const auto& [buffer, host_copy] : read_back) buffer->take_device_write(host_copy->mapped());
   for (Buffer* cache : recording.written_caches) cache->mark_device_written();

@@ -59,7 +59,10 @@ void CommandBatch::record(Context::Pieces& pieces, const Context::StepMarker* af
     // The H200 took 1.6 us of the host's time to record a dispatch and at least 2.3 us of
     // its own to run one (bench-gpu BM_BatchHostCost), so after the first piece the host
     // keeps ahead; only the first piece's recording is left for the device to wait on.
-    if (index > 0 && index % kDispatchesPerPiece == 0) pieces.next_piece();
+    if (index > 0 && index % kDispatchesPerPiece == 0) {
+      if (pieces.count() == 1) recording_before_submission_ = std::chrono::steady_clock::now() - start;
+      pieces.next_piece();
+    }
     const VkCommandBuffer commands = pieces.commands();
     if (dispatch.barrier_before && first_barrier)
       memory_barrier(vk, commands,
@@ -92,6 +95,7 @@ void CommandBatch::record(Context::Pieces& pieces, const Context::StepMarker* af
     memory_barrier(vk, commands, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
                    VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
   recording_time_ = std::chrono::steady_clock::now() - start;
+  if (pieces.count() == 1) recording_before_submission_ = recording_time_;
 }
 
 Status CommandBatch::run() {

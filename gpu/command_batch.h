@@ -55,9 +55,11 @@ class CommandBatch {
   size_t dispatches() const { return dispatches_.size(); }
   // Unique to this batch in the process (an address may be reused by a later batch).
   uint64_t serial() const { return serial_; }
-  // The host's time in the last run's recording of the commands (vkCmd* calls), which
-  // happens inside run(), before the submission.
+  // The host's time in the last run's recording of the commands (vkCmd* calls, and the
+  // submissions of pieces between them), which happens inside run(); and the part of it
+  // before the first piece went to the device, which the device cannot overlap.
   std::chrono::nanoseconds recording_time() const { return recording_time_; }
+  std::chrono::nanoseconds recording_before_submission() const { return recording_before_submission_; }
 
   // Records every dispatch, submits and waits (nothing to do for an empty batch). A long
   // batch goes in pieces of kDispatchesPerPiece dispatches, each submitted once recorded
@@ -88,6 +90,7 @@ class CommandBatch {
   std::vector<DeviceBuffer> kept_;
   std::vector<std::unique_lock<std::mutex>> held_;
   std::chrono::nanoseconds recording_time_{0};
+  std::chrono::nanoseconds recording_before_submission_{0};
 };
 
 // A grid of `groups` workgroups within the device's per-dimension limits: x as wide as

@@ -63,10 +63,10 @@ class Backend {
   // The same split over the items of the last successful run_batch (or the one node of a
   // run), one per item in order, where the backend timed them apart; empty otherwise.
   virtual std::span<const std::chrono::nanoseconds> last_item_device_times() const { return {}; }
-  // The host's part of the last successful run or run_batch before its submission, where
-  // the backend can tell: making buffers current on the device, descriptor sets, recording
-  // commands. What remains of the call beyond it and last_device_time() is submitting,
-  // waiting for the device and taking its results.
+  // The host's part of the last successful run or run_batch before the device could
+  // start, where the backend can tell: making buffers current on the device, descriptor
+  // sets, recording the commands it submits first. What remains of the call beyond it and
+  // last_device_time() is submitting, waiting for the device and taking its results.
   virtual std::chrono::nanoseconds last_preparation_time() const { return std::chrono::nanoseconds(0); }
 };
 
