@@ -216,29 +216,35 @@ Status Context::Pieces::begin() {
   return {};
 }
 
-Status Context::Pieces::submit() {
+Status Context::Pieces::submit(uint32_t piece) {
   const VulkanFunctions& vk = context_.vk_;
-  const uint32_t piece = begun_ - 1;
   EMBER_GPU_RETURN_IF_ERROR(vk_check(vk.vkEndCommandBuffer(context_.piece_commands_[piece]), "vkEndCommandBuffer"));
   EMBER_GPU_RETURN_IF_ERROR(
       vk_check(vk.vkResetFences(context_.device_, 1, &context_.piece_fences_[piece]), "vkResetFences"));
   EMBER_GPU_RETURN_IF_ERROR(context_.submit(context_.piece_commands_[piece], context_.piece_fences_[piece]));
-  submitted_ = begun_;
+  submitted_ = piece + 1;
   return {};
 }
 
 void Context::Pieces::next_piece() {
   if (!status_.ok() || begun_ == kMostPieces) return;
-  status_ = submit();
-  if (status_.ok()) status_ = begin();
+  // The next buffer is begun before this one goes, so commands() is always a buffer in
+  // the recording state: after a failure here the caller's commands land in a buffer
+  // that is never submitted.
+  status_ = begin();
+  if (status_.ok()) status_ = submit(begun_ - 2);
 }
 
 Status Context::run_pieces_and_wait(const std::function<void(Pieces&)>& record) {
   std::lock_guard lock(run_mutex_);
   Pieces pieces(*this);
   pieces.status_ = pieces.begin();
-  if (pieces.status_.ok()) record(pieces);
-  if (pieces.status_.ok()) pieces.status_ = pieces.submit();
+  if (!pieces.status_.ok()) return pieces.status_;
+  record(pieces);
+  if (pieces.status_.ok())
+    pieces.status_ = pieces.submit(pieces.begun_ - 1);
+  else
+    vk_.vkEndCommandBuffer(piece_commands_[pieces.begun_ - 1]);  // reusable again; its result no longer matters
   // Whatever went, even before a failure, is waited for: its command buffers are reused.
   if (pieces.submitted_ > 0) {
     const Status waited = wait_for_pieces(pieces.submitted_);

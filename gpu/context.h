@@ -73,7 +73,7 @@ class Context {
     friend class Context;
     explicit Pieces(Context& context) : context_(context) {}
     Status begin();
-    Status submit();
+    Status submit(uint32_t piece);
 
     Context& context_;
     uint32_t begun_ = 0, submitted_ = 0;
