@@ -164,14 +164,15 @@ Stats statistics(const std::vector<double>& values) {
 }
 
 // What a GPU did during the timed passes, from the executor's per-node timings: the time
-// its timestamps say it was busy, and how many calls (batches the device ran, each one wait) there were.
+// its timestamps say it was busy, and how many calls (batches the device ran, each with
+// one wait) there were.
 // With --device-profile, also each op's part of the busy time (the backend then times
 // every node apart) and how many nodes of it the device ran.
 struct DeviceShare {
   int64_t busy_ns = 0;
   int64_t device_calls = 0;
   int64_t in_calls_ns = 0;     // the wall time of the device backend's calls
-  int64_t preparation_ns = 0;  // the host's part of them before each submission
+  int64_t preparation_ns = 0;  // the host's part of them before the device could start
   struct OpShare {
     int64_t device_ns = 0;
     int64_t nodes = 0;
@@ -405,8 +406,8 @@ int main(int argc, char** argv) {
         const double calls_ms = static_cast<double>(share.in_calls_ns) / passes / 1e6;
         const double preparing_ms = static_cast<double>(share.preparation_ns) / passes / 1e6;
         fmt::print(stderr,
-                   "bench-model: {} {}: the host's rest: {:.3f} ms preparing before the device starts, {:.3f} ms submitting and "
-                   "waiting beyond the busy time, {:.3f} ms outside the device's calls\n",
+                   "bench-model: {} {}: the host's rest: {:.3f} ms preparing before the device starts, {:.3f} ms "
+                   "submitting and waiting beyond the busy time, {:.3f} ms outside the device's calls\n",
                    info.name, test.name(), preparing_ms, calls_ms - preparing_ms - busy_ms, wall_ms - calls_ms);
         if (device_profile)
           for (const auto& [op, part] : share.by_op)

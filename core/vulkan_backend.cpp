@@ -334,12 +334,10 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
     Buffer& buffer = *item.output.buffer();
     auto device = device_side(item.output, false);
     if (!device) return device.status();
-    auto host_copy = gpu::DeviceBuffer::create(device_->allocator(), buffer.bytes(), gpu::MemoryUse::staging);
-    if (!host_copy) return from_gpu(host_copy.status());
-    if (host_copy->mapped() == nullptr) return internal_error("Vulkan: a read-back buffer is not host-visible");
-    const gpu::DeviceBuffer& kept = recording.buffers.emplace_back(std::move(host_copy.value()));
-    batch.copy_to_host(*device.value(), kept, buffer.bytes());
-    read_back.emplace_back(&buffer, &kept);
+    auto host_copy = host_visible(recording, buffer.bytes(), "a read-back buffer");
+    if (!host_copy) return host_copy.status();
+    batch.copy_to_host(*device.value(), *host_copy.value(), buffer.bytes());
+    read_back.emplace_back(&buffer, host_copy.value());
   }
   const std::chrono::nanoseconds before_recording = std::chrono::steady_clock::now() - start;
   last_device_time_ = std::chrono::nanoseconds(0);
@@ -379,6 +377,13 @@ bool VulkanBackend::norms_the_sum(const BatchItem& add, const BatchItem& next) {
 
 Result<gpu::DeviceBuffer*> VulkanBackend::recorded_input(Recording& recording, const Tensor& tensor) {
   return device_side(tensor, !recording.made_here.contains(tensor.buffer().get()));
+}
+
+Result<gpu::DeviceBuffer*> VulkanBackend::host_visible(Recording& recording, uint64_t bytes, std::string_view what) {
+  auto buffer = gpu::DeviceBuffer::create(device_->allocator(), bytes, gpu::MemoryUse::staging);
+  if (!buffer) return from_gpu(buffer.status());
+  if (buffer->mapped() == nullptr) return internal_error(fmt::format("Vulkan: {} is not host-visible", what));
+  return &recording.buffers.emplace_back(std::move(buffer.value()));
 }
 
 Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& recording, const Node& node,
@@ -445,14 +450,12 @@ Status VulkanBackend::record_embedding(gpu::CommandBatch& batch, Recording& reco
   // fresh tensor each pass, which a device copy would cost an allocation and a transfer
   // of its own.
   const uint64_t id_bytes = static_cast<uint64_t>(std::max<int64_t>(ids.elements(), 1)) * sizeof(int32_t);
-  auto ids_visible = gpu::DeviceBuffer::create(device_->allocator(), id_bytes, gpu::MemoryUse::staging);
-  if (!ids_visible) return from_gpu(ids_visible.status());
-  if (ids_visible->mapped() == nullptr) return internal_error("Vulkan embedding: the ids buffer is not host-visible");
-  std::memcpy(ids_visible->mapped(), id_values.value(), static_cast<size_t>(ids.elements()) * sizeof(int32_t));
-  const gpu::DeviceBuffer& ids_device = recording.buffers.emplace_back(std::move(ids_visible.value()));
+  auto ids_device = host_visible(recording, id_bytes, "the embedding's ids");
+  if (!ids_device) return ids_device.status();
+  std::memcpy(ids_device.value()->mapped(), id_values.value(), static_cast<size_t>(ids.elements()) * sizeof(int32_t));
   return from_gpu(device_->row_ops().record_embedding(
-      batch, *table_device.value(), *weight_type(table.dtype()), static_cast<uint32_t>(table.dim(0)), ids_device, y,
-      static_cast<uint32_t>(ids.elements()), static_cast<uint32_t>(table.dim(1))));
+      batch, *table_device.value(), *weight_type(table.dtype()), static_cast<uint32_t>(table.dim(0)),
+      *ids_device.value(), y, static_cast<uint32_t>(ids.elements()), static_cast<uint32_t>(table.dim(1))));
 }
 
 Status VulkanBackend::record_rope(gpu::CommandBatch& batch, Recording& recording, const Node& node,
@@ -485,11 +488,10 @@ Status VulkanBackend::record_rope(gpu::CommandBatch& batch, Recording& recording
       positions = read.value();
     }
     const uint64_t angle_bytes = static_cast<uint64_t>(std::max<int64_t>(tokens * pairs, 1)) * 2 * sizeof(float);
-    auto table = gpu::DeviceBuffer::create(device_->allocator(), angle_bytes, gpu::MemoryUse::staging);
-    if (!table) return from_gpu(table.status());
-    if (table->mapped() == nullptr) return internal_error("Vulkan rope: the angle table is not host-visible");
-    cpu::rope_angles(tokens, positions, params, reinterpret_cast<float*>(table->mapped()));
-    angles = &recording.buffers.emplace_back(std::move(table.value()));
+    auto table = host_visible(recording, angle_bytes, "the rope's angle table");
+    if (!table) return table.status();
+    cpu::rope_angles(tokens, positions, params, reinterpret_cast<float*>(table.value()->mapped()));
+    angles = table.value();
     recording.angle_tables.emplace_back(key, angles);
   }
   return from_gpu(device_->row_ops().record_rope(

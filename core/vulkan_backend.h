@@ -136,6 +136,9 @@ class VulkanBackend final : public Backend {
   };
   // An input's device copy, uploaded first unless an earlier node of the batch makes it.
   Result<gpu::DeviceBuffer*> recorded_input(Recording& recording, const Tensor& tensor);
+  // `bytes` of host-visible memory that the device reads or writes directly, kept until
+  // the batch is done; `what` names it in the error where the memory is not mapped.
+  Result<gpu::DeviceBuffer*> host_visible(Recording& recording, uint64_t bytes, std::string_view what);
   Status record_attention(gpu::CommandBatch& batch, Recording& recording, const Node& node,
                           std::span<const Tensor> inputs, gpu::DeviceBuffer& out);
   // With `alongside` (a rope turns_alongside this one), that node's tensor too, in the

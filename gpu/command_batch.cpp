@@ -105,12 +105,7 @@ Status CommandBatch::run() {
 
 Result<double> CommandBatch::run_timed() {
   if (dispatches_.empty()) return 0.0;
-  auto seconds = context_.run_and_time_steps(1, [&](Context::Pieces& pieces, const Context::StepMarker& mark) {
-    record(pieces);
-    mark(0);
-  });
-  if (!seconds) return seconds.status();
-  return seconds.value().front();
+  return context_.run_pieces_and_time([&](Context::Pieces& pieces) { record(pieces); });
 }
 
 Result<std::vector<double>> CommandBatch::run_timed_each() {

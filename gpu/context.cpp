@@ -276,8 +276,12 @@ Status Context::run_and_wait(const std::function<void(VkCommandBuffer)>& record)
 }
 
 Result<double> Context::run_and_time(const std::function<void(VkCommandBuffer)>& record) {
+  return run_pieces_and_time([&](Pieces& pieces) { record(pieces.commands()); });
+}
+
+Result<double> Context::run_pieces_and_time(const std::function<void(Pieces&)>& record) {
   auto seconds = run_and_time_steps(1, [&](Pieces& pieces, const StepMarker& mark) {
-    record(pieces.commands());
+    record(pieces);
     mark(0);
   });
   if (!seconds) return seconds.status();

@@ -87,6 +87,7 @@ class Context {
   // commands, without recording, submission or the host's wake-up. What benchmarks time.
   // Unavailable where the compute queue has no timestamps.
   Result<double> run_and_time(const std::function<void(VkCommandBuffer)>& record);
+  Result<double> run_pieces_and_time(const std::function<void(Pieces&)>& record);
   // The same in `steps` parts: `record` calls mark(i) after recording part i (each part
   // once, in order), and the result holds the seconds from the end of part i - 1 (the
   // start, for part 0) to the end of part i. Parts the device overlaps share their time.

@@ -128,7 +128,8 @@ TEST(GpuCommandBatch, ALongBatchGoesInPiecesThatRunInOrder) {
       const Status ran = batch.run();
       ASSERT_TRUE(ran) << ran.message();
     }
-    EXPECT_EQ(context.submissions() - before, (kAdds + CommandBatch::kDispatchesPerPiece - 1) / CommandBatch::kDispatchesPerPiece);
+    constexpr uint32_t kPieces = (kAdds + CommandBatch::kDispatchesPerPiece - 1) / CommandBatch::kDispatchesPerPiece;
+    EXPECT_EQ(context.submissions() - before, kPieces);
     expect_close(sums[kAdds % 2], expected, 0.0, 0.0);
   }
 }
