@@ -5,7 +5,6 @@
 // records one pair per layer into its one batch.
 #include <benchmark/benchmark.h>
 
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -64,22 +63,7 @@ void BM_RowOpPair(benchmark::State& state, Pair pair, bool fused, uint32_t rows)
     }
     return status;
   };
-  const auto warm_until = std::chrono::steady_clock::now() + kWarmUp;
-  while (std::chrono::steady_clock::now() < warm_until) {
-    gpu::CommandBatch batch(gpu.device->context(), gpu.device->descriptor_sets());
-    if (!record(batch).ok() || !batch.run().ok()) break;
-  }
-  for (auto _ : state) {
-    gpu::CommandBatch batch(gpu.device->context(), gpu.device->descriptor_sets());
-    const gpu::Status recorded = record(batch);
-    auto seconds = recorded.ok() ? batch.run_timed() : gpu::Result<double>(recorded);
-    if (!seconds) {
-      state.SkipWithError(seconds.status().message().c_str());
-      return;
-    }
-    state.SetIterationTime(seconds.value() / kPairsPerBatch);
-    state.counters["dispatches"] = static_cast<double>(batch.dispatches()) / kPairsPerBatch;
-  }
+  time_batches(state, gpu, record, kPairsPerBatch);
 }
 
 const bool kRegistered = [] {

@@ -61,6 +61,29 @@ void register_microsecond_case(const std::string& name, void (*run)(benchmark::S
       ->Iterations(kIterations);
 }
 
+// Warms the device with untimed batches for kWarmUp, then times one batch per iteration
+// by the device's clock, divided by `per_batch` (cases that record several alike). A
+// failure skips the case with its message.
+template <class Record>
+void time_batches(benchmark::State& state, Gpu& gpu, const Record& record, int per_batch = 1) {
+  const auto warm_until = std::chrono::steady_clock::now() + kWarmUp;
+  while (std::chrono::steady_clock::now() < warm_until) {
+    gpu::CommandBatch batch(gpu.device->context(), gpu.device->descriptor_sets());
+    if (!record(batch).ok() || !batch.run().ok()) break;
+  }
+  for (auto _ : state) {
+    gpu::CommandBatch batch(gpu.device->context(), gpu.device->descriptor_sets());
+    const gpu::Status recorded = record(batch);
+    auto seconds = recorded.ok() ? batch.run_timed() : gpu::Result<double>(recorded);
+    if (!seconds) {
+      state.SkipWithError(seconds.status().message().c_str());
+      return;
+    }
+    state.SetIterationTime(seconds.value() / per_batch);
+    state.counters["dispatches"] = static_cast<double>(batch.dispatches()) / per_batch;
+  }
+}
+
 inline std::vector<float> random_values(size_t count, unsigned seed) {
   std::mt19937 engine(seed);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);

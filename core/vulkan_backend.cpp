@@ -135,7 +135,22 @@ bool VulkanBackend::row_op_fits(const Node& node, std::span<const Tensor> inputs
   }
 }
 
-bool VulkanBackend::attention_fits(const Node& node, std::span<const Tensor> inputs) {
+gpu::AttentionShape VulkanBackend::attention_segment(const Node& node, std::span<const Tensor> inputs, size_t s,
+                                                     uint32_t first_row) {
+  const AttentionSegment& segment = node.params.segments[s];
+  const Tensor& k_cache = inputs[3 + 2 * s];
+  return {.first_row = first_row,
+          .tokens = static_cast<uint32_t>(segment.tokens),
+          .position = static_cast<uint32_t>(segment.position),
+          .q_heads = static_cast<uint32_t>(node.shape[1]),
+          .kv_heads = static_cast<uint32_t>(inputs[1].dim(1)),
+          .head_dim = static_cast<uint32_t>(node.shape[2]),
+          .cache_rows = static_cast<uint32_t>(k_cache.dim(0)),
+          .cache_type = k_cache.dtype() == DType::f16 ? gpu::CacheType::f16 : gpu::CacheType::f32,
+          .scale = node.params.factor};
+}
+
+bool VulkanBackend::attention_fits(const Node& node, std::span<const Tensor> inputs) const {
   const std::vector<AttentionSegment>& segments = node.params.segments;
   if (inputs.size() != 3 + 2 * segments.size() || segments.empty() || node.shape.rank() != 3) return false;
   for (size_t i = 0; i < 3; ++i)
@@ -143,22 +158,22 @@ bool VulkanBackend::attention_fits(const Node& node, std::span<const Tensor> inp
   const int64_t q_heads = node.shape[1], head_dim = node.shape[2], kv_heads = inputs[1].dim(1);
   if (head_dim % 2 != 0 || head_dim > gpu::DeviceAttention::kMaxHeadDim || kv_heads == 0 || q_heads % kv_heads != 0)
     return false;
-  int64_t longest = 0;
-  for (const AttentionSegment& segment : segments) {
-    if (segment.tokens <= 0) return false;
-    longest = std::max(longest, segment.position + segment.tokens);
-  }
-  for (size_t i = 3; i < inputs.size(); ++i) {
-    const Tensor& cache = inputs[i];
-    if ((cache.dtype() != DType::f32 && cache.dtype() != DType::f16) || !bindable(cache) || cache.rank() != 3 ||
-        cache.dim(1) != kv_heads || cache.dim(2) != head_dim || cache.dim(0) < longest ||
-        cache.payload_bytes() > UINT32_MAX)
+  for (size_t s = 0; s < segments.size(); ++s) {
+    const Tensor &k_cache = inputs[3 + 2 * s], &v_cache = inputs[4 + 2 * s];
+    for (const Tensor* cache : {&k_cache, &v_cache})
+      if ((cache->dtype() != DType::f32 && cache->dtype() != DType::f16) || !bindable(*cache) || cache->rank() != 3 ||
+          cache->dim(1) != kv_heads || cache->dim(2) != head_dim || cache->payload_bytes() > UINT32_MAX)
+        return false;
+    if (segments[s].tokens <= 0 || segments[s].position < 0 || k_cache.dim(0) < segments[s].position + segments[s].tokens ||
+        v_cache.dim(0) < k_cache.dim(0))
+      return false;
+    // The scores' scratch of a segment too short to run tiled: one row of its keys per
+    // query row and head.
+    const gpu::AttentionShape shape = attention_segment(node, inputs, s, 0);
+    if (gpu::DeviceAttention::scratch_floats(shape, device_->context().capabilities()) > kMaxAttentionScratchFloats)
       return false;
   }
-  // The scores' scratch: one row of `longest` per query row and head.
-  const uint64_t scratch = gpu::DeviceAttention::scratch_floats(static_cast<uint32_t>(node.shape[0]),
-                                                                static_cast<uint32_t>(q_heads), static_cast<uint32_t>(longest));
-  return scratch <= kMaxAttentionScratchFloats && static_cast<uint64_t>(node.shape.elements()) <= UINT32_MAX;
+  return static_cast<uint64_t>(node.shape.elements()) <= UINT32_MAX;
 }
 
 bool VulkanBackend::on_this_device(const Tensor& tensor) const {
@@ -394,41 +409,33 @@ Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& reco
     if (!device) return device.status();
     fresh[i] = device.value();
   }
-  int64_t longest = 0;
-  for (const AttentionSegment& segment : node.params.segments)
-    longest = std::max(longest, segment.position + segment.tokens);
-  const auto rows = static_cast<uint32_t>(node.shape[0]), q_heads = static_cast<uint32_t>(node.shape[1]);
+  const gpu::DeviceCapabilities& caps = device_->context().capabilities();
+  uint64_t scratch_floats = 0;
+  for (uint32_t first_row = 0, s = 0; s < node.params.segments.size(); ++s) {
+    const gpu::AttentionShape shape = attention_segment(node, inputs, s, first_row);
+    scratch_floats = std::max(scratch_floats, gpu::DeviceAttention::scratch_floats(shape, caps));
+    first_row += shape.tokens;
+  }
   // The attention dispatches of a batch run one after another, so they share one scratch.
-  const uint64_t scratch_bytes =
-      4 * gpu::DeviceAttention::scratch_floats(rows, q_heads, static_cast<uint32_t>(longest));
-  if (recording.attention_scratch == nullptr || recording.attention_scratch->bytes() < scratch_bytes) {
-    auto scratch = gpu::DeviceBuffer::create(device_->allocator(), scratch_bytes, gpu::MemoryUse::device);
+  if (scratch_floats != 0 &&
+      (recording.attention_scratch == nullptr || recording.attention_scratch->bytes() < 4 * scratch_floats)) {
+    auto scratch = gpu::DeviceBuffer::create(device_->allocator(), 4 * scratch_floats, gpu::MemoryUse::device);
     if (!scratch) return from_gpu(scratch.status());
     recording.attention_scratch = &recording.buffers.emplace_back(std::move(scratch.value()));
   }
   uint32_t first_row = 0;
   for (size_t s = 0; s < node.params.segments.size(); ++s) {
-    const AttentionSegment& segment = node.params.segments[s];
     const Tensor &k_cache = inputs[3 + 2 * s], &v_cache = inputs[4 + 2 * s];
     auto k_device = recorded_input(recording, k_cache);
     if (!k_device) return k_device.status();
     auto v_device = recorded_input(recording, v_cache);
     if (!v_device) return v_device.status();
-    const gpu::AttentionShape shape{.first_row = first_row,
-                                    .tokens = static_cast<uint32_t>(segment.tokens),
-                                    .position = static_cast<uint32_t>(segment.position),
-                                    .q_heads = q_heads,
-                                    .kv_heads = static_cast<uint32_t>(inputs[1].dim(1)),
-                                    .head_dim = static_cast<uint32_t>(node.shape[2]),
-                                    .cache_rows = static_cast<uint32_t>(k_cache.dim(0)),
-                                    .cache_type = k_cache.dtype() == DType::f16 ? gpu::CacheType::f16 : gpu::CacheType::f32,
-                                    .scale = node.params.factor};
+    const gpu::AttentionShape shape = attention_segment(node, inputs, s, first_row);
     gpu::DeviceAttention& attention = device_->attention();
     EMBER_RETURN_IF_ERROR(from_gpu(
         attention.record_store(batch, shape, *fresh[1], *k_device.value(), *fresh[2], *v_device.value())));
     EMBER_RETURN_IF_ERROR(from_gpu(attention.record_attend(batch, shape, *fresh[0], *k_device.value(), *v_device.value(),
-                                                           out, *recording.attention_scratch,
-                                                           static_cast<uint32_t>(longest))));
+                                                           out, recording.attention_scratch)));
     recording.written_caches.push_back(k_cache.buffer().get());
     recording.written_caches.push_back(v_cache.buffer().get());
     first_row += shape.tokens;

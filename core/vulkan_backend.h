@@ -110,9 +110,12 @@ class VulkanBackend final : public Backend {
   // `next` is an rms_norm of `add`'s whole output: run_nodes records the two as one dispatch.
   static bool norms_the_sum(const BatchItem& add, const BatchItem& next);
   // cached_attention with f32 or f16 caches, head size even and at most 256, and scores
-  // scratch of at most kMaxAttentionScratchFloats.
-  static bool attention_fits(const Node& node, std::span<const Tensor> inputs);
+  // scratch (segments too short to run tiled) of at most kMaxAttentionScratchFloats.
+  bool attention_fits(const Node& node, std::span<const Tensor> inputs) const;
   static constexpr uint64_t kMaxAttentionScratchFloats = uint64_t{64} << 20;
+  // Segment s of a cached_attention node, whose query rows start at first_row.
+  static gpu::AttentionShape attention_segment(const Node& node, std::span<const Tensor> inputs, size_t s,
+                                               uint32_t first_row);
 
   // What a batch being recorded shares between its nodes, alive until it has run.
   struct AngleKey {

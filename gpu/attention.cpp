@@ -8,6 +8,17 @@ namespace ember::gpu {
 namespace {
 
 constexpr uint32_t kStoreInvocations = 256;  // kv_store.comp's workgroup
+// attention_tiled.comp's query rows per workgroup, its threads, and its largest key tile.
+constexpr uint32_t kTiledQueries = 16, kTiledThreads = 128, kTiledKeys = 32;
+
+// attention_tiled.comp's shared memory: the query tile, a key or value tile with rows
+// padded by 4 floats, the weights with rows padded by 1, per-thread partial maxima and
+// sums, and three floats per query row.
+uint64_t tiled_shared_bytes(uint32_t head_dim, uint32_t keys) {
+  const uint64_t floats = uint64_t{kTiledQueries} * head_dim + uint64_t{keys} * (head_dim + 4) +
+                          kTiledQueries * (keys + 1) + 2 * kTiledThreads + 3 * kTiledQueries;
+  return 4 * floats;
+}
 
 Status invalid(const std::string& message) { return {ErrorKind::invalid_argument, "GPU attention: " + message}; }
 
@@ -34,8 +45,16 @@ Status check(const AttentionShape& shape) {
 
 }  // namespace
 
-uint64_t DeviceAttention::scratch_floats(uint32_t rows_total, uint32_t q_heads, uint32_t longest) {
-  return uint64_t{rows_total} * q_heads * longest;
+uint32_t DeviceAttention::tile_keys(const AttentionShape& shape, const DeviceCapabilities& caps) {
+  if (shape.tokens < kTiledFromTokens || shape.head_dim % 4 != 0 || shape.head_dim > kMaxHeadDim) return 0;
+  for (const uint32_t keys : {kTiledKeys, kTiledKeys / 2})
+    if (tiled_shared_bytes(shape.head_dim, keys) <= caps.max_shared_memory_bytes) return keys;
+  return 0;
+}
+
+uint64_t DeviceAttention::scratch_floats(const AttentionShape& shape, const DeviceCapabilities& caps) {
+  if (tile_keys(shape, caps) != 0) return 0;
+  return uint64_t{shape.tokens} * shape.q_heads * (uint64_t{shape.position} + shape.tokens);
 }
 
 Status DeviceAttention::record_store(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& new_keys,
@@ -66,20 +85,36 @@ Status DeviceAttention::record_store(CommandBatch& batch, const AttentionShape& 
 
 Status DeviceAttention::record_attend(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& q,
                                       const DeviceBuffer& k_cache, const DeviceBuffer& v_cache,
-                                      const DeviceBuffer& out, const DeviceBuffer& scratch, uint32_t stride) {
+                                      const DeviceBuffer& out, const DeviceBuffer* scratch) {
   EMBER_GPU_RETURN_IF_ERROR(check(shape));
   const uint64_t rows_end = uint64_t{shape.first_row} + shape.tokens;
   const uint64_t q_bytes = rows_end * shape.q_heads * shape.head_dim * 4;
   if (q.bytes() < q_bytes || out.bytes() < q_bytes) return invalid("query or output buffer too small");
   if (k_cache.bytes() < cache_bytes(shape) || v_cache.bytes() < cache_bytes(shape)) return invalid("cache buffer too small");
-  if (stride < shape.position + shape.tokens || scratch.bytes() < rows_end * shape.q_heads * stride * 4)
-    return invalid("scratch too small");
   const DeviceCapabilities& caps = batch.context().capabilities();
-  if (shape.tokens > caps.max_workgroup_count[0] || shape.q_heads > caps.max_workgroup_count[1])
+  const uint32_t keys = tile_keys(shape, caps);
+  const uint32_t workgroup_rows = keys != 0 ? (shape.tokens + kTiledQueries - 1) / kTiledQueries : shape.tokens;
+  if (workgroup_rows > caps.max_workgroup_count[0] || shape.q_heads > caps.max_workgroup_count[1])
     return invalid("too many query rows or heads for one dispatch");
-  auto pipeline = pipelines_.get(ShaderId::attention, {static_cast<uint32_t>(shape.cache_type)});
+  const uint32_t cache_type = static_cast<uint32_t>(shape.cache_type);
+  if (keys != 0) {
+    auto pipeline = pipelines_.get(ShaderId::attention_tiled, {cache_type, shape.head_dim, keys});
+    if (!pipeline) return pipeline.status();
+    auto set = batch.descriptor_set(*pipeline.value(), {&q, &k_cache, &v_cache, &out});
+    if (!set) return set.status();
+    batch.add({.pipeline = pipeline.value(),
+               .set = set.value(),
+               .push = {shape.first_row, shape.tokens, shape.q_heads, shape.kv_heads, shape.position,
+                        std::bit_cast<uint32_t>(shape.scale)},
+               .push_words = 6,
+               .groups = {workgroup_rows, shape.q_heads, 1}});
+    return {};
+  }
+  const uint32_t stride = shape.position + shape.tokens;
+  if (scratch == nullptr || scratch->bytes() < 4 * scratch_floats(shape, caps)) return invalid("scratch too small");
+  auto pipeline = pipelines_.get(ShaderId::attention, {cache_type});
   if (!pipeline) return pipeline.status();
-  auto set = batch.descriptor_set(*pipeline.value(), {&q, &k_cache, &v_cache, &out, &scratch});
+  auto set = batch.descriptor_set(*pipeline.value(), {&q, &k_cache, &v_cache, &out, scratch});
   if (!set) return set.status();
   batch.add({.pipeline = pipeline.value(),
              .set = set.value(),

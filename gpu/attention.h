@@ -27,22 +27,28 @@ struct AttentionShape {
 class DeviceAttention {
  public:
   static constexpr uint32_t kMaxHeadDim = 256;  // attention.comp's shared query row
+  // A segment of at least this many query rows runs tiled (attention_tiled.comp) where
+  // its head size is a multiple of 4 and a tile fits the device's shared memory; a
+  // shorter one runs a workgroup per query row (attention.comp), with scores in scratch.
+  static constexpr uint32_t kTiledFromTokens = 8;
 
   explicit DeviceAttention(PipelineCache& pipelines) : pipelines_(pipelines) {}
 
-  // Floats of scratch that attend() needs for rows_total query rows whose segments
-  // reach at most `longest` cache rows.
-  static uint64_t scratch_floats(uint32_t rows_total, uint32_t q_heads, uint32_t longest);
+  // Cache rows per key tile of the tiled shader for this segment on this device, or 0
+  // where the segment takes the row shader.
+  static uint32_t tile_keys(const AttentionShape& shape, const DeviceCapabilities& caps);
+  // Floats of scratch that record_attend() needs for this segment: none when tiled.
+  static uint64_t scratch_floats(const AttentionShape& shape, const DeviceCapabilities& caps);
 
   // New keys and values [.., kv_heads, head_dim] f32 from shape.first_row on go to rows
   // shape.position .. of their caches, in one dispatch.
   Status record_store(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& new_keys,
                       const DeviceBuffer& key_cache, const DeviceBuffer& new_values, const DeviceBuffer& value_cache);
   // out rows first_row .. of [.., q_heads, head_dim] f32; scratch holds scratch_floats()
-  // for a stride of `stride` keys per (row, head).
+  // (null where that is 0). Dispatches of one batch may share a scratch: they run in turn.
   Status record_attend(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& q,
                        const DeviceBuffer& k_cache, const DeviceBuffer& v_cache, const DeviceBuffer& out,
-                       const DeviceBuffer& scratch, uint32_t stride);
+                       const DeviceBuffer* scratch);
 
  private:
   PipelineCache& pipelines_;

@@ -39,6 +39,9 @@ constexpr uint32_t kKvStore[] = {
 constexpr uint32_t kAttention[] = {
 #include "attention.spv.inc"
 };
+constexpr uint32_t kAttentionTiled[] = {
+#include "attention_tiled.spv.inc"
+};
 constexpr uint32_t kEmbedding[] = {
 #include "embedding.spv.inc"
 };
@@ -58,6 +61,7 @@ const ShaderInfo kShaders[] = {
     {"rope", kRope, 5, 5 * sizeof(uint32_t)},             // tokens, heads, head_dim, pairs, second_heads
     {"kv_store", kKvStore, 4, 3 * sizeof(uint32_t)},      // source_first, target_first, count
     {"attention", kAttention, 5, 8 * sizeof(uint32_t)},   // first_row .. stride
+    {"attention_tiled", kAttentionTiled, 4, 6 * sizeof(uint32_t)},  // first_row .. scale
     {"embedding", kEmbedding, 3, 3 * sizeof(uint32_t)},   // rows, cols, row_bytes
 };
 

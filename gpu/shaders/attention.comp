@@ -1,7 +1,8 @@
 #version 450
 // Causal grouped-query attention of one segment's queries over its KV cache (after
 // kv_store.comp put the segment's own keys and values there): one workgroup per (query
-// row, head). Query t of the segment sits at position + t and attends keys 0 .. position
+// row, head), for short segments such as a decoded token (attention_tiled.comp takes
+// prompts). Query t of the segment sits at position + t and attends keys 0 .. position
 // + t; head h reads kv head h / (q_heads / kv_heads). Three passes over the keys: scores
 // (scaled dot products, into a scratch row of global memory) and their maximum, the
 // exponentials and their sum, then each thread one output dimension, summing over the
@@ -25,7 +26,7 @@ layout(push_constant) uniform Shape {
   uint head_dim;   // at most kMaxHeadDim, even
   uint position;   // of the segment's first query
   float scale;
-  uint stride;     // scratch scores per (row, head): at least position + tokens
+  uint stride;     // scratch scores per (segment row, head): at least position + tokens
 } shape;
 
 const uint kMaxHeadDim = 256u;
@@ -59,7 +60,7 @@ void main() {
   const uint keys = shape.position + token + 1u;
   const uint kv_head = head / (shape.q_heads / shape.kv_heads);
   const uint q_first = (row * shape.q_heads + head) * shape.head_dim;
-  const uint scores_first = (row * shape.q_heads + head) * shape.stride;
+  const uint scores_first = (token * shape.q_heads + head) * shape.stride;
   for (uint d = t; d < shape.head_dim; d += 128u) query[d] = q[q_first + d];
   barrier();
 

@@ -1,11 +1,12 @@
 // Attention over a device KV cache (gpu/attention.h) against the CPU's tiled kernel on
-// random data: f32 and f16 caches, grouped-query heads, two segments of one sequence (a
-// prompt, then a token decoded after it) and a head size that is no multiple of 32. The
-// new keys and values must land in the cache exactly as the CPU stores them (f16 rounded
-// to nearest even), and the outputs agree to 1e-5 of the values' scale: the device sums
-// the softmax in three passes, the CPU with a running maximum over tiles.
+// random data: f32 and f16 caches, grouped-query heads, segments of one sequence that run
+// tiled (prompts) and a workgroup per query row (short segments). The new keys and values
+// must land in the cache exactly as the CPU stores them (f16 rounded to nearest even), and
+// the outputs agree to 1e-5 of the values' scale: the row shader sums the softmax in three
+// passes, the tiled one and the CPU with a running maximum over key tiles.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -36,53 +37,57 @@ struct Gpu {
   }
 };
 
-TEST(GpuAttention, MatchesTheCpuOverF32AndF16Caches) {
-  EMBER_GPU_CONTEXT_OR_SKIP(context);
+// Segments of one sequence, run as consecutive forward passes would run them.
+struct Sequence {
+  uint32_t q_heads, kv_heads, head_dim;
+  std::vector<uint32_t> tokens, positions;
+};
+
+void expect_attention_matches_the_cpu(Context& context, const Sequence& sequence) {
   Gpu gpu(context);
   ASSERT_NE(gpu.sets, nullptr);
   Allocator& allocator = gpu.allocator;
   DeviceAttention& attention = gpu.attention;
   testing::SeededRng rng;
-  constexpr uint32_t kQHeads = 6, kKvHeads = 2, kHeadDim = 40, kCacheRows = 160;
-  constexpr uint32_t kRow = kKvHeads * kHeadDim;
+  const uint32_t q_heads = sequence.q_heads, kv_heads = sequence.kv_heads, head_dim = sequence.head_dim;
+  const uint32_t kv_row = kv_heads * head_dim;
+  const uint32_t rows = sequence.positions.back() + sequence.tokens.back();
+  const uint32_t cache_rows = rows + 9;
   for (const CacheType type : {CacheType::f32, CacheType::f16}) {
     SCOPED_TRACE(type == CacheType::f16 ? "f16 cache" : "f32 cache");
-    // Segment 0: 150 prompt tokens from position 0; segment 1: the next one, at 150.
-    const std::vector<uint32_t> tokens = {150, 1}, positions = {0, 150};
-    const uint32_t rows = tokens[0] + tokens[1];
-    const std::vector<float> q = rng.uniform(size_t{rows} * kQHeads * kHeadDim);
-    const std::vector<float> k_new = rng.uniform(size_t{rows} * kRow), v_new = rng.uniform(size_t{rows} * kRow);
+    const std::vector<float> q = rng.uniform(size_t{rows} * q_heads * head_dim);
+    const std::vector<float> k_new = rng.uniform(size_t{rows} * kv_row), v_new = rng.uniform(size_t{rows} * kv_row);
     const size_t element_bytes = type == CacheType::f16 ? 2 : 4;
-    const std::vector<uint8_t> empty_cache(size_t{kCacheRows} * kRow * element_bytes, 0x7f);
+    const std::vector<uint8_t> empty_cache(size_t{cache_rows} * kv_row * element_bytes, 0x7f);
     DeviceBuffer q_buffer = mapped_buffer(allocator, q), k_buffer = mapped_buffer(allocator, k_new),
                  v_buffer = mapped_buffer(allocator, v_new);
     DeviceBuffer k_cache = mapped_buffer(allocator, empty_cache), v_cache = mapped_buffer(allocator, empty_cache);
-    DeviceBuffer out = mapped_buffer(allocator, testing::poisoned(size_t{rows} * kQHeads * kHeadDim + 3));
-    const uint32_t stride = positions[1] + tokens[1];
-    auto scratch = DeviceBuffer::create(allocator, 4 * DeviceAttention::scratch_floats(rows, kQHeads, stride),
-                                        MemoryUse::device);
+    DeviceBuffer out = mapped_buffer(allocator, testing::poisoned(size_t{rows} * q_heads * head_dim + 3));
+    std::vector<AttentionShape> shapes;
+    uint64_t scratch_floats = 1;
+    for (size_t s = 0; s < sequence.tokens.size(); ++s) {
+      shapes.push_back({.first_row = sequence.positions[s], .tokens = sequence.tokens[s],
+                        .position = sequence.positions[s], .q_heads = q_heads, .kv_heads = kv_heads,
+                        .head_dim = head_dim, .cache_rows = cache_rows, .cache_type = type, .scale = 0.158f});
+      scratch_floats = std::max(scratch_floats, DeviceAttention::scratch_floats(shapes.back(), context.capabilities()));
+    }
+    auto scratch = DeviceBuffer::create(allocator, 4 * scratch_floats, MemoryUse::device);
     ASSERT_TRUE(scratch) << scratch.status().message();
-    // Each segment in a batch of its own, as two forward passes would run them.
-    uint32_t first_row = 0;
-    for (size_t s = 0; s < tokens.size(); ++s) {
-      const AttentionShape shape{.first_row = first_row, .tokens = tokens[s], .position = positions[s],
-                                 .q_heads = kQHeads, .kv_heads = kKvHeads, .head_dim = kHeadDim,
-                                 .cache_rows = kCacheRows, .cache_type = type, .scale = 0.158f};
+    for (const AttentionShape& shape : shapes) {
       CommandBatch batch(context, *gpu.sets);
       ASSERT_TRUE(attention.record_store(batch, shape, k_buffer, k_cache, v_buffer, v_cache));
       EXPECT_EQ(batch.dispatches(), 1u) << "keys and values stored in one dispatch";
-      const Status recorded = attention.record_attend(batch, shape, q_buffer, k_cache, v_cache, out, scratch.value(), stride);
+      const Status recorded = attention.record_attend(batch, shape, q_buffer, k_cache, v_cache, out, &scratch.value());
       ASSERT_TRUE(recorded) << recorded.message();
       const Status ran = batch.run();
       ASSERT_TRUE(ran) << ran.message();
-      first_row += tokens[s];
     }
 
     // The CPU's caches: the same rows stored the CPU's way, bytes compared.
-    std::vector<uint8_t> k_expected(size_t{rows} * kRow * element_bytes), v_expected(k_expected.size());
+    std::vector<uint8_t> k_expected(size_t{rows} * kv_row * element_bytes), v_expected(k_expected.size());
     if (type == CacheType::f16) {
-      quant::f32_to_f16_row(k_new.data(), reinterpret_cast<uint16_t*>(k_expected.data()), int64_t{rows} * kRow);
-      quant::f32_to_f16_row(v_new.data(), reinterpret_cast<uint16_t*>(v_expected.data()), int64_t{rows} * kRow);
+      quant::f32_to_f16_row(k_new.data(), reinterpret_cast<uint16_t*>(k_expected.data()), int64_t{rows} * kv_row);
+      quant::f32_to_f16_row(v_new.data(), reinterpret_cast<uint16_t*>(v_expected.data()), int64_t{rows} * kv_row);
     } else {
       std::memcpy(k_expected.data(), k_new.data(), k_expected.size());
       std::memcpy(v_expected.data(), v_new.data(), v_expected.size());
@@ -93,24 +98,22 @@ TEST(GpuAttention, MatchesTheCpuOverF32AndF16Caches) {
     EXPECT_TRUE(std::equal(v_expected.begin(), v_expected.end(), v_stored.begin())) << "values stored differently";
     EXPECT_EQ(k_stored[k_expected.size()], 0x7f) << "stored past the new rows";
 
-    std::vector<float> expected(size_t{rows} * kQHeads * kHeadDim);
-    first_row = 0;
-    for (size_t s = 0; s < tokens.size(); ++s) {
+    std::vector<float> expected(size_t{rows} * q_heads * head_dim);
+    for (const AttentionShape& shape : shapes) {
       cpu::AttentionArgs args;
-      args.q = q.data() + size_t{first_row} * kQHeads * kHeadDim;
+      args.q = q.data() + size_t{shape.first_row} * q_heads * head_dim;
       args.k = k_expected.data();
       args.v = v_expected.data();
       args.kv_type = type == CacheType::f16 ? cpu::ElementType::f16 : cpu::ElementType::f32;
-      args.out = expected.data() + size_t{first_row} * kQHeads * kHeadDim;
-      args.tokens = tokens[s];
-      args.q_heads = kQHeads;
-      args.kv_heads = kKvHeads;
-      args.head_dim = kHeadDim;
-      args.kv_length = positions[s] + tokens[s];
-      args.position_offset = positions[s];
-      args.scale = 0.158f;
+      args.out = expected.data() + size_t{shape.first_row} * q_heads * head_dim;
+      args.tokens = shape.tokens;
+      args.q_heads = q_heads;
+      args.kv_heads = kv_heads;
+      args.head_dim = head_dim;
+      args.kv_length = shape.position + shape.tokens;
+      args.position_offset = shape.position;
+      args.scale = shape.scale;
       cpu::attention(args);
-      first_row += tokens[s];
     }
     const std::vector<float> actual = read_mapped<float>(out, expected.size() + 3);
     for (size_t i = expected.size(); i < actual.size(); ++i) ASSERT_TRUE(std::isnan(actual[i])) << "wrote past the output";
@@ -120,6 +123,51 @@ TEST(GpuAttention, MatchesTheCpuOverF32AndF16Caches) {
         ADD_FAILURE() << "output " << i << ": " << actual[i] << ", expected " << expected[i];
     EXPECT_EQ(failures, 0);
   }
+}
+
+// A prompt of 150 tokens (tiled: 9 full query tiles and a partial one, 32-key tiles),
+// then one decoded token (a workgroup per row), grouped-query heads, and a head size that
+// is no multiple of 32.
+TEST(GpuAttention, MatchesTheCpuForAPromptThenADecodedToken) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  expect_attention_matches_the_cpu(context, {.q_heads = 6, .kv_heads = 2, .head_dim = 40,
+                                             .tokens = {150, 1}, .positions = {0, 150}});
+}
+
+// A prompt in two chunks, the second attending over the first's keys too, with a head
+// size whose 32-key tile outgrows lavapipe's 32 KiB of shared memory (16-key tiles there).
+TEST(GpuAttention, MatchesTheCpuForAPromptInTwoChunksOfWideHeads) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  expect_attention_matches_the_cpu(context, {.q_heads = 4, .kv_heads = 1, .head_dim = 200,
+                                             .tokens = {37, 20}, .positions = {0, 37}});
+}
+
+// A head size that is no multiple of 4 keeps prompts on the row shader.
+TEST(GpuAttention, MatchesTheCpuWhereAHeadCannotBeReadInFours) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  expect_attention_matches_the_cpu(context, {.q_heads = 2, .kv_heads = 2, .head_dim = 42,
+                                             .tokens = {30, 3}, .positions = {0, 30}});
+}
+
+TEST(GpuAttention, PicksTiledKeysThatFitTheSharedMemory) {
+  DeviceCapabilities caps;
+  caps.max_shared_memory_bytes = 32 * 1024;
+  AttentionShape shape{.tokens = 512, .q_heads = 16, .kv_heads = 4, .head_dim = 128};
+  EXPECT_EQ(DeviceAttention::tile_keys(shape, caps), 32u);
+  EXPECT_EQ(DeviceAttention::scratch_floats(shape, caps), 0u) << "a tiled segment needs no scratch";
+  shape.head_dim = 200;
+  EXPECT_EQ(DeviceAttention::tile_keys(shape, caps), 16u);
+  shape.head_dim = 256;
+  EXPECT_EQ(DeviceAttention::tile_keys(shape, caps), 0u);
+  caps.max_shared_memory_bytes = 48 * 1024;
+  EXPECT_EQ(DeviceAttention::tile_keys(shape, caps), 16u);
+  shape.head_dim = 42;
+  EXPECT_EQ(DeviceAttention::tile_keys(shape, caps), 0u) << "a head read in fours";
+  shape.head_dim = 128;
+  shape.tokens = DeviceAttention::kTiledFromTokens - 1;
+  shape.position = 100;
+  EXPECT_EQ(DeviceAttention::tile_keys(shape, caps), 0u) << "a short segment";
+  EXPECT_EQ(DeviceAttention::scratch_floats(shape, caps), uint64_t{7} * 16 * 107);
 }
 
 TEST(GpuAttention, RejectsShapesItCannotRunWithTheReason) {
@@ -134,7 +182,7 @@ TEST(GpuAttention, RejectsShapesItCannotRunWithTheReason) {
   EXPECT_NE(status.message().find("positions 9..10 past the cache's 10 rows"), std::string::npos) << status.message();
   shape.position = 0;
   shape.kv_heads = 3;
-  status = attention.record_attend(batch, shape, buffer, buffer, buffer, buffer, buffer, 2);
+  status = attention.record_attend(batch, shape, buffer, buffer, buffer, buffer, &buffer);
   EXPECT_NE(status.message().find("4 query heads do not share 3 kv heads evenly"), std::string::npos)
       << status.message();
   shape.kv_heads = 2;
