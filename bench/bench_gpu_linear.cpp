@@ -41,7 +41,7 @@ DType dtype_of(gpu::WeightType type) {
 // product), and reports the device time per product: a decoded token records its GEMVs
 // this way, one batch per token, so the buffer's own start and end are shared.
 void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows, uint32_t k, uint32_t n,
-                    gpu::LinearPath path, uint32_t gemv_columns, uint32_t batched) {
+                    gpu::LinearPath path, uint32_t gemv_columns, uint32_t batched, uint32_t tile_rows) {
   Gpu& gpu = shared_gpu();
   if (!gpu.device) {
     state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
@@ -79,7 +79,7 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
                   w_status);
   gpu::LinearArgs args{.x = &x_buffer.value(), .rows = rows, .k = k, .weights = &w_buffers.front(),
                        .weight_type = type, .n = n, .y = &y_buffer.value(), .path = path,
-                       .gemv_columns = gemv_columns};
+                       .gemv_columns = gemv_columns, .tile_rows = tile_rows};
   // The first run creates the pipeline; it is not timed.
   if (const gpu::Status first = gpu.device->linear().run(args); !first.ok()) {
     state.SkipWithError(first.message().c_str());
@@ -190,6 +190,7 @@ struct Case {
   gpu::LinearPath path = gpu::LinearPath::automatic;  // automatic: the tensor cores for f16 where the device has them
   uint32_t gemv_columns = 0;                          // 0: gpu::gemv_columns(n)
   uint32_t batched = 1;                               // products per timed command buffer
+  uint32_t tile_rows = 0;                             // 0: gpu::coopmat_tile_rows(rows, n)
 };
 
 constexpr Case kCases[] = {
@@ -229,6 +230,21 @@ constexpr Case kCases[] = {
     {"prefill_512/q8_0_tiled", gpu::WeightType::q8_0, 512, 14336, 4096, gpu::LinearPath::gemm},
     {"prefill_512/f16", gpu::WeightType::f16, 512, 14336, 4096},
     {"prefill_512/f16_tiled", gpu::WeightType::f16, 512, 14336, 4096, gpu::LinearPath::gemm},
+    {"prefill_512/q4_0/tile_rows:128", gpu::WeightType::q4_0, 512, 14336, 4096, gpu::LinearPath::automatic, 0, 1, 128},
+    // A 512-token prompt through M's layer in q4_0 (q and o, k and v, gate and up, down),
+    // on the tensor cores with each tile height and the automatic one.
+    {"prompt_m/q:2048x2048", gpu::WeightType::q4_0, 512, 2048, 2048},
+    {"prompt_m/q:2048x2048/tile_rows:128", gpu::WeightType::q4_0, 512, 2048, 2048, gpu::LinearPath::automatic, 0, 1, 128},
+    {"prompt_m/q:2048x2048/tile_rows:64", gpu::WeightType::q4_0, 512, 2048, 2048, gpu::LinearPath::automatic, 0, 1, 64},
+    {"prompt_m/k:2048x512", gpu::WeightType::q4_0, 512, 2048, 512},
+    {"prompt_m/k:2048x512/tile_rows:128", gpu::WeightType::q4_0, 512, 2048, 512, gpu::LinearPath::automatic, 0, 1, 128},
+    {"prompt_m/k:2048x512/tile_rows:64", gpu::WeightType::q4_0, 512, 2048, 512, gpu::LinearPath::automatic, 0, 1, 64},
+    {"prompt_m/gate:2048x5632", gpu::WeightType::q4_0, 512, 2048, 5632},
+    {"prompt_m/gate:2048x5632/tile_rows:128", gpu::WeightType::q4_0, 512, 2048, 5632, gpu::LinearPath::automatic, 0, 1, 128},
+    {"prompt_m/gate:2048x5632/tile_rows:32", gpu::WeightType::q4_0, 512, 2048, 5632, gpu::LinearPath::automatic, 0, 1, 32},
+    {"prompt_m/down:5632x2048", gpu::WeightType::q4_0, 512, 5632, 2048},
+    {"prompt_m/down:5632x2048/tile_rows:128", gpu::WeightType::q4_0, 512, 5632, 2048, gpu::LinearPath::automatic, 0, 1, 128},
+    {"prompt_m/down:5632x2048/tile_rows:64", gpu::WeightType::q4_0, 512, 5632, 2048, gpu::LinearPath::automatic, 0, 1, 64},
 };
 
 }  // namespace
@@ -239,7 +255,7 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("BM_DeviceCopy", BM_DeviceCopy)->Arg(512)->UseManualTime()->Unit(benchmark::kMillisecond);
   for (const Case& c : kCases) {
     auto* registered = benchmark::RegisterBenchmark(("BM_FusedLinear/" + std::string(c.name)).c_str(), BM_FusedLinear,
-                                                    c.type, c.rows, c.k, c.n, c.path, c.gemv_columns, c.batched);
+                                                    c.type, c.rows, c.k, c.n, c.path, c.gemv_columns, c.batched, c.tile_rows);
     registered->UseManualTime()->Unit(benchmark::kMicrosecond);
     // A fixed count for the one-row cases: with manual time, a minimum time would take a
     // million host round trips for the microsecond ones.

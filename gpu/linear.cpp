@@ -26,6 +26,10 @@ constexpr uint32_t kQuantizePushBytes = 8;     // its push constants: rows, k
 // From this many input rows on, block weights go to the cooperative-matrix GEMM when it is
 // there (gpu/linear.h says what that trades).
 constexpr uint32_t kMinTensorCoreBlockRows = 64;
+// The cooperative-matrix GEMM keeps 128-row tiles while they make this many workgroups,
+// and otherwise takes the largest of 64 or 32 rows that does (or 32): a prompt through a
+// 2048-wide layer makes 64 or fewer 128 x 128 tiles, half an H200's 132 multiprocessors.
+constexpr uint32_t kCoopmatEnoughWorkgroups = 256;
 // From this many outputs on, a GEMV over block weights takes several columns per workgroup.
 constexpr uint32_t kManyGemvColumns = 1024;
 
@@ -122,6 +126,13 @@ Result<double> FusedLinear::run_timed(const LinearArgs& args) {
   return batch.run_timed();
 }
 
+uint32_t coopmat_tile_rows(uint32_t rows, uint32_t n) {
+  const uint64_t column_tiles = (uint64_t{n} + kCoopmatTile - 1) / kCoopmatTile;
+  for (const uint32_t tile_rows : {128u, 64u})
+    if ((rows + tile_rows - 1) / tile_rows * column_tiles >= kCoopmatEnoughWorkgroups) return tile_rows;
+  return 32;
+}
+
 Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   EMBER_GPU_RETURN_IF_ERROR(check(args));
   const bool gemv = args.path == LinearPath::gemv || (args.path == LinearPath::automatic && args.rows == 1);
@@ -134,6 +145,9 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
       args.path == LinearPath::cooperative_matrix ||
       (args.path == LinearPath::automatic && !gemv && cooperative_shortcoming.empty() &&
        (!block_weights || args.rows >= kMinTensorCoreBlockRows));
+  if (args.tile_rows != 0 && (!cooperative || (args.tile_rows != 128 && args.tile_rows != 64 && args.tile_rows != 32)))
+    return invalid("tile rows " + std::to_string(args.tile_rows) +
+                   ": only the cooperative-matrix GEMM takes them, and 128, 64 or 32");
   // The cooperative-matrix GEMM rounds x to f16 itself, as it stages it.
   const bool quantize_x = block_weights && !cooperative;
   if (!gemv && !cooperative && caps.max_workgroup_invocations < kGemmInvocations)
@@ -143,8 +157,9 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   const uint32_t max_groups_x = caps.max_workgroup_count[0];
   const uint32_t max_groups_y = caps.max_workgroup_count[1];
   const uint32_t tile = cooperative ? kCoopmatTile : block_weights ? kGemmTile : kFloatGemmTile;
+  const uint32_t tile_rows = !cooperative ? tile : args.tile_rows != 0 ? args.tile_rows : coopmat_tile_rows(args.rows, args.n);
   const uint32_t groups_x = (args.n + tile - 1) / tile;
-  const uint32_t groups_y = gemv ? args.rows : (args.rows + tile - 1) / tile;
+  const uint32_t groups_y = gemv ? args.rows : (args.rows + tile_rows - 1) / tile_rows;
   // quantize_rows_q8.comp covers its blocks with a flat grid of workgroups.
   const uint64_t x_blocks = uint64_t{args.rows} * args.k / 32;
   const auto quantize_grid = flat_grid(context_, (x_blocks + kQuantizeBlocksPerGroup - 1) / kQuantizeBlocksPerGroup);
@@ -157,8 +172,9 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
                           : block_weights ? ShaderId::linear_gemm
                                           : ShaderId::linear_gemm_float;
   const uint32_t columns = !gemv ? 1 : args.gemv_columns != 0 ? args.gemv_columns : gemv_columns(args.weight_type, args.n);
+  // Constant 2 is the GEMV's columns per workgroup, the cooperative-matrix GEMM's tile rows.
   auto pipeline = pipelines_.get(shader, {static_cast<uint32_t>(args.weight_type),
-                                          static_cast<uint32_t>(args.activation), columns});
+                                          static_cast<uint32_t>(args.activation), cooperative ? tile_rows : columns});
   if (!pipeline) return pipeline.status();
   const Pipeline* quantize_pipeline = nullptr;
   const XLayout layout = !gemv                                 ? XLayout::records

@@ -52,6 +52,8 @@ struct LinearArgs {
   LinearPath path = LinearPath::automatic;
   // Output columns per GEMV workgroup (1 to kMaxGemvColumns); 0 lets gemv_columns(n) choose.
   uint32_t gemv_columns = 0;
+  // Rows of y per cooperative-matrix workgroup (128, 64 or 32); 0 lets coopmat_tile_rows choose.
+  uint32_t tile_rows = 0;
 };
 
 constexpr uint32_t kMaxGemvColumns = 8;  // the GEMV shaders' kMaxColumns
@@ -61,6 +63,10 @@ constexpr uint32_t kMaxGemvColumns = 8;  // the GEMV shaders' kMaxColumns
 // and decodes its x blocks once for all of them; one for float weights, whose GEMV then
 // keeps more loads in flight.
 uint32_t gemv_columns(WeightType type, uint32_t n);
+
+// The cooperative-matrix GEMM's rows per 128-column tile for `rows` x n outputs: 128
+// where that makes enough workgroups to fill a large GPU, otherwise fewer.
+uint32_t coopmat_tile_rows(uint32_t rows, uint32_t n);
 
 class FusedLinear {
  public:

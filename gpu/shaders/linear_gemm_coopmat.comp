@@ -8,14 +8,17 @@
 // through VK_NV_cooperative_matrix (Debian 12's glslc knows the NV extension, not the KHR
 // one): x, and each block weight (its f16 scale times its code), are rounded to f16 as
 // they are staged; products accumulate in f32. Each workgroup of 4 subgroups of 32
-// computes a 128 x 128 tile of y; each subgroup a 64 x 64 quarter of it as 4 x 4 16x16
-// accumulators (four matrix multiplies per fragment loaded). k advances 32 at a time
+// computes a TILE_ROWS x 128 tile of y; each subgroup a quarter of it, TILE_ROWS / 2 x 64,
+// as TILE_ROWS / 32 x 4 16x16 accumulators. 128 rows multiply the most per fragment
+// loaded; fewer rows make more workgroups, for products too small to fill the device. k advances 32 at a time
 // through x and W slices in shared memory, the next slice loaded into registers while
 // the current one is multiplied; against block weights a step is one block of every
 // column. The host sends only k a multiple of 8 here (whole 16-byte loads of both rows;
 // 32 for block weights) and a device with 32-wide subgroups and 16x16x16 fp16 -> fp32
 // matrices (gpu/linear.cpp).
 #include "linear_common.glsl"
+
+layout(constant_id = 2) const uint TILE_ROWS = 128u;  // 128, 64 or 32
 
 const uint kSubgroups = 4u;
 const uint kThreads = 32u * kSubgroups;
@@ -31,24 +34,29 @@ const uint kTile = 128u;
 const uint kStep = 32u;
 const uint kSubColumns = kTile / (kSubgroups / 2u);
 const uint kFragmentColumns = kSubColumns / 16u;
+const uint kMostFragmentRows = 4u;
+const uint kFragmentRows = TILE_ROWS / 32u;
 // Rows of the slices are padded by 8 halves so that the 16 rows a matrix load touches
 // fall in different shared-memory banks; 80 bytes keeps every row 16-byte aligned.
 const uint kStride = kStep + 8u;
-shared float16_t x_slice[kTile * kStride];  // x_slice[r * kStride + i] = x[row0 + r][k0 + i]
+shared float16_t x_slice[kTile * kStride];  // x_slice[r * kStride + i] = x[row0 + r][k0 + i], r < TILE_ROWS
 shared float16_t w_slice[kTile * kStride];  // the same for weight rows (output columns)
 shared float staged[kSubgroups * 256u];     // one 16 x 16 accumulator per subgroup, on its way out
 
-// Each thread carries its share of the 1024 vec4s of an x slice, and of the 512 uvec4s
-// (8 halves each) of an f16 W slice or the words covering one of its 128 weight blocks.
-const uint kXLoads = 1024u / kThreads;
+// Each thread carries its share of the TILE_ROWS * 8 vec4s of an x slice, and of the 512
+// uvec4s (8 halves each) of an f16 W slice or the words covering one of its 128 weight
+// blocks.
+const uint kMostXLoads = 1024u / kThreads;
+const uint kXLoads = TILE_ROWS * 8u / kThreads;
 const uint kWLoads = 512u / kThreads;
-vec4 x_loads[kXLoads];
+vec4 x_loads[kMostXLoads];
 uvec4 w_loads[kWLoads];
 uint block_words[9];
 bool block_halfway;  // the weight block starts 2 bytes into its first word
 
 void load_slices(uint row0, uint column0, uint k0) {
-  [[unroll]] for (uint j = 0u; j < kXLoads; ++j) {
+  [[unroll]] for (uint j = 0u; j < kMostXLoads; ++j) {
+    if (j >= kXLoads) break;
     const uint index = gl_LocalInvocationIndex + kThreads * j;
     const uint row = row0 + (index >> 3);
     const uint i = k0 + 4u * (index & 7u);
@@ -102,7 +110,8 @@ void store_weight_block() {
 }
 
 void store_slices() {
-  [[unroll]] for (uint j = 0u; j < kXLoads; ++j) {
+  [[unroll]] for (uint j = 0u; j < kMostXLoads; ++j) {
+    if (j >= kXLoads) break;
     const uint index = gl_LocalInvocationIndex + kThreads * j;
     const uint at = (index >> 3) * kStride + 4u * (index & 7u);
     [[unroll]] for (uint e = 0u; e < 4u; ++e) x_slice[at + e] = float16_t(x_loads[j][e]);
@@ -123,16 +132,17 @@ void store_slices() {
 }
 
 void main() {
-  const uint row0 = gl_WorkGroupID.y * kTile;
+  const uint row0 = gl_WorkGroupID.y * TILE_ROWS;
   const uint column0 = gl_WorkGroupID.x * kTile;
   const uint subgroup = gl_LocalInvocationIndex >> 5;
   const uint lane = gl_LocalInvocationIndex & 31u;
-  // Subgroups as 2 rows of kSubgroups / 2: each 64 rows by kTile / (kSubgroups / 2) columns.
-  const uint sub_row = (subgroup / (kSubgroups / 2u)) * 64u;
+  // Subgroups as 2 rows of kSubgroups / 2: each TILE_ROWS / 2 rows by kTile / (kSubgroups / 2)
+  // columns.
+  const uint sub_row = (subgroup / (kSubgroups / 2u)) * (TILE_ROWS / 2u);
   const uint sub_column = (subgroup % (kSubgroups / 2u)) * kSubColumns;
 
-  fcoopmatNV<32, kSubgroupScope, 16, 16> acc[4][kFragmentColumns];
-  [[unroll]] for (uint i = 0u; i < 4u; ++i)
+  fcoopmatNV<32, kSubgroupScope, 16, 16> acc[kMostFragmentRows][kFragmentColumns];
+  [[unroll]] for (uint i = 0u; i < kMostFragmentRows; ++i)
     [[unroll]] for (uint j = 0u; j < kFragmentColumns; ++j) acc[i][j] = fcoopmatNV<32, kSubgroupScope, 16, 16>(0.0);
 
   load_slices(row0, column0, 0u);
@@ -142,14 +152,14 @@ void main() {
     const bool more = k0 + kStep < shape.k;
     if (more) load_slices(row0, column0, k0 + kStep);
     [[unroll]] for (uint kk = 0u; kk < kStep; kk += 16u) {
-      fcoopmatNV<16, kSubgroupScope, 16, 16> a[4];
+      fcoopmatNV<16, kSubgroupScope, 16, 16> a[kMostFragmentRows];
       fcoopmatNV<16, kSubgroupScope, 16, 16> b[kFragmentColumns];
-      [[unroll]] for (uint i = 0u; i < 4u; ++i)
+      [[unroll]] for (uint i = 0u; i < kFragmentRows; ++i)
         coopMatLoadNV(a[i], x_slice, (sub_row + 16u * i) * kStride + kk, kStride, false);
       // B is k x columns; w_slice holds it column by column.
       [[unroll]] for (uint j = 0u; j < kFragmentColumns; ++j)
         coopMatLoadNV(b[j], w_slice, (sub_column + 16u * j) * kStride + kk, kStride, true);
-      [[unroll]] for (uint i = 0u; i < 4u; ++i)
+      [[unroll]] for (uint i = 0u; i < kFragmentRows; ++i)
         [[unroll]] for (uint j = 0u; j < kFragmentColumns; ++j) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
     }
     barrier();
@@ -161,7 +171,7 @@ void main() {
 
   // Out through shared memory, 16 x 16 at a time, so that partial tiles, the bias and
   // the activation are handled per element.
-  [[unroll]] for (uint i = 0u; i < 4u; ++i)
+  [[unroll]] for (uint i = 0u; i < kFragmentRows; ++i)
     [[unroll]] for (uint j = 0u; j < kFragmentColumns; ++j) {
       coopMatStoreNV(acc[i][j], staged, subgroup * 256u, 16u, false);
       subgroupMemoryBarrierShared();

@@ -66,9 +66,9 @@ struct Shape {
 
 // Runs one case and compares every output; also checks nothing is written past y.
 void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath path, Activation act, Shape shape,
-                  bool with_bias, double relative_tolerance = 3e-5, uint32_t gemv_columns = 0) {
+                  bool with_bias, double relative_tolerance = 3e-5, uint32_t gemv_columns = 0, uint32_t tile_rows = 0) {
   SCOPED_TRACE("rows " + std::to_string(shape.rows) + " k " + std::to_string(shape.k) + " n " + std::to_string(shape.n) +
-               (with_bias ? " with bias" : " without bias"));
+               (with_bias ? " with bias" : " without bias") + " tile rows " + std::to_string(tile_rows));
   const std::vector<float> x = rng.uniform(size_t{shape.rows} * shape.k);
   const std::vector<float> w_float = rng.uniform(size_t{shape.n} * shape.k);
   const std::vector<float> bias = rng.uniform(shape.n);
@@ -102,7 +102,7 @@ void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath
   const Status status = gpu.linear->run({.x = &x_buffer, .rows = shape.rows, .k = shape.k, .weights = &w_buffer,
                                          .weight_type = type, .n = shape.n, .bias = with_bias ? &bias_buffer : nullptr,
                                          .activation = act, .y = &y_buffer, .path = path,
-                                         .gemv_columns = gemv_columns});
+                                         .gemv_columns = gemv_columns, .tile_rows = tile_rows});
   ASSERT_TRUE(status) << status.message();
   const std::vector<float> y = read_mapped<float>(y_buffer, outputs + kGuard);
   for (size_t i = outputs; i < outputs + kGuard; ++i) ASSERT_TRUE(std::isnan(y[i])) << "wrote past y at " << i;
@@ -178,17 +178,23 @@ TEST(GpuLinearCooperativeMatrix, MatchesTheCpuReferenceWithinF16Rounding) {
   ASSERT_NE(gpu.linear, nullptr);
   testing::SeededRng rng;
   constexpr double kF16Tolerance = 1e-3;
+  const auto cooperative = [&](WeightType type, Activation act, Shape shape, bool with_bias, uint32_t tile_rows) {
+    check_linear(gpu, rng, type, LinearPath::cooperative_matrix, act, shape, with_bias, kF16Tolerance, 0, tile_rows);
+  };
   for (const Activation act : {Activation::none, Activation::relu, Activation::gelu_tanh, Activation::silu}) {
     SCOPED_TRACE("activation " + std::to_string(static_cast<int>(act)));
-    // One tile and a partial one, both ways; k through several 32-steps with a partial last.
-    check_linear(gpu, rng, WeightType::f16, LinearPath::cooperative_matrix, act, {2, 8, 3}, true, kF16Tolerance);
-    check_linear(gpu, rng, WeightType::f16, LinearPath::cooperative_matrix, act, {133, 200, 130}, true, kF16Tolerance);
-    check_linear(gpu, rng, WeightType::f16, LinearPath::cooperative_matrix, act, {67, 1064, 259}, false, kF16Tolerance);
-    // Block weights, one block per 32-deep step, each weight rounded to f16 as staged.
-    for (const WeightType type : {WeightType::q8_0, WeightType::q4_0}) {
-      check_linear(gpu, rng, type, LinearPath::cooperative_matrix, act, {2, 32, 3}, true, kF16Tolerance);
-      check_linear(gpu, rng, type, LinearPath::cooperative_matrix, act, {133, 224, 130}, true, kF16Tolerance);
-      check_linear(gpu, rng, type, LinearPath::cooperative_matrix, act, {67, 1056, 259}, false, kF16Tolerance);
+    // Each tile height: one tile and a partial one, both ways; k through several 32-steps
+    // with a partial last.
+    for (const uint32_t tile_rows : {128u, 64u, 32u}) {
+      cooperative(WeightType::f16, act, {2, 8, 3}, true, tile_rows);
+      cooperative(WeightType::f16, act, {133, 200, 130}, true, tile_rows);
+      cooperative(WeightType::f16, act, {67, 1064, 259}, false, tile_rows);
+      // Block weights, one block per 32-deep step, each weight rounded to f16 as staged.
+      for (const WeightType type : {WeightType::q8_0, WeightType::q4_0}) {
+        cooperative(type, act, {2, 32, 3}, true, tile_rows);
+        cooperative(type, act, {133, 224, 130}, true, tile_rows);
+        cooperative(type, act, {67, 1056, 259}, false, tile_rows);
+      }
     }
   }
   // The automatic choice takes it for more than one row of f16 weights, and for 64 rows
@@ -220,7 +226,25 @@ TEST(GpuLinearCooperativeMatrix, RefusesWhatItCannotRunWithTheReason) {
     EXPECT_EQ(status.kind(), ErrorKind::unavailable);
     EXPECT_NE(status.message().find("VK_NV_cooperative_matrix"), std::string::npos) << status.message();
   }
+  args.weight_type = WeightType::f16;
+  args.k = 64;
+  args.path = LinearPath::gemm;
+  args.tile_rows = 64;
+  status = gpu.linear->run(args);
+  EXPECT_NE(status.message().find("only the cooperative-matrix GEMM takes them"), std::string::npos)
+      << status.message();
   EXPECT_EQ(gpu.pipelines.created(), 0u);
+}
+
+// 128-row tiles where they make 256 workgroups; otherwise 64 or 32 rows, so that a
+// prompt through a 2048-wide layer (64 tiles of 128 x 128) spreads over a large GPU.
+TEST(GpuLinearCooperativeMatrix, ShrinksTileRowsForSmallProducts) {
+  EXPECT_EQ(coopmat_tile_rows(4096, 4096), 128u);
+  EXPECT_EQ(coopmat_tile_rows(512, 14336), 128u);  // 4 x 112 tiles
+  EXPECT_EQ(coopmat_tile_rows(512, 4096), 64u);    // 8 x 32
+  EXPECT_EQ(coopmat_tile_rows(512, 2048), 32u);    // 16 x 16
+  EXPECT_EQ(coopmat_tile_rows(512, 5632), 64u);    // 8 x 44
+  EXPECT_EQ(coopmat_tile_rows(64, 512), 32u);
 }
 
 // y = x·Wᵀ in doubles, x rounded to q8_0 first against block weights, as the shaders take it.
