@@ -29,7 +29,9 @@ constexpr uint32_t kMinTensorCoreBlockRows = 64;
 // The cooperative-matrix GEMM keeps 128-row tiles while they make this many workgroups,
 // and otherwise takes the largest of 64 or 32 rows that does (or 32): a prompt through a
 // 2048-wide layer makes 64 or fewer 128 x 128 tiles, half an H200's 132 multiprocessors.
-constexpr uint32_t kCoopmatEnoughWorkgroups = 256;
+// Measured on the H200 over M's four layer shapes, 512 rows (docs/PERFORMANCE.md), 128
+// picked the fastest height for each; 256 took 32 rows for q and down, 25% slower there.
+constexpr uint32_t kCoopmatEnoughWorkgroups = 128;
 // From this many outputs on, a GEMV over block weights takes several columns per workgroup.
 constexpr uint32_t kManyGemvColumns = 1024;
 

@@ -65,7 +65,7 @@ constexpr uint32_t kMaxGemvColumns = 8;  // the GEMV shaders' kMaxColumns
 uint32_t gemv_columns(WeightType type, uint32_t n);
 
 // The cooperative-matrix GEMM's rows per 128-column tile for `rows` x n outputs: 128
-// where that makes enough workgroups to fill a large GPU, otherwise fewer.
+// where that makes about a workgroup per multiprocessor of a large GPU, otherwise fewer.
 uint32_t coopmat_tile_rows(uint32_t rows, uint32_t n);
 
 class FusedLinear {

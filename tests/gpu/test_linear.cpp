@@ -236,14 +236,14 @@ TEST(GpuLinearCooperativeMatrix, RefusesWhatItCannotRunWithTheReason) {
   EXPECT_EQ(gpu.pipelines.created(), 0u);
 }
 
-// 128-row tiles where they make 256 workgroups; otherwise 64 or 32 rows, so that a
+// 128-row tiles where they make 128 workgroups; otherwise 64 or 32 rows, so that a
 // prompt through a 2048-wide layer (64 tiles of 128 x 128) spreads over a large GPU.
 TEST(GpuLinearCooperativeMatrix, ShrinksTileRowsForSmallProducts) {
   EXPECT_EQ(coopmat_tile_rows(4096, 4096), 128u);
-  EXPECT_EQ(coopmat_tile_rows(512, 14336), 128u);  // 4 x 112 tiles
-  EXPECT_EQ(coopmat_tile_rows(512, 4096), 64u);    // 8 x 32
-  EXPECT_EQ(coopmat_tile_rows(512, 2048), 32u);    // 16 x 16
-  EXPECT_EQ(coopmat_tile_rows(512, 5632), 64u);    // 8 x 44
+  EXPECT_EQ(coopmat_tile_rows(512, 4096), 128u);  // 4 x 32 tiles
+  EXPECT_EQ(coopmat_tile_rows(512, 5632), 128u);  // 4 x 44
+  EXPECT_EQ(coopmat_tile_rows(512, 2048), 64u);   // 8 x 16
+  EXPECT_EQ(coopmat_tile_rows(512, 512), 32u);    // 16 x 4
   EXPECT_EQ(coopmat_tile_rows(64, 512), 32u);
 }
 
