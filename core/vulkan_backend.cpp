@@ -480,8 +480,9 @@ Status VulkanBackend::record_rope(gpu::CommandBatch& batch, Recording& recording
   const int64_t tokens = node.shape[0], pairs = node.params.rotary_dims / 2;
   const cpu::RopeParams params = rope_params(node.params);
   const Buffer* positions_buffer = inputs.size() > 1 && inputs[1].defined() ? inputs[1].buffer().get() : nullptr;
-  // Every layer turns q and k by the same angles: the table is computed once per batch,
-  // on the host as the CPU kernel computes it, into memory the device reads directly.
+  // Every layer turns q and k by the same angles: the table is made once per batch, on
+  // the host from the rows kept across passes (core/rope_angle_cache.h), into memory the
+  // device reads directly.
   const AngleKey key{positions_buffer, tokens, params.rotary_dims, params.base, params.position_offset,
                      params.position_scale};
   const gpu::DeviceBuffer* angles = nullptr;
@@ -497,7 +498,7 @@ Status VulkanBackend::record_rope(gpu::CommandBatch& batch, Recording& recording
     const uint64_t angle_bytes = static_cast<uint64_t>(std::max<int64_t>(tokens * pairs, 1)) * 2 * sizeof(float);
     auto table = host_visible(recording, angle_bytes, "the rope's angle table");
     if (!table) return table.status();
-    cpu::rope_angles(tokens, positions, params, reinterpret_cast<float*>(table.value()->mapped()));
+    rope_angles_.fill(tokens, positions, params, reinterpret_cast<float*>(table.value()->mapped()));
     angles = table.value();
     recording.angle_tables.emplace_back(key, angles);
   }

@@ -39,6 +39,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/rope_angle_cache.h"
 #include "core/vulkan_device.h"
 #include "ember/backend.h"
 
@@ -159,6 +160,7 @@ class VulkanBackend final : public Backend {
 
   std::shared_ptr<VulkanDevice> device_;
   VulkanRouting routing_;
+  RopeAngleCache rope_angles_;
   std::array<std::atomic<bool>, 3> warned_{};
 };
 
