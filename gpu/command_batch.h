@@ -8,6 +8,7 @@
 // batch while it holds the batch.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -53,6 +54,11 @@ class CommandBatch {
   // Locks `mutex` until the batch is gone, unless the batch already holds it.
   void hold(std::mutex& mutex);
   size_t dispatches() const { return dispatches_.size(); }
+  // Dispatches that wait for the ones before them (Dispatch::barrier_before).
+  size_t barriers() const {
+    return static_cast<size_t>(std::count_if(dispatches_.begin(), dispatches_.end(),
+                                             [](const Dispatch& d) { return d.barrier_before; }));
+  }
   // Unique to this batch in the process (an address may be reused by a later batch).
   uint64_t serial() const { return serial_; }
   // The host's time in the last run's recording of the commands (vkCmd* calls, and the

@@ -225,8 +225,20 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   if (quantize_pipeline != nullptr)
     dispatch(quantize_pipeline, quantize_set, &push, kQuantizePushBytes, quantize_grid.value(), true);
   // Reusing the rounded x, the product depends on nothing the dispatch before it (the
-  // previous product, over other outputs) writes.
-  const bool first_barrier = !reuse_quantized_x;
+  // previous product, over other outputs) writes. Without a rounding, a product right
+  // after others over the same x that reads none of their outputs needs no barrier
+  // either, and the device may run them side by side: a prompt's q, k and v, or its gate
+  // and up, each too small to fill a large GPU alone.
+  const auto reads_a_sibling_output = [&](const DeviceBuffer* buffer) {
+    return std::find(siblings_.outputs.begin(), siblings_.outputs.end(), buffer) != siblings_.outputs.end();
+  };
+  std::unique_lock siblings_lock(siblings_mutex_);
+  const bool joins_siblings = !quantize_x && siblings_.batch == batch.serial() &&
+                              siblings_.dispatches == batch.dispatches() && siblings_.x == args.x &&
+                              args.y != args.x && !reads_a_sibling_output(args.weights) &&
+                              !reads_a_sibling_output(args.bias) && !reads_a_sibling_output(args.y);
+  siblings_lock.unlock();
+  const bool first_barrier = !reuse_quantized_x && !joins_siblings;
   if (gemv) {
     // One workgroup per `columns` output columns: n may exceed the device's dispatch width.
     const uint64_t columns_per_dispatch = uint64_t{max_groups_x} * columns;
@@ -244,6 +256,10 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
     quantized_source_ = source;
     quantized_source_.dispatches = batch.dispatches();
   }
+  siblings_lock.lock();
+  if (!joins_siblings) siblings_ = {.batch = batch.serial(), .x = args.x, .outputs = {}};
+  siblings_.dispatches = batch.dispatches();
+  siblings_.outputs.push_back(args.y);
   return {};
 }
 

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "gpu/allocator.h"
 #include "gpu/command_batch.h"
@@ -108,6 +109,16 @@ class FusedLinear {
     bool operator==(const QuantizedSource&) const = default;
   };
   QuantizedSource quantized_source_;
+  // The products recorded last, back to back over one x since a barrier: a product over
+  // the same x that reads none of their outputs joins them with no barrier of its own.
+  struct Siblings {
+    uint64_t batch = 0;  // CommandBatch::serial
+    size_t dispatches = 0;
+    const DeviceBuffer* x = nullptr;
+    std::vector<const DeviceBuffer*> outputs;
+  };
+  std::mutex siblings_mutex_;  // batches may be recorded on several threads
+  Siblings siblings_;
 };
 
 }  // namespace ember::gpu

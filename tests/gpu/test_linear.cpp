@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -279,6 +280,94 @@ std::vector<uint8_t> random_weights(testing::SeededRng& rng, WeightType type, ui
 // their own, and still give the reference. A q8_0 product (bytes layout) after q4_0 GEMVs
 // (paired layout) needs its own rounding. The batch is timed dispatch by dispatch, as
 // bench-gpu splits a product's time.
+// Weights of `type` for products of k inputs to each of `outs`, on the device, and a
+// poisoned output buffer of `rows` rows for each.
+struct Products {
+  std::vector<std::vector<uint8_t>> weights;
+  std::vector<DeviceBuffer> weight_buffers, outputs;
+};
+Products random_products(Gpu& gpu, testing::SeededRng& rng, WeightType type, uint32_t rows, uint32_t k,
+                         std::span<const uint32_t> outs) {
+  Products made;
+  for (uint32_t n : outs) {
+    made.weights.push_back(random_weights(rng, type, k, n));
+    made.weight_buffers.push_back(mapped_buffer(gpu.allocator, made.weights.back()));
+    made.outputs.push_back(mapped_buffer(gpu.allocator, testing::poisoned(size_t{rows} * n)));
+  }
+  return made;
+}
+
+// Products back to back over one x that read none of each other's outputs (a prompt's
+// q, k and v) share the barrier before the first and may run side by side; a product
+// that reads a sibling's output, as its x or its bias, waits behind a barrier. Each gives
+// the reference.
+TEST(GpuLinearBatch, SiblingProductsOverOneInputShareABarrier) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  ASSERT_NE(gpu.linear, nullptr);
+  testing::SeededRng rng;
+  constexpr uint32_t kRows = 5, kIn = 48;
+  constexpr uint32_t kOuts[] = {40, 24, 24};
+  const std::vector<float> x = rng.uniform(size_t{kRows} * kIn);
+  DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x);
+  auto [weights, weight_buffers, outputs] = random_products(gpu, rng, WeightType::f16, kRows, kIn, kOuts);
+  // Then a product over x whose bias is the second output's first row (24 wide), and two
+  // products of the first output (40 wide).
+  const std::vector<uint8_t> w_next = random_weights(rng, WeightType::f16, kOuts[0], 8);
+  DeviceBuffer w_next_buffer = mapped_buffer(gpu.allocator, w_next);
+  DeviceBuffer y_next = mapped_buffer(gpu.allocator, testing::poisoned(size_t{kRows} * 8));
+  DeviceBuffer y_next_again = mapped_buffer(gpu.allocator, testing::poisoned(size_t{kRows} * 8));
+  DeviceBuffer y_biased = mapped_buffer(gpu.allocator, testing::poisoned(size_t{kRows} * kOuts[1]));
+  auto sets = DescriptorSets::create(context, 16);
+  ASSERT_TRUE(sets) << sets.status().message();
+  {
+    CommandBatch batch(context, *sets.value());
+    for (size_t i = 0; i < weights.size(); ++i) {
+      const Status status = gpu.linear->record(batch, {.x = &x_buffer, .rows = kRows, .k = kIn, .weights = &weight_buffers[i],
+                                                       .weight_type = WeightType::f16, .n = kOuts[i], .y = &outputs[i]});
+      ASSERT_TRUE(status) << status.message();
+    }
+    EXPECT_EQ(batch.dispatches(), 3u);
+    EXPECT_EQ(batch.barriers(), 1u) << "q, k and v share the first barrier";
+    Status status = gpu.linear->record(batch, {.x = &x_buffer, .rows = kRows, .k = kIn, .weights = &weight_buffers[1],
+                                               .weight_type = WeightType::f16, .n = kOuts[1], .bias = &outputs[1],
+                                               .y = &y_biased});
+    ASSERT_TRUE(status) << status.message();
+    EXPECT_EQ(batch.barriers(), 2u) << "a product over the same x with a sibling's output as its bias waits";
+    status = gpu.linear->record(batch, {.x = &outputs[0], .rows = kRows, .k = kOuts[0], .weights = &w_next_buffer,
+                                        .weight_type = WeightType::f16, .n = 8, .y = &y_next});
+    ASSERT_TRUE(status) << status.message();
+    EXPECT_EQ(batch.barriers(), 3u) << "a product of a sibling's output waits";
+    status = gpu.linear->record(batch, {.x = &outputs[0], .rows = kRows, .k = kOuts[0], .weights = &w_next_buffer,
+                                        .weight_type = WeightType::f16, .n = 8, .y = &y_next_again});
+    ASSERT_TRUE(status) << status.message();
+    EXPECT_EQ(batch.barriers(), 3u) << "its sibling over the same x";
+    status = batch.run();
+    ASSERT_TRUE(status) << status.message();
+  }
+  const bool tensor_cores = cooperative_matrix_shortcoming(context.capabilities(), WeightType::f16, kIn).empty();
+  const double tolerance = tensor_cores ? 1e-2 : 1e-4;
+  std::vector<std::vector<float>> values;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    values.push_back(read_mapped<float>(outputs[i], size_t{kRows} * kOuts[i]));
+    const std::vector<double> expected = reference_linear(x, weights[i], WeightType::f16, kRows, kIn, kOuts[i]);
+    for (size_t j = 0; j < expected.size(); ++j)
+      ASSERT_NEAR(values[i][j], expected[j], tolerance) << "output " << i << " at " << j;
+  }
+  const std::vector<double> expected_next = reference_linear(values[0], w_next, WeightType::f16, kRows, kOuts[0], 8);
+  for (const DeviceBuffer* y : {&y_next, &y_next_again}) {
+    const std::vector<float> next = read_mapped<float>(*y, size_t{kRows} * 8);
+    for (size_t j = 0; j < next.size(); ++j) ASSERT_NEAR(next[j], expected_next[j], tolerance) << "next at " << j;
+  }
+  // The biased product: x·W1ᵀ + (the second output, read as a bias row).
+  const std::vector<double> unbiased = reference_linear(x, weights[1], WeightType::f16, kRows, kIn, kOuts[1]);
+  const std::vector<float> biased = read_mapped<float>(y_biased, size_t{kRows} * kOuts[1]);
+  for (uint32_t r = 0; r < kRows; ++r)
+    for (uint32_t c = 0; c < kOuts[1]; ++c)
+      ASSERT_NEAR(biased[r * kOuts[1] + c], unbiased[r * kOuts[1] + c] + values[1][c], tolerance)
+          << "biased at " << r << ", " << c;
+}
+
 TEST(GpuLinearBatch, LinearsOverOneInputRoundItOnce) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Gpu gpu(context);
@@ -288,13 +377,7 @@ TEST(GpuLinearBatch, LinearsOverOneInputRoundItOnce) {
   constexpr uint32_t kOuts[] = {40, 24, 24};
   const std::vector<float> x = rng.uniform(kIn);
   DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x);
-  std::vector<std::vector<uint8_t>> weights;
-  std::vector<DeviceBuffer> weight_buffers, outputs;
-  for (uint32_t n : kOuts) {
-    weights.push_back(random_weights(rng, WeightType::q4_0, kIn, n));
-    weight_buffers.push_back(mapped_buffer(gpu.allocator, weights.back()));
-    outputs.push_back(mapped_buffer(gpu.allocator, testing::poisoned(n)));
-  }
+  auto [weights, weight_buffers, outputs] = random_products(gpu, rng, WeightType::q4_0, 1, kIn, kOuts);
   const std::vector<uint8_t> w_q8 = random_weights(rng, WeightType::q8_0, kIn, 8);
   DeviceBuffer w_q8_buffer = mapped_buffer(gpu.allocator, w_q8);
   DeviceBuffer y_q8 = mapped_buffer(gpu.allocator, testing::poisoned(8));
