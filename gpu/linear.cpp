@@ -232,12 +232,14 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   const auto reads_a_sibling_output = [&](const DeviceBuffer* buffer) {
     return std::find(siblings_.outputs.begin(), siblings_.outputs.end(), buffer) != siblings_.outputs.end();
   };
-  std::unique_lock siblings_lock(siblings_mutex_);
+  // Held until the product is recorded: another thread's batch must not change the
+  // siblings between this check and their update below.
+  const std::lock_guard siblings_lock(siblings_mutex_);
   const bool joins_siblings = !quantize_x && siblings_.batch == batch.serial() &&
                               siblings_.dispatches == batch.dispatches() && siblings_.x == args.x &&
-                              args.y != args.x && !reads_a_sibling_output(args.weights) &&
-                              !reads_a_sibling_output(args.bias) && !reads_a_sibling_output(args.y);
-  siblings_lock.unlock();
+                              args.y != args.x && !reads_a_sibling_output(args.x) &&
+                              !reads_a_sibling_output(args.weights) && !reads_a_sibling_output(args.bias) &&
+                              !reads_a_sibling_output(args.y);
   const bool first_barrier = !reuse_quantized_x && !joins_siblings;
   if (gemv) {
     // One workgroup per `columns` output columns: n may exceed the device's dispatch width.
@@ -256,7 +258,6 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
     quantized_source_ = source;
     quantized_source_.dispatches = batch.dispatches();
   }
-  siblings_lock.lock();
   if (!joins_siblings) siblings_ = {.batch = batch.serial(), .x = args.x, .outputs = {}};
   siblings_.dispatches = batch.dispatches();
   siblings_.outputs.push_back(args.y);
