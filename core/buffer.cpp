@@ -1,5 +1,6 @@
 #include "ember/buffer.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +13,17 @@
 #include <fmt/format.h>
 
 namespace ember {
+
+namespace {
+
+// Buffers of at least one huge page start on one and ask the kernel for huge pages: a
+// kernel streaming a weight matrix otherwise takes a TLB miss every 4 KiB, and where
+// transparent huge pages are set to "madvise" (Ubuntu's default) only advised memory
+// gets them (docs/PERFORMANCE.md, ninth session: +15% q4_0 decode). The advice is a hint;
+// a kernel without huge pages refuses it and the buffer works the same.
+constexpr size_t kHugePageBytes = size_t{2} << 20;
+
+}  // namespace
 
 Buffer::Buffer(std::byte* data, size_t bytes, size_t alignment, bool owned, bool writable,
                std::shared_ptr<const void> keep_alive)
@@ -29,9 +41,11 @@ Result<std::unique_ptr<Buffer>> Buffer::allocate_unique(size_t bytes, size_t ali
   if (bytes > (size_t{1} << 48)) return out_of_memory(fmt::format("buffer of {} bytes is larger than any host", bytes));
   // aligned_alloc wants a size that is a multiple of the alignment; zero bytes still gets a
   // distinct, valid pointer so empty tensors need no special case.
+  if (bytes >= kHugePageBytes) alignment = std::max(alignment, kHugePageBytes);
   const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
   void* memory = std::aligned_alloc(alignment, rounded == 0 ? alignment : rounded);
   if (memory == nullptr) return out_of_memory(fmt::format("cannot allocate a host buffer of {} bytes", bytes));
+  if (bytes >= kHugePageBytes) static_cast<void>(::madvise(memory, bytes / kHugePageBytes * kHugePageBytes, MADV_HUGEPAGE));
   return std::unique_ptr<Buffer>(
       new Buffer(static_cast<std::byte*>(memory), bytes, alignment, /*owned=*/true, /*writable=*/true, nullptr));
 }

@@ -37,7 +37,8 @@ class DeviceMirror {
 
 class Buffer {
  public:
-  // Fresh, uninitialised host memory aligned to `alignment` (≥ 64, a power of two).
+  // Fresh, uninitialised host memory aligned to `alignment` (≥ 64, a power of two); from
+  // 2 MiB on, aligned to 2 MiB and advised to take huge pages.
   static Result<std::shared_ptr<Buffer>> allocate(size_t bytes, size_t alignment = kBufferAlignment);
   // The same, solely owned (pools keep their idle buffers this way).
   static Result<std::unique_ptr<Buffer>> allocate_unique(size_t bytes, size_t alignment = kBufferAlignment);

@@ -1,6 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <cstring>
 #include <vector>
 
@@ -157,6 +162,33 @@ TEST(Buffer, WrappedReadOnlyMemoryRefusesWrites) {
   auto write = t.write<float>();
   ASSERT_FALSE(write.ok());
   EXPECT_NE(write.status().message().find("read-only"), std::string::npos);
+}
+
+// The VmFlags line of /proc/self/smaps for the mapping that holds `address` ("" if none).
+std::string vm_flags_of(const void* address) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto wanted = reinterpret_cast<uintptr_t>(address);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    uintptr_t begin = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &begin, &end) == 2 && line.find(':') > line.find(' ')) {
+      inside = begin <= wanted && wanted < end;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line;
+    }
+  }
+  return "";
+}
+
+TEST(Buffer, LargeBuffersStartOnAHugePageAndAskForHugePages) {
+  if (!std::filesystem::exists("/sys/kernel/mm/transparent_hugepage/enabled"))
+    GTEST_SKIP() << "this kernel has no transparent huge pages";
+  auto buffer = Buffer::allocate((size_t{8} << 20) + 100).value();
+  std::byte* data = buffer->host_write().value();
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(data) % (size_t{2} << 20), 0u);
+  const std::string flags = vm_flags_of(data);
+  ASSERT_FALSE(flags.empty());
+  EXPECT_NE((flags + " ").find(" hg "), std::string::npos) << flags;
 }
 
 TEST(Buffer, ARearrangedCopyIsMadeOncePerArrangementAndFailuresAreNotKept) {
