@@ -73,10 +73,6 @@ struct PartialSlab {
   }
 };
 
-// Records ahead of the one in use that the interleaved path prefetches: 2.3 KB of q4_0,
-// 4.4 KB of q8_0, as far ahead as the 16-row path reaches in each of its rows' streams.
-constexpr int64_t kPrefetchRecords = 8;
-
 // A slab of cpu/interleaved_weights.h's layout: block b of all kLanes rows is one record
 // of Format::kRecordBytes, already in TransposedBlock order, the slab's records (and then
 // the next slab's) one after another, so the whole tile is a single forward stream.
@@ -100,7 +96,10 @@ template <class Format, int kLanes, class TransposedBlock>
 }
 
 // Prefetches for the streamed path while it uses block b: kPrefetchBlocks ahead in each
-// row, every other block; for an interleaved slab, the record kPrefetchRecords ahead.
+// row, every other block. An interleaved slab is one forward stream through memory on
+// huge pages (core/buffer.cpp), which the hardware prefetchers follow: prefetching its
+// records in software measured slower (q8_0 decode -13% on one thread; docs/PERFORMANCE.md,
+// ninth session), so it issues none.
 template <int kLanes, class Slab>
 [[gnu::always_inline]] inline void prefetch_ahead(const Slab& slab, int64_t b, int64_t blocks) {
   if (b % 2 != 0) return;
@@ -110,10 +109,7 @@ template <int kLanes, class Slab>
 }
 
 template <int kLanes, class Format>
-[[gnu::always_inline]] inline void prefetch_ahead(const InterleavedSlab<Format>& slab, int64_t b, int64_t) {
-  const char* ahead = slab.records + (b + kPrefetchRecords) * Format::kRecordBytes;
-  for (int64_t line = 0; line < Format::kRecordBytes; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
-}
+[[gnu::always_inline]] inline void prefetch_ahead(const InterleavedSlab<Format>&, int64_t, int64_t) {}
 
 // Σ of 32 signed bytes: sad sums bytes as unsigned, so bias them by 128 and take 32 · 128 off.
 int32_t code_sum(const int8_t* qs) {
