@@ -39,13 +39,14 @@ Result<std::unique_ptr<Buffer>> Buffer::allocate_unique(size_t bytes, size_t ali
     return invalid_argument(fmt::format("buffer alignment {} is not a power of two of at least {}", alignment,
                                         kBufferAlignment));
   if (bytes > (size_t{1} << 48)) return out_of_memory(fmt::format("buffer of {} bytes is larger than any host", bytes));
+  const bool huge = bytes >= kHugePageBytes;
+  if (huge) alignment = std::max(alignment, kHugePageBytes);
   // aligned_alloc wants a size that is a multiple of the alignment; zero bytes still gets a
   // distinct, valid pointer so empty tensors need no special case.
-  if (bytes >= kHugePageBytes) alignment = std::max(alignment, kHugePageBytes);
   const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
   void* memory = std::aligned_alloc(alignment, rounded == 0 ? alignment : rounded);
   if (memory == nullptr) return out_of_memory(fmt::format("cannot allocate a host buffer of {} bytes", bytes));
-  if (bytes >= kHugePageBytes) static_cast<void>(::madvise(memory, bytes / kHugePageBytes * kHugePageBytes, MADV_HUGEPAGE));
+  if (huge) static_cast<void>(::madvise(memory, bytes / kHugePageBytes * kHugePageBytes, MADV_HUGEPAGE));
   return std::unique_ptr<Buffer>(
       new Buffer(static_cast<std::byte*>(memory), bytes, alignment, /*owned=*/true, /*writable=*/true, nullptr));
 }

@@ -98,8 +98,9 @@ template <class Format, int kLanes, class TransposedBlock>
 // Prefetches for the streamed path while it uses block b: kPrefetchBlocks ahead in each
 // row, every other block. An interleaved slab is one forward stream through memory on
 // huge pages (core/buffer.cpp), which the hardware prefetchers follow: prefetching its
-// records in software measured slower (q8_0 decode -13% on one thread; docs/PERFORMANCE.md,
-// ninth session), so it issues none.
+// records 8 ahead in software measured slower in the model (q8_0 decode -13% on one
+// thread), so it issues none. The kernel benchmark favoured 32 ahead; which holds is
+// not settled yet (docs/PERFORMANCE.md, ninth session).
 template <int kLanes, class Slab>
 [[gnu::always_inline]] inline void prefetch_ahead(const Slab& slab, int64_t b, int64_t blocks) {
   if (b % 2 != 0) return;

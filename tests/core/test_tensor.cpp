@@ -3,10 +3,10 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <cstring>
 #include <vector>
 
 #include "ember/tensor.h"
@@ -171,7 +171,7 @@ std::string vm_flags_of(const void* address) {
   bool inside = false;
   for (std::string line; std::getline(smaps, line);) {
     uintptr_t begin = 0, end = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx ", &begin, &end) == 2 && line.find(':') > line.find(' ')) {
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &begin, &end) == 2) {
       inside = begin <= wanted && wanted < end;
     } else if (inside && line.rfind("VmFlags:", 0) == 0) {
       return line;
