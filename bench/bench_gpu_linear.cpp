@@ -41,7 +41,8 @@ DType dtype_of(gpu::WeightType type) {
 // product), and reports the device time per product: a decoded token records its GEMVs
 // this way, one batch per token, so the buffer's own start and end are shared.
 void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows, uint32_t k, uint32_t n,
-                    gpu::LinearPath path, uint32_t gemv_columns, uint32_t batched, uint32_t tile_rows) {
+                    gpu::LinearPath path, uint32_t gemv_columns, uint32_t batched, uint32_t tile_rows,
+                    gpu::BlockLayout layout) {
   Gpu& gpu = shared_gpu();
   if (!gpu.device) {
     state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
@@ -51,6 +52,11 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
   const std::vector<float> w = random_values(size_t{n} * k, 7);
   std::vector<uint8_t> w_bytes(gpu::weight_row_bytes(type, k) * n);
   quant::quantize_row_reference(dtype_of(type), w.data(), w_bytes.data(), int64_t{n} * k);
+  if (layout == gpu::BlockLayout::split) {
+    const std::vector<uint8_t> file_layout = w_bytes;
+    gpu::split_blocks(type, reinterpret_cast<const std::byte*>(file_layout.data()),
+                      file_layout.size() / gpu::block_bytes(type), reinterpret_cast<std::byte*>(w_bytes.data()));
+  }
   auto x_buffer = device_copy_of(gpu, x.data(), x.size() * sizeof(float));
   auto other_x_buffer = device_copy_of(gpu, x.data(), x.size() * sizeof(float));
   auto y_buffer = gpu::DeviceBuffer::create(gpu.device->allocator(), uint64_t{rows} * n * sizeof(float), gpu::MemoryUse::device);
@@ -78,7 +84,7 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
     return failed(("weight copy " + std::to_string(w_buffers.size() + 1) + " of " + std::to_string(copies)).c_str(),
                   w_status);
   gpu::LinearArgs args{.x = &x_buffer.value(), .rows = rows, .k = k, .weights = &w_buffers.front(),
-                       .weight_type = type, .n = n, .y = &y_buffer.value(), .path = path,
+                       .weight_type = type, .weight_layout = layout, .n = n, .y = &y_buffer.value(), .path = path,
                        .gemv_columns = gemv_columns, .tile_rows = tile_rows};
   // The first run creates the pipeline; it is not timed.
   if (const gpu::Status first = gpu.device->linear().run(args); !first.ok()) {
@@ -191,7 +197,12 @@ struct Case {
   uint32_t gemv_columns = 0;                          // 0: gpu::gemv_columns(n)
   uint32_t batched = 1;                               // products per timed command buffer
   uint32_t tile_rows = 0;                             // 0: gpu::coopmat_tile_rows(rows, n)
+  gpu::BlockLayout layout = gpu::BlockLayout::file;   // of block weights (gpu/block_layout.h)
 };
+
+constexpr auto kAuto = gpu::LinearPath::automatic;
+constexpr auto kGemv = gpu::LinearPath::gemv;
+constexpr auto kSplit = gpu::BlockLayout::split;
 
 constexpr Case kCases[] = {
     {"decode_gemv/q4_0", gpu::WeightType::q4_0, 1, 14336, 4096},
@@ -209,6 +220,20 @@ constexpr Case kCases[] = {
     {"decode_gemv/q8_0/columns:1", gpu::WeightType::q8_0, 1, 14336, 4096, gpu::LinearPath::gemv, 1},
     {"decode_gemv/q4_0/columns:4", gpu::WeightType::q4_0, 1, 14336, 4096, gpu::LinearPath::gemv, 4},
     {"decode_gemv/q8_0/columns:4", gpu::WeightType::q8_0, 1, 14336, 4096, gpu::LinearPath::gemv, 4},
+    // Block weights split as the Vulkan backend keeps them (each block's codes apart from
+    // its scale), against the file's layout above, at each column count.
+    {"decode_gemv/q4_0/split", gpu::WeightType::q4_0, 1, 14336, 4096, kAuto, 0, 1, 0, kSplit},
+    {"decode_gemv/q8_0/split", gpu::WeightType::q8_0, 1, 14336, 4096, kAuto, 0, 1, 0, kSplit},
+    {"decode_gemv/q4_0/split/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kAuto, 0, 8, 0, kSplit},
+    {"decode_gemv/q8_0/split/batched:8", gpu::WeightType::q8_0, 1, 14336, 4096, kAuto, 0, 8, 0, kSplit},
+    {"decode_gemv/q4_0/split/columns:1/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kGemv, 1, 8, 0, kSplit},
+    {"decode_gemv/q8_0/split/columns:1/batched:8", gpu::WeightType::q8_0, 1, 14336, 4096, kGemv, 1, 8, 0, kSplit},
+    {"decode_gemv/q4_0/split/columns:4/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kGemv, 4, 8, 0, kSplit},
+    {"decode_gemv/q8_0/split/columns:4/batched:8", gpu::WeightType::q8_0, 1, 14336, 4096, kGemv, 4, 8, 0, kSplit},
+    {"decode_gemv/q4_0/split/columns:8/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kGemv, 8, 8, 0, kSplit},
+    {"logits_gemv/q4_0/split", gpu::WeightType::q4_0, 1, 2048, 32000, kAuto, 0, 1, 0, kSplit},
+    {"prefill_512/q4_0/split", gpu::WeightType::q4_0, 512, 14336, 4096, kAuto, 0, 1, 0, kSplit},
+    {"prefill_512/q4_0_tiled/split", gpu::WeightType::q4_0, 512, 14336, 4096, gpu::LinearPath::gemm, 0, 1, 0, kSplit},
     // Almost no weights: what a GEMV call costs besides streaming them. One dispatch (f32),
     // two with a barrier between (x rounded first), then the same for a long row of x.
     {"gemv_overhead/f32/k:32/n:64", gpu::WeightType::f32, 1, 32, 64},
@@ -255,7 +280,8 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("BM_DeviceCopy", BM_DeviceCopy)->Arg(512)->UseManualTime()->Unit(benchmark::kMillisecond);
   for (const Case& c : kCases) {
     auto* registered = benchmark::RegisterBenchmark(("BM_FusedLinear/" + std::string(c.name)).c_str(), BM_FusedLinear,
-                                                    c.type, c.rows, c.k, c.n, c.path, c.gemv_columns, c.batched, c.tile_rows);
+                                                    c.type, c.rows, c.k, c.n, c.path, c.gemv_columns, c.batched, c.tile_rows,
+                                                    c.layout);
     registered->UseManualTime()->Unit(benchmark::kMicrosecond);
     // A fixed count for the one-row cases: with manual time, a minimum time would take a
     // million host round trips for the microsecond ones.

@@ -191,11 +191,19 @@ Result<gpu::DeviceBuffer*> VulkanBackend::device_side(const Tensor& tensor, bool
       auto host = buffer.host_read();
       if (!host) return host.status();
     }
-    EMBER_RETURN_IF_ERROR(device_->attach(buffer));
+    const auto type = weight_type(tensor.dtype());
+    const bool split = type && gpu::is_block(*type) && bindable(tensor) &&
+                       tensor.payload_bytes() == buffer.bytes();
+    EMBER_RETURN_IF_ERROR(device_->attach(buffer, split ? type : std::nullopt));
     mirror = static_cast<VulkanMirror*>(buffer.device());
   }
   if (needs_current) EMBER_RETURN_IF_ERROR(buffer.ensure_device_current());
   return &mirror->device_buffer();
+}
+
+gpu::BlockLayout VulkanBackend::block_layout(const Tensor& tensor) {
+  const auto* mirror = dynamic_cast<const VulkanMirror*>(tensor.buffer()->device());
+  return mirror != nullptr ? mirror->block_layout() : gpu::BlockLayout::file;
 }
 
 Status VulkanBackend::run(const Node& node, std::span<const Tensor> inputs, const Tensor& output) {
@@ -272,6 +280,7 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         args.rows = static_cast<uint32_t>(x.elements() / weight.dim(1));
         args.weights = weight_device.value();
         args.weight_type = *weight_type(weight.dtype());
+        args.weight_layout = block_layout(weight);
         args.n = static_cast<uint32_t>(weight.dim(0));
         args.activation = *gpu_activation(node.params.activation);
         args.y = y.value();
@@ -461,7 +470,7 @@ Status VulkanBackend::record_embedding(gpu::CommandBatch& batch, Recording& reco
   if (!ids_device) return ids_device.status();
   std::memcpy(ids_device.value()->mapped(), id_values.value(), static_cast<size_t>(ids.elements()) * sizeof(int32_t));
   return from_gpu(device_->row_ops().record_embedding(
-      batch, *table_device.value(), *weight_type(table.dtype()), static_cast<uint32_t>(table.dim(0)),
+      batch, *table_device.value(), *weight_type(table.dtype()), block_layout(table), static_cast<uint32_t>(table.dim(0)),
       *ids_device.value(), y, static_cast<uint32_t>(ids.elements()), static_cast<uint32_t>(table.dim(1))));
 }
 

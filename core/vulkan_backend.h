@@ -90,8 +90,12 @@ class VulkanBackend final : public Backend {
   std::vector<std::chrono::nanoseconds> last_item_device_times_;
   bool time_each_node_ = false;
   // The device copy of `tensor`'s buffer, attached first if it has none here, and made
-  // current when `needs_current` (inputs; an output is overwritten whole).
+  // current when `needs_current` (inputs; an output is overwritten whole). A q8_0 or q4_0
+  // tensor that fills its buffer (a weight, an embedding table) is attached split
+  // (gpu/block_layout.h): the shaders then read each block's codes as aligned loads.
   Result<gpu::DeviceBuffer*> device_side(const Tensor& tensor, bool needs_current);
+  // How the device holds `tensor`'s blocks, once device_side() has attached it.
+  static gpu::BlockLayout block_layout(const Tensor& tensor);
   // supports() and joins_batch(): from_batch empty outside a batch.
   bool takes(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const;
   // `any_size`: the routing thresholds do not apply (the input is on the device already).

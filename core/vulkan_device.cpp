@@ -57,10 +57,13 @@ Result<std::shared_ptr<Buffer>> VulkanDevice::allocate(size_t bytes) {
   return buffer;
 }
 
-Status VulkanDevice::attach(Buffer& buffer) {
+Status VulkanDevice::attach(Buffer& buffer, std::optional<gpu::WeightType> split_blocks) {
+  if (split_blocks && (!gpu::is_block(*split_blocks) || buffer.bytes() % gpu::block_bytes(*split_blocks) != 0))
+    return invalid_argument(fmt::format("a {}-byte buffer is not whole blocks to keep split", buffer.bytes()));
   auto memory = gpu::DeviceBuffer::create(*allocator_, buffer.bytes(), gpu::MemoryUse::device);
   if (!memory) return from_gpu(memory.status());
-  buffer.attach_device(std::make_unique<VulkanMirror>(shared_from_this(), std::move(memory.value())), Residency::host);
+  buffer.attach_device(std::make_unique<VulkanMirror>(shared_from_this(), std::move(memory.value()), split_blocks),
+                       Residency::host);
   return {};
 }
 
@@ -68,14 +71,26 @@ Status VulkanMirror::upload(const std::byte* host, size_t bytes) {
   if (host == buffer_.mapped()) return {};
   if (bytes > buffer_.bytes())
     return invalid_argument(fmt::format("upload of {} bytes into a {}-byte device buffer", bytes, buffer_.bytes()));
-  return from_gpu(device_->staging().upload(host, buffer_, 0, bytes));
+  if (!split_blocks_) return from_gpu(device_->staging().upload(host, buffer_, 0, bytes));
+  // The rearranged bytes pass through host memory of their own for the transfer's length.
+  auto split = Buffer::allocate(bytes);
+  if (!split) return split.status();
+  std::byte* rearranged = split.value()->host_write().value();
+  gpu::split_blocks(*split_blocks_, host, bytes / gpu::block_bytes(*split_blocks_), rearranged);
+  return from_gpu(device_->staging().upload(rearranged, buffer_, 0, bytes));
 }
 
 Status VulkanMirror::download(std::byte* host, size_t bytes) {
   if (host == buffer_.mapped()) return {};
   if (bytes > buffer_.bytes())
     return invalid_argument(fmt::format("download of {} bytes from a {}-byte device buffer", bytes, buffer_.bytes()));
-  return from_gpu(device_->staging().download(buffer_, 0, host, bytes));
+  if (!split_blocks_) return from_gpu(device_->staging().download(buffer_, 0, host, bytes));
+  auto split = Buffer::allocate(bytes);
+  if (!split) return split.status();
+  std::byte* rearranged = split.value()->host_write().value();
+  EMBER_RETURN_IF_ERROR(from_gpu(device_->staging().download(buffer_, 0, rearranged, bytes)));
+  gpu::join_blocks(*split_blocks_, rearranged, bytes / gpu::block_bytes(*split_blocks_), host);
+  return {};
 }
 
 }  // namespace ember

@@ -49,8 +49,10 @@ class VulkanDevice : public std::enable_shared_from_this<VulkanDevice> {
   // holds nothing yet.
   Result<std::shared_ptr<Buffer>> allocate(size_t bytes);
   // Gives an existing buffer (a mapped weight, say) a device home; its host bytes stay
-  // the current copy until ensure_device_current() uploads them.
-  Status attach(Buffer& buffer);
+  // the current copy until ensure_device_current() uploads them. With `split_blocks`,
+  // the buffer is whole q8_0 or q4_0 blocks of that type, and the device keeps them split
+  // (gpu/block_layout.h): transfers rearrange them, so the host sees the file's layout.
+  Status attach(Buffer& buffer, std::optional<gpu::WeightType> split_blocks = std::nullopt);
   bool zero_copy() const { return zero_copy_; }
 
   gpu::Context& context() { return *context_; }
@@ -82,8 +84,9 @@ class VulkanDevice : public std::enable_shared_from_this<VulkanDevice> {
 // The device side of one Buffer.
 class VulkanMirror : public DeviceMirror {
  public:
-  VulkanMirror(std::shared_ptr<VulkanDevice> device, gpu::DeviceBuffer buffer)
-      : device_(std::move(device)), buffer_(std::move(buffer)) {}
+  VulkanMirror(std::shared_ptr<VulkanDevice> device, gpu::DeviceBuffer buffer,
+               std::optional<gpu::WeightType> split_blocks = std::nullopt)
+      : device_(std::move(device)), buffer_(std::move(buffer)), split_blocks_(split_blocks) {}
 
   // Zero copy: `host` is the mapping itself and there is nothing to move.
   Status upload(const std::byte* host, size_t bytes) override;
@@ -92,10 +95,12 @@ class VulkanMirror : public DeviceMirror {
   const VulkanDevice* owner() const { return device_.get(); }
   const gpu::DeviceBuffer& device_buffer() const { return buffer_; }
   gpu::DeviceBuffer& device_buffer() { return buffer_; }
+  gpu::BlockLayout block_layout() const { return split_blocks_ ? gpu::BlockLayout::split : gpu::BlockLayout::file; }
 
  private:
   std::shared_ptr<VulkanDevice> device_;
   gpu::DeviceBuffer buffer_;
+  std::optional<gpu::WeightType> split_blocks_;  // the device holds these blocks split
 };
 
 }  // namespace ember

@@ -75,6 +75,13 @@ Status check(const LinearArgs& args) {
   if (args.bias != nullptr && args.bias->bytes() < uint64_t{args.n} * 4)
     return too_small("bias", *args.bias, uint64_t{args.n} * 4);
   if (args.y->bytes() < y_elements * 4) return too_small("y", *args.y, y_elements * 4);
+  if (args.weight_layout == BlockLayout::split) {
+    if (!is_block(args.weight_type))
+      return invalid(std::string(type_name(args.weight_type)) + " weights have no split layout");
+    if (args.weights->bytes() / block_bytes(args.weight_type) != uint64_t{args.n} * (args.k / 32))
+      return invalid("split weights must fill their buffer, which holds " + std::to_string(args.weights->bytes()) +
+                     " bytes for " + std::to_string(weight_bytes));
+  }
   if (args.gemv_columns > kMaxGemvColumns)
     return invalid("a GEMV workgroup takes 1 to " + std::to_string(kMaxGemvColumns) + " columns, not " +
                    std::to_string(args.gemv_columns));
@@ -176,7 +183,8 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   const uint32_t columns = !gemv ? 1 : args.gemv_columns != 0 ? args.gemv_columns : gemv_columns(args.weight_type, args.n);
   // Constant 2 is the GEMV's columns per workgroup, the cooperative-matrix GEMM's tile rows.
   auto pipeline = pipelines_.get(shader, {static_cast<uint32_t>(args.weight_type),
-                                          static_cast<uint32_t>(args.activation), cooperative ? tile_rows : columns});
+                                          static_cast<uint32_t>(args.activation), cooperative ? tile_rows : columns,
+                                          static_cast<uint32_t>(args.weight_layout)});
   if (!pipeline) return pipeline.status();
   const Pipeline* quantize_pipeline = nullptr;
   const XLayout layout = !gemv                                 ? XLayout::records

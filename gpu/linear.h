@@ -1,6 +1,6 @@
 // The fused linear layer on the GPU: y = act(x · Wᵀ + bias), x f32 [rows, k], W [n, k]
-// in f32, f16, q8_0 or q4_0 (the GGUF block bytes as stored in the file, decoded in the
-// shader), bias f32 [n] or none, y f32 [rows, n]. One row runs the GEMV shader, more rows
+// in f32, f16, q8_0 or q4_0 (the GGUF block bytes, as stored in the file or split,
+// gpu/block_layout.h, decoded in the shader), bias f32 [n] or none, y f32 [rows, n]. One row runs the GEMV shader, more rows
 // the tiled GEMM or, where the device has one, the cooperative-matrix (tensor-core) GEMM:
 // for f16 weights from 2 rows on, for q8_0 and q4_0 from 64 (a prompt, not a decoded
 // token); a caller may force any path. Against block weights the GEMV and tiled GEMM
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "gpu/allocator.h"
+#include "gpu/block_layout.h"
 #include "gpu/command_batch.h"
 #include "gpu/descriptor_sets.h"
 #include "gpu/device_buffer.h"
@@ -46,6 +47,9 @@ struct LinearArgs {
   uint32_t k = 0;
   const DeviceBuffer* weights = nullptr;
   WeightType weight_type = WeightType::f32;
+  // Block weights only: split means the buffer holds exactly this matrix's n x k/32
+  // blocks, split as one (gpu/block_layout.h).
+  BlockLayout weight_layout = BlockLayout::file;
   uint32_t n = 0;
   const DeviceBuffer* bias = nullptr;  // optional
   Activation activation = Activation::none;

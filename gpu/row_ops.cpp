@@ -84,8 +84,9 @@ Status RowOps::record_rope(CommandBatch& batch, const DeviceBuffer& x, const Dev
   return {};
 }
 
-Status RowOps::record_embedding(CommandBatch& batch, const DeviceBuffer& table, WeightType type, uint32_t table_rows,
-                                const DeviceBuffer& ids, const DeviceBuffer& y, uint32_t rows, uint32_t cols) {
+Status RowOps::record_embedding(CommandBatch& batch, const DeviceBuffer& table, WeightType type, BlockLayout layout,
+                                uint32_t table_rows, const DeviceBuffer& ids, const DeviceBuffer& y, uint32_t rows,
+                                uint32_t cols) {
   if (is_block(type) && cols % 32 != 0)
     return {ErrorKind::invalid_argument,
             "GPU embedding: block tables need rows of a multiple of 32 values, not " + std::to_string(cols)};
@@ -94,16 +95,20 @@ Status RowOps::record_embedding(CommandBatch& batch, const DeviceBuffer& table, 
   if (elements > UINT32_MAX || row_bytes * table_rows > UINT32_MAX)
     return {ErrorKind::invalid_argument, "GPU embedding: more than 2^32 elements or table bytes"};
   if (table.bytes() < row_bytes * table_rows) return too_small("embedding", "table", table, row_bytes * table_rows);
+  if (layout == BlockLayout::split &&
+      (!is_block(type) || table.bytes() / block_bytes(type) != uint64_t{table_rows} * (cols / 32)))
+    return {ErrorKind::invalid_argument, "GPU embedding: a split table must be of blocks and fill its buffer"};
   if (ids.bytes() < uint64_t{rows} * 4) return too_small("embedding", "id", ids, uint64_t{rows} * 4);
   if (y.bytes() < elements * 4) return too_small("embedding", "y", y, elements * 4);
   auto groups = flat_grid(batch.context(), (elements + kInvocations - 1) / kInvocations);
   if (!groups) return groups.status();
-  auto pipeline = pipelines_.get(ShaderId::embedding, {static_cast<uint32_t>(type)});
+  auto pipeline = pipelines_.get(ShaderId::embedding, {static_cast<uint32_t>(type), static_cast<uint32_t>(layout)});
   if (!pipeline) return pipeline.status();
   auto set = batch.descriptor_set(*pipeline.value(), {&table, &ids, &y});
   if (!set) return set.status();
   batch.add({.pipeline = pipeline.value(), .set = set.value(),
-             .push = {rows, cols, static_cast<uint32_t>(row_bytes)}, .push_words = 3, .groups = groups.value()});
+             .push = {rows, cols, static_cast<uint32_t>(row_bytes), table_rows}, .push_words = 4,
+             .groups = groups.value()});
   return {};
 }
 

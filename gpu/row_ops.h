@@ -46,10 +46,12 @@ class RowOps {
                      uint32_t tokens, uint32_t heads, uint32_t head_dim, uint32_t pairs, bool neox,
                      std::optional<SecondRope> second = std::nullopt);
   // y[i] = table row ids[i] as f32, i < rows; the table holds table_rows rows of `cols`
-  // values of `type` as stored in GGUF (cols a multiple of 32 for the block types), ids
-  // i32. The caller checks the ids: the shader reads whatever row an id names.
-  Status record_embedding(CommandBatch& batch, const DeviceBuffer& table, WeightType type, uint32_t table_rows,
-                          const DeviceBuffer& ids, const DeviceBuffer& y, uint32_t rows, uint32_t cols);
+  // values of `type` as stored in GGUF (cols a multiple of 32 for the block types; split,
+  // gpu/block_layout.h, if `layout` says so), ids i32. The caller checks the ids: the
+  // shader reads whatever row an id names.
+  Status record_embedding(CommandBatch& batch, const DeviceBuffer& table, WeightType type, BlockLayout layout,
+                          uint32_t table_rows, const DeviceBuffer& ids, const DeviceBuffer& y, uint32_t rows,
+                          uint32_t cols);
 
  private:
   PipelineCache& pipelines_;

@@ -62,7 +62,7 @@ const ShaderInfo kShaders[] = {
     {"kv_store", kKvStore, 4, 3 * sizeof(uint32_t)},      // source_first, target_first, count
     {"attention", kAttention, 5, 8 * sizeof(uint32_t)},   // first_row .. stride
     {"attention_tiled", kAttentionTiled, 4, 6 * sizeof(uint32_t)},  // first_row .. scale
-    {"embedding", kEmbedding, 3, 3 * sizeof(uint32_t)},   // rows, cols, row_bytes
+    {"embedding", kEmbedding, 3, 4 * sizeof(uint32_t)},   // rows, cols, row_bytes, table_rows
 };
 
 }  // namespace

@@ -8,6 +8,9 @@
 
 layout(constant_id = 0) const uint WEIGHT_TYPE = 0;  // gpu::WeightType: f32, f16, q8_0, q4_0
 layout(constant_id = 1) const uint ACTIVATION = 0;   // gpu::Activation: none, relu, gelu_tanh, silu
+// gpu::BlockLayout of block weights: 0 as the file stores them, 1 split (gpu/block_layout.h):
+// every block's codes in block order, 16 or 32 bytes each, then every block's f16 scale.
+layout(constant_id = 3) const uint SPLIT_BLOCKS = 0;
 
 const uint kF32 = 0;
 const uint kF16 = 1;
@@ -48,24 +51,35 @@ vec4 weights4(uint column, uint i) {
 // Block weights as the CPU's int8 kernels take them (cpu/dot_blocks32.cpp): a block's f16
 // scale and its integer codes, q for q8_0 and q - 8 for q4_0.
 
+const uint kBlockCodeBytes = WEIGHT_TYPE == kQ8_0 ? 32u : 16u;
+const uint kBlockBytes = kBlockCodeBytes + 2u;
+
+// Block `block` of weight row `column`, counted over the whole matrix.
+uint block_index(uint column, uint block) { return column * (shape.k / 32u) + block; }
+
+// Where the scale of block `index` lies in a split layout: after every block's codes.
+uint split_scale_offset(uint index) { return shape.n * (shape.k / 32u) * kBlockCodeBytes + 2u * index; }
+
 float weight_scale(uint column, uint block) {
-  return half_at(column * shape.row_bytes + block * (WEIGHT_TYPE == kQ8_0 ? 34u : 18u));
+  if (SPLIT_BLOCKS != 0u) return half_at(split_scale_offset(block_index(column, block)));
+  return half_at(column * shape.row_bytes + block * kBlockBytes);
 }
 
 // Codes i .. i+3 of weight row `column` (i a multiple of 4, so all four lie in one block).
 vec4 weight_codes4(uint column, uint i) {
-  const uint row = column * shape.row_bytes;
   const uint block = i >> 5;
   const uint within = i & 31u;
+  // Where the block's codes start: q8_0 has 32 int8 codes; q4_0 16 bytes, byte j holding
+  // weight j in its low nibble and weight j + 16 in its high nibble. In the file's layout
+  // 2 bytes of f16 scale come first.
+  const uint codes = SPLIT_BLOCKS != 0u ? block_index(column, block) * kBlockCodeBytes
+                                        : column * shape.row_bytes + block * kBlockBytes + 2u;
   if (WEIGHT_TYPE == kQ8_0) {
-    // 2 bytes of f16 scale, then 32 int8 codes.
-    const int codes = int(word_at(row + block * 34u + 2u + within));
-    return vec4(bitfieldExtract(codes, 0, 8), bitfieldExtract(codes, 8, 8), bitfieldExtract(codes, 16, 8),
-                bitfieldExtract(codes, 24, 8));
+    const int four = int(word_at(codes + within));
+    return vec4(bitfieldExtract(four, 0, 8), bitfieldExtract(four, 8, 8), bitfieldExtract(four, 16, 8),
+                bitfieldExtract(four, 24, 8));
   }
-  // q4_0: 2 bytes of f16 scale, then 16 bytes; byte j holds weight j in its low nibble and
-  // weight j + 16 in its high nibble.
-  const uint bytes = word_at(row + block * 18u + 2u + (within & 15u)) >> (within >= 16u ? 4u : 0u);
+  const uint bytes = word_at(codes + (within & 15u)) >> (within >= 16u ? 4u : 0u);
   return vec4(uvec4(bytes & 15u, (bytes >> 8) & 15u, (bytes >> 16) & 15u, (bytes >> 24) & 15u)) - 8.0;
 }
 

@@ -51,8 +51,10 @@ const uint kXLoads = TILE_ROWS * 8u / kThreads;
 const uint kWLoads = 512u / kThreads;
 vec4 x_loads[kMostXLoads];
 uvec4 w_loads[kWLoads];
-uint block_words[9];
-bool block_halfway;  // the weight block starts 2 bytes into its first word
+// The thread's weight block of the step: its codes as words (bytes 4j .. 4j+3 in word j)
+// and its f16 scale.
+uint block_codes[8];
+float block_scale;
 
 void load_slices(uint row0, uint column0, uint k0) {
   [[unroll]] for (uint j = 0u; j < kMostXLoads; ++j) {
@@ -71,28 +73,37 @@ void load_slices(uint row0, uint column0, uint k0) {
     }
   } else {
     const uint column = column0 + gl_LocalInvocationIndex;
-    const uint start = column * shape.row_bytes + (k0 / 32u) * (WEIGHT_TYPE == kQ8_0 ? 34u : 18u);
+    const uint block = k0 / 32u;
+    if (SPLIT_BLOCKS != 0u) {
+      const uint index = block_index(column, block);
+      const uint loads = kBlockCodeBytes / 16u;
+      [[unroll]] for (uint p = 0u; p < 2u; ++p) {
+        const uvec4 four = p < loads && column < shape.n ? w4[loads * index + p] : uvec4(0u);
+        [[unroll]] for (uint j = 0u; j < 4u; ++j) block_codes[4u * p + j] = four[j];
+      }
+      block_scale = column < shape.n ? half_at(split_scale_offset(index)) : 0.0;
+      return;
+    }
+    const uint start = column * shape.row_bytes + block * kBlockBytes;
     const uint word_count = WEIGHT_TYPE == kQ8_0 ? 9u : 5u;
-    block_halfway = (start & 2u) != 0u;
+    const bool halfway = (start & 2u) != 0u;
     // The words cover the block; the last may reach past its row, never past the buffer,
     // which ends on a whole word (gpu/device_buffer.h). A column past n reads zeros.
-    [[unroll]] for (uint i = 0u; i < 9u; ++i)
-      block_words[i] = (i < word_count && column < shape.n) ? w[(start >> 2) + i] : 0u;
+    uint words[9];
+    [[unroll]] for (uint i = 0u; i < 9u; ++i) words[i] = (i < word_count && column < shape.n) ? w[(start >> 2) + i] : 0u;
+    block_scale = unpackHalf2x16(halfway ? words[0] >> 16 : words[0]).x;
+    [[unroll]] for (uint j = 0u; j < 8u; ++j)
+      block_codes[j] = halfway ? words[j + 1u] : (words[j] >> 16) | (words[j + 1u] << 16);
   }
-}
-
-// Bytes 4j .. 4j+3 of the current block's codes.
-uint block_code_word(uint j) {
-  return block_halfway ? block_words[j + 1u] : (block_words[j] >> 16) | (block_words[j + 1u] << 16);
 }
 
 // The thread's weight block as f16 values (scale times code) in its column's row of the slice.
 void store_weight_block() {
   const uint at = gl_LocalInvocationIndex * kStride;
-  const float16_t scale = float16_t(unpackHalf2x16(block_halfway ? block_words[0] >> 16 : block_words[0]).x);
+  const float16_t scale = float16_t(block_scale);
   if (WEIGHT_TYPE == kQ8_0) {
     [[unroll]] for (uint j = 0u; j < 8u; ++j) {
-      const int codes = int(block_code_word(j));
+      const int codes = int(block_codes[j]);
       [[unroll]] for (uint e = 0u; e < 4u; ++e)
         w_slice[at + 4u * j + e] = scale * float16_t(bitfieldExtract(codes, int(8u * e), 8));
     }
@@ -100,7 +111,7 @@ void store_weight_block() {
     // Byte b of the 16 holds weight b in its low nibble and weight b + 16 in its high one;
     // nibble c stands for c - 8.
     [[unroll]] for (uint j = 0u; j < 4u; ++j) {
-      const uint nibbles = block_code_word(j);
+      const uint nibbles = block_codes[j];
       [[unroll]] for (uint e = 0u; e < 4u; ++e) {
         w_slice[at + 4u * j + e] = scale * float16_t(int(bitfieldExtract(nibbles, int(8u * e), 4)) - 8);
         w_slice[at + 16u + 4u * j + e] = scale * float16_t(int(bitfieldExtract(nibbles, int(8u * e + 4u), 4)) - 8);

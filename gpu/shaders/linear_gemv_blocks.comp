@@ -25,6 +25,7 @@ const uint kMaxColumns = 8u;
 layout(local_size_x = 64) in;
 
 layout(std430, binding = 0) readonly buffer QuantizedRecords4 { uvec4 xq4[]; };
+layout(std430, binding = 1) readonly buffer WeightWords4 { uvec4 w4[]; };
 
 shared float partial[kMaxColumns * 64u];
 
@@ -38,14 +39,28 @@ int dot4(uint a, uint b) {
   return sum;
 }
 
-// The weight block of `column` at byte `start`: its scale, and the words that cover its
-// codes, realigned so that codes[j] holds code bytes 4j .. 4j+3.
+// Block `block` of weight row `column`: its scale, and its codes as words, codes[j]
+// holding code bytes 4j .. 4j+3.
 struct WeightBlock {
   float scale;
   uint codes[8];
 };
 
-WeightBlock weight_block(uint start) {
+WeightBlock weight_block(uint column, uint block) {
+  WeightBlock found;
+  if (SPLIT_BLOCKS != 0u) {
+    // The codes are one or two aligned 16-byte loads, the scale a word apart from them.
+    const uint index = block_index(column, block);
+    const uint loads = kBlockCodeBytes / 16u;
+    [[unroll]] for (uint p = 0u; p < 2u; ++p) {
+      const uvec4 four = p < loads ? w4[loads * index + p] : uvec4(0u);
+      [[unroll]] for (uint j = 0u; j < 4u; ++j) found.codes[4u * p + j] = four[j];
+    }
+    found.scale = half_at(split_scale_offset(index));
+    return found;
+  }
+  // In the file's layout: the few words that cover the block's 34 or 18 bytes, realigned.
+  const uint start = column * shape.row_bytes + block * kBlockBytes;
   const uint word_count = WEIGHT_TYPE == kQ8_0 ? 9u : 5u;
   uint words[9];
   [[unroll]] for (uint i = 0u; i < 9u; ++i)
@@ -53,11 +68,10 @@ WeightBlock weight_block(uint start) {
   // The words always cover the block's bytes; the last one may reach past the row but
   // never past the buffer, which ends on a whole word (gpu/device_buffer.h).
   const bool halfway = (start & 2u) != 0u;
-  WeightBlock block;
-  block.scale = unpackHalf2x16(halfway ? words[0] >> 16 : words[0]).x;
+  found.scale = unpackHalf2x16(halfway ? words[0] >> 16 : words[0]).x;
   [[unroll]] for (uint j = 0u; j < 8u; ++j)
-    block.codes[j] = j + 1u >= word_count ? 0u : halfway ? words[j + 1u] : shifted_word(words, j);
-  return block;
+    found.codes[j] = j + 1u >= word_count ? 0u : halfway ? words[j + 1u] : shifted_word(words, j);
+  return found;
 }
 
 void main() {
@@ -66,7 +80,6 @@ void main() {
   const uint t = gl_LocalInvocationID.x;
   const uint blocks = shape.k / 32u;
   const uint x_blocks = shape.rows * blocks;
-  const uint block_bytes = WEIGHT_TYPE == kQ8_0 ? 34u : 18u;
   precise float sums[kMaxColumns];
   [[unroll]] for (uint c = 0u; c < kMaxColumns; ++c) sums[c] = 0.0;
   for (uint block = t; block < blocks; block += 64u) {
@@ -90,7 +103,7 @@ void main() {
     [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) {
       const uint column = first_column + c;
       if (column >= shape.n) break;
-      const WeightBlock weights = weight_block(column * shape.row_bytes + block * block_bytes);
+      const WeightBlock weights = weight_block(column, block);
       int codes = 0;
       if (WEIGHT_TYPE == kQ8_0) {
         [[unroll]] for (uint j = 0u; j < 8u; ++j) codes += dot4(x_codes[j], weights.codes[j]);

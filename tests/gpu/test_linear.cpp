@@ -67,9 +67,11 @@ struct Shape {
 
 // Runs one case and compares every output; also checks nothing is written past y.
 void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath path, Activation act, Shape shape,
-                  bool with_bias, double relative_tolerance = 3e-5, uint32_t gemv_columns = 0, uint32_t tile_rows = 0) {
+                  bool with_bias, double relative_tolerance = 3e-5, uint32_t gemv_columns = 0, uint32_t tile_rows = 0,
+                  BlockLayout layout = BlockLayout::file) {
   SCOPED_TRACE("rows " + std::to_string(shape.rows) + " k " + std::to_string(shape.k) + " n " + std::to_string(shape.n) +
-               (with_bias ? " with bias" : " without bias") + " tile rows " + std::to_string(tile_rows));
+               (with_bias ? " with bias" : " without bias") + " tile rows " + std::to_string(tile_rows) +
+               (layout == BlockLayout::split ? " split" : ""));
   const std::vector<float> x = rng.uniform(size_t{shape.rows} * shape.k);
   const std::vector<float> w_float = rng.uniform(size_t{shape.n} * shape.k);
   const std::vector<float> bias = rng.uniform(shape.n);
@@ -97,11 +99,16 @@ void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath
   constexpr size_t kGuard = 7;
   const size_t outputs = size_t{shape.rows} * shape.n;
   DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x);
-  DeviceBuffer w_buffer = mapped_buffer(gpu.allocator, w_bytes);
+  std::vector<uint8_t> stored = w_bytes;
+  if (layout == BlockLayout::split)
+    split_blocks(type, reinterpret_cast<const std::byte*>(w_bytes.data()), w_bytes.size() / block_bytes(type),
+                 reinterpret_cast<std::byte*>(stored.data()));
+  DeviceBuffer w_buffer = mapped_buffer(gpu.allocator, stored);
   DeviceBuffer bias_buffer = mapped_buffer(gpu.allocator, bias);
   DeviceBuffer y_buffer = mapped_buffer(gpu.allocator, testing::poisoned(outputs + kGuard));
   const Status status = gpu.linear->run({.x = &x_buffer, .rows = shape.rows, .k = shape.k, .weights = &w_buffer,
-                                         .weight_type = type, .n = shape.n, .bias = with_bias ? &bias_buffer : nullptr,
+                                         .weight_type = type, .weight_layout = layout, .n = shape.n,
+                                         .bias = with_bias ? &bias_buffer : nullptr,
                                          .activation = act, .y = &y_buffer, .path = path,
                                          .gemv_columns = gemv_columns, .tile_rows = tile_rows});
   ASSERT_TRUE(status) << status.message();
@@ -141,14 +148,22 @@ TEST_P(GpuLinear, MatchesTheCpuReference) {
   testing::SeededRng rng;
   const bool blocks = is_block(type);
   const uint32_t k = blocks ? 32 * 3 : 37;
-  for (uint32_t rows : {1u, 3u, 67u})
-    for (uint32_t n : {1u, 5u, 131u}) check_linear(gpu, rng, type, path, act, {rows, k, n}, (rows + n) % 2 == 0);
-  // Past one 128 x 128 float GEMM tile both ways, partial tiles at both edges.
-  check_linear(gpu, rng, type, path, act, {133, k, 130}, true);
-  // A long row: many GEMV strides (more blocks than the block GEMV's 64 threads) and
-  // GEMM k-steps, a final partial one for f32/f16.
-  check_linear(gpu, rng, type, path, act, {2, blocks ? 32u * 131u : 1061u, 70}, true);
-  check_linear(gpu, rng, type, path, act, {2, blocks ? 32u * 131u : 1061u, 70}, false);
+  // Block weights in both layouts; the split one checks where every block's codes and
+  // scale are found, for each row, column and block.
+  for (const BlockLayout layout : {BlockLayout::file, BlockLayout::split}) {
+    if (layout == BlockLayout::split && !blocks) break;
+    const auto check = [&](Shape shape, bool with_bias) {
+      check_linear(gpu, rng, type, path, act, shape, with_bias, 3e-5, 0, 0, layout);
+    };
+    for (uint32_t rows : {1u, 3u, 67u})
+      for (uint32_t n : {1u, 5u, 131u}) check({rows, k, n}, (rows + n) % 2 == 0);
+    // Past one 128 x 128 float GEMM tile both ways, partial tiles at both edges.
+    check({133, k, 130}, true);
+    // A long row: many GEMV strides (more blocks than the block GEMV's 64 threads) and
+    // GEMM k-steps, a final partial one for f32/f16.
+    check({2, blocks ? 32u * 131u : 1061u, 70}, true);
+    check({2, blocks ? 32u * 131u : 1061u, 70}, false);
+  }
 }
 
 std::string case_name(const ::testing::TestParamInfo<LinearCase>& info) {
@@ -191,11 +206,16 @@ TEST(GpuLinearCooperativeMatrix, MatchesTheCpuReferenceWithinF16Rounding) {
       cooperative(WeightType::f16, act, {133, 200, 130}, true, tile_rows);
       cooperative(WeightType::f16, act, {67, 1064, 259}, false, tile_rows);
       // Block weights, one block per 32-deep step, each weight rounded to f16 as staged.
-      for (const WeightType type : {WeightType::q8_0, WeightType::q4_0}) {
-        cooperative(type, act, {2, 32, 3}, true, tile_rows);
-        cooperative(type, act, {133, 224, 130}, true, tile_rows);
-        cooperative(type, act, {67, 1056, 259}, false, tile_rows);
-      }
+      for (const WeightType type : {WeightType::q8_0, WeightType::q4_0})
+        for (const BlockLayout layout : {BlockLayout::file, BlockLayout::split}) {
+          const auto blocks = [&](Shape shape, bool with_bias) {
+            check_linear(gpu, rng, type, LinearPath::cooperative_matrix, act, shape, with_bias, kF16Tolerance, 0,
+                         tile_rows, layout);
+          };
+          blocks({2, 32, 3}, true);
+          blocks({133, 224, 130}, true);
+          blocks({67, 1056, 259}, false);
+        }
     }
   }
   // The automatic choice takes it for more than one row of f16 weights, and for 64 rows
@@ -498,8 +518,11 @@ TEST(GpuLinearGemv, EveryColumnCountGivesTheReference) {
     for (uint32_t columns = 1; columns <= kMaxGemvColumns; ++columns) {
       SCOPED_TRACE("columns " + std::to_string(columns));
       for (const uint32_t n : {1u, columns + 1, 3 * columns - 1, 131u})
-        check_linear(gpu, rng, type, LinearPath::gemv, Activation::silu, {2, blocks ? 32u * 67u : 299u, n},
-                     n % 2 == 0, 3e-5, columns);
+        for (const BlockLayout layout : {BlockLayout::file, BlockLayout::split}) {
+          if (layout == BlockLayout::split && !blocks) break;
+          check_linear(gpu, rng, type, LinearPath::gemv, Activation::silu, {2, blocks ? 32u * 67u : 299u, n},
+                       n % 2 == 0, 3e-5, columns, 0, layout);
+        }
     }
   }
   // The automatic choice: several columns for block weights from 1024 outputs on.
@@ -530,6 +553,13 @@ TEST(GpuLinearPipelines, RejectsBadShapesWithAMessage) {
   status = gpu.linear->run({.x = &x, .rows = 2, .k = 40, .weights = &w, .weight_type = WeightType::f32, .n = 5,
                             .y = &y, .gemv_columns = kMaxGemvColumns + 1});
   EXPECT_NE(status.message().find("1 to 8 columns, not 9"), std::string::npos) << status.message();
+  status = gpu.linear->run({.x = &x, .rows = 2, .k = 40, .weights = &w, .weight_type = WeightType::f32,
+                            .weight_layout = BlockLayout::split, .n = 5, .y = &y});
+  EXPECT_NE(status.message().find("f32 weights have no split layout"), std::string::npos) << status.message();
+  // 800 bytes hold 44 q4_0 blocks; 5 rows of 32 are 5 blocks: split weights fill their buffer.
+  status = gpu.linear->run({.x = &x, .rows = 2, .k = 32, .weights = &w, .weight_type = WeightType::q4_0,
+                            .weight_layout = BlockLayout::split, .n = 5, .y = &y});
+  EXPECT_NE(status.message().find("split weights must fill their buffer"), std::string::npos) << status.message();
   EXPECT_EQ(gpu.pipelines.created(), 0u);  // nothing reached the device
 }
 

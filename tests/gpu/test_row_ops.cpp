@@ -214,8 +214,9 @@ TEST(GpuRowOps, RopeMatchesTheCpuInBothStyles) {
         }
 }
 
-// Rows of a table in each type, picked by ids that repeat and reach both ends, against
-// the CPU's gather bit for bit; a table row of 2048 values makes a grid of many groups.
+// Rows of a table in each type (block tables in both layouts), picked by ids that repeat
+// and reach both ends, against the CPU's gather bit for bit; a table row of 2048 values
+// makes a grid of many groups.
 TEST(GpuRowOps, EmbeddingGivesTheCpusRows) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Gpu gpu(context);
@@ -225,26 +226,33 @@ TEST(GpuRowOps, EmbeddingGivesTheCpusRows) {
                                                            {WeightType::q8_0, cpu::ElementType::q8_0},
                                                            {WeightType::q4_0, cpu::ElementType::q4_0}};
   for (const auto& pair : types)
-    for (const uint32_t cols : {96u, 2048u}) {
-      const WeightType type = pair.first;
-      const cpu::ElementType cpu_type = pair.second;
-      SCOPED_TRACE("type " + std::to_string(static_cast<int>(type)) + ", " + std::to_string(cols) + " columns");
-      constexpr uint32_t kTableRows = 37;
-      const std::vector<float> values = rng.uniform(size_t{kTableRows} * cols, -3.0f, 3.0f);
-      std::vector<uint8_t> table(weight_row_bytes(type, cols) * kTableRows);
-      quant::quantize_row_reference(cpu::to_dtype(cpu_type), values.data(), table.data(), int64_t{kTableRows} * cols);
-      const std::vector<int32_t> ids = {36, 0, 5, 5, 17, 36, 1};
-      const auto rows = static_cast<uint32_t>(ids.size());
-      const DeviceBuffer table_buffer = mapped_buffer(gpu.allocator, table);
-      const DeviceBuffer ids_buffer = mapped_buffer(gpu.allocator, ids);
-      const DeviceBuffer out = mapped_buffer(gpu.allocator, testing::poisoned(size_t{rows} * cols + kGuard));
-      run_batch(gpu, [&](CommandBatch& batch) {
-        return gpu.ops.record_embedding(batch, table_buffer, type, kTableRows, ids_buffer, out, rows, cols);
-      });
-      std::vector<float> expected(size_t{rows} * cols);
-      cpu::embedding(table.data(), cpu_type, cols, ids.data(), rows, expected.data());
-      expect_close(out, expected, 0.0, 0.0);
-    }
+    for (const uint32_t cols : {96u, 2048u})
+      for (const BlockLayout layout : {BlockLayout::file, BlockLayout::split}) {
+        const WeightType type = pair.first;
+        const cpu::ElementType cpu_type = pair.second;
+        if (layout == BlockLayout::split && !is_block(type)) continue;
+        SCOPED_TRACE("type " + std::to_string(static_cast<int>(type)) + ", " + std::to_string(cols) + " columns, " +
+                     (layout == BlockLayout::split ? "split" : "file layout"));
+        constexpr uint32_t kTableRows = 37;
+        const std::vector<float> values = rng.uniform(size_t{kTableRows} * cols, -3.0f, 3.0f);
+        std::vector<uint8_t> table(weight_row_bytes(type, cols) * kTableRows);
+        quant::quantize_row_reference(cpu::to_dtype(cpu_type), values.data(), table.data(), int64_t{kTableRows} * cols);
+        std::vector<uint8_t> stored = table;
+        if (layout == BlockLayout::split)
+          split_blocks(type, reinterpret_cast<const std::byte*>(table.data()), table.size() / block_bytes(type),
+                       reinterpret_cast<std::byte*>(stored.data()));
+        const std::vector<int32_t> ids = {36, 0, 5, 5, 17, 36, 1};
+        const auto rows = static_cast<uint32_t>(ids.size());
+        const DeviceBuffer table_buffer = mapped_buffer(gpu.allocator, stored);
+        const DeviceBuffer ids_buffer = mapped_buffer(gpu.allocator, ids);
+        const DeviceBuffer out = mapped_buffer(gpu.allocator, testing::poisoned(size_t{rows} * cols + kGuard));
+        run_batch(gpu, [&](CommandBatch& batch) {
+          return gpu.ops.record_embedding(batch, table_buffer, type, layout, kTableRows, ids_buffer, out, rows, cols);
+        });
+        std::vector<float> expected(size_t{rows} * cols);
+        cpu::embedding(table.data(), cpu_type, cols, ids.data(), rows, expected.data());
+        expect_close(out, expected, 0.0, 0.0);
+      }
 }
 
 TEST(GpuRowOps, RejectsShortBuffersWithAMessage) {
@@ -260,10 +268,14 @@ TEST(GpuRowOps, RejectsShortBuffersWithAMessage) {
   EXPECT_NE(status.message().find("weight buffer"), std::string::npos) << status.message();
   status = gpu.ops.record_rope(batch, large, large, large, 1, 1, 8, 5, false);
   EXPECT_NE(status.message().find("5 pairs do not fit a head of 8"), std::string::npos) << status.message();
-  status = gpu.ops.record_embedding(batch, small, WeightType::f32, 2, large, large, 1, 8);
+  status = gpu.ops.record_embedding(batch, small, WeightType::f32, BlockLayout::file, 2, large, large, 1, 8);
   EXPECT_NE(status.message().find("table buffer holds 16 bytes, 64 needed"), std::string::npos) << status.message();
-  status = gpu.ops.record_embedding(batch, large, WeightType::q8_0, 1, large, large, 1, 40);
+  status = gpu.ops.record_embedding(batch, large, WeightType::q8_0, BlockLayout::file, 1, large, large, 1, 40);
   EXPECT_NE(status.message().find("multiple of 32 values, not 40"), std::string::npos) << status.message();
+  // 256 bytes hold 7 q4_0 blocks, the table 2: a split table must fill its buffer.
+  status = gpu.ops.record_embedding(batch, large, WeightType::q4_0, BlockLayout::split, 1, large, large, 1, 64);
+  EXPECT_NE(status.message().find("split table must be of blocks and fill its buffer"), std::string::npos)
+      << status.message();
   EXPECT_EQ(batch.dispatches(), 0u);
 }
 

@@ -176,6 +176,47 @@ TEST(VulkanStaging, AttachesAnExistingReadOnlyBuffer) {
   EXPECT_FALSE(wrapped->host_write());  // still read-only on the host
 }
 
+// Whole q4_0 blocks attached split: the device holds every block's codes, then every
+// scale; a download gives the host the file's layout back, byte for byte. Blocks that do
+// not fill the buffer are refused.
+TEST(VulkanStaging, SplitBlocksAreRearrangedOnTheWayUpAndBack) {
+  std::string why_not;
+  auto device = open_or_skip(/*zero_copy=*/false, &why_not, /*slot_bytes=*/1000);
+  if (!device) GTEST_SKIP() << "no Vulkan device: " << why_not;
+  testing::SeededRng rng;
+  constexpr size_t kBlocks = 131;  // several staging slots
+  const size_t bytes = kBlocks * 18;
+  std::vector<std::byte> file_layout(bytes);
+  for (auto& b : file_layout) b = static_cast<std::byte>(rng.integer(0, 255));
+  auto buffer = Buffer::allocate(bytes);
+  ASSERT_TRUE(buffer);
+  std::memcpy(buffer.value()->host_write().value(), file_layout.data(), bytes);
+  ASSERT_TRUE(device->attach(*buffer.value(), gpu::WeightType::q4_0).ok());
+  EXPECT_EQ(mirror_of(*buffer.value()).block_layout(), gpu::BlockLayout::split);
+  ASSERT_TRUE(buffer.value()->ensure_device_current().ok());
+  auto seen = gpu::DeviceBuffer::create(device->allocator(), bytes, gpu::MemoryUse::staging);
+  ASSERT_TRUE(seen);
+  device_copy(*device, mirror_of(*buffer.value()).device_buffer(), seen.value(), bytes);
+  const auto* device_bytes = static_cast<const std::byte*>(seen->mapped());
+  for (size_t block = 0; block < kBlocks; ++block) {
+    ASSERT_EQ(std::memcmp(device_bytes + 16 * block, file_layout.data() + 18 * block + 2, 16), 0) << "codes " << block;
+    ASSERT_EQ(std::memcmp(device_bytes + 16 * kBlocks + 2 * block, file_layout.data() + 18 * block, 2), 0)
+        << "scale " << block;
+  }
+  // As if a shader had written it: the host's next read downloads and joins the blocks.
+  std::memset(buffer.value()->host_write().value(), 0, bytes);
+  buffer.value()->mark_device_written();
+  auto read = buffer.value()->host_read();
+  ASSERT_TRUE(read);
+  EXPECT_EQ(std::memcmp(read.value(), file_layout.data(), bytes), 0);
+
+  auto ragged = Buffer::allocate(bytes + 4);
+  ASSERT_TRUE(ragged);
+  const Status refused = device->attach(*ragged.value(), gpu::WeightType::q4_0);
+  EXPECT_EQ(refused.code(), ErrorCode::invalid_argument);
+  EXPECT_NE(refused.message().find("not whole blocks"), std::string::npos) << refused.message();
+}
+
 // Several threads moving their own buffers through the one staging ring and running
 // kernels on the one queue at the same time: each sees only its own bytes.
 TEST(VulkanStaging, ThreadsShareTheRingAndTheQueue) {
