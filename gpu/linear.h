@@ -1,9 +1,9 @@
 // The fused linear layer on the GPU: y = act(x · Wᵀ + bias), x f32 [rows, k], W [n, k]
-// in f32, f16, q8_0 or q4_0 (the GGUF block bytes, as stored in the file or split,
-// gpu/block_layout.h, decoded in the shader), bias f32 [n] or none, y f32 [rows, n]. One row runs the GEMV shader, more rows
-// the tiled GEMM or, where the device has one, the cooperative-matrix (tensor-core) GEMM:
-// for f16 weights from 2 rows on, for q8_0 and q4_0 from 64 (a prompt, not a decoded
-// token); a caller may force any path. Against block weights the GEMV and tiled GEMM
+// in f32, f16, q8_0 or q4_0 (the GGUF block bytes, as the file stores them or split,
+// gpu/block_layout.h, decoded in the shader), bias f32 [n] or none, y f32 [rows, n].
+// One row runs the GEMV shader, more rows the tiled GEMM or, where the device has one,
+// the cooperative-matrix (tensor-core) GEMM: for f16 weights from 2 rows on, for q8_0 and
+// q4_0 from 64 (a prompt, not a decoded token); a caller may force any path. Against block weights the GEMV and tiled GEMM
 // first round x to q8_0 blocks, as the CPU does, into a scratch buffer the FusedLinear
 // keeps (grown as needed), and give the CPU's numbers; the cooperative-matrix GEMM
 // multiplies f16 roundings of x and of each weight (2^-11 of each product): 5.6-5.9x

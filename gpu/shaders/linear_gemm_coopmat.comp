@@ -44,8 +44,8 @@ shared float16_t w_slice[kTile * kStride];  // the same for weight rows (output 
 shared float staged[kSubgroups * 256u];     // one 16 x 16 accumulator per subgroup, on its way out
 
 // Each thread carries its share of the TILE_ROWS * 8 vec4s of an x slice, and of the 512
-// uvec4s (8 halves each) of an f16 W slice or the words covering one of its 128 weight
-// blocks.
+// uvec4s (8 halves each) of an f16 W slice or one of its 128 weight blocks (one or two
+// uvec4s of codes and a scale when split, gpu/block_layout.h; else the words covering it).
 const uint kMostXLoads = 1024u / kThreads;
 const uint kXLoads = TILE_ROWS * 8u / kThreads;
 const uint kWLoads = 512u / kThreads;

@@ -5,8 +5,10 @@
 // quantize_rows_q8.comp: one workgroup per (COLUMNS output columns, input row). Each
 // thread takes whole blocks, reads x's block once for all its columns (x, not the
 // weights, would otherwise be most of the bytes read: its record is larger than a weight
-// block), reads a weight block as the few words that cover its 34 or 18 bytes, and sums
-// code products in integers, exactly as the CPU's int8 kernels (cpu/dot_blocks32.cpp).
+// block), reads a weight block's codes as one or two 16-byte loads (split layout,
+// gpu/block_layout.h) or as the few words that cover its 34 or 18 bytes (the file's),
+// and sums code products in integers, exactly as the CPU's int8 kernels
+// (cpu/dot_blocks32.cpp).
 //
 // There is no packed 8-bit dot product to call (Debian 12's glslc cannot compile
 // GL_EXT_integer_dot_product), so q4_0 takes two products per 32-bit multiply. A weight
