@@ -15,6 +15,10 @@ namespace {
 // multiple of the 4 rows the SIMD kernels share each load of x across.
 constexpr int64_t kChunkBytes = 256 * 1024;
 constexpr int64_t kRowGroup = 4;
+// Chunks per thread wanted when kChunkBytes would make too few for a static split to
+// give each thread its share: the demo model's 288 x 288 f32 weight is 1.3 chunks of
+// kChunkBytes, one thread's 224 rows against the other's 64.
+constexpr int64_t kChunksPerThread = 8;
 // Below this many weight bytes a parallel region costs more than it saves.
 constexpr int64_t kParallelBytes = 128 * 1024;
 
@@ -24,6 +28,8 @@ constexpr int64_t kParallelBytes = 128 * 1024;
 constexpr int64_t kScalarLanes = 16;
 // 16-bit weights are widened in blocks this long (a stack buffer) before the dot product.
 constexpr int64_t kWidenBlock = 256;
+
+int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
 void accumulate(const float* w, const float* x, int64_t count, float (&lanes)[kScalarLanes], float& tail) {
   int64_t i = 0;
@@ -85,27 +91,39 @@ RowsKernel kernel_for(Isa isa) {
 
 }  // namespace
 
+int64_t gemv_chunk_rows(int64_t group_bytes, int64_t row_bytes, int threads) {
+  const int64_t chunks_wanted_bytes = std::max(1, threads) * kChunksPerThread * row_bytes;
+  const int64_t rows_for_balance = (group_bytes + chunks_wanted_bytes - 1) / chunks_wanted_bytes;
+  const int64_t rows_for_cache = kChunkBytes / row_bytes;
+  return round_up(std::max<int64_t>(1, std::min(rows_for_balance, rows_for_cache)), kRowGroup);
+}
+
 void gemv_group(const float* x, int64_t in_features, std::span<const LinearOfX> products) {
   if (products.empty()) return;
   if (in_features <= 0) {
     for (const LinearOfX& product : products) std::fill(product.y, product.y + std::max<int64_t>(0, product.out_features), 0.0f);
     return;
   }
-  // Each product in chunks of about kChunkBytes, all of them in one list.
+  // Each product in chunks of about kChunkBytes, or fewer bytes where the group's weights
+  // make fewer than kChunksPerThread chunks per thread, all of them in one list.
   struct Chunks {
     int64_t row_bytes, chunk_rows, first, count;
   };
   constexpr size_t kMostProducts = 4;
   Chunks chunks[kMostProducts];
   const size_t count = std::min(products.size(), kMostProducts);
-  int64_t total_chunks = 0, total_bytes = 0;
+  const auto row_bytes_of = [&](const LinearOfX& product) {
+    return in_features * static_cast<int64_t>(element_bytes(product.weight_type));
+  };
+  int64_t total_bytes = 0;
+  for (size_t p = 0; p < count; ++p) total_bytes += std::max<int64_t>(0, products[p].out_features) * row_bytes_of(products[p]);
+  int64_t total_chunks = 0;
   for (size_t p = 0; p < count; ++p) {
-    const int64_t row_bytes = in_features * static_cast<int64_t>(element_bytes(products[p].weight_type));
-    const int64_t chunk_rows = std::max(kRowGroup, kChunkBytes / row_bytes / kRowGroup * kRowGroup);
+    const int64_t row_bytes = row_bytes_of(products[p]);
+    const int64_t chunk_rows = gemv_chunk_rows(total_bytes, row_bytes, threads());
     const int64_t out = std::max<int64_t>(0, products[p].out_features);
     chunks[p] = {row_bytes, chunk_rows, total_chunks, (out + chunk_rows - 1) / chunk_rows};
     total_chunks += chunks[p].count;
-    total_bytes += out * row_bytes;
   }
   const RowsKernel kernel = kernel_for(active_isa());
   // Every row is summed by one call in a fixed order, so neither the chunking nor the
