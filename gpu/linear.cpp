@@ -32,8 +32,12 @@ constexpr uint32_t kMinTensorCoreBlockRows = 64;
 // Measured on the H200 over M's four layer shapes, 512 rows (docs/PERFORMANCE.md), 128
 // picked the fastest height for each; 256 took 32 rows for q and down, 25% slower there.
 constexpr uint32_t kCoopmatEnoughWorkgroups = 128;
-// From this many outputs on, a GEMV over block weights takes several columns per workgroup.
-constexpr uint32_t kManyGemvColumns = 1024;
+// Past this many outputs, a GEMV over block weights takes several columns per workgroup.
+// At 2048 outputs one column was about as fast or faster on an H100 (split q4_0 weights,
+// 2048 -> 2048: 9.0 against 9.2 µs; 5632 -> 2048: 11.0 against 13.3) and on an H200
+// (5632 -> 2048 in the file's layout: 22.8 against 27.3); 5632 and 32000 outputs gain
+// from two (docs/PERFORMANCE.md).
+constexpr uint32_t kManyGemvColumns = 2048;
 
 // linear_common.glsl's push constant block.
 struct LinearPushConstants {
@@ -101,7 +105,7 @@ uint64_t weight_row_bytes(WeightType type, uint64_t k) {
 }
 
 uint32_t gemv_columns(WeightType type, uint32_t n) {
-  return is_block(type) && n >= kManyGemvColumns ? 2 : 1;
+  return is_block(type) && n > kManyGemvColumns ? 2 : 1;
 }
 
 std::string cooperative_matrix_shortcoming(const DeviceCapabilities& caps, WeightType type, uint32_t k) {

@@ -525,12 +525,12 @@ TEST(GpuLinearGemv, EveryColumnCountGivesTheReference) {
         }
     }
   }
-  // The automatic choice: several columns for block weights from 1024 outputs on.
-  EXPECT_EQ(gemv_columns(WeightType::q4_0, 1023), 1u);
-  EXPECT_GT(gemv_columns(WeightType::q4_0, 1024), 1u);
+  // The automatic choice: several columns for block weights past 2048 outputs.
+  EXPECT_EQ(gemv_columns(WeightType::q4_0, 2048), 1u);
+  EXPECT_GT(gemv_columns(WeightType::q4_0, 2049), 1u);
   EXPECT_EQ(gemv_columns(WeightType::f16, 4096), 1u);
-  check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::none, {1, 64, 1030}, true);
-  check_linear(gpu, rng, WeightType::f16, LinearPath::automatic, Activation::none, {1, 40, 1030}, false);
+  check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::none, {1, 64, 2054}, true);
+  check_linear(gpu, rng, WeightType::f16, LinearPath::automatic, Activation::none, {1, 40, 2054}, false);
 }
 
 TEST(GpuLinearPipelines, RejectsBadShapesWithAMessage) {
