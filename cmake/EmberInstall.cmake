@@ -1,4 +1,4 @@
-install(TARGETS ember EXPORT emberTargets
+install(TARGETS ember ember_openmp EXPORT emberTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY include/ember DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
@@ -19,6 +19,11 @@ file(RELATIVE_PATH EMBER_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
 set(EMBER_PC_LIBS_PRIVATE "")
 if(EMBER_HAVE_VULKAN AND CMAKE_DL_LIBS)
   set(EMBER_PC_LIBS_PRIVATE "-l${CMAKE_DL_LIBS}")
+endif()
+# The OpenMP runtime the library was built against (CMakeLists.txt, ember_openmp).
+set(EMBER_PC_OPENMP_LIBS "-fopenmp")
+if(EMBER_LIBOMP)
+  set(EMBER_PC_OPENMP_LIBS "${EMBER_LIBOMP} -pthread")
 endif()
 configure_file(cmake/ember.pc.in ${CMAKE_CURRENT_BINARY_DIR}/ember.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/ember.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
