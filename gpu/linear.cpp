@@ -33,11 +33,12 @@ constexpr uint32_t kMinTensorCoreBlockRows = 64;
 // picked the fastest height for each; 256 took 32 rows for q and down, 25% slower there.
 constexpr uint32_t kCoopmatEnoughWorkgroups = 128;
 // Past this many outputs, a GEMV over block weights takes several columns per workgroup.
-// At 2048 outputs one column was about as fast or faster on an H100 (split q4_0 weights,
-// 2048 -> 2048: 9.0 against 9.2 µs; 5632 -> 2048: 11.0 against 13.3) and on an H200
-// (5632 -> 2048 in the file's layout: 22.8 against 27.3); 5632 and 32000 outputs gain
-// from two (docs/PERFORMANCE.md).
-constexpr uint32_t kManyGemvColumns = 2048;
+// Measured on an H100 over split q4_0 weights (the layout the Vulkan backend keeps),
+// 8 products to a batch: one column was as fast or faster at 2048 outputs (5632 -> 2048:
+// 11.0 against 13.3 µs) and at 4096 (14336 -> 4096: 21.4 / 22.2 against 22.7 / 25.9 in
+// two calls), two faster at 5632 (11.4 against 12.3) and 32000 (23.3 against 28.3); on
+// an H200, 5632 -> 2048 in the file's layout: 22.8 against 27.3 (docs/PERFORMANCE.md).
+constexpr uint32_t kManyGemvColumns = 4096;
 
 // linear_common.glsl's push constant block.
 struct LinearPushConstants {

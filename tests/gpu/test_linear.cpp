@@ -525,12 +525,12 @@ TEST(GpuLinearGemv, EveryColumnCountGivesTheReference) {
         }
     }
   }
-  // The automatic choice: several columns for block weights past 2048 outputs.
-  EXPECT_EQ(gemv_columns(WeightType::q4_0, 2048), 1u);
-  EXPECT_GT(gemv_columns(WeightType::q4_0, 2049), 1u);
+  // The automatic choice: several columns for block weights past 4096 outputs.
+  EXPECT_EQ(gemv_columns(WeightType::q4_0, 4096), 1u);
+  EXPECT_GT(gemv_columns(WeightType::q4_0, 4097), 1u);
   EXPECT_EQ(gemv_columns(WeightType::f16, 4096), 1u);
-  check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::none, {1, 64, 2054}, true);
-  check_linear(gpu, rng, WeightType::f16, LinearPath::automatic, Activation::none, {1, 40, 2054}, false);
+  check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::none, {1, 64, 4102}, true);
+  check_linear(gpu, rng, WeightType::f16, LinearPath::automatic, Activation::none, {1, 40, 4102}, false);
 }
 
 TEST(GpuLinearPipelines, RejectsBadShapesWithAMessage) {
