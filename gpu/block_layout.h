@@ -3,7 +3,8 @@
 // any even byte and a shader reads them as the 5 or 9 words that cover them, realigned.
 // The split layout holds the same bytes rearranged: every block's codes first, in block
 // order, 32 or 16 bytes each (aligned 16-byte loads), then every block's f16 scale. The
-// Vulkan backend keeps whole block weights split on the device (core/vulkan_device.h);
+// Vulkan backend keeps whole block weights split on the device (core/vulkan_backend.h,
+// core/vulkan_device.h);
 // the shaders read either layout (their SPLIT_BLOCKS constant).
 #pragma once
 

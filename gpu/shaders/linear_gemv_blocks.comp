@@ -51,7 +51,8 @@ struct WeightBlock {
 WeightBlock weight_block(uint column, uint block) {
   WeightBlock found;
   if (SPLIT_BLOCKS != 0u) {
-    // The codes are one or two aligned 16-byte loads, the scale a word apart from them.
+    // The codes are one or two aligned 16-byte loads; the scale lies with the others,
+    // after every block's codes.
     const uint index = block_index(column, block);
     const uint loads = kBlockCodeBytes / 16u;
     [[unroll]] for (uint p = 0u; p < 2u; ++p) {
