@@ -144,7 +144,10 @@ TEST_P(GpuLinear, MatchesTheCpuReference) {
   // which was created first.
   static Gpu gpu(context);
   ASSERT_NE(gpu.linear, nullptr);
-  const auto [type, path, act] = GetParam();
+  // Named apart, not as structured bindings: the lambda below captures them (clang 14).
+  const WeightType type = std::get<0>(GetParam());
+  const LinearPath path = std::get<1>(GetParam());
+  const Activation act = std::get<2>(GetParam());
   testing::SeededRng rng;
   const bool blocks = is_block(type);
   const uint32_t k = blocks ? 32 * 3 : 37;
