@@ -232,26 +232,6 @@ constexpr Case kCases[] = {
     {"decode_gemv/q8_0/split/columns:4/batched:8", gpu::WeightType::q8_0, 1, 14336, 4096, kGemv, 4, 8, 0, kSplit},
     {"decode_gemv/q4_0/split/columns:8/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kGemv, 8, 8, 0, kSplit},
     {"logits_gemv/q4_0/split", gpu::WeightType::q4_0, 1, 2048, 32000, kAuto, 0, 1, 0, kSplit},
-    // A decoded token's q4_0 GEMVs at M's shapes (q and o, k and v, gate and up, down,
-    // logits), 8 to a batch, in each layout at 1 and 2 columns per workgroup.
-    {"gemv_m/q:2048x2048/columns:1/batched:8", gpu::WeightType::q4_0, 1, 2048, 2048, kGemv, 1, 8},
-    {"gemv_m/q:2048x2048/columns:2/batched:8", gpu::WeightType::q4_0, 1, 2048, 2048, kGemv, 2, 8},
-    {"gemv_m/q:2048x2048/split/columns:1/batched:8", gpu::WeightType::q4_0, 1, 2048, 2048, kGemv, 1, 8, 0, kSplit},
-    {"gemv_m/q:2048x2048/split/columns:2/batched:8", gpu::WeightType::q4_0, 1, 2048, 2048, kGemv, 2, 8, 0, kSplit},
-    {"gemv_m/k:2048x512/batched:8", gpu::WeightType::q4_0, 1, 2048, 512, kGemv, 1, 8},
-    {"gemv_m/k:2048x512/split/batched:8", gpu::WeightType::q4_0, 1, 2048, 512, kGemv, 1, 8, 0, kSplit},
-    {"gemv_m/gate:2048x5632/columns:1/batched:8", gpu::WeightType::q4_0, 1, 2048, 5632, kGemv, 1, 8},
-    {"gemv_m/gate:2048x5632/columns:2/batched:8", gpu::WeightType::q4_0, 1, 2048, 5632, kGemv, 2, 8},
-    {"gemv_m/gate:2048x5632/split/columns:1/batched:8", gpu::WeightType::q4_0, 1, 2048, 5632, kGemv, 1, 8, 0, kSplit},
-    {"gemv_m/gate:2048x5632/split/columns:2/batched:8", gpu::WeightType::q4_0, 1, 2048, 5632, kGemv, 2, 8, 0, kSplit},
-    {"gemv_m/down:5632x2048/columns:1/batched:8", gpu::WeightType::q4_0, 1, 5632, 2048, kGemv, 1, 8},
-    {"gemv_m/down:5632x2048/columns:2/batched:8", gpu::WeightType::q4_0, 1, 5632, 2048, kGemv, 2, 8},
-    {"gemv_m/down:5632x2048/split/columns:1/batched:8", gpu::WeightType::q4_0, 1, 5632, 2048, kGemv, 1, 8, 0, kSplit},
-    {"gemv_m/down:5632x2048/split/columns:2/batched:8", gpu::WeightType::q4_0, 1, 5632, 2048, kGemv, 2, 8, 0, kSplit},
-    {"gemv_m/logits:2048x32000/columns:1/batched:8", gpu::WeightType::q4_0, 1, 2048, 32000, kGemv, 1, 8},
-    {"gemv_m/logits:2048x32000/columns:2/batched:8", gpu::WeightType::q4_0, 1, 2048, 32000, kGemv, 2, 8},
-    {"gemv_m/logits:2048x32000/split/columns:1/batched:8", gpu::WeightType::q4_0, 1, 2048, 32000, kGemv, 1, 8, 0, kSplit},
-    {"gemv_m/logits:2048x32000/split/columns:2/batched:8", gpu::WeightType::q4_0, 1, 2048, 32000, kGemv, 2, 8, 0, kSplit},
     {"prefill_512/q4_0/split", gpu::WeightType::q4_0, 512, 14336, 4096, kAuto, 0, 1, 0, kSplit},
     {"prefill_512/q4_0_tiled/split", gpu::WeightType::q4_0, 512, 14336, 4096, gpu::LinearPath::gemm, 0, 1, 0, kSplit},
     // Almost no weights: what a GEMV call costs besides streaming them. One dispatch (f32),
@@ -292,6 +272,16 @@ constexpr Case kCases[] = {
     {"prompt_m/down:5632x2048/tile_rows:64", gpu::WeightType::q4_0, 512, 5632, 2048, gpu::LinearPath::automatic, 0, 1, 64},
 };
 
+// A decoded token's q4_0 GEMVs at M's shapes (q and o, k and v, gate and up, down,
+// logits), 8 to a batch, in each layout at 1 and 2 columns per workgroup.
+struct MShape {
+  const char* name;
+  uint32_t k, n;
+};
+constexpr MShape kMShapes[] = {
+    {"q:2048x2048", 2048, 2048}, {"k:2048x512", 2048, 512}, {"gate:2048x5632", 2048, 5632},
+    {"down:5632x2048", 5632, 2048}, {"logits:2048x32000", 2048, 32000}};
+
 }  // namespace
 }  // namespace ember::bench
 
@@ -307,6 +297,18 @@ int main(int argc, char** argv) {
     // million host round trips for the microsecond ones.
     if (c.rows == 1) registered->Iterations(kIterations);
   }
+  for (const MShape& shape : kMShapes)
+    for (const auto layout : {ember::gpu::BlockLayout::file, kSplit})
+      for (const uint32_t columns : {1u, 2u}) {
+        const std::string name = std::string("BM_FusedLinear/gemv_m/") + shape.name +
+                                 (layout == kSplit ? "/split" : "") + "/columns:" + std::to_string(columns) +
+                                 "/batched:8";
+        benchmark::RegisterBenchmark(name.c_str(), BM_FusedLinear, ember::gpu::WeightType::q4_0, 1u, shape.k, shape.n,
+                                     kGemv, columns, 8u, 0u, layout)
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond)
+            ->Iterations(kIterations);
+      }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -1,5 +1,6 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 // Fused linear for many input rows and q8_0 or q4_0 weights, on x rounded beforehand by
 // quantize_rows_q8.comp: each workgroup computes a 32 x 32 tile of y, stepping through k
 // one block (32) at a time with the x and weight codes of the step in shared memory and

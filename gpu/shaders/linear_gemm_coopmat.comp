@@ -25,7 +25,6 @@ const uint kThreads = 32u * kSubgroups;
 layout(local_size_x = kThreads) in;
 
 layout(std430, binding = 0) readonly buffer InputRowsVec4 { vec4 x4[]; };
-layout(std430, binding = 1) readonly buffer WeightWords4 { uvec4 w4[]; };
 
 // SPIR-V's Subgroup scope; GL_KHR_memory_scope_semantics would name it, but would also
 // switch the module to the Vulkan memory model, a device feature not needed here.
@@ -51,10 +50,7 @@ const uint kXLoads = TILE_ROWS * 8u / kThreads;
 const uint kWLoads = 512u / kThreads;
 vec4 x_loads[kMostXLoads];
 uvec4 w_loads[kWLoads];
-// The thread's weight block of the step: its codes as words (bytes 4j .. 4j+3 in word j)
-// and its f16 scale.
-uint block_codes[8];
-float block_scale;
+WeightBlock weight;  // the thread's weight block of the step
 
 void load_slices(uint row0, uint column0, uint k0) {
   [[unroll]] for (uint j = 0u; j < kMostXLoads; ++j) {
@@ -72,38 +68,24 @@ void load_slices(uint row0, uint column0, uint k0) {
       w_loads[j] = (column < shape.n && i < shape.k) ? w4[(column * shape.row_bytes + 2u * i) >> 4] : uvec4(0u);
     }
   } else {
+    // A column past n reads zeros.
     const uint column = column0 + gl_LocalInvocationIndex;
-    const uint block = k0 / 32u;
-    if (SPLIT_BLOCKS != 0u) {
-      const uint index = block_index(column, block);
-      const uint loads = kBlockCodeBytes / 16u;
-      [[unroll]] for (uint p = 0u; p < 2u; ++p) {
-        const uvec4 four = p < loads && column < shape.n ? w4[loads * index + p] : uvec4(0u);
-        [[unroll]] for (uint j = 0u; j < 4u; ++j) block_codes[4u * p + j] = four[j];
-      }
-      block_scale = column < shape.n ? half_at(split_scale_offset(index)) : 0.0;
-      return;
+    if (column < shape.n) {
+      weight = weight_block(column, k0 / 32u);
+    } else {
+      weight.scale = 0.0;
+      [[unroll]] for (uint j = 0u; j < 8u; ++j) weight.codes[j] = 0u;
     }
-    const uint start = column * shape.row_bytes + block * kBlockBytes;
-    const uint word_count = WEIGHT_TYPE == kQ8_0 ? 9u : 5u;
-    const bool halfway = (start & 2u) != 0u;
-    // The words cover the block; the last may reach past its row, never past the buffer,
-    // which ends on a whole word (gpu/device_buffer.h). A column past n reads zeros.
-    uint words[9];
-    [[unroll]] for (uint i = 0u; i < 9u; ++i) words[i] = (i < word_count && column < shape.n) ? w[(start >> 2) + i] : 0u;
-    block_scale = unpackHalf2x16(halfway ? words[0] >> 16 : words[0]).x;
-    [[unroll]] for (uint j = 0u; j < 8u; ++j)
-      block_codes[j] = halfway ? words[j + 1u] : (words[j] >> 16) | (words[j + 1u] << 16);
   }
 }
 
 // The thread's weight block as f16 values (scale times code) in its column's row of the slice.
 void store_weight_block() {
   const uint at = gl_LocalInvocationIndex * kStride;
-  const float16_t scale = float16_t(block_scale);
+  const float16_t scale = float16_t(weight.scale);
   if (WEIGHT_TYPE == kQ8_0) {
     [[unroll]] for (uint j = 0u; j < 8u; ++j) {
-      const int codes = int(block_codes[j]);
+      const int codes = int(weight.codes[j]);
       [[unroll]] for (uint e = 0u; e < 4u; ++e)
         w_slice[at + 4u * j + e] = scale * float16_t(bitfieldExtract(codes, int(8u * e), 8));
     }
@@ -111,7 +93,7 @@ void store_weight_block() {
     // Byte b of the 16 holds weight b in its low nibble and weight b + 16 in its high one;
     // nibble c stands for c - 8.
     [[unroll]] for (uint j = 0u; j < 4u; ++j) {
-      const uint nibbles = block_codes[j];
+      const uint nibbles = weight.codes[j];
       [[unroll]] for (uint e = 0u; e < 4u; ++e) {
         w_slice[at + 4u * j + e] = scale * float16_t(int(bitfieldExtract(nibbles, int(8u * e), 4)) - 8);
         w_slice[at + 16u + 4u * j + e] = scale * float16_t(int(bitfieldExtract(nibbles, int(8u * e + 4u), 4)) - 8);

@@ -27,54 +27,13 @@ const uint kMaxColumns = 8u;
 layout(local_size_x = 64) in;
 
 layout(std430, binding = 0) readonly buffer QuantizedRecords4 { uvec4 xq4[]; };
-layout(std430, binding = 1) readonly buffer WeightWords4 { uvec4 w4[]; };
 
 shared float partial[kMaxColumns * 64u];
-
-// The 4 bytes starting 2 bytes into word i: blocks start at even bytes, so a block's codes
-// start either on a word or 2 bytes into one.
-uint shifted_word(uint words[9], uint i) { return (words[i] >> 16) | (words[i + 1u] << 16); }
 
 int dot4(uint a, uint b) {
   int sum = 0;
   [[unroll]] for (int e = 0; e < 32; e += 8) sum += bitfieldExtract(int(a), e, 8) * bitfieldExtract(int(b), e, 8);
   return sum;
-}
-
-// Block `block` of weight row `column`: its scale, and its codes as words, codes[j]
-// holding code bytes 4j .. 4j+3.
-struct WeightBlock {
-  float scale;
-  uint codes[8];
-};
-
-WeightBlock weight_block(uint column, uint block) {
-  WeightBlock found;
-  if (SPLIT_BLOCKS != 0u) {
-    // The codes are one or two aligned 16-byte loads; the scale lies with the others,
-    // after every block's codes.
-    const uint index = block_index(column, block);
-    const uint loads = kBlockCodeBytes / 16u;
-    [[unroll]] for (uint p = 0u; p < 2u; ++p) {
-      const uvec4 four = p < loads ? w4[loads * index + p] : uvec4(0u);
-      [[unroll]] for (uint j = 0u; j < 4u; ++j) found.codes[4u * p + j] = four[j];
-    }
-    found.scale = half_at(split_scale_offset(index));
-    return found;
-  }
-  // In the file's layout: the few words that cover the block's 34 or 18 bytes, realigned.
-  const uint start = column * shape.row_bytes + block * kBlockBytes;
-  const uint word_count = WEIGHT_TYPE == kQ8_0 ? 9u : 5u;
-  uint words[9];
-  [[unroll]] for (uint i = 0u; i < 9u; ++i)
-    if (i < word_count) words[i] = w[(start >> 2) + i];
-  // The words always cover the block's bytes; the last one may reach past the row but
-  // never past the buffer, which ends on a whole word (gpu/device_buffer.h).
-  const bool halfway = (start & 2u) != 0u;
-  found.scale = unpackHalf2x16(halfway ? words[0] >> 16 : words[0]).x;
-  [[unroll]] for (uint j = 0u; j < 8u; ++j)
-    found.codes[j] = j + 1u >= word_count ? 0u : halfway ? words[j + 1u] : shifted_word(words, j);
-  return found;
 }
 
 void main() {
