@@ -302,15 +302,20 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
           auto normed = device_side(norm.output, false);
           if (!normed) return normed.status();
           const auto cols = static_cast<uint32_t>(norm.node->shape[norm.node->shape.rank() - 1]);
+          auto rounded = rounding_for(batch, items, index + 1, norm.output, *normed.value());
+          if (!rounded) return rounded.status();
           EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_rms_norm(
               batch, *a.value(), *weight.value(), *normed.value(), elements / cols, cols, norm.node->params.eps,
-              gpu::RowOps::ResidualAdd{.delta = b.value(), .sum = y.value()})));
+              gpu::RowOps::ResidualAdd{.delta = b.value(), .sum = y.value()}, rounded.value())));
           first_dispatch.push_back(batch.dispatches());
           recording.made_here.insert(norm.output.buffer().get());
           break;
         }
         const auto op = node.op == Op::add ? gpu::ElementwiseOp::add : gpu::ElementwiseOp::swiglu;
-        EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_elementwise(batch, op, *a.value(), b.value(), *y.value(), elements)));
+        auto rounded = rounding_for(batch, items, index + 1, item.output, *y.value());
+        if (!rounded) return rounded.status();
+        EMBER_RETURN_IF_ERROR(from_gpu(
+            device_->row_ops().record_elementwise(batch, op, *a.value(), b.value(), *y.value(), elements, rounded.value())));
         break;
       }
       case Op::reshape: {
@@ -326,8 +331,11 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         auto weight = input(inputs[1]);
         if (!weight) return weight.status();
         const auto cols = static_cast<uint32_t>(node.shape[node.shape.rank() - 1]);
+        auto rounded = rounding_for(batch, items, index + 1, item.output, *y.value());
+        if (!rounded) return rounded.status();
         EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_rms_norm(batch, *x.value(), *weight.value(), *y.value(),
-                                                                          elements / cols, cols, node.params.eps)));
+                                                                          elements / cols, cols, node.params.eps,
+                                                                          std::nullopt, rounded.value())));
         break;
       }
       case Op::rope: {
@@ -351,6 +359,7 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
     recording.made_here.insert(item.output.buffer().get());
   }
   first_dispatch.push_back(batch.dispatches());
+  last_batch_dispatches_ = batch.dispatches();
   // Graph outputs come back to the host in the same submission.
   std::vector<std::pair<Buffer*, const gpu::DeviceBuffer*>> read_back;
   for (const BatchItem& item : items) {
@@ -397,6 +406,21 @@ bool VulkanBackend::norms_the_sum(const BatchItem& add, const BatchItem& next) {
   const Tensor& normed = next.inputs[0];
   return normed.buffer() == add.output.buffer() && normed.byte_offset() == add.output.byte_offset() &&
          normed.elements() == add.output.elements();
+}
+
+Result<std::optional<gpu::RoundedX>> VulkanBackend::rounding_for(gpu::CommandBatch& batch,
+                                                                   std::span<const BatchItem> items, size_t next,
+                                                                   const Tensor& output,
+                                                                   const gpu::DeviceBuffer& device_output) {
+  if (next >= items.size() || items[next].node->op != Op::linear) return std::optional<gpu::RoundedX>{};
+  const Tensor &x = items[next].inputs[0], &weight = items[next].inputs[1];
+  const auto type = weight_type(weight.dtype());
+  if (x.buffer() != output.buffer() || x.byte_offset() != output.byte_offset() || !type || weight.rank() != 2)
+    return std::optional<gpu::RoundedX>{};
+  const auto k = static_cast<uint32_t>(weight.dim(1));
+  auto prepared = device_->linear().prepare_rounded_x(batch, device_output, static_cast<uint32_t>(x.elements() / k), k, *type);
+  if (!prepared) return from_gpu(prepared.status());
+  return prepared.value();
 }
 
 Result<gpu::DeviceBuffer*> VulkanBackend::recorded_input(Recording& recording, const Tensor& tensor) {

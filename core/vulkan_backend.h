@@ -77,6 +77,8 @@ class VulkanBackend final : public Backend {
   // Times each node's dispatches apart (for per-op profiles): a timestamp after every
   // dispatch, which may keep the device from overlapping neighbouring ones.
   void set_time_each_node(bool on) { time_each_node_ = on; }
+  // Dispatches the last batch recorded (what a fusion saves shows here).
+  size_t last_batch_dispatches() const { return last_batch_dispatches_; }
 
   // Enough for a whole token of a 0.5 B Llama (8 layers of 17 nodes) in one submission.
   // A node takes at most 2 descriptor sets (a block linear: x's rounding and the product;
@@ -88,6 +90,7 @@ class VulkanBackend final : public Backend {
   std::chrono::nanoseconds last_device_time_{0};
   std::chrono::nanoseconds last_preparation_time_{0};
   std::vector<std::chrono::nanoseconds> last_item_device_times_;
+  size_t last_batch_dispatches_ = 0;
   bool time_each_node_ = false;
   // The device copy of `tensor`'s buffer, attached first if it has none here, and made
   // current when `needs_current` (inputs; an output is overwritten whole). A q8_0 or q4_0
@@ -142,6 +145,13 @@ class VulkanBackend final : public Backend {
     std::vector<std::pair<AngleKey, const gpu::DeviceBuffer*>> angle_tables;
     const gpu::DeviceBuffer* attention_scratch = nullptr;
   };
+  // Where the op recorded next, which writes `output` (on the device, `device_output`),
+  // also leaves it rounded to q8_0: when items[next] is a one-row linear over block weights
+  // that reads it (q after its norm, down after swiglu), whose GEMV then records no
+  // rounding pass (gpu::FusedLinear::prepare_rounded_x); otherwise nowhere.
+  Result<std::optional<gpu::RoundedX>> rounding_for(gpu::CommandBatch& batch, std::span<const BatchItem> items,
+                                                    size_t next, const Tensor& output,
+                                                    const gpu::DeviceBuffer& device_output);
   // An input's device copy, uploaded first unless an earlier node of the batch makes it.
   Result<gpu::DeviceBuffer*> recorded_input(Recording& recording, const Tensor& tensor);
   // `bytes` of host-visible memory that the device reads or writes directly, kept until

@@ -1,11 +1,12 @@
 #include "gpu/descriptor_sets.h"
 
 #include <array>
+#include <string>
 
 namespace ember::gpu {
 
 namespace {
-constexpr uint32_t kMaxBindings = 5;
+constexpr uint32_t kMaxBindings = 6;  // rms_norm.comp's, the most of any shader
 }
 
 Result<std::unique_ptr<DescriptorSets>> DescriptorSets::create(Context& context, uint32_t max_sets) {
@@ -28,6 +29,9 @@ DescriptorSets::~DescriptorSets() {
 
 Result<VkDescriptorSet> DescriptorSets::allocate(const Pipeline& pipeline,
                                                  std::initializer_list<const DeviceBuffer*> buffers) {
+  if (buffers.size() > kMaxBindings)
+    return Status{ErrorKind::invalid_argument, std::to_string(buffers.size()) + " buffers for one descriptor set; at most " +
+                                                   std::to_string(kMaxBindings)};
   const VulkanFunctions& vk = context_.vk();
   VkDescriptorSet set = VK_NULL_HANDLE;
   {

@@ -19,7 +19,8 @@ constexpr uint32_t kCoopmatSharedBytes = 2 * 128 * 40 * 2 + 4 * 256 * 4;  // its
 // run()'s own sets: two per call, calls serialised on the scratch buffer's mutex.
 constexpr uint32_t kOwnDescriptorSets = 8;
 constexpr uint32_t kQuantizeBlocksPerGroup = 4;  // quantize_rows_q8.comp's kBlocks, a block per 32 invocations
-// Its X_LAYOUT for each reader, and the bytes of one block of 32 in that layout.
+// Its X_LAYOUT for each reader (gpu/shaders/q8_planes.glsl), and the bytes of one block of
+// 32 in that layout.
 enum class XLayout : uint32_t { records, q8_0_planes, q4_0_pair_planes };
 constexpr uint64_t kQuantizedBlockBytes[] = {40, 40, 72};
 constexpr uint32_t kQuantizePushBytes = 8;     // its push constants: rows, k
@@ -128,6 +129,33 @@ Result<std::unique_ptr<FusedLinear>> FusedLinear::create(Context& context, Pipel
   return std::unique_ptr<FusedLinear>(new FusedLinear(context, pipelines, allocator, std::move(sets.value())));
 }
 
+uint64_t rounded_block_bytes(uint32_t layout) {
+  return layout < std::size(kQuantizedBlockBytes) ? kQuantizedBlockBytes[layout] : 0;
+}
+
+Status FusedLinear::reserve_quantized_x(CommandBatch& batch, uint64_t bytes) {
+  if (quantized_x_.bytes() >= bytes) return {};
+  // Layers recorded into the batch before this one keep the smaller buffer until it is gone.
+  auto grown = DeviceBuffer::create(allocator_, bytes, MemoryUse::device);
+  if (!grown) return grown.status();
+  batch.keep(std::exchange(quantized_x_, std::move(grown.value())));
+  return {};
+}
+
+Result<std::optional<RoundedX>> FusedLinear::prepare_rounded_x(CommandBatch& batch, const DeviceBuffer& x,
+                                                                uint32_t rows, uint32_t k, WeightType type) {
+  // record()'s automatic path: one row of block weights is the GEMV, which reads x's
+  // rounding in planes; more rows take a GEMM.
+  if (!is_block(type) || rows != 1 || k == 0 || k % 32 != 0) return std::optional<RoundedX>{};
+  const XLayout layout = type == WeightType::q4_0 ? XLayout::q4_0_pair_planes : XLayout::q8_0_planes;
+  const uint64_t blocks = uint64_t{rows} * k / 32;
+  batch.hold(quantized_x_mutex_);
+  EMBER_GPU_RETURN_IF_ERROR(reserve_quantized_x(batch, blocks * rounded_block_bytes(static_cast<uint32_t>(layout))));
+  quantized_source_ = {batch.serial(), batch.dispatches() + 1, &x, static_cast<uint32_t>(layout), blocks};
+  quantized_by_producer_ = true;
+  return std::optional<RoundedX>{RoundedX{&quantized_x_, static_cast<uint32_t>(layout)}};
+}
+
 Status FusedLinear::run(const LinearArgs& args) {
   CommandBatch batch(context_, *own_sets_);
   EMBER_GPU_RETURN_IF_ERROR(record(batch, args));
@@ -205,13 +233,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
     auto found = pipelines_.get(ShaderId::quantize_rows_q8, {static_cast<uint32_t>(layout)});
     if (!found) return found.status();
     quantize_pipeline = found.value();
-    const uint64_t needed = x_blocks * kQuantizedBlockBytes[static_cast<uint32_t>(layout)];
-    if (quantized_x_.bytes() < needed) {
-      // Layers recorded into the batch before this one keep the smaller buffer until it is gone.
-      auto grown = DeviceBuffer::create(allocator_, needed, MemoryUse::device);
-      if (!grown) return grown.status();
-      batch.keep(std::exchange(quantized_x_, std::move(grown.value())));
-    }
+    EMBER_GPU_RETURN_IF_ERROR(reserve_quantized_x(batch, x_blocks * rounded_block_bytes(static_cast<uint32_t>(layout))));
   }
 
   // Without a bias the shader never reads binding 2, but it must still name a buffer.
@@ -253,7 +275,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
                               args.y != args.x && !reads_a_sibling_output(args.x) &&
                               !reads_a_sibling_output(args.weights) && !reads_a_sibling_output(args.bias) &&
                               !reads_a_sibling_output(args.y);
-  const bool first_barrier = !reuse_quantized_x && !joins_siblings;
+  const bool first_barrier = (!reuse_quantized_x || quantized_by_producer_) && !joins_siblings;
   if (gemv) {
     // One workgroup per `columns` output columns: n may exceed the device's dispatch width.
     const uint64_t columns_per_dispatch = uint64_t{max_groups_x} * columns;
@@ -270,6 +292,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   if (quantize_x) {
     quantized_source_ = source;
     quantized_source_.dispatches = batch.dispatches();
+    quantized_by_producer_ = false;
   }
   if (!joins_siblings) siblings_ = {.batch = batch.serial(), .x = args.x, .outputs = {}};
   siblings_.dispatches = batch.dispatches();

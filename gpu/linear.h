@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,16 @@ struct LinearArgs {
 
 constexpr uint32_t kMaxGemvColumns = 8;  // the GEMV shaders' kMaxColumns
 
+// Where the op that writes a GEMV's x leaves x rounded to q8_0 (FusedLinear::
+// prepare_rounded_x): the buffer, and the X_LAYOUT of gpu/shaders/q8_planes.glsl.
+struct RoundedX {
+  const DeviceBuffer* buffer = nullptr;
+  uint32_t layout = 0;
+};
+
+// Bytes of one block of 32 rounded values in that layout.
+uint64_t rounded_block_bytes(uint32_t layout);
+
 // The GEMV's columns per workgroup for n outputs of `type` (measured on the H200,
 // docs/PERFORMANCE.md): several for block weights and large n, so that a workgroup reads
 // and decodes its x blocks once for all of them; one for float weights, whose GEMV then
@@ -84,6 +95,14 @@ class FusedLinear {
   // batch at a time records block-weight layers. A layer that cannot be recorded adds
   // no dispatch.
   Status record(CommandBatch& batch, const LinearArgs& args);
+  // For an op about to be recorded that writes x [rows, k]: where to leave x rounded, as
+  // the GEMV of a block-weight linear of `type` weights over it recorded right after that
+  // op reads it (rows 1, the automatic path), so that the linear records no rounding pass
+  // of its own (nor do siblings over the same x). Nothing (nullopt) where that linear
+  // would not read such a rounding. The caller must then record exactly one dispatch,
+  // which writes it, before the linear.
+  Result<std::optional<RoundedX>> prepare_rounded_x(CommandBatch& batch, const DeviceBuffer& x, uint32_t rows,
+                                                     uint32_t k, WeightType type);
   // A batch of this one layer, run and waited for.
   Status run(const LinearArgs& args);
   // run(), returning the seconds the device spent on it (Context::run_and_time): what
@@ -113,6 +132,11 @@ class FusedLinear {
     bool operator==(const QuantizedSource&) const = default;
   };
   QuantizedSource quantized_source_;
+  // Whether the op that wrote x left quantized_x_ (prepare_rounded_x): its dispatch, not
+  // a sibling product, comes just before, so the product waits for it at a barrier.
+  bool quantized_by_producer_ = false;
+  // Grows quantized_x_ to `bytes`; the batch keeps the smaller buffer for layers recorded before.
+  Status reserve_quantized_x(CommandBatch& batch, uint64_t bytes);
   // The products recorded last, back to back over one x since a barrier: a product over
   // the same x that reads none of their outputs joins them with no barrier of its own.
   struct Siblings {

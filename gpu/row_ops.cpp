@@ -15,22 +15,42 @@ Status too_small(const char* op, const char* what, const DeviceBuffer& buffer, u
                                            " needed"};
 }
 
+// A rounding of `count` values into `rounded`'s buffer: whole blocks of 32, and room for them.
+Status check_rounding(const char* op, const std::optional<RoundedX>& rounded, uint64_t count) {
+  if (!rounded) return {};
+  const uint64_t block_bytes = rounded_block_bytes(rounded->layout);
+  if (rounded->buffer == nullptr || block_bytes == 0)
+    return {ErrorKind::invalid_argument, std::string("GPU ") + op + ": the rounding of x needs a buffer and a layout"};
+  if (count % 32 != 0)
+    return {ErrorKind::invalid_argument, std::string("GPU ") + op + ": rounding to q8_0 needs whole blocks of 32, not " +
+                                             std::to_string(count) + " values"};
+  const uint64_t bytes = count / 32 * block_bytes;
+  if (rounded->buffer->bytes() < bytes) return too_small(op, "rounded x", *rounded->buffer, bytes);
+  return {};
+}
+
 }  // namespace
 
 Status RowOps::record_elementwise(CommandBatch& batch, ElementwiseOp op, const DeviceBuffer& a, const DeviceBuffer* b,
-                                  const DeviceBuffer& out, uint32_t count) {
+                                  const DeviceBuffer& out, uint32_t count, std::optional<RoundedX> rounded) {
   const uint64_t bytes = uint64_t{count} * 4;
   if (a.bytes() < bytes) return too_small("elementwise", "a", a, bytes);
   if (op != ElementwiseOp::copy && (b == nullptr || b->bytes() < bytes))
     return b == nullptr ? Status{ErrorKind::invalid_argument, "GPU elementwise: b is required"}
                         : too_small("elementwise", "b", *b, bytes);
   if (out.bytes() < bytes) return too_small("elementwise", "out", out, bytes);
-  auto groups = flat_grid(batch.context(), (uint64_t{count} + kInvocations - 1) / kInvocations);
+  EMBER_GPU_RETURN_IF_ERROR(check_rounding("elementwise", rounded, count));
+  // Rounding, an invocation takes a block of 32.
+  const uint64_t invocations = rounded ? count / 32 : count;
+  auto groups = flat_grid(batch.context(), (invocations + kInvocations - 1) / kInvocations);
   if (!groups) return groups.status();
-  auto pipeline = pipelines_.get(ShaderId::elementwise, {static_cast<uint32_t>(op)});
+  auto pipeline = pipelines_.get(ShaderId::elementwise, {static_cast<uint32_t>(op), rounded ? 1u : 0u,
+                                                         rounded ? rounded->layout : 0u});
   if (!pipeline) return pipeline.status();
-  // copy never reads binding 1, but it must name a buffer.
-  auto set = batch.descriptor_set(*pipeline.value(), {&a, b != nullptr ? b : &a, &out});
+  // copy never reads binding 1, nor does the shader touch binding 3 without a rounding,
+  // but they must name buffers.
+  auto set = batch.descriptor_set(*pipeline.value(),
+                                  {&a, b != nullptr ? b : &a, &out, rounded ? rounded->buffer : &out});
   if (!set) return set.status();
   batch.add({.pipeline = pipeline.value(), .set = set.value(), .push = {count}, .push_words = 1, .groups = groups.value()});
   return {};
@@ -38,20 +58,26 @@ Status RowOps::record_elementwise(CommandBatch& batch, ElementwiseOp op, const D
 
 Status RowOps::record_rms_norm(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& weight,
                                const DeviceBuffer& y, uint32_t rows, uint32_t cols, float eps,
-                               std::optional<ResidualAdd> residual) {
+                               std::optional<ResidualAdd> residual, std::optional<RoundedX> rounded) {
   const uint64_t bytes = uint64_t{rows} * cols * 4;
   if (x.bytes() < bytes) return too_small("rms_norm", "x", x, bytes);
   if (weight.bytes() < uint64_t{cols} * 4) return too_small("rms_norm", "weight", weight, uint64_t{cols} * 4);
   if (y.bytes() < bytes) return too_small("rms_norm", "y", y, bytes);
   if (residual && residual->delta->bytes() < bytes) return too_small("rms_norm", "residual", *residual->delta, bytes);
   if (residual && residual->sum->bytes() < bytes) return too_small("rms_norm", "sum", *residual->sum, bytes);
+  if (rounded && cols % 32 != 0)
+    return {ErrorKind::invalid_argument,
+            "GPU rms_norm: rounding to q8_0 needs rows of whole blocks of 32, not " + std::to_string(cols) + " values"};
+  EMBER_GPU_RETURN_IF_ERROR(check_rounding("rms_norm", rounded, uint64_t{rows} * cols));
   auto groups = flat_grid(batch.context(), rows);
   if (!groups) return groups.status();
-  auto pipeline = pipelines_.get(ShaderId::rms_norm, {residual ? 1u : 0u});
+  auto pipeline = pipelines_.get(ShaderId::rms_norm, {residual ? 1u : 0u, rounded ? 1u : 0u,
+                                                      rounded ? rounded->layout : 0u});
   if (!pipeline) return pipeline.status();
-  // Without a residual the shader never touches bindings 3 and 4, but they must name buffers.
+  // Without a residual the shader never touches bindings 3 and 4, nor binding 5 without a
+  // rounding, but they must name buffers.
   auto set = batch.descriptor_set(*pipeline.value(), {&x, &weight, &y, residual ? residual->delta : &x,
-                                                      residual ? residual->sum : &y});
+                                                      residual ? residual->sum : &y, rounded ? rounded->buffer : &y});
   if (!set) return set.status();
   batch.add({.pipeline = pipeline.value(), .set = set.value(), .push = {rows, cols, std::bit_cast<uint32_t>(eps)},
              .push_words = 3, .groups = groups.value()});

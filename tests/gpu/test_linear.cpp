@@ -11,6 +11,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <optional>
+#include <utility>
 #include <span>
 #include <string>
 #include <tuple>
@@ -18,6 +21,7 @@
 
 #include "ember/dtype.h"
 #include "gpu/linear.h"
+#include "gpu/row_ops.h"
 #include "gpu_test_buffers.h"
 #include "gpu_test_context.h"
 #include "quant/quantize.h"
@@ -443,6 +447,94 @@ TEST(GpuLinearBatch, LinearsOverOneInputRoundItOnce) {
   const std::vector<float> values = read_mapped<float>(y_q8, 8);
   const std::vector<double> expected = reference_linear(x, w_q8, WeightType::q8_0, 1, kIn, 8);
   for (uint32_t j = 0; j < 8; ++j) ASSERT_NEAR(values[j], expected[j], 1e-4) << "q8_0 row " << j;
+}
+
+// The op that writes a decoded token's x (its norm, residual add and norm, or swiglu) can
+// leave x rounded for the block GEMVs that read it next (FusedLinear::prepare_rounded_x):
+// those then record no rounding pass, one dispatch and one barrier fewer, and give
+// exactly the outputs of the same batch with the pass. Where the next product would not
+// read such a rounding (several rows, float weights) nothing is prepared.
+TEST(GpuLinearBatch, AProducerThatRoundsXSparesTheRoundingPass) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  ASSERT_NE(gpu.linear, nullptr);
+  RowOps ops(gpu.pipelines);
+  testing::SeededRng rng;
+  constexpr uint32_t kIn = 32 * 37;  // an odd number of blocks
+  constexpr uint32_t kOuts[] = {40, 24};
+  const std::vector<float> a = rng.uniform(kIn, -3.0f, 3.0f), b = rng.uniform(kIn, -3.0f, 3.0f);
+  const std::vector<float> norm_weight = rng.uniform(kIn);
+  const DeviceBuffer a_buffer = mapped_buffer(gpu.allocator, a), b_buffer = mapped_buffer(gpu.allocator, b);
+  const DeviceBuffer weight_buffer = mapped_buffer(gpu.allocator, norm_weight);
+  auto sets = DescriptorSets::create(context, 16);
+  ASSERT_TRUE(sets) << sets.status().message();
+  enum class Producer { norm, residual_norm, swiglu };
+  for (const WeightType type : {WeightType::q4_0, WeightType::q8_0})
+    for (const Producer producer : {Producer::norm, Producer::residual_norm, Producer::swiglu}) {
+      SCOPED_TRACE(std::string(type == WeightType::q4_0 ? "q4_0" : "q8_0") + " producer " +
+                   std::to_string(static_cast<int>(producer)));
+      auto [weights, weight_buffers, outputs] = random_products(gpu, rng, type, 1, kIn, kOuts);
+      std::vector<std::vector<float>> results;  // y, then the products, with the pass and without
+      for (const bool producer_rounds : {false, true}) {
+        const DeviceBuffer x = mapped_buffer(gpu.allocator, testing::poisoned(kIn));
+        const DeviceBuffer sum = mapped_buffer(gpu.allocator, testing::poisoned(kIn));
+        for (const DeviceBuffer& out : outputs) {
+          const std::vector<float> poison = testing::poisoned(out.bytes() / sizeof(float));
+          std::memcpy(out.mapped(), poison.data(), poison.size() * sizeof(float));
+        }
+        CommandBatch batch(context, *sets.value());
+        std::optional<RoundedX> rounded;
+        if (producer_rounds) {
+          auto prepared = gpu.linear->prepare_rounded_x(batch, x, 1, kIn, type);
+          ASSERT_TRUE(prepared) << prepared.status().message();
+          ASSERT_TRUE(prepared->has_value());
+          rounded = prepared->value();
+        }
+        const Status produced =
+            producer == Producer::swiglu
+                ? ops.record_elementwise(batch, ElementwiseOp::swiglu, a_buffer, &b_buffer, x, kIn, rounded)
+                : ops.record_rms_norm(batch, a_buffer, weight_buffer, x, 1, kIn, 1e-5f,
+                                      producer == Producer::residual_norm
+                                          ? std::optional(RowOps::ResidualAdd{.delta = &b_buffer, .sum = &sum})
+                                          : std::nullopt,
+                                      rounded);
+        ASSERT_TRUE(produced) << produced.message();
+        for (size_t i = 0; i < weights.size(); ++i) {
+          const Status status = gpu.linear->record(batch, {.x = &x, .rows = 1, .k = kIn, .weights = &weight_buffers[i],
+                                                           .weight_type = type, .n = kOuts[i], .y = &outputs[i]});
+          ASSERT_TRUE(status) << status.message();
+        }
+        EXPECT_EQ(batch.dispatches(), producer_rounds ? 3u : 4u) << "the producer, (the rounding,) two GEMVs";
+        EXPECT_EQ(batch.barriers(), producer_rounds ? 2u : 3u);
+        const Status ran = batch.run();
+        ASSERT_TRUE(ran) << ran.message();
+        results.push_back(read_mapped<float>(x, kIn));
+        for (size_t i = 0; i < weights.size(); ++i) results.push_back(read_mapped<float>(outputs[i], kOuts[i]));
+      }
+      const size_t per_run = results.size() / 2;
+      for (size_t i = 0; i < per_run; ++i)
+        EXPECT_EQ(std::memcmp(results[i].data(), results[per_run + i].data(), results[i].size() * sizeof(float)), 0)
+            << (i == 0 ? "x" : "product " + std::to_string(i - 1)) << " differs with the producer's rounding";
+      for (size_t i = 0; i < weights.size(); ++i) {
+        const std::vector<double> expected = reference_linear(results[0], weights[i], type, 1, kIn, kOuts[i]);
+        for (uint32_t j = 0; j < kOuts[i]; ++j)
+          ASSERT_NEAR(results[per_run + 1 + i][j], expected[j], 1e-4) << "product " << i << " at " << j;
+      }
+    }
+
+  CommandBatch batch(context, *sets.value());
+  const DeviceBuffer x = mapped_buffer(gpu.allocator, testing::poisoned(2 * kIn));
+  for (const auto& [rows, type] : {std::pair{2u, WeightType::q4_0}, std::pair{1u, WeightType::f16}}) {
+    auto prepared = gpu.linear->prepare_rounded_x(batch, x, rows, kIn, type);
+    ASSERT_TRUE(prepared) << prepared.status().message();
+    EXPECT_FALSE(prepared->has_value()) << rows << " rows: that product reads no GEMV rounding";
+  }
+  auto prepared = gpu.linear->prepare_rounded_x(batch, x, 1, kIn, WeightType::q4_0);
+  ASSERT_TRUE(prepared && prepared->has_value());
+  const Status refused = ops.record_elementwise(batch, ElementwiseOp::swiglu, a_buffer, &b_buffer, x, kIn - 1, prepared->value());
+  EXPECT_FALSE(refused);
+  EXPECT_NE(refused.message().find("whole blocks of 32"), std::string::npos) << refused.message();
+  EXPECT_EQ(batch.dispatches(), 0u);
 }
 
 TEST(GpuLinearBatch, ChainedLayersRunInOneSubmission) {

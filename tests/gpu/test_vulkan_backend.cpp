@@ -312,6 +312,45 @@ TEST_F(VulkanRoutingTest, AResidualAddAndTheNormOfItsSumAreOneDispatch) {
   expect_one_dispatch_for(graph, std::span(&x, 1), {Op::add, Op::rms_norm});
 }
 
+// A decoded token's norm and swiglu leave their output rounded to q8_0 for the block
+// GEMVs that read it next (gate and up; down), which then record no rounding pass of
+// their own: 6 dispatches, not 8. Two rows take the GEMM, which rounds x itself. Either
+// way the outputs match the CPU's.
+TEST_F(VulkanRoutingTest, ANormAndASwigluRoundTheirOutputForTheGemvsAfterThem) {
+  testing::SeededRng rng;
+  constexpr int64_t kIn = 64, kHidden = 96, kFfn = 160;
+  for (const DType type : {DType::q4_0, DType::q8_0})
+    for (const auto& [rows, dispatches] : {std::pair{int64_t{1}, size_t{6}}, std::pair{int64_t{2}, size_t{8}}}) {
+      SCOPED_TRACE(std::string(dtype_name(type)) + ", " + std::to_string(rows) + " rows");
+      const Tensor x = testing::f32_tensor(Shape{rows, kIn}, rng.uniform(rows * kIn));
+      Graph graph;
+      const NodeId input = graph.input("x", Shape{rows, kIn});
+      const NodeId hidden = graph.linear(
+          input, graph.constant("w", testing::weight_tensor(DType::f32, kHidden, kIn, rng)), kInvalidNode);
+      const NodeId normed = graph.rms_norm(
+          hidden, graph.constant("n", testing::f32_tensor(Shape{kHidden}, rng.uniform(kHidden))), 1e-5f);
+      const NodeId gate =
+          graph.linear(normed, graph.constant("g", testing::weight_tensor(type, kFfn, kHidden, rng)), kInvalidNode);
+      const NodeId up =
+          graph.linear(normed, graph.constant("u", testing::weight_tensor(type, kFfn, kHidden, rng)), kInvalidNode);
+      const NodeId down = graph.linear(graph.swiglu(gate, up),
+                                       graph.constant("d", testing::weight_tensor(type, kIn, kFfn, rng)), kInvalidNode);
+      graph.mark_output(down);
+      ASSERT_TRUE(graph.ok()) << graph.status().message();
+      Executor cpu;
+      auto expected = cpu.run(graph, std::span(&x, 1));
+      ASSERT_TRUE(expected) << expected.status().message();
+      auto backend = std::make_shared<VulkanBackend>(device_, VulkanRouting{});
+      Executor gpu;
+      gpu.prefer_backend(backend);
+      auto actual = gpu.run(graph, std::span(&x, 1));
+      ASSERT_TRUE(actual) << actual.status().message();
+      EXPECT_EQ(nodes_run_by(gpu, "vulkan"), 6u);
+      EXPECT_EQ(backend->last_batch_dispatches(), dispatches);
+      EXPECT_LT(relative_error((*actual)[0], (*expected)[0]), testing::kCpuTolerance);
+    }
+}
+
 // A layer's q and k ropes, back to back by the same angles, are one dispatch.
 TEST_F(VulkanRoutingTest, TwoRopesByTheSameAnglesAreOneDispatch) {
   testing::SeededRng rng;
