@@ -33,6 +33,11 @@ std::optional<gpu::Activation> gpu_activation(Activation act) {
   return std::nullopt;
 }
 
+// The item recorded after items[index], if any.
+const BatchItem* item_after(std::span<const BatchItem> items, size_t index) {
+  return index + 1 < items.size() ? &items[index + 1] : nullptr;
+}
+
 // The shaders bind whole buffers from their first byte and read them densely.
 bool bindable(const Tensor& tensor) { return tensor.is_contiguous() && tensor.byte_offset() == 0; }
 
@@ -302,7 +307,7 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
           auto normed = device_side(norm.output, false);
           if (!normed) return normed.status();
           const auto cols = static_cast<uint32_t>(norm.node->shape[norm.node->shape.rank() - 1]);
-          auto rounded = rounding_for(batch, items, index + 1, norm.output, *normed.value());
+          auto rounded = rounding_for(batch, item_after(items, index), norm.output, *normed.value());
           if (!rounded) return rounded.status();
           EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_rms_norm(
               batch, *a.value(), *weight.value(), *normed.value(), elements / cols, cols, norm.node->params.eps,
@@ -312,7 +317,7 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
           break;
         }
         const auto op = node.op == Op::add ? gpu::ElementwiseOp::add : gpu::ElementwiseOp::swiglu;
-        auto rounded = rounding_for(batch, items, index + 1, item.output, *y.value());
+        auto rounded = rounding_for(batch, item_after(items, index), item.output, *y.value());
         if (!rounded) return rounded.status();
         EMBER_RETURN_IF_ERROR(from_gpu(
             device_->row_ops().record_elementwise(batch, op, *a.value(), b.value(), *y.value(), elements, rounded.value())));
@@ -331,7 +336,7 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         auto weight = input(inputs[1]);
         if (!weight) return weight.status();
         const auto cols = static_cast<uint32_t>(node.shape[node.shape.rank() - 1]);
-        auto rounded = rounding_for(batch, items, index + 1, item.output, *y.value());
+        auto rounded = rounding_for(batch, item_after(items, index), item.output, *y.value());
         if (!rounded) return rounded.status();
         EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_rms_norm(batch, *x.value(), *weight.value(), *y.value(),
                                                                           elements / cols, cols, node.params.eps,
@@ -352,7 +357,8 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
       }
       case Op::embedding: EMBER_RETURN_IF_ERROR(record_embedding(batch, recording, inputs, *y.value())); break;
       case Op::cached_attention:
-        EMBER_RETURN_IF_ERROR(record_attention(batch, recording, node, inputs, *y.value()));
+        EMBER_RETURN_IF_ERROR(
+            record_attention(batch, recording, node, inputs, item.output, *y.value(), item_after(items, index)));
         break;
       default: return internal_error(fmt::format("the Vulkan backend has no kernel for {}", op_name(node.op)));
     }
@@ -408,12 +414,11 @@ bool VulkanBackend::norms_the_sum(const BatchItem& add, const BatchItem& next) {
          normed.elements() == add.output.elements();
 }
 
-Result<std::optional<gpu::RoundedX>> VulkanBackend::rounding_for(gpu::CommandBatch& batch,
-                                                                   std::span<const BatchItem> items, size_t next,
+Result<std::optional<gpu::RoundedX>> VulkanBackend::rounding_for(gpu::CommandBatch& batch, const BatchItem* reader,
                                                                    const Tensor& output,
                                                                    const gpu::DeviceBuffer& device_output) {
-  if (next >= items.size() || items[next].node->op != Op::linear) return std::optional<gpu::RoundedX>{};
-  const Tensor &x = items[next].inputs[0], &weight = items[next].inputs[1];
+  if (reader == nullptr || reader->node->op != Op::linear) return std::optional<gpu::RoundedX>{};
+  const Tensor &x = reader->inputs[0], &weight = reader->inputs[1];
   const auto type = weight_type(weight.dtype());
   if (x.buffer() != output.buffer() || x.byte_offset() != output.byte_offset() || !type || weight.rank() != 2)
     return std::optional<gpu::RoundedX>{};
@@ -435,7 +440,8 @@ Result<gpu::DeviceBuffer*> VulkanBackend::host_visible(Recording& recording, uin
 }
 
 Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& recording, const Node& node,
-                                       std::span<const Tensor> inputs, gpu::DeviceBuffer& out) {
+                                       std::span<const Tensor> inputs, const Tensor& output, gpu::DeviceBuffer& out,
+                                       const BatchItem* reader) {
   std::array<gpu::DeviceBuffer*, 3> fresh{};  // q, k_new, v_new
   for (size_t i = 0; i < fresh.size(); ++i) {
     auto device = recorded_input(recording, inputs[i]);
@@ -467,8 +473,16 @@ Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& reco
     gpu::DeviceAttention& attention = device_->attention();
     EMBER_RETURN_IF_ERROR(from_gpu(
         attention.record_store(batch, shape, *fresh[1], *k_device.value(), *fresh[2], *v_device.value())));
+    // A decoded token's output, read next by its projection's GEMV, goes rounded too.
+    std::optional<gpu::RoundedX> rounded;
+    if (node.params.segments.size() == 1 && shape.head_dim % 32 == 0 &&
+        gpu::DeviceAttention::tile_keys(shape, caps) == 0) {
+      auto prepared = rounding_for(batch, reader, output, out);
+      if (!prepared) return prepared.status();
+      rounded = prepared.value();
+    }
     EMBER_RETURN_IF_ERROR(from_gpu(attention.record_attend(batch, shape, *fresh[0], *k_device.value(), *v_device.value(),
-                                                           out, recording.attention_scratch)));
+                                                           out, recording.attention_scratch, rounded)));
     recording.written_caches.push_back(k_cache.buffer().get());
     recording.written_caches.push_back(v_cache.buffer().get());
     first_row += shape.tokens;

@@ -145,20 +145,22 @@ class VulkanBackend final : public Backend {
     std::vector<std::pair<AngleKey, const gpu::DeviceBuffer*>> angle_tables;
     const gpu::DeviceBuffer* attention_scratch = nullptr;
   };
-  // Where the op recorded next, which writes `output` (on the device, `device_output`),
-  // also leaves it rounded to q8_0: when items[next] is a one-row linear over block weights
-  // that reads it (q after its norm, down after swiglu), whose GEMV then records no
-  // rounding pass (gpu::FusedLinear::prepare_rounded_x); otherwise nowhere.
-  Result<std::optional<gpu::RoundedX>> rounding_for(gpu::CommandBatch& batch, std::span<const BatchItem> items,
-                                                    size_t next, const Tensor& output,
-                                                    const gpu::DeviceBuffer& device_output);
+  // Where the dispatch recorded next, which writes `output` (on the device,
+  // `device_output`), also leaves it rounded to q8_0: when `reader` (the item after) is a
+  // one-row linear over block weights that reads it (q after its norm, down after
+  // swiglu, the output projection after attention), whose GEMV then records no rounding
+  // pass (gpu::FusedLinear::prepare_rounded_x); otherwise nowhere.
+  Result<std::optional<gpu::RoundedX>> rounding_for(gpu::CommandBatch& batch, const BatchItem* reader,
+                                                    const Tensor& output, const gpu::DeviceBuffer& device_output);
   // An input's device copy, uploaded first unless an earlier node of the batch makes it.
   Result<gpu::DeviceBuffer*> recorded_input(Recording& recording, const Tensor& tensor);
   // `bytes` of host-visible memory that the device reads or writes directly, kept until
   // the batch is done; `what` names it in the error where the memory is not mapped.
   Result<gpu::DeviceBuffer*> host_visible(Recording& recording, uint64_t bytes, std::string_view what);
+  // `reader`: the item recorded after this one (rounding_for).
   Status record_attention(gpu::CommandBatch& batch, Recording& recording, const Node& node,
-                          std::span<const Tensor> inputs, gpu::DeviceBuffer& out);
+                          std::span<const Tensor> inputs, const Tensor& output, gpu::DeviceBuffer& out,
+                          const BatchItem* reader);
   // With `alongside` (a rope turns_alongside this one), that node's tensor too, in the
   // same dispatch.
   Status record_rope(gpu::CommandBatch& batch, Recording& recording, const Node& node, std::span<const Tensor> inputs,

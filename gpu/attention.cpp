@@ -85,7 +85,8 @@ Status DeviceAttention::record_store(CommandBatch& batch, const AttentionShape& 
 
 Status DeviceAttention::record_attend(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& q,
                                       const DeviceBuffer& k_cache, const DeviceBuffer& v_cache,
-                                      const DeviceBuffer& out, const DeviceBuffer* scratch) {
+                                      const DeviceBuffer& out, const DeviceBuffer* scratch,
+                                      std::optional<RoundedX> rounded) {
   EMBER_GPU_RETURN_IF_ERROR(check(shape));
   const uint64_t rows_end = uint64_t{shape.first_row} + shape.tokens;
   const uint64_t q_bytes = rows_end * shape.q_heads * shape.head_dim * 4;
@@ -97,6 +98,10 @@ Status DeviceAttention::record_attend(CommandBatch& batch, const AttentionShape&
   if (workgroup_rows > caps.max_workgroup_count[0] || shape.q_heads > caps.max_workgroup_count[1])
     return invalid("too many query rows or heads for one dispatch");
   const uint32_t cache_type = static_cast<uint32_t>(shape.cache_type);
+  if (rounded && (keys != 0 || shape.head_dim % 32 != 0))
+    return invalid("only the row shader rounds its output, and only heads of whole blocks of 32 (head_dim " +
+                   std::to_string(shape.head_dim) + ")");
+  EMBER_GPU_RETURN_IF_ERROR(check_rounding("attention", rounded, rows_end * shape.q_heads * shape.head_dim));
   if (keys != 0) {
     auto pipeline = pipelines_.get(ShaderId::attention_tiled, {cache_type, shape.head_dim, keys});
     if (!pipeline) return pipeline.status();
@@ -112,9 +117,11 @@ Status DeviceAttention::record_attend(CommandBatch& batch, const AttentionShape&
   }
   const uint32_t stride = shape.position + shape.tokens;
   if (scratch == nullptr || scratch->bytes() < 4 * scratch_floats(shape, caps)) return invalid("scratch too small");
-  auto pipeline = pipelines_.get(ShaderId::attention, {cache_type});
+  auto pipeline = pipelines_.get(ShaderId::attention, {cache_type, rounded ? 1u : 0u, rounded ? rounded->layout : 0u});
   if (!pipeline) return pipeline.status();
-  auto set = batch.descriptor_set(*pipeline.value(), {&q, &k_cache, &v_cache, &out, scratch});
+  // Without a rounding the shader never touches binding 5, but it must name a buffer.
+  auto set = batch.descriptor_set(*pipeline.value(),
+                                  {&q, &k_cache, &v_cache, &out, scratch, rounded ? rounded->buffer : &out});
   if (!set) return set.status();
   batch.add({.pipeline = pipeline.value(),
              .set = set.value(),

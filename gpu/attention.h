@@ -5,9 +5,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "gpu/command_batch.h"
 #include "gpu/device_buffer.h"
+#include "gpu/linear.h"
 #include "gpu/pipeline_cache.h"
 
 namespace ember::gpu {
@@ -46,9 +48,12 @@ class DeviceAttention {
                       const DeviceBuffer& key_cache, const DeviceBuffer& new_values, const DeviceBuffer& value_cache);
   // out rows first_row .. of [.., q_heads, head_dim] f32; scratch holds scratch_floats()
   // (null where that is 0). Dispatches of one batch may share a scratch: they run in turn.
+  // With `rounded` (FusedLinear::prepare_rounded_x), out rounded to q8_0 too, in its
+  // layout: only for a segment the row shader takes, whose rows are out's last, head_dim
+  // a multiple of 32.
   Status record_attend(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& q,
                        const DeviceBuffer& k_cache, const DeviceBuffer& v_cache, const DeviceBuffer& out,
-                       const DeviceBuffer* scratch);
+                       const DeviceBuffer* scratch, std::optional<RoundedX> rounded = std::nullopt);
 
  private:
   PipelineCache& pipelines_;

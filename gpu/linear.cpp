@@ -133,6 +133,22 @@ uint64_t rounded_block_bytes(uint32_t layout) {
   return layout < std::size(kQuantizedBlockBytes) ? kQuantizedBlockBytes[layout] : 0;
 }
 
+Status check_rounding(const char* op, const std::optional<RoundedX>& rounded, uint64_t count) {
+  if (!rounded) return {};
+  const uint64_t block_bytes = rounded_block_bytes(rounded->layout);
+  const std::string what = std::string("GPU ") + op + ": ";
+  if (rounded->buffer == nullptr || block_bytes == 0)
+    return {ErrorKind::invalid_argument, what + "the rounding of x needs a buffer and a layout"};
+  if (count % 32 != 0)
+    return {ErrorKind::invalid_argument,
+            what + "rounding to q8_0 needs whole blocks of 32, not " + std::to_string(count) + " values"};
+  const uint64_t bytes = count / 32 * block_bytes;
+  if (rounded->buffer->bytes() < bytes)
+    return {ErrorKind::invalid_argument, what + "the rounded x buffer holds " + std::to_string(rounded->buffer->bytes()) +
+                                             " bytes, " + std::to_string(bytes) + " needed"};
+  return {};
+}
+
 Status FusedLinear::reserve_quantized_x(CommandBatch& batch, uint64_t bytes) {
   if (quantized_x_.bytes() >= bytes) return {};
   // Layers recorded into the batch before this one keep the smaller buffer until it is gone.

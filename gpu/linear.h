@@ -73,6 +73,9 @@ struct RoundedX {
 
 // Bytes of one block of 32 rounded values in that layout.
 uint64_t rounded_block_bytes(uint32_t layout);
+// Whether `op` may round `count` values into `rounded` (nothing to check without one):
+// whole blocks of 32, and room for them.
+Status check_rounding(const char* op, const std::optional<RoundedX>& rounded, uint64_t count);
 
 // The GEMV's columns per workgroup for n outputs of `type` (measured on the H200,
 // docs/PERFORMANCE.md): several for block weights and large n, so that a workgroup reads

@@ -15,20 +15,6 @@ Status too_small(const char* op, const char* what, const DeviceBuffer& buffer, u
                                            " needed"};
 }
 
-// A rounding of `count` values into `rounded`'s buffer: whole blocks of 32, and room for them.
-Status check_rounding(const char* op, const std::optional<RoundedX>& rounded, uint64_t count) {
-  if (!rounded) return {};
-  const uint64_t block_bytes = rounded_block_bytes(rounded->layout);
-  if (rounded->buffer == nullptr || block_bytes == 0)
-    return {ErrorKind::invalid_argument, std::string("GPU ") + op + ": the rounding of x needs a buffer and a layout"};
-  if (count % 32 != 0)
-    return {ErrorKind::invalid_argument, std::string("GPU ") + op + ": rounding to q8_0 needs whole blocks of 32, not " +
-                                             std::to_string(count) + " values"};
-  const uint64_t bytes = count / 32 * block_bytes;
-  if (rounded->buffer->bytes() < bytes) return too_small(op, "rounded x", *rounded->buffer, bytes);
-  return {};
-}
-
 }  // namespace
 
 Status RowOps::record_elementwise(CommandBatch& batch, ElementwiseOp op, const DeviceBuffer& a, const DeviceBuffer* b,

@@ -1,4 +1,6 @@
 #version 450
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 // Causal grouped-query attention of one segment's queries over its KV cache (after
 // kv_store.comp put the segment's own keys and values there): one workgroup per (query
 // row, head), for short segments such as a decoded token (attention_tiled.comp takes
@@ -8,7 +10,13 @@
 // exponentials and their sum, then each thread one output dimension, summing over the
 // keys in order. The CPU's tiled kernel (cpu/attention.h) keeps a running softmax
 // instead; the two agree to f32 rounding. CACHE_TYPE 0 reads an f32 cache, 1 an f16 one.
+// ROUND_X 1 also stores the output rounded to q8_0 in X_LAYOUT (q8_planes.glsl) for the
+// GEMV that reads it next (the output projection of a decoded token), which then needs no
+// rounding pass of its own: head_dim is then a multiple of 32, and the segment's rows are
+// the output's last.
 layout(constant_id = 0) const uint CACHE_TYPE = 0;
+layout(constant_id = 1) const uint ROUND_X = 0;
+layout(constant_id = 2) const uint X_LAYOUT = 1;
 
 layout(local_size_x = 128) in;
 
@@ -17,6 +25,11 @@ layout(std430, binding = 1) readonly buffer KeyCache { uint k_cache[]; };
 layout(std430, binding = 2) readonly buffer ValueCache { uint v_cache[]; };
 layout(std430, binding = 3) writeonly buffer Out { float result[]; };
 layout(std430, binding = 4) buffer Scores { float scores[]; };
+// Bound but unused unless ROUND_X.
+layout(std430, binding = 5) writeonly buffer QuantizedRows { uint xq[]; };
+
+#include "q8_rounding.glsl"
+#include "q8_planes.glsl"
 
 layout(push_constant) uniform Shape {
   uint first_row;  // the segment's first query row in q and the output
@@ -91,5 +104,15 @@ void main() {
     for (uint j = 0u; j < keys; ++j)
       acc += scores[scores_first + j] * cache_value(1u, (j * shape.kv_heads + kv_head) * shape.head_dim + d);
     result[q_first + d] = acc / sum;
+    if (ROUND_X != 0u) query[d] = acc / sum;
   }
+  if (ROUND_X == 0u) return;
+  // The head's output, now in `query`, as whole blocks of 32, an invocation each.
+  barrier();
+  const uint head_blocks = shape.head_dim / 32u;
+  if (t >= head_blocks) return;
+  float values[32];
+  [[unroll]] for (uint e = 0u; e < 32u; ++e) values[e] = query[32u * t + e];
+  store_rounded_block(X_LAYOUT, q_first / 32u + t, (shape.first_row + shape.tokens) * shape.q_heads * head_blocks,
+                      values);
 }

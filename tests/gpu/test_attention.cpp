@@ -9,14 +9,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "cpu/attention.h"
 #include "gpu/attention.h"
+#include "gpu/linear.h"
 #include "gpu_test_buffers.h"
 #include "gpu_test_context.h"
 #include "quant/convert.h"
+#include "quant/quantize.h"
 #include "test_util.h"
 
 namespace ember::gpu {
@@ -168,6 +171,72 @@ TEST(GpuAttention, PicksTiledKeysThatFitTheSharedMemory) {
   shape.position = 100;
   EXPECT_EQ(DeviceAttention::tile_keys(shape, caps), 0u) << "a short segment";
   EXPECT_EQ(DeviceAttention::scratch_floats(shape, caps), uint64_t{7} * 16 * 107);
+}
+
+// A decoded token's attention can leave its output rounded to q8_0 for the output
+// projection's block GEMV after it (FusedLinear::prepare_rounded_x): that GEMV then
+// records no rounding pass, and the attention output and the product are exactly those
+// of the same batch with the pass. A head size of no whole blocks is refused.
+TEST(GpuAttention, ADecodedTokenRoundsItsOutputForTheProjection) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  ASSERT_NE(gpu.sets, nullptr);
+  auto linear = FusedLinear::create(context, gpu.pipelines, gpu.allocator);
+  ASSERT_TRUE(linear) << linear.status().message();
+  testing::SeededRng rng;
+  constexpr uint32_t kQHeads = 6, kKvHeads = 2, kHeadDim = 64, kPosition = 11, kCacheRows = 16, kOut = 40;
+  constexpr uint32_t kIn = kQHeads * kHeadDim;
+  const AttentionShape shape{.tokens = 1, .position = kPosition, .q_heads = kQHeads, .kv_heads = kKvHeads,
+                             .head_dim = kHeadDim, .cache_rows = kCacheRows, .scale = 0.125f};
+  ASSERT_EQ(DeviceAttention::tile_keys(shape, context.capabilities()), 0u);
+  const DeviceBuffer q = mapped_buffer(gpu.allocator, rng.uniform(kIn));
+  const DeviceBuffer k_new = mapped_buffer(gpu.allocator, rng.uniform(kKvHeads * kHeadDim));
+  const DeviceBuffer v_new = mapped_buffer(gpu.allocator, rng.uniform(kKvHeads * kHeadDim));
+  const std::vector<float> weight_values = rng.uniform(size_t{kOut} * kIn);
+  std::vector<uint8_t> weight_bytes(weight_row_bytes(WeightType::q4_0, kIn) * kOut);
+  quant::quantize_row_reference(DType::q4_0, weight_values.data(), weight_bytes.data(), int64_t{kOut} * kIn);
+  const DeviceBuffer weights = mapped_buffer(gpu.allocator, weight_bytes);
+  auto scratch = DeviceBuffer::create(gpu.allocator, 4 * DeviceAttention::scratch_floats(shape, context.capabilities()),
+                                      MemoryUse::device);
+  ASSERT_TRUE(scratch) << scratch.status().message();
+  const std::vector<float> keys = rng.uniform(size_t{kCacheRows} * kKvHeads * kHeadDim);
+  const std::vector<float> values = rng.uniform(keys.size());
+  std::vector<std::vector<float>> results;  // attention output, product; without, then with the rounding
+  for (const bool attention_rounds : {false, true}) {
+    const DeviceBuffer k_cache = mapped_buffer(gpu.allocator, keys), v_cache = mapped_buffer(gpu.allocator, values);
+    DeviceBuffer out = mapped_buffer(gpu.allocator, testing::poisoned(kIn));
+    DeviceBuffer y = mapped_buffer(gpu.allocator, testing::poisoned(kOut));
+    CommandBatch batch(context, *gpu.sets);
+    ASSERT_TRUE(gpu.attention.record_store(batch, shape, k_new, k_cache, v_new, v_cache));
+    std::optional<RoundedX> rounded;
+    if (attention_rounds) {
+      auto prepared = linear.value()->prepare_rounded_x(batch, out, 1, kIn, WeightType::q4_0);
+      ASSERT_TRUE(prepared && prepared->has_value());
+      rounded = prepared->value();
+    }
+    Status status = gpu.attention.record_attend(batch, shape, q, k_cache, v_cache, out, &scratch.value(), rounded);
+    ASSERT_TRUE(status) << status.message();
+    status = linear.value()->record(batch, {.x = &out, .rows = 1, .k = kIn, .weights = &weights,
+                                            .weight_type = WeightType::q4_0, .n = kOut, .y = &y});
+    ASSERT_TRUE(status) << status.message();
+    EXPECT_EQ(batch.dispatches(), attention_rounds ? 3u : 4u) << "store, attend, (rounding,) GEMV";
+    status = batch.run();
+    ASSERT_TRUE(status) << status.message();
+    results.push_back(read_mapped<float>(out, kIn));
+    results.push_back(read_mapped<float>(y, kOut));
+  }
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_EQ(std::memcmp(results[i].data(), results[2 + i].data(), results[i].size() * sizeof(float)), 0)
+        << (i == 0 ? "the attention output" : "the product") << " differs with the attention's rounding";
+
+  CommandBatch batch(context, *gpu.sets);
+  AttentionShape odd = shape;
+  odd.head_dim = 40;
+  const DeviceBuffer buffer = mapped_buffer(gpu.allocator, std::vector<float>(4096));
+  const Status refused = gpu.attention.record_attend(batch, odd, buffer, buffer, buffer, buffer, &buffer,
+                                                     RoundedX{.buffer = &buffer, .layout = 2});
+  EXPECT_NE(refused.message().find("whole blocks of 32 (head_dim 40)"), std::string::npos) << refused.message();
+  EXPECT_EQ(batch.dispatches(), 0u);
 }
 
 TEST(GpuAttention, RejectsShapesItCannotRunWithTheReason) {
