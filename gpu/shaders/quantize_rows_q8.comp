@@ -15,7 +15,7 @@
 // In the planes the neighbouring lanes of a GEMV, which take neighbouring blocks, read
 // neighbouring vectors: a warp's load is a few whole cache lines, not one line per lane.
 // Without this step every output column would derive the same codes again. Where the op
-// that writes x rounds it as it goes (rms_norm.comp, elementwise.comp), this pass is not
+// that writes x rounds it as it goes (rms_norm.comp, attention.comp), this pass is not
 // recorded at all.
 //
 // One invocation per value, a workgroup per kBlocks blocks: decoding a token rounds a
