@@ -316,12 +316,11 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
           recording.made_here.insert(norm.output.buffer().get());
           break;
         }
-        // swiglu leaves x's rounding to the down projection's own pass: rounding there, an
-        // invocation per block of 32 in sequence, made a q4_0 token's device time 0.792 ms
-        // against 0.734 without it (H100, docs/PERFORMANCE.md).
         const auto op = node.op == Op::add ? gpu::ElementwiseOp::add : gpu::ElementwiseOp::swiglu;
+        auto rounded = rounding_for(batch, item_after(items, index), item.output, *y.value());
+        if (!rounded) return rounded.status();
         EMBER_RETURN_IF_ERROR(from_gpu(
-            device_->row_ops().record_elementwise(batch, op, *a.value(), b.value(), *y.value(), elements)));
+            device_->row_ops().record_elementwise(batch, op, *a.value(), b.value(), *y.value(), elements, rounded.value())));
         break;
       }
       case Op::reshape: {

@@ -147,9 +147,9 @@ class VulkanBackend final : public Backend {
   };
   // Where the dispatch recorded next, which writes `output` (on the device,
   // `device_output`), also leaves it rounded to q8_0: when `reader` (the item after) is a
-  // one-row linear over block weights that reads it (q, k and v after their norm; the
-  // output projection after attention), whose GEMV then records no rounding pass
-  // (gpu::FusedLinear::prepare_rounded_x); otherwise nowhere.
+  // one-row linear over block weights that reads it (q after its norm, down after
+  // swiglu, the output projection after attention), whose GEMV then records no rounding
+  // pass (gpu::FusedLinear::prepare_rounded_x); otherwise nowhere.
   Result<std::optional<gpu::RoundedX>> rounding_for(gpu::CommandBatch& batch, const BatchItem* reader,
                                                     const Tensor& output, const gpu::DeviceBuffer& device_output);
   // An input's device copy, uploaded first unless an earlier node of the batch makes it.

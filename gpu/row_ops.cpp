@@ -18,19 +18,23 @@ Status too_small(const char* op, const char* what, const DeviceBuffer& buffer, u
 }  // namespace
 
 Status RowOps::record_elementwise(CommandBatch& batch, ElementwiseOp op, const DeviceBuffer& a, const DeviceBuffer* b,
-                                  const DeviceBuffer& out, uint32_t count) {
+                                  const DeviceBuffer& out, uint32_t count, std::optional<RoundedX> rounded) {
   const uint64_t bytes = uint64_t{count} * 4;
   if (a.bytes() < bytes) return too_small("elementwise", "a", a, bytes);
   if (op != ElementwiseOp::copy && (b == nullptr || b->bytes() < bytes))
     return b == nullptr ? Status{ErrorKind::invalid_argument, "GPU elementwise: b is required"}
                         : too_small("elementwise", "b", *b, bytes);
   if (out.bytes() < bytes) return too_small("elementwise", "out", out, bytes);
+  EMBER_GPU_RETURN_IF_ERROR(check_rounding("elementwise", rounded, count));
   auto groups = flat_grid(batch.context(), (uint64_t{count} + kInvocations - 1) / kInvocations);
   if (!groups) return groups.status();
-  auto pipeline = pipelines_.get(ShaderId::elementwise, {static_cast<uint32_t>(op)});
+  auto pipeline = pipelines_.get(ShaderId::elementwise, {static_cast<uint32_t>(op), rounded ? 1u : 0u,
+                                                         rounded ? rounded->layout : 0u});
   if (!pipeline) return pipeline.status();
-  // copy never reads binding 1, but it must name a buffer.
-  auto set = batch.descriptor_set(*pipeline.value(), {&a, b != nullptr ? b : &a, &out});
+  // copy never reads binding 1, nor does the shader touch binding 3 without a rounding,
+  // but they must name buffers.
+  auto set = batch.descriptor_set(*pipeline.value(),
+                                  {&a, b != nullptr ? b : &a, &out, rounded ? rounded->buffer : &out});
   if (!set) return set.status();
   batch.add({.pipeline = pipeline.value(), .set = set.value(), .push = {count}, .push_words = 1, .groups = groups.value()});
   return {};

@@ -23,12 +23,14 @@ class RowOps {
   explicit RowOps(PipelineCache& pipelines) : pipelines_(pipelines) {}
 
   // out[i] = a[i] + b[i], silu(a[i]) * b[i], or a[i] (b unused: may be null), i < count.
+  // With `rounded` (FusedLinear::prepare_rounded_x; count a multiple of 32), out rounded
+  // to q8_0 too, in its layout.
   Status record_elementwise(CommandBatch& batch, ElementwiseOp op, const DeviceBuffer& a, const DeviceBuffer* b,
-                            const DeviceBuffer& out, uint32_t count);
+                            const DeviceBuffer& out, uint32_t count, std::optional<RoundedX> rounded = std::nullopt);
   // y = x / sqrt(mean(x^2) + eps) * weight per row of `cols`. With `residual`, x is
   // first x + residual->delta, which also goes to residual->sum (an add and the norm of
-  // its result in one dispatch). With `rounded` (FusedLinear::prepare_rounded_x; cols a
-  // multiple of 32), y rounded to q8_0 too, in its layout.
+  // its result in one dispatch). With `rounded` (cols a multiple of 32), y rounded to
+  // q8_0 too, as for record_elementwise.
   struct ResidualAdd {
     const DeviceBuffer* delta = nullptr;
     const DeviceBuffer* sum = nullptr;

@@ -56,7 +56,7 @@ const ShaderInfo kShaders[] = {
     {"quantize_rows_q8", kQuantizeRowsQ8, 2, 2 * sizeof(uint32_t)},  // rows, k
     {"linear_gemm_float", kLinearGemmFloat, 4, kLinearPushBytes},
     {"linear_gemm_coopmat", kLinearGemmCoopmat, 4, kLinearPushBytes},
-    {"elementwise", kElementwise, 3, sizeof(uint32_t)},   // count
+    {"elementwise", kElementwise, 4, sizeof(uint32_t)},   // count
     {"rms_norm", kRmsNorm, 6, 3 * sizeof(uint32_t)},      // rows, cols, eps
     {"rope", kRope, 5, 5 * sizeof(uint32_t)},             // tokens, heads, head_dim, pairs, second_heads
     {"kv_store", kKvStore, 4, 3 * sizeof(uint32_t)},      // source_first, target_first, count

@@ -15,8 +15,8 @@
 // In the planes the neighbouring lanes of a GEMV, which take neighbouring blocks, read
 // neighbouring vectors: a warp's load is a few whole cache lines, not one line per lane.
 // Without this step every output column would derive the same codes again. Where the op
-// that writes x rounds it as it goes (rms_norm.comp, attention.comp), this pass is not
-// recorded at all.
+// that writes x rounds it as it goes (rms_norm.comp, attention.comp, elementwise.comp),
+// this pass is not recorded at all.
 //
 // One invocation per value, a workgroup per kBlocks blocks: decoding a token rounds a
 // single row, whose few hundred blocks would otherwise be a few hundred invocations each
@@ -30,6 +30,7 @@ layout(local_size_x = 128) in;  // 32 * kBlocks
 
 layout(std430, binding = 0) readonly buffer InputRows { float x[]; };
 layout(std430, binding = 1) writeonly buffer QuantizedRows { uint xq[]; };
+#define ROUNDING_INVOCATIONS 128
 #include "q8_planes.glsl"
 
 layout(push_constant) uniform Shape {
@@ -37,45 +38,13 @@ layout(push_constant) uniform Shape {
   uint k;  // a multiple of 32
 } shape;
 
-shared float magnitudes[128];
-shared int codes[128];
-shared int code_sums[128];
-
 void main() {
   // The blocks may outnumber one dispatch dimension, so the grid is two-dimensional.
   const uint group = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
   const uint t = gl_LocalInvocationID.x;
-  const uint e = t & 31u;  // the value's place in its block
-  const uint first = t - e;
   const uint block = group * kBlocks + t / 32u;
   const uint blocks = shape.rows * (shape.k / 32u);
   // Invocations past the last block take part in the barriers, on a zero.
-  const float value = block < blocks ? x[block * 32u + e] : 0.0;
-  magnitudes[t] = abs(value);
-  barrier();
-  for (uint stride = 16u; stride > 0u; stride >>= 1) {
-    if (e < stride) magnitudes[t] = max(magnitudes[t], magnitudes[t + stride]);
-    barrier();
-  }
-  const float scale = x_scale_of(magnitudes[first]);
-  const int code = int(round_half_away(value * x_inverse_scale(scale)));
-  codes[t] = code;
-  code_sums[t] = code;
-  barrier();
-  for (uint stride = 16u; stride > 0u; stride >>= 1) {
-    if (e < stride) code_sums[t] += code_sums[t + stride];
-    barrier();
-  }
-  if (block >= blocks) return;
-  if (e < (X_LAYOUT == kQ4PairPlanes ? 16u : 8u)) {
-    const uint a = first + pair_first_code(e);
-    const uint c = first + 4u * e;
-    xq[rounded_word_index(X_LAYOUT, block, blocks, e)] =
-        X_LAYOUT == kQ4PairPlanes ? pair_word(codes[a], codes[a + 2u])
-                                  : code_word(codes[c], codes[c + 1u], codes[c + 2u], codes[c + 3u]);
-  } else if (e == 16u) {
-    xq[rounded_scale_index(X_LAYOUT, block, blocks)] = floatBitsToUint(f16_round(scale));
-  } else if (e == 17u) {
-    xq[rounded_sum_index(X_LAYOUT, block, blocks)] = uint(code_sums[first]);
-  }
+  const float value = block < blocks ? x[block * 32u + (t & 31u)] : 0.0;
+  round_values_together(X_LAYOUT, value, block, blocks, block < blocks);
 }

@@ -449,7 +449,7 @@ TEST(GpuLinearBatch, LinearsOverOneInputRoundItOnce) {
   for (uint32_t j = 0; j < 8; ++j) ASSERT_NEAR(values[j], expected[j], 1e-4) << "q8_0 row " << j;
 }
 
-// The op that writes a decoded token's x (its norm, or residual add and norm) can
+// The op that writes a decoded token's x (its norm, residual add and norm, or swiglu) can
 // leave x rounded for the block GEMVs that read it next (FusedLinear::prepare_rounded_x):
 // those then record no rounding pass, one dispatch and one barrier fewer, and give
 // exactly the outputs of the same batch with the pass. Where the next product would not
@@ -468,9 +468,11 @@ TEST(GpuLinearBatch, AProducerThatRoundsXSparesTheRoundingPass) {
   const DeviceBuffer weight_buffer = mapped_buffer(gpu.allocator, norm_weight);
   auto sets = DescriptorSets::create(context, 16);
   ASSERT_TRUE(sets) << sets.status().message();
+  enum class Producer { norm, residual_norm, swiglu };
   for (const WeightType type : {WeightType::q4_0, WeightType::q8_0})
-    for (const bool residual : {false, true}) {
-      SCOPED_TRACE(std::string(type == WeightType::q4_0 ? "q4_0" : "q8_0") + (residual ? ", residual add" : ""));
+    for (const Producer producer : {Producer::norm, Producer::residual_norm, Producer::swiglu}) {
+      SCOPED_TRACE(std::string(type == WeightType::q4_0 ? "q4_0" : "q8_0") + " producer " +
+                   std::to_string(static_cast<int>(producer)));
       auto [weights, weight_buffers, outputs] = random_products(gpu, rng, type, 1, kIn, kOuts);
       std::vector<std::vector<float>> results;  // y, then the products, with the pass and without
       for (const bool producer_rounds : {false, true}) {
@@ -488,9 +490,14 @@ TEST(GpuLinearBatch, AProducerThatRoundsXSparesTheRoundingPass) {
           ASSERT_TRUE(prepared->has_value());
           rounded = prepared->value();
         }
-        const Status produced = ops.record_rms_norm(
-            batch, a_buffer, weight_buffer, x, 1, kIn, 1e-5f,
-            residual ? std::optional(RowOps::ResidualAdd{.delta = &b_buffer, .sum = &sum}) : std::nullopt, rounded);
+        const Status produced =
+            producer == Producer::swiglu
+                ? ops.record_elementwise(batch, ElementwiseOp::swiglu, a_buffer, &b_buffer, x, kIn, rounded)
+                : ops.record_rms_norm(batch, a_buffer, weight_buffer, x, 1, kIn, 1e-5f,
+                                      producer == Producer::residual_norm
+                                          ? std::optional(RowOps::ResidualAdd{.delta = &b_buffer, .sum = &sum})
+                                          : std::nullopt,
+                                      rounded);
         ASSERT_TRUE(produced) << produced.message();
         for (size_t i = 0; i < weights.size(); ++i) {
           const Status status = gpu.linear->record(batch, {.x = &x, .rows = 1, .k = kIn, .weights = &weight_buffers[i],
@@ -524,8 +531,7 @@ TEST(GpuLinearBatch, AProducerThatRoundsXSparesTheRoundingPass) {
   }
   auto prepared = gpu.linear->prepare_rounded_x(batch, x, 1, kIn, WeightType::q4_0);
   ASSERT_TRUE(prepared && prepared->has_value());
-  const Status refused = ops.record_rms_norm(batch, a_buffer, weight_buffer, x, 1, kIn - 1, 1e-5f, std::nullopt,
-                                             prepared->value());
+  const Status refused = ops.record_elementwise(batch, ElementwiseOp::swiglu, a_buffer, &b_buffer, x, kIn - 1, prepared->value());
   EXPECT_FALSE(refused);
   EXPECT_NE(refused.message().find("whole blocks of 32"), std::string::npos) << refused.message();
   EXPECT_EQ(batch.dispatches(), 0u);
