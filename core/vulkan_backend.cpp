@@ -475,8 +475,7 @@ Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& reco
         attention.record_store(batch, shape, *fresh[1], *k_device.value(), *fresh[2], *v_device.value())));
     // A decoded token's output, read next by its projection's GEMV, goes rounded too.
     std::optional<gpu::RoundedX> rounded;
-    if (node.params.segments.size() == 1 && shape.head_dim % 32 == 0 &&
-        gpu::DeviceAttention::tile_keys(shape, caps) == 0) {
+    if (node.params.segments.size() == 1 && gpu::DeviceAttention::rounds_output(shape, caps)) {
       auto prepared = rounding_for(batch, reader, output, out);
       if (!prepared) return prepared.status();
       rounded = prepared.value();

@@ -52,6 +52,10 @@ uint32_t DeviceAttention::tile_keys(const AttentionShape& shape, const DeviceCap
   return 0;
 }
 
+bool DeviceAttention::rounds_output(const AttentionShape& shape, const DeviceCapabilities& caps) {
+  return shape.head_dim % 32 == 0 && tile_keys(shape, caps) == 0;
+}
+
 uint64_t DeviceAttention::scratch_floats(const AttentionShape& shape, const DeviceCapabilities& caps) {
   if (tile_keys(shape, caps) != 0) return 0;
   return uint64_t{shape.tokens} * shape.q_heads * (uint64_t{shape.position} + shape.tokens);
@@ -98,7 +102,7 @@ Status DeviceAttention::record_attend(CommandBatch& batch, const AttentionShape&
   if (workgroup_rows > caps.max_workgroup_count[0] || shape.q_heads > caps.max_workgroup_count[1])
     return invalid("too many query rows or heads for one dispatch");
   const uint32_t cache_type = static_cast<uint32_t>(shape.cache_type);
-  if (rounded && (keys != 0 || shape.head_dim % 32 != 0))
+  if (rounded && !rounds_output(shape, caps))
     return invalid("only the row shader rounds its output, and only heads of whole blocks of 32 (head_dim " +
                    std::to_string(shape.head_dim) + ")");
   EMBER_GPU_RETURN_IF_ERROR(check_rounding("attention", rounded, rows_end * shape.q_heads * shape.head_dim));

@@ -103,8 +103,9 @@ void main() {
     float acc = 0.0;
     for (uint j = 0u; j < keys; ++j)
       acc += scores[scores_first + j] * cache_value(1u, (j * shape.kv_heads + kv_head) * shape.head_dim + d);
-    result[q_first + d] = acc / sum;
-    if (ROUND_X != 0u) query[d] = acc / sum;
+    const float value = acc / sum;
+    result[q_first + d] = value;
+    if (ROUND_X != 0u) query[d] = value;
   }
   if (ROUND_X == 0u) return;
   // The head's output, now in `query`, as whole blocks of 32, an invocation each.

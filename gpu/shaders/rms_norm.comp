@@ -37,6 +37,8 @@ layout(push_constant) uniform Shape {
 shared float partial[256];
 
 float x_at(uint i) { return ADD_FIRST == 1u ? x[i] + delta[i] : x[i]; }
+// Value c of the row starting at `first`, normed.
+float normed_at(uint first, uint c, float inverse_rms) { return x_at(first + c) * inverse_rms * weight[c]; }
 
 void main() {
   const uint row = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
@@ -57,7 +59,7 @@ void main() {
   }
   const float inverse_rms = 1.0 / sqrt(partial[0] / float(shape.cols) + shape.eps);
   if (ROUND_X == 0u) {
-    for (uint c = t; c < shape.cols; c += 256u) y[first + c] = x_at(first + c) * inverse_rms * weight[c];
+    for (uint c = t; c < shape.cols; c += 256u) y[first + c] = normed_at(first, c, inverse_rms);
     return;
   }
   const uint row_blocks = shape.cols / 32u;
@@ -65,7 +67,7 @@ void main() {
     float values[32];
     [[unroll]] for (uint e = 0u; e < 32u; ++e) {
       const uint c = 32u * b + e;
-      values[e] = x_at(first + c) * inverse_rms * weight[c];
+      values[e] = normed_at(first, c, inverse_rms);
       y[first + c] = values[e];
     }
     store_rounded_block(X_LAYOUT, row * row_blocks + b, shape.rows * row_blocks, values);
