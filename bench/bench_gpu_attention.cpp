@@ -1,6 +1,8 @@
 // Attention over a device KV cache as M runs it (16 query heads sharing 4 kv heads of
 // 128, f16 cache): a 512-token prompt from position 0 (attention_tiled.comp) and one
-// decoded token after 511 cached rows (attention.comp). Device time per dispatch, with
+// decoded token after 511 cached rows (attention.comp), each storing its new keys and
+// values as the model does (kv_store.comp, then the tiled shader, for the prompt; the
+// row shader alone for the token). Device time per batch, with
 // the causal product's FLOP/s (2 multiply-adds per query, key and dimension: scores and
 // values).
 #include <benchmark/benchmark.h>
@@ -35,10 +37,13 @@ void BM_Attention(benchmark::State& state, uint32_t tokens, uint32_t position) {
   auto k_cache = device_copy_of(gpu, cache.data(), cache.size() * 4);
   auto v_cache = device_copy_of(gpu, cache.data(), cache.size() * 4);
   auto out = device_copy_of(gpu, queries.data(), queries.size() * 4);
+  const std::vector<float> new_rows = random_values(size_t{tokens} * kKvHeads * kHeadDim, 2);
+  auto new_keys = device_copy_of(gpu, new_rows.data(), new_rows.size() * 4);
+  auto new_values = device_copy_of(gpu, new_rows.data(), new_rows.size() * 4);
   const uint64_t scratch_floats =
       std::max<uint64_t>(1, gpu::DeviceAttention::scratch_floats(shape, gpu.device->context().capabilities()));
   auto scratch = gpu::DeviceBuffer::create(gpu.device->allocator(), 4 * scratch_floats, gpu::MemoryUse::device);
-  for (const auto* buffer : {&q, &k_cache, &v_cache, &out})
+  for (const auto* buffer : {&q, &k_cache, &v_cache, &out, &new_keys, &new_values})
     if (!*buffer) {
       state.SkipWithError(("cannot allocate or upload an operand: " + buffer->status().message()).c_str());
       return;
@@ -48,7 +53,11 @@ void BM_Attention(benchmark::State& state, uint32_t tokens, uint32_t position) {
     return;
   }
   const auto record = [&](gpu::CommandBatch& batch) {
-    return gpu.device->attention().record_attend(batch, shape, *q, *k_cache, *v_cache, *out, &scratch.value());
+    return gpu.device->attention().record(batch, shape,
+                                          {.q = &q.value(), .new_keys = &new_keys.value(),
+                                           .new_values = &new_values.value(), .key_cache = &k_cache.value(),
+                                           .value_cache = &v_cache.value(), .out = &out.value(),
+                                           .scratch = &scratch.value()});
   };
   time_batches(state, gpu, record);
   double keys_attended = 0;

@@ -470,9 +470,6 @@ Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& reco
     auto v_device = recorded_input(recording, v_cache);
     if (!v_device) return v_device.status();
     const gpu::AttentionShape shape = attention_segment(node, inputs, s, first_row);
-    gpu::DeviceAttention& attention = device_->attention();
-    EMBER_RETURN_IF_ERROR(from_gpu(
-        attention.record_store(batch, shape, *fresh[1], *k_device.value(), *fresh[2], *v_device.value())));
     // A decoded token's output, read next by its projection's GEMV, goes rounded too.
     std::optional<gpu::RoundedX> rounded;
     if (node.params.segments.size() == 1 && gpu::DeviceAttention::rounds_output(shape, caps)) {
@@ -480,8 +477,10 @@ Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& reco
       if (!prepared) return prepared.status();
       rounded = prepared.value();
     }
-    EMBER_RETURN_IF_ERROR(from_gpu(attention.record_attend(batch, shape, *fresh[0], *k_device.value(), *v_device.value(),
-                                                           out, recording.attention_scratch, rounded)));
+    const gpu::AttentionBuffers buffers{.q = fresh[0], .new_keys = fresh[1], .new_values = fresh[2],
+                                        .key_cache = k_device.value(), .value_cache = v_device.value(), .out = &out,
+                                        .scratch = recording.attention_scratch};
+    EMBER_RETURN_IF_ERROR(from_gpu(device_->attention().record(batch, shape, buffers, rounded)));
     recording.written_caches.push_back(k_cache.buffer().get());
     recording.written_caches.push_back(v_cache.buffer().get());
     first_row += shape.tokens;

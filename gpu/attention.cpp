@@ -61,41 +61,20 @@ uint64_t DeviceAttention::scratch_floats(const AttentionShape& shape, const Devi
   return uint64_t{shape.tokens} * shape.q_heads * (uint64_t{shape.position} + shape.tokens);
 }
 
-Status DeviceAttention::record_store(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& new_keys,
-                                     const DeviceBuffer& key_cache, const DeviceBuffer& new_values,
-                                     const DeviceBuffer& value_cache) {
+Status DeviceAttention::record(CommandBatch& batch, const AttentionShape& shape, const AttentionBuffers& buffers,
+                               std::optional<RoundedX> rounded) {
   EMBER_GPU_RETURN_IF_ERROR(check(shape));
-  const uint64_t row = uint64_t{shape.kv_heads} * shape.head_dim;
-  const uint64_t new_bytes = (uint64_t{shape.first_row} + shape.tokens) * row * 4;
-  if (new_keys.bytes() < new_bytes || new_values.bytes() < new_bytes) return invalid("new rows buffer too small");
-  if (key_cache.bytes() < cache_bytes(shape) || value_cache.bytes() < cache_bytes(shape))
-    return invalid("cache buffer too small");
-  const uint64_t count = uint64_t{shape.tokens} * row;
-  const uint64_t per_invocation = shape.cache_type == CacheType::f16 ? 2 : 1;
-  auto grid = flat_grid(batch.context(), (count / per_invocation + kStoreInvocations - 1) / kStoreInvocations);
-  if (!grid) return invalid("too many new rows for one dispatch");
-  auto pipeline = pipelines_.get(ShaderId::kv_store, {static_cast<uint32_t>(shape.cache_type)});
-  if (!pipeline) return pipeline.status();
-  auto set = batch.descriptor_set(*pipeline.value(), {&new_keys, &key_cache, &new_values, &value_cache});
-  if (!set) return set.status();
-  batch.add({.pipeline = pipeline.value(),
-             .set = set.value(),
-             .push = {static_cast<uint32_t>(shape.first_row * row), static_cast<uint32_t>(shape.position * row),
-                      static_cast<uint32_t>(count)},
-             .push_words = 3,
-             .groups = {grid.value()[0], grid.value()[1], 2}});
-  return {};
-}
-
-Status DeviceAttention::record_attend(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& q,
-                                      const DeviceBuffer& k_cache, const DeviceBuffer& v_cache,
-                                      const DeviceBuffer& out, const DeviceBuffer* scratch,
-                                      std::optional<RoundedX> rounded) {
-  EMBER_GPU_RETURN_IF_ERROR(check(shape));
+  const AttentionBuffers& b = buffers;
+  if (b.q == nullptr || b.new_keys == nullptr || b.new_values == nullptr || b.key_cache == nullptr ||
+      b.value_cache == nullptr || b.out == nullptr)
+    return invalid("q, the new keys and values, both caches and out are required");
   const uint64_t rows_end = uint64_t{shape.first_row} + shape.tokens;
   const uint64_t q_bytes = rows_end * shape.q_heads * shape.head_dim * 4;
-  if (q.bytes() < q_bytes || out.bytes() < q_bytes) return invalid("query or output buffer too small");
-  if (k_cache.bytes() < cache_bytes(shape) || v_cache.bytes() < cache_bytes(shape)) return invalid("cache buffer too small");
+  if (b.q->bytes() < q_bytes || b.out->bytes() < q_bytes) return invalid("query or output buffer too small");
+  const uint64_t new_bytes = rows_end * shape.kv_heads * shape.head_dim * 4;
+  if (b.new_keys->bytes() < new_bytes || b.new_values->bytes() < new_bytes) return invalid("new rows buffer too small");
+  if (b.key_cache->bytes() < cache_bytes(shape) || b.value_cache->bytes() < cache_bytes(shape))
+    return invalid("cache buffer too small");
   const DeviceCapabilities& caps = batch.context().capabilities();
   const uint32_t keys = tile_keys(shape, caps);
   const uint32_t workgroup_rows = keys != 0 ? (shape.tokens + kTiledQueries - 1) / kTiledQueries : shape.tokens;
@@ -107,10 +86,25 @@ Status DeviceAttention::record_attend(CommandBatch& batch, const AttentionShape&
                    std::to_string(shape.head_dim) + ")");
   EMBER_GPU_RETURN_IF_ERROR(check_rounding("attention", rounded, rows_end * shape.q_heads * shape.head_dim));
   if (keys != 0) {
+    const uint64_t row = uint64_t{shape.kv_heads} * shape.head_dim;
+    const uint64_t count = uint64_t{shape.tokens} * row;
+    const uint64_t per_invocation = shape.cache_type == CacheType::f16 ? 2 : 1;
+    auto grid = flat_grid(batch.context(), (count / per_invocation + kStoreInvocations - 1) / kStoreInvocations);
+    if (!grid) return invalid("too many new rows for one dispatch");
+    auto store = pipelines_.get(ShaderId::kv_store, {cache_type});
+    if (!store) return store.status();
     auto pipeline = pipelines_.get(ShaderId::attention_tiled, {cache_type, shape.head_dim, keys});
     if (!pipeline) return pipeline.status();
-    auto set = batch.descriptor_set(*pipeline.value(), {&q, &k_cache, &v_cache, &out});
+    auto store_set = batch.descriptor_set(*store.value(), {b.new_keys, b.key_cache, b.new_values, b.value_cache});
+    if (!store_set) return store_set.status();
+    auto set = batch.descriptor_set(*pipeline.value(), {b.q, b.key_cache, b.value_cache, b.out});
     if (!set) return set.status();
+    batch.add({.pipeline = store.value(),
+               .set = store_set.value(),
+               .push = {static_cast<uint32_t>(shape.first_row * row), static_cast<uint32_t>(shape.position * row),
+                        static_cast<uint32_t>(count)},
+               .push_words = 3,
+               .groups = {grid.value()[0], grid.value()[1], 2}});
     batch.add({.pipeline = pipeline.value(),
                .set = set.value(),
                .push = {shape.first_row, shape.tokens, shape.q_heads, shape.kv_heads, shape.position,
@@ -120,12 +114,12 @@ Status DeviceAttention::record_attend(CommandBatch& batch, const AttentionShape&
     return {};
   }
   const uint32_t stride = shape.position + shape.tokens;
-  if (scratch == nullptr || scratch->bytes() < 4 * scratch_floats(shape, caps)) return invalid("scratch too small");
+  if (b.scratch == nullptr || b.scratch->bytes() < 4 * scratch_floats(shape, caps)) return invalid("scratch too small");
   auto pipeline = pipelines_.get(ShaderId::attention, {cache_type, rounded ? 1u : 0u, rounded ? rounded->layout : 0u});
   if (!pipeline) return pipeline.status();
-  // Without a rounding the shader never touches binding 5, but it must name a buffer.
-  auto set = batch.descriptor_set(*pipeline.value(),
-                                  {&q, &k_cache, &v_cache, &out, scratch, rounded ? rounded->buffer : &out});
+  // Without a rounding the shader never touches binding 7, but it must name a buffer.
+  auto set = batch.descriptor_set(*pipeline.value(), {b.q, b.new_keys, b.new_values, b.key_cache, b.value_cache,
+                                                      b.out, b.scratch, rounded ? rounded->buffer : b.out});
   if (!set) return set.status();
   batch.add({.pipeline = pipeline.value(),
              .set = set.value(),

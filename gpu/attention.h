@@ -1,7 +1,9 @@
 // Attention over a KV cache on the device, for a segment of query rows of one sequence:
 // store the segment's new keys and values into its caches (f32, or f16 rounded as the
-// CPU rounds), then causal grouped-query attention of its queries over cache rows 0 ..
-// position + tokens - 1. Both record into a CommandBatch (gpu/command_batch.h).
+// CPU rounds), and causal grouped-query attention of its queries over cache rows 0 ..
+// position + tokens - 1, recorded into a CommandBatch (gpu/command_batch.h). A prompt
+// stores, then attends in tiles; a short segment (a decoded token) does both in one
+// dispatch.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +28,19 @@ struct AttentionShape {
   float scale = 1.0f;
 };
 
+// q and out [.., q_heads, head_dim] f32, the new keys and values [.., kv_heads, head_dim]
+// f32, all from the segment's first_row on; the caches [cache_rows, kv_heads, head_dim];
+// scratch of scratch_floats() (null where that is 0).
+struct AttentionBuffers {
+  const DeviceBuffer* q = nullptr;
+  const DeviceBuffer* new_keys = nullptr;
+  const DeviceBuffer* new_values = nullptr;
+  const DeviceBuffer* key_cache = nullptr;
+  const DeviceBuffer* value_cache = nullptr;
+  const DeviceBuffer* out = nullptr;
+  const DeviceBuffer* scratch = nullptr;
+};
+
 class DeviceAttention {
  public:
   static constexpr uint32_t kMaxHeadDim = 256;  // attention.comp's shared query row
@@ -45,18 +60,12 @@ class DeviceAttention {
   // Floats of scratch that record_attend() needs for this segment: none when tiled.
   static uint64_t scratch_floats(const AttentionShape& shape, const DeviceCapabilities& caps);
 
-  // New keys and values [.., kv_heads, head_dim] f32 from shape.first_row on go to rows
-  // shape.position .. of their caches, in one dispatch.
-  Status record_store(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& new_keys,
-                      const DeviceBuffer& key_cache, const DeviceBuffer& new_values, const DeviceBuffer& value_cache);
-  // out rows first_row .. of [.., q_heads, head_dim] f32; scratch holds scratch_floats()
-  // (null where that is 0). Dispatches of one batch may share a scratch: they run in turn.
-  // With `rounded` (FusedLinear::prepare_rounded_x), out rounded to q8_0 too, in its
-  // layout: only for a segment the row shader takes, whose rows are out's last, head_dim
-  // a multiple of 32.
-  Status record_attend(CommandBatch& batch, const AttentionShape& shape, const DeviceBuffer& q,
-                       const DeviceBuffer& k_cache, const DeviceBuffer& v_cache, const DeviceBuffer& out,
-                       const DeviceBuffer* scratch, std::optional<RoundedX> rounded = std::nullopt);
+  // Stores the segment's new keys and values at rows shape.position .. of the caches and
+  // writes its attention to out. Dispatches of one batch may share a scratch: they run
+  // in turn. With `rounded` (FusedLinear::prepare_rounded_x), out rounded to q8_0 too, in
+  // its layout: only where rounds_output(), for a segment whose rows are out's last.
+  Status record(CommandBatch& batch, const AttentionShape& shape, const AttentionBuffers& buffers,
+                std::optional<RoundedX> rounded = std::nullopt);
 
  private:
   PipelineCache& pipelines_;

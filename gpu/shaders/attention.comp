@@ -1,38 +1,44 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
-// Causal grouped-query attention of one segment's queries over its KV cache (after
-// kv_store.comp put the segment's own keys and values there): one workgroup per (query
-// row, head), for short segments such as a decoded token (attention_tiled.comp takes
-// prompts). Query t of the segment sits at position + t and attends keys 0 .. position
-// + t; head h reads kv head h / (q_heads / kv_heads). Three passes over the keys: scores
-// (scaled dot products, into a scratch row of global memory) and their maximum, the
-// exponentials and their sum, then each thread one output dimension, summing over the
-// keys in order. The CPU's tiled kernel (cpu/attention.h) keeps a running softmax
-// instead; the two agree to f32 rounding. CACHE_TYPE 0 reads an f32 cache, 1 an f16 one.
-// ROUND_X 1 also stores the output rounded to q8_0 in X_LAYOUT (q8_planes.glsl) for the
-// GEMV that reads it next (the output projection of a decoded token), which then needs no
-// rounding pass of its own: head_dim is then a multiple of 32, and the segment's rows are
-// the output's last.
+// Causal grouped-query attention of one short segment's queries (a decoded token) over
+// its KV cache, storing the segment's own keys and values there as it goes: one
+// workgroup per (query row, head); attention_tiled.comp takes prompts, after
+// kv_store.comp. Query t of the segment sits at position + t and attends keys 0 ..
+// position + t; head h reads kv head h / (q_heads / kv_heads). The first head of each
+// group stores the segment's new keys and values (f16 rounded to nearest even, as
+// kv_store.comp), and every head reads them from the new rows, rounded the same way, so
+// the result is that of storing first: a decoded token saves a dispatch and a barrier
+// per layer.
+// Three passes over the keys: scores (scaled dot products, into a scratch row of global
+// memory) and their maximum, the exponentials and their sum, then the weighted values,
+// each thread a cache word (an f32 value or two f16 ones) over a share of the keys. The
+// CPU's tiled kernel (cpu/attention.h) keeps a running softmax instead; the two agree to
+// f32 rounding. A cached key's words are read in bursts of kWordsInFlight, the values'
+// kKeysInFlight keys at a time: read one word at a time, each load waited for, a decoded
+// token's attention took 15-19 us of the H100's time at 32 keys. CACHE_TYPE 0 reads an
+// f32 cache, 1 an f16 one.
 layout(constant_id = 0) const uint CACHE_TYPE = 0;
 layout(constant_id = 1) const uint ROUND_X = 0;
 layout(constant_id = 2) const uint X_LAYOUT = 1;
 
-layout(local_size_x = 128) in;
+layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer Queries { float q[]; };
-layout(std430, binding = 1) readonly buffer KeyCache { uint k_cache[]; };
-layout(std430, binding = 2) readonly buffer ValueCache { uint v_cache[]; };
-layout(std430, binding = 3) writeonly buffer Out { float result[]; };
-layout(std430, binding = 4) buffer Scores { float scores[]; };
+layout(std430, binding = 1) readonly buffer NewKeys { float new_keys[]; };
+layout(std430, binding = 2) readonly buffer NewValues { float new_values[]; };
+layout(std430, binding = 3) buffer KeyCache { uint k_cache[]; };
+layout(std430, binding = 4) buffer ValueCache { uint v_cache[]; };
+layout(std430, binding = 5) writeonly buffer Out { float result[]; };
+layout(std430, binding = 6) buffer Scores { float scores[]; };
 // Bound but unused unless ROUND_X.
-layout(std430, binding = 5) writeonly buffer QuantizedRows { uint xq[]; };
+layout(std430, binding = 7) writeonly buffer QuantizedRows { uint xq[]; };
 
 #include "q8_rounding.glsl"
 #include "q8_planes.glsl"
 
 layout(push_constant) uniform Shape {
-  uint first_row;  // the segment's first query row in q and the output
+  uint first_row;  // the segment's first query row in q, the new rows and the output
   uint tokens;
   uint q_heads;
   uint kv_heads;
@@ -42,21 +48,57 @@ layout(push_constant) uniform Shape {
   uint stride;     // scratch scores per (segment row, head): at least position + tokens
 } shape;
 
+const uint kThreads = 256u;
 const uint kMaxHeadDim = 256u;
+const uint kWordsInFlight = 64u;
+const uint kKeysInFlight = 16u;
 shared float query[kMaxHeadDim];
-shared float reduction[128];
+shared float reduction[kThreads];
+shared vec2 partial_words[kThreads];
 
-float cache_value(uint which, uint element) {
-  if (CACHE_TYPE == 0u) return uintBitsToFloat(which == 0u ? k_cache[element] : v_cache[element]);
-  const vec2 pair = unpackHalf2x16(which == 0u ? k_cache[element >> 1] : v_cache[element >> 1]);
-  return (element & 1u) == 0u ? pair.x : pair.y;
+// Cache words per key or value row of one kv head.
+uint row_words() { return CACHE_TYPE == 0u ? shape.head_dim : shape.head_dim / 2u; }
+// The values of a cache word: (value, 0) in an f32 cache, both halves in an f16 one.
+vec2 word_values(uint word) { return CACHE_TYPE == 0u ? vec2(uintBitsToFloat(word), 0.0) : unpackHalf2x16(word); }
+
+// Word w of new row `token` of the segment (keys: which 0, values: 1), as the cache
+// stores it.
+uint new_word(uint which, uint token, uint kv_head, uint w) {
+  const uint first = ((shape.first_row + token) * shape.kv_heads + kv_head) * shape.head_dim;
+  if (CACHE_TYPE == 0u) return floatBitsToUint(which == 0u ? new_keys[first + w] : new_values[first + w]);
+  const vec2 pair = which == 0u ? vec2(new_keys[first + 2u * w], new_keys[first + 2u * w + 1u])
+                                : vec2(new_values[first + 2u * w], new_values[first + 2u * w + 1u]);
+  return packHalf2x16(vec2(f16_round(pair.x), f16_round(pair.y)));
+}
+
+// query · (the key whose words are `words`, from word `first` of the row on).
+float dot_words(uint words[kWordsInFlight], uint first, float dot) {
+  [[unroll]] for (uint u = 0u; u < kWordsInFlight; ++u) {
+    if (first + u >= row_words()) break;
+    const vec2 values = word_values(words[u]);
+    if (CACHE_TYPE == 0u) {
+      dot += query[first + u] * values.x;
+    } else {
+      dot += query[2u * (first + u)] * values.x;
+      dot += query[2u * (first + u) + 1u] * values.y;
+    }
+  }
+  return dot;
+}
+
+void store_new_row(uint token, uint kv_head) {
+  const uint target = ((shape.position + token) * shape.kv_heads + kv_head) * row_words();
+  for (uint w = gl_LocalInvocationID.x; w < row_words(); w += kThreads) {
+    k_cache[target + w] = new_word(0u, token, kv_head, w);
+    v_cache[target + w] = new_word(1u, token, kv_head, w);
+  }
 }
 
 float reduce(float value, bool take_max) {
   const uint t = gl_LocalInvocationID.x;
   reduction[t] = value;
   barrier();
-  for (uint stride = 64u; stride > 0u; stride >>= 1) {
+  for (uint stride = kThreads / 2u; stride > 0u; stride >>= 1) {
     if (t < stride) reduction[t] = take_max ? max(reduction[t], reduction[t + stride]) : reduction[t] + reduction[t + stride];
     barrier();
   }
@@ -71,25 +113,45 @@ void main() {
   const uint head = gl_WorkGroupID.y;
   const uint row = shape.first_row + token;
   const uint keys = shape.position + token + 1u;
-  const uint kv_head = head / (shape.q_heads / shape.kv_heads);
+  const uint group = shape.q_heads / shape.kv_heads;
+  const uint kv_head = head / group;
   const uint q_first = (row * shape.q_heads + head) * shape.head_dim;
   const uint scores_first = (token * shape.q_heads + head) * shape.stride;
-  for (uint d = t; d < shape.head_dim; d += 128u) query[d] = q[q_first + d];
+  if (head % group == 0u) store_new_row(token, kv_head);
+  for (uint d = t; d < shape.head_dim; d += kThreads) query[d] = q[q_first + d];
   barrier();
 
+  // The cached keys, a thread each.
   float largest = -3.402823466e38;
-  for (uint j = t; j < keys; j += 128u) {
-    const uint key_first = (j * shape.kv_heads + kv_head) * shape.head_dim;
+  for (uint j = t; j < shape.position; j += kThreads) {
+    const uint first_word = (j * shape.kv_heads + kv_head) * row_words();
     float dot = 0.0;
-    for (uint d = 0u; d < shape.head_dim; ++d) dot += query[d] * cache_value(0u, key_first + d);
+    for (uint burst = 0u; burst < row_words(); burst += kWordsInFlight) {
+      uint words[kWordsInFlight];
+      [[unroll]] for (uint u = 0u; u < kWordsInFlight; ++u)
+        words[u] = burst + u < row_words() ? k_cache[first_word + burst + u] : 0u;
+      dot = dot_words(words, burst, dot);
+    }
     const float score = dot * shape.scale;
     scores[scores_first + j] = score;
     largest = max(largest, score);
   }
+  // The segment's own keys, the workgroup on each.
+  for (uint j = shape.position; j < keys; ++j) {
+    float part = 0.0;
+    for (uint w = t; w < row_words(); w += kThreads) {
+      const vec2 values = word_values(new_word(0u, j - shape.position, kv_head, w));
+      part += CACHE_TYPE == 0u ? query[w] * values.x : query[2u * w] * values.x + query[2u * w + 1u] * values.y;
+    }
+    const float score = reduce(part, false) * shape.scale;
+    if (t == 0u) scores[scores_first + j] = score;
+    largest = max(largest, score);
+  }
+  memoryBarrierBuffer();
   largest = reduce(largest, true);
 
   float sum = 0.0;
-  for (uint j = t; j < keys; j += 128u) {
+  for (uint j = t; j < keys; j += kThreads) {
     const float weight = exp(scores[scores_first + j] - largest);
     scores[scores_first + j] = weight;
     sum += weight;
@@ -99,13 +161,40 @@ void main() {
   memoryBarrierBuffer();
   barrier();
 
-  for (uint d = t; d < shape.head_dim; d += 128u) {
-    float acc = 0.0;
-    for (uint j = 0u; j < keys; ++j)
-      acc += scores[scores_first + j] * cache_value(1u, (j * shape.kv_heads + kv_head) * shape.head_dim + d);
-    const float value = acc / sum;
-    result[q_first + d] = value;
-    if (ROUND_X != 0u) query[d] = value;
+  // Thread t sums word t % words over keys t / words, + shares, ...; the shares' sums
+  // are then added in order.
+  const uint words = row_words();
+  const uint shares = kThreads / words;
+  const uint share = t / words;
+  const uint w = t % words;
+  vec2 acc = vec2(0.0);
+  if (share < shares) {
+    for (uint first_key = share; first_key < shape.position; first_key += shares * kKeysInFlight) {
+      float weight[kKeysInFlight];
+      uint value[kKeysInFlight];
+      [[unroll]] for (uint u = 0u; u < kKeysInFlight; ++u) {
+        const uint j = first_key + u * shares;
+        weight[u] = j < shape.position ? scores[scores_first + j] : 0.0;
+        value[u] = j < shape.position ? v_cache[(j * shape.kv_heads + kv_head) * words + w] : 0u;
+      }
+      [[unroll]] for (uint u = 0u; u < kKeysInFlight; ++u) acc += weight[u] * word_values(value[u]);
+    }
+    for (uint j = shape.position + share; j < keys; j += shares)
+      acc += scores[scores_first + j] * word_values(new_word(1u, j - shape.position, kv_head, w));
+  }
+  partial_words[t] = acc;
+  barrier();
+  if (t < words) {
+    vec2 total = partial_words[t];
+    for (uint s = 1u; s < shares; ++s) total += partial_words[s * words + t];
+    const vec2 value = total / sum;
+    const uint d = CACHE_TYPE == 0u ? t : 2u * t;
+    result[q_first + d] = value.x;
+    if (CACHE_TYPE == 1u) result[q_first + d + 1u] = value.y;
+    if (ROUND_X != 0u) {
+      query[d] = value.x;
+      if (CACHE_TYPE == 1u) query[d + 1u] = value.y;
+    }
   }
   if (ROUND_X == 0u) return;
   // The head's output, now in `query`, as whole blocks of 32, an invocation each.

@@ -78,10 +78,13 @@ void expect_attention_matches_the_cpu(Context& context, const Sequence& sequence
     ASSERT_TRUE(scratch) << scratch.status().message();
     for (const AttentionShape& shape : shapes) {
       CommandBatch batch(context, *gpu.sets);
-      ASSERT_TRUE(attention.record_store(batch, shape, k_buffer, k_cache, v_buffer, v_cache));
-      EXPECT_EQ(batch.dispatches(), 1u) << "keys and values stored in one dispatch";
-      const Status recorded = attention.record_attend(batch, shape, q_buffer, k_cache, v_cache, out, &scratch.value());
+      const Status recorded = attention.record(batch, shape,
+                                               {.q = &q_buffer, .new_keys = &k_buffer, .new_values = &v_buffer,
+                                                .key_cache = &k_cache, .value_cache = &v_cache, .out = &out,
+                                                .scratch = &scratch.value()});
       ASSERT_TRUE(recorded) << recorded.message();
+      const bool tiled = DeviceAttention::tile_keys(shape, context.capabilities()) != 0;
+      EXPECT_EQ(batch.dispatches(), tiled ? 2u : 1u) << "a prompt stores, then attends; a short segment does both at once";
       const Status ran = batch.run();
       ASSERT_TRUE(ran) << ran.message();
     }
@@ -152,6 +155,15 @@ TEST(GpuAttention, MatchesTheCpuWhereAHeadCannotBeReadInFours) {
                                              .tokens = {30, 3}, .positions = {0, 30}});
 }
 
+// Decoded tokens after 140 rows, with heads of 136 (68 pairs: the row shader reads a key
+// in three bursts) and then a segment of 3 on the row shader too: more keys than its
+// threads, each new row read from the new rows while it is stored.
+TEST(GpuAttention, MatchesTheCpuForTokensAfterALongPromptOfWideHeads) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  expect_attention_matches_the_cpu(context, {.q_heads = 8, .kv_heads = 2, .head_dim = 136,
+                                             .tokens = {140, 1, 3}, .positions = {0, 140, 141}});
+}
+
 TEST(GpuAttention, PicksTiledKeysThatFitTheSharedMemory) {
   DeviceCapabilities caps;
   caps.max_shared_memory_bytes = 32 * 1024;
@@ -207,19 +219,21 @@ TEST(GpuAttention, ADecodedTokenRoundsItsOutputForTheProjection) {
     DeviceBuffer out = mapped_buffer(gpu.allocator, testing::poisoned(kIn));
     DeviceBuffer y = mapped_buffer(gpu.allocator, testing::poisoned(kOut));
     CommandBatch batch(context, *gpu.sets);
-    ASSERT_TRUE(gpu.attention.record_store(batch, shape, k_new, k_cache, v_new, v_cache));
     std::optional<RoundedX> rounded;
     if (attention_rounds) {
       auto prepared = linear.value()->prepare_rounded_x(batch, out, 1, kIn, WeightType::q4_0);
       ASSERT_TRUE(prepared && prepared->has_value());
       rounded = prepared->value();
     }
-    Status status = gpu.attention.record_attend(batch, shape, q, k_cache, v_cache, out, &scratch.value(), rounded);
+    Status status = gpu.attention.record(batch, shape,
+                                         {.q = &q, .new_keys = &k_new, .new_values = &v_new, .key_cache = &k_cache,
+                                          .value_cache = &v_cache, .out = &out, .scratch = &scratch.value()},
+                                         rounded);
     ASSERT_TRUE(status) << status.message();
     status = linear.value()->record(batch, {.x = &out, .rows = 1, .k = kIn, .weights = &weights,
                                             .weight_type = WeightType::q4_0, .n = kOut, .y = &y});
     ASSERT_TRUE(status) << status.message();
-    EXPECT_EQ(batch.dispatches(), attention_rounds ? 3u : 4u) << "store, attend, (rounding,) GEMV";
+    EXPECT_EQ(batch.dispatches(), attention_rounds ? 2u : 3u) << "store and attend, (rounding,) GEMV";
     status = batch.run();
     ASSERT_TRUE(status) << status.message();
     results.push_back(read_mapped<float>(out, kIn));
@@ -233,8 +247,9 @@ TEST(GpuAttention, ADecodedTokenRoundsItsOutputForTheProjection) {
   AttentionShape odd = shape;
   odd.head_dim = 40;
   const DeviceBuffer buffer = mapped_buffer(gpu.allocator, std::vector<float>(4096));
-  const Status refused = gpu.attention.record_attend(batch, odd, buffer, buffer, buffer, buffer, &buffer,
-                                                     RoundedX{.buffer = &buffer, .layout = 2});
+  const AttentionBuffers all_one{.q = &buffer, .new_keys = &buffer, .new_values = &buffer, .key_cache = &buffer,
+                                 .value_cache = &buffer, .out = &buffer, .scratch = &buffer};
+  const Status refused = gpu.attention.record(batch, odd, all_one, RoundedX{.buffer = &buffer, .layout = 2});
   EXPECT_NE(refused.message().find("whole blocks of 32 (head_dim 40)"), std::string::npos) << refused.message();
   EXPECT_EQ(batch.dispatches(), 0u);
 }
@@ -246,18 +261,30 @@ TEST(GpuAttention, RejectsShapesItCannotRunWithTheReason) {
   DeviceAttention& attention = gpu.attention;
   DeviceBuffer buffer = mapped_buffer(gpu.allocator, std::vector<float>(4096));
   CommandBatch batch(context, *gpu.sets);
+  const AttentionBuffers all_one{.q = &buffer, .new_keys = &buffer, .new_values = &buffer, .key_cache = &buffer,
+                                 .value_cache = &buffer, .out = &buffer, .scratch = &buffer};
   AttentionShape shape{.tokens = 2, .position = 9, .q_heads = 4, .kv_heads = 2, .head_dim = 8, .cache_rows = 10};
-  Status status = attention.record_store(batch, shape, buffer, buffer, buffer, buffer);
+  Status status = attention.record(batch, shape, all_one);
   EXPECT_NE(status.message().find("positions 9..10 past the cache's 10 rows"), std::string::npos) << status.message();
   shape.position = 0;
   shape.kv_heads = 3;
-  status = attention.record_attend(batch, shape, buffer, buffer, buffer, buffer, &buffer);
+  status = attention.record(batch, shape, all_one);
   EXPECT_NE(status.message().find("4 query heads do not share 3 kv heads evenly"), std::string::npos)
       << status.message();
   shape.kv_heads = 2;
   shape.head_dim = 300;
-  status = attention.record_store(batch, shape, buffer, buffer, buffer, buffer);
+  status = attention.record(batch, shape, all_one);
   EXPECT_NE(status.message().find("head size 300"), std::string::npos) << status.message();
+  shape.head_dim = 8;
+  AttentionBuffers no_new_keys = all_one;
+  no_new_keys.new_keys = nullptr;
+  status = attention.record(batch, shape, no_new_keys);
+  EXPECT_NE(status.message().find("the new keys and values"), std::string::npos) << status.message();
+  const DeviceBuffer small = mapped_buffer(gpu.allocator, std::vector<float>(8));
+  AttentionBuffers small_new_values = all_one;
+  small_new_values.new_values = &small;
+  status = attention.record(batch, shape, small_new_values);
+  EXPECT_NE(status.message().find("new rows buffer too small"), std::string::npos) << status.message();
   EXPECT_EQ(batch.dispatches(), 0u);
 }
 

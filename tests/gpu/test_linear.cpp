@@ -460,7 +460,8 @@ TEST(GpuLinearBatch, AProducerThatRoundsXSparesTheRoundingPass) {
   ASSERT_NE(gpu.linear, nullptr);
   RowOps ops(gpu.pipelines);
   testing::SeededRng rng;
-  constexpr uint32_t kIn = 32 * 37;  // an odd number of blocks
+  // An odd number of blocks, more than the norm rounds from one staged chunk (2048).
+  constexpr uint32_t kIn = 32 * 101;
   constexpr uint32_t kOuts[] = {40, 24};
   const std::vector<float> a = rng.uniform(kIn, -3.0f, 3.0f), b = rng.uniform(kIn, -3.0f, 3.0f);
   const std::vector<float> norm_weight = rng.uniform(kIn);
