@@ -54,10 +54,10 @@ class DeviceAttention {
   // Cache rows per key tile of the tiled shader for this segment on this device, or 0
   // where the segment takes the row shader.
   static uint32_t tile_keys(const AttentionShape& shape, const DeviceCapabilities& caps);
-  // Whether record_attend() can round this segment's output for the GEMV after it: the
+  // Whether record() can round this segment's output for the GEMV after it: the
   // row shader does, for heads of whole blocks of 32.
   static bool rounds_output(const AttentionShape& shape, const DeviceCapabilities& caps);
-  // Floats of scratch that record_attend() needs for this segment: none when tiled.
+  // Floats of scratch that record() needs for this segment: none when tiled.
   static uint64_t scratch_floats(const AttentionShape& shape, const DeviceCapabilities& caps);
 
   // Stores the segment's new keys and values at rows shape.position .. of the caches and

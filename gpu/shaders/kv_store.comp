@@ -5,7 +5,8 @@
 // even (the CPU's F16C conversion; packHalf2x16 is exact only for values already rounded,
 // hence f16_round). CACHE_TYPE 0 is f32, 1 f16; an f16 invocation writes one word, two
 // values (the host sends only even row lengths). The grid's z picks keys (0) or values
-// (1): both in one dispatch, which a decoded token makes once per layer.
+// (1): both in one dispatch, before a prompt's tiled attention (attention.comp stores a
+// short segment's rows itself).
 #include "q8_rounding.glsl"
 
 layout(constant_id = 0) const uint CACHE_TYPE = 0;
