@@ -66,9 +66,8 @@ vec2 word_values(uint word) { return CACHE_TYPE == 0u ? vec2(uintBitsToFloat(wor
 uint new_word(uint which, uint token, uint kv_head, uint w) {
   const uint first = ((shape.first_row + token) * shape.kv_heads + kv_head) * shape.head_dim;
   if (CACHE_TYPE == 0u) return floatBitsToUint(which == 0u ? new_keys[first + w] : new_values[first + w]);
-  const vec2 pair = which == 0u ? vec2(new_keys[first + 2u * w], new_keys[first + 2u * w + 1u])
-                                : vec2(new_values[first + 2u * w], new_values[first + 2u * w + 1u]);
-  return packHalf2x16(vec2(f16_round(pair.x), f16_round(pair.y)));
+  return f16_pair_word(which == 0u ? vec2(new_keys[first + 2u * w], new_keys[first + 2u * w + 1u])
+                                   : vec2(new_values[first + 2u * w], new_values[first + 2u * w + 1u]));
 }
 
 // query · (the key whose words are `words`, from word `first` of the row on).

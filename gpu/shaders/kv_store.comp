@@ -2,9 +2,9 @@
 #extension GL_GOOGLE_include_directive : require
 // Stores a segment's new keys and values (f32 rows) into their KV caches at its
 // positions, as the CPU stores them: f32 as they are, or f16 rounded to nearest, ties to
-// even (the CPU's F16C conversion; packHalf2x16 is exact only for values already rounded,
-// hence f16_round). CACHE_TYPE 0 is f32, 1 f16; an f16 invocation writes one word, two
-// values (the host sends only even row lengths). The grid's z picks keys (0) or values
+// even (the CPU's F16C conversion; f16_pair_word in q8_rounding.glsl). CACHE_TYPE 0 is
+// f32, 1 f16; an f16 invocation writes one word, two values (the host sends only even
+// row lengths). The grid's z picks keys (0) or values
 // (1): both in one dispatch, before a prompt's tiled attention (attention.comp stores a
 // short segment's rows itself).
 #include "q8_rounding.glsl"
@@ -39,6 +39,6 @@ void main() {
     if (i < shape.count) store(shape.target_first + i, floatBitsToUint(row_value(shape.source_first + i)));
   } else if (2u * i < shape.count) {
     const uint source = shape.source_first + 2u * i;
-    store(shape.target_first / 2u + i, packHalf2x16(vec2(f16_round(row_value(source)), f16_round(row_value(source + 1u)))));
+    store(shape.target_first / 2u + i, f16_pair_word(vec2(row_value(source), row_value(source + 1u))));
   }
 }

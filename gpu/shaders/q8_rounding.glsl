@@ -15,6 +15,10 @@ float f16_round(float v) {
   const uint bits = floatBitsToUint(v);
   return uintBitsToFloat((bits + 0x0fffu + ((bits >> 13) & 1u)) & ~0x1fffu);
 }
+// Two values as an f16 KV cache holds them, one word: each rounded by f16_round, for
+// which packHalf2x16 is exact. kv_store.comp stores these words and attention.comp reads
+// a segment's own rows as them, so both give the cache the same bits.
+uint f16_pair_word(vec2 values) { return packHalf2x16(vec2(f16_round(values.x), f16_round(values.y))); }
 float round_half_away(float v) { return sign(v) * floor(abs(v) + 0.5); }
 
 // |a - q·b|, exact up to one rounding: q·b as Dekker's unevaluated sum hi + lo (Vulkan
