@@ -40,8 +40,13 @@ DType dtype_of(gpu::WeightType type) {
 // one of two x buffers (so block weights round x each time, as for a layer's first
 // product), and reports the device time per product: a decoded token records its GEMVs
 // this way, one batch per token, so the buffer's own start and end are shared.
+// A cooperative-matrix tile shape and its stages (gpu::LinearArgs); 0 lets FusedLinear choose.
+struct CoopmatTile {
+  uint32_t rows = 0, columns = 0, stages = 0;
+};
+
 void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows, uint32_t k, uint32_t n,
-                    gpu::LinearPath path, uint32_t gemv_columns, uint32_t batched, uint32_t tile_rows,
+                    gpu::LinearPath path, uint32_t gemv_columns, uint32_t batched, CoopmatTile tile,
                     gpu::BlockLayout layout) {
   Gpu& gpu = shared_gpu();
   if (!gpu.device) {
@@ -85,7 +90,8 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
                   w_status);
   gpu::LinearArgs args{.x = &x_buffer.value(), .rows = rows, .k = k, .weights = &w_buffers.front(),
                        .weight_type = type, .weight_layout = layout, .n = n, .y = &y_buffer.value(), .path = path,
-                       .gemv_columns = gemv_columns, .tile_rows = tile_rows};
+                       .gemv_columns = gemv_columns, .tile_rows = tile.rows, .tile_columns = tile.columns,
+                       .stages = tile.stages};
   // The first run creates the pipeline; it is not timed.
   if (const gpu::Status first = gpu.device->linear().run(args); !first.ok()) {
     state.SkipWithError(first.message().c_str());
@@ -196,7 +202,7 @@ struct Case {
   gpu::LinearPath path = gpu::LinearPath::automatic;  // automatic: the tensor cores for f16 where the device has them
   uint32_t gemv_columns = 0;                          // 0: gpu::gemv_columns(n)
   uint32_t batched = 1;                               // products per timed command buffer
-  uint32_t tile_rows = 0;                             // 0: gpu::coopmat_tile_rows(rows, n)
+  CoopmatTile tile{};                                 // 0s: FusedLinear's choice
   gpu::BlockLayout layout = gpu::BlockLayout::file;   // of block weights (gpu/block_layout.h)
 };
 
@@ -222,18 +228,18 @@ constexpr Case kCases[] = {
     {"decode_gemv/q8_0/columns:4", gpu::WeightType::q8_0, 1, 14336, 4096, gpu::LinearPath::gemv, 4},
     // Block weights split as the Vulkan backend keeps them (each block's codes apart from
     // its scale), against the file's layout above, at each column count.
-    {"decode_gemv/q4_0/split", gpu::WeightType::q4_0, 1, 14336, 4096, kAuto, 0, 1, 0, kSplit},
-    {"decode_gemv/q8_0/split", gpu::WeightType::q8_0, 1, 14336, 4096, kAuto, 0, 1, 0, kSplit},
-    {"decode_gemv/q4_0/split/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kAuto, 0, 8, 0, kSplit},
-    {"decode_gemv/q8_0/split/batched:8", gpu::WeightType::q8_0, 1, 14336, 4096, kAuto, 0, 8, 0, kSplit},
-    {"decode_gemv/q4_0/split/columns:1/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kGemv, 1, 8, 0, kSplit},
-    {"decode_gemv/q8_0/split/columns:1/batched:8", gpu::WeightType::q8_0, 1, 14336, 4096, kGemv, 1, 8, 0, kSplit},
-    {"decode_gemv/q4_0/split/columns:4/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kGemv, 4, 8, 0, kSplit},
-    {"decode_gemv/q8_0/split/columns:4/batched:8", gpu::WeightType::q8_0, 1, 14336, 4096, kGemv, 4, 8, 0, kSplit},
-    {"decode_gemv/q4_0/split/columns:8/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kGemv, 8, 8, 0, kSplit},
-    {"logits_gemv/q4_0/split", gpu::WeightType::q4_0, 1, 2048, 32000, kAuto, 0, 1, 0, kSplit},
-    {"prefill_512/q4_0/split", gpu::WeightType::q4_0, 512, 14336, 4096, kAuto, 0, 1, 0, kSplit},
-    {"prefill_512/q4_0_tiled/split", gpu::WeightType::q4_0, 512, 14336, 4096, gpu::LinearPath::gemm, 0, 1, 0, kSplit},
+    {"decode_gemv/q4_0/split", gpu::WeightType::q4_0, 1, 14336, 4096, kAuto, 0, 1, {}, kSplit},
+    {"decode_gemv/q8_0/split", gpu::WeightType::q8_0, 1, 14336, 4096, kAuto, 0, 1, {}, kSplit},
+    {"decode_gemv/q4_0/split/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kAuto, 0, 8, {}, kSplit},
+    {"decode_gemv/q8_0/split/batched:8", gpu::WeightType::q8_0, 1, 14336, 4096, kAuto, 0, 8, {}, kSplit},
+    {"decode_gemv/q4_0/split/columns:1/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kGemv, 1, 8, {}, kSplit},
+    {"decode_gemv/q8_0/split/columns:1/batched:8", gpu::WeightType::q8_0, 1, 14336, 4096, kGemv, 1, 8, {}, kSplit},
+    {"decode_gemv/q4_0/split/columns:4/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kGemv, 4, 8, {}, kSplit},
+    {"decode_gemv/q8_0/split/columns:4/batched:8", gpu::WeightType::q8_0, 1, 14336, 4096, kGemv, 4, 8, {}, kSplit},
+    {"decode_gemv/q4_0/split/columns:8/batched:8", gpu::WeightType::q4_0, 1, 14336, 4096, kGemv, 8, 8, {}, kSplit},
+    {"logits_gemv/q4_0/split", gpu::WeightType::q4_0, 1, 2048, 32000, kAuto, 0, 1, {}, kSplit},
+    {"prefill_512/q4_0/split", gpu::WeightType::q4_0, 512, 14336, 4096, kAuto, 0, 1, {}, kSplit},
+    {"prefill_512/q4_0_tiled/split", gpu::WeightType::q4_0, 512, 14336, 4096, gpu::LinearPath::gemm, 0, 1, {}, kSplit},
     // Almost no weights: what a GEMV call costs besides streaming them. One dispatch (f32),
     // two with a barrier between (x rounded first), then the same for a long row of x.
     {"gemv_overhead/f32/k:32/n:64", gpu::WeightType::f32, 1, 32, 64},
@@ -249,27 +255,41 @@ constexpr Case kCases[] = {
     {"gemm_4096/f32", gpu::WeightType::f32, 4096, 4096, 4096},
     {"gemm_4096/f16", gpu::WeightType::f16, 4096, 4096, 4096},
     {"gemm_4096/f16_tiled", gpu::WeightType::f16, 4096, 4096, 4096, gpu::LinearPath::gemm},
+    // The tensor cores' tile shapes and stages (the automatic choice above).
+    {"gemm_4096/f16/tile:128x128/stages:1", gpu::WeightType::f16, 4096, 4096, 4096, kAuto, 0, 1, {128, 128, 1}},
+    {"gemm_4096/f16/tile:128x128/stages:2", gpu::WeightType::f16, 4096, 4096, 4096, kAuto, 0, 1, {128, 128, 2}},
+    {"gemm_4096/f16/tile:128x256/stages:1", gpu::WeightType::f16, 4096, 4096, 4096, kAuto, 0, 1, {128, 256, 1}},
+    {"gemm_4096/f16/tile:64x128/stages:2", gpu::WeightType::f16, 4096, 4096, 4096, kAuto, 0, 1, {64, 128, 2}},
+    {"gemm_4096/f16/tile:64x256/stages:1", gpu::WeightType::f16, 4096, 4096, 4096, kAuto, 0, 1, {64, 256, 1}},
+    {"prefill_512/f16/tile:128x128/stages:1", gpu::WeightType::f16, 512, 14336, 4096, kAuto, 0, 1, {128, 128, 1}},
+    {"prefill_512/f16/tile:128x128/stages:2", gpu::WeightType::f16, 512, 14336, 4096, kAuto, 0, 1, {128, 128, 2}},
+    {"prefill_512/f16/tile:128x256/stages:1", gpu::WeightType::f16, 512, 14336, 4096, kAuto, 0, 1, {128, 256, 1}},
+    {"prefill_512/f16/tile:64x256/stages:1", gpu::WeightType::f16, 512, 14336, 4096, kAuto, 0, 1, {64, 256, 1}},
+    {"prefill_512/q4_0/split/tile:128x128/stages:2", gpu::WeightType::q4_0, 512, 14336, 4096, kAuto, 0, 1, {128, 128, 2}, kSplit},
+    {"prefill_512/q4_0/split/tile:128x256/stages:1", gpu::WeightType::q4_0, 512, 14336, 4096, kAuto, 0, 1, {128, 256, 1}, kSplit},
+    {"prompt_m/gate:2048x5632/split/tile:64x256", gpu::WeightType::q4_0, 512, 2048, 5632, kAuto, 0, 1, {64, 256, 1}, kSplit},
+    {"prompt_m/gate:2048x5632/split/tile:128x128", gpu::WeightType::q4_0, 512, 2048, 5632, kAuto, 0, 1, {128, 128, 2}, kSplit},
     {"prefill_512/q4_0", gpu::WeightType::q4_0, 512, 14336, 4096},
     {"prefill_512/q4_0_tiled", gpu::WeightType::q4_0, 512, 14336, 4096, gpu::LinearPath::gemm},
     {"prefill_512/q8_0", gpu::WeightType::q8_0, 512, 14336, 4096},
     {"prefill_512/q8_0_tiled", gpu::WeightType::q8_0, 512, 14336, 4096, gpu::LinearPath::gemm},
     {"prefill_512/f16", gpu::WeightType::f16, 512, 14336, 4096},
     {"prefill_512/f16_tiled", gpu::WeightType::f16, 512, 14336, 4096, gpu::LinearPath::gemm},
-    {"prefill_512/q4_0/tile_rows:128", gpu::WeightType::q4_0, 512, 14336, 4096, gpu::LinearPath::automatic, 0, 1, 128},
+    {"prefill_512/q4_0/tile_rows:128", gpu::WeightType::q4_0, 512, 14336, 4096, gpu::LinearPath::automatic, 0, 1, {128}},
     // A 512-token prompt through M's layer in q4_0 (q and o, k and v, gate and up, down),
     // on the tensor cores with each tile height and the automatic one.
     {"prompt_m/q:2048x2048", gpu::WeightType::q4_0, 512, 2048, 2048},
-    {"prompt_m/q:2048x2048/tile_rows:128", gpu::WeightType::q4_0, 512, 2048, 2048, gpu::LinearPath::automatic, 0, 1, 128},
-    {"prompt_m/q:2048x2048/tile_rows:64", gpu::WeightType::q4_0, 512, 2048, 2048, gpu::LinearPath::automatic, 0, 1, 64},
+    {"prompt_m/q:2048x2048/tile_rows:128", gpu::WeightType::q4_0, 512, 2048, 2048, gpu::LinearPath::automatic, 0, 1, {128}},
+    {"prompt_m/q:2048x2048/tile_rows:64", gpu::WeightType::q4_0, 512, 2048, 2048, gpu::LinearPath::automatic, 0, 1, {64}},
     {"prompt_m/k:2048x512", gpu::WeightType::q4_0, 512, 2048, 512},
-    {"prompt_m/k:2048x512/tile_rows:128", gpu::WeightType::q4_0, 512, 2048, 512, gpu::LinearPath::automatic, 0, 1, 128},
-    {"prompt_m/k:2048x512/tile_rows:64", gpu::WeightType::q4_0, 512, 2048, 512, gpu::LinearPath::automatic, 0, 1, 64},
+    {"prompt_m/k:2048x512/tile_rows:128", gpu::WeightType::q4_0, 512, 2048, 512, gpu::LinearPath::automatic, 0, 1, {128}},
+    {"prompt_m/k:2048x512/tile_rows:64", gpu::WeightType::q4_0, 512, 2048, 512, gpu::LinearPath::automatic, 0, 1, {64}},
     {"prompt_m/gate:2048x5632", gpu::WeightType::q4_0, 512, 2048, 5632},
-    {"prompt_m/gate:2048x5632/tile_rows:128", gpu::WeightType::q4_0, 512, 2048, 5632, gpu::LinearPath::automatic, 0, 1, 128},
-    {"prompt_m/gate:2048x5632/tile_rows:32", gpu::WeightType::q4_0, 512, 2048, 5632, gpu::LinearPath::automatic, 0, 1, 32},
+    {"prompt_m/gate:2048x5632/tile_rows:128", gpu::WeightType::q4_0, 512, 2048, 5632, gpu::LinearPath::automatic, 0, 1, {128}},
+    {"prompt_m/gate:2048x5632/tile_rows:32", gpu::WeightType::q4_0, 512, 2048, 5632, gpu::LinearPath::automatic, 0, 1, {32}},
     {"prompt_m/down:5632x2048", gpu::WeightType::q4_0, 512, 5632, 2048},
-    {"prompt_m/down:5632x2048/tile_rows:128", gpu::WeightType::q4_0, 512, 5632, 2048, gpu::LinearPath::automatic, 0, 1, 128},
-    {"prompt_m/down:5632x2048/tile_rows:64", gpu::WeightType::q4_0, 512, 5632, 2048, gpu::LinearPath::automatic, 0, 1, 64},
+    {"prompt_m/down:5632x2048/tile_rows:128", gpu::WeightType::q4_0, 512, 5632, 2048, gpu::LinearPath::automatic, 0, 1, {128}},
+    {"prompt_m/down:5632x2048/tile_rows:64", gpu::WeightType::q4_0, 512, 5632, 2048, gpu::LinearPath::automatic, 0, 1, {64}},
 };
 
 // A decoded token's q4_0 GEMVs at M's shapes (q and o, k and v, gate and up, down,
@@ -290,7 +310,7 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("BM_DeviceCopy", BM_DeviceCopy)->Arg(512)->UseManualTime()->Unit(benchmark::kMillisecond);
   for (const Case& c : kCases) {
     auto* registered = benchmark::RegisterBenchmark(("BM_FusedLinear/" + std::string(c.name)).c_str(), BM_FusedLinear,
-                                                    c.type, c.rows, c.k, c.n, c.path, c.gemv_columns, c.batched, c.tile_rows,
+                                                    c.type, c.rows, c.k, c.n, c.path, c.gemv_columns, c.batched, c.tile,
                                                     c.layout);
     registered->UseManualTime()->Unit(benchmark::kMicrosecond);
     // A fixed count for the one-row cases: with manual time, a minimum time would take a
@@ -304,7 +324,7 @@ int main(int argc, char** argv) {
                                  (layout == kSplit ? "/split" : "") + "/columns:" + std::to_string(columns) +
                                  "/batched:8";
         benchmark::RegisterBenchmark(name.c_str(), BM_FusedLinear, ember::gpu::WeightType::q4_0, 1u, shape.k, shape.n,
-                                     kGemv, columns, 8u, 0u, layout)
+                                     kGemv, columns, 8u, CoopmatTile{}, layout)
             ->UseManualTime()
             ->Unit(benchmark::kMicrosecond)
             ->Iterations(kIterations);

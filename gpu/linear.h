@@ -6,7 +6,8 @@
 // q4_0 from 64 (a prompt, not a decoded token); a caller may force any path. Against block weights the GEMV and tiled GEMM
 // first round x to q8_0 blocks, as the CPU does, into a scratch buffer the FusedLinear
 // keeps (grown as needed), and give the CPU's numbers; the cooperative-matrix GEMM
-// multiplies f16 roundings of x and of each weight (2^-11 of each product): 5.6-5.9x
+// multiplies f16 roundings of x (made by a pass into the same scratch) and of each
+// weight (2^-11 of each product): 5.6-5.9x
 // faster than the tiled GEMM at 512 x 14336 -> 4096 on the H200 (docs/PERFORMANCE.md),
 // and it moved a 6.5 M model's logits by a few 1e-3 of their range.
 #pragma once
@@ -60,6 +61,11 @@ struct LinearArgs {
   uint32_t gemv_columns = 0;
   // Rows of y per cooperative-matrix workgroup (128, 64 or 32); 0 lets coopmat_tile_rows choose.
   uint32_t tile_rows = 0;
+  // Its columns (128, or 256 with 64 rows or more); 0 lets coopmat_tile_columns choose.
+  uint32_t tile_columns = 0;
+  // Slices of x and W it keeps in shared memory (1, or 2 to load one while it multiplies
+  // the other, where the device's shared memory holds them); 0 takes 2 where it can.
+  uint32_t stages = 0;
 };
 
 constexpr uint32_t kMaxGemvColumns = 8;  // the GEMV shaders' kMaxColumns
@@ -86,6 +92,11 @@ uint32_t gemv_columns(WeightType type, uint32_t n);
 // The cooperative-matrix GEMM's rows per 128-column tile for `rows` x n outputs: 128
 // where that makes about a workgroup per multiprocessor of a large GPU, otherwise fewer.
 uint32_t coopmat_tile_rows(uint32_t rows, uint32_t n);
+// Its columns per tile of `tile_rows` rows: 256 for products large enough to keep a
+// large GPU busy with such tiles (each loads fewer bytes per product), else 128.
+uint32_t coopmat_tile_columns(uint32_t rows, uint32_t n, uint32_t tile_rows);
+// The shared memory its workgroup takes for a tile shape and a number of stages.
+uint32_t coopmat_shared_bytes(uint32_t tile_rows, uint32_t tile_columns, uint32_t stages);
 
 class FusedLinear {
  public:
@@ -120,7 +131,8 @@ class FusedLinear {
   PipelineCache& pipelines_;
   Allocator& allocator_;
   std::unique_ptr<DescriptorSets> own_sets_;  // for run()'s batches
-  // x rounded to q8_0 for the block shaders; the batch recording into it holds the mutex.
+  // x rounded to q8_0 for the block shaders, or to f16 for the cooperative-matrix GEMM;
+  // the batch recording into it holds the mutex.
   std::mutex quantized_x_mutex_;
   DeviceBuffer quantized_x_;
   // What quantized_x_ will hold once the last recorded dispatch has run: a linear recorded
@@ -131,13 +143,10 @@ class FusedLinear {
     size_t dispatches = 0;
     const DeviceBuffer* x = nullptr;
     uint32_t layout = 0;
-    uint64_t blocks = 0;
+    uint64_t values = 0;
     bool operator==(const QuantizedSource&) const = default;
   };
   QuantizedSource quantized_source_;
-  // Whether the op that wrote x left quantized_x_ (prepare_rounded_x): its dispatch, not
-  // a sibling product, comes just before, so the product waits for it at a barrier.
-  bool quantized_by_producer_ = false;
   // Grows quantized_x_ to `bytes`; the batch keeps the smaller buffer for layers recorded before.
   Status reserve_quantized_x(CommandBatch& batch, uint64_t bytes);
   // The products recorded last, back to back over one x since a barrier: a product over

@@ -45,6 +45,9 @@ constexpr uint32_t kAttentionTiled[] = {
 constexpr uint32_t kEmbedding[] = {
 #include "embedding.spv.inc"
 };
+constexpr uint32_t kRoundRowsF16[] = {
+#include "round_rows_f16.spv.inc"
+};
 
 // linear_common.glsl's push constants: rows, k, n, has_bias, first_column, row_bytes.
 constexpr uint32_t kLinearPushBytes = 6 * sizeof(uint32_t);
@@ -63,6 +66,7 @@ const ShaderInfo kShaders[] = {
     {"attention", kAttention, 8, 8 * sizeof(uint32_t)},   // first_row .. stride
     {"attention_tiled", kAttentionTiled, 4, 6 * sizeof(uint32_t)},  // first_row .. scale
     {"embedding", kEmbedding, 3, 4 * sizeof(uint32_t)},   // rows, cols, row_bytes, table_rows
+    {"round_rows_f16", kRoundRowsF16, 2, 2 * sizeof(uint32_t)},  // rows, k
 };
 
 }  // namespace

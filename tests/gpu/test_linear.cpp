@@ -69,12 +69,18 @@ struct Shape {
   uint32_t rows, k, n;
 };
 
+// A cooperative-matrix tile shape and its stages; 0 lets FusedLinear choose.
+struct CoopmatTile {
+  uint32_t rows = 0, columns = 0, stages = 0;
+};
+
 // Runs one case and compares every output; also checks nothing is written past y.
 void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath path, Activation act, Shape shape,
-                  bool with_bias, double relative_tolerance = 3e-5, uint32_t gemv_columns = 0, uint32_t tile_rows = 0,
+                  bool with_bias, double relative_tolerance = 3e-5, uint32_t gemv_columns = 0, CoopmatTile tile = {},
                   BlockLayout layout = BlockLayout::file) {
   SCOPED_TRACE("rows " + std::to_string(shape.rows) + " k " + std::to_string(shape.k) + " n " + std::to_string(shape.n) +
-               (with_bias ? " with bias" : " without bias") + " tile rows " + std::to_string(tile_rows) +
+               (with_bias ? " with bias" : " without bias") + " tile " + std::to_string(tile.rows) + " x " +
+               std::to_string(tile.columns) + " in " + std::to_string(tile.stages) + " stages" +
                (layout == BlockLayout::split ? " split" : ""));
   const std::vector<float> x = rng.uniform(size_t{shape.rows} * shape.k);
   const std::vector<float> w_float = rng.uniform(size_t{shape.n} * shape.k);
@@ -114,7 +120,8 @@ void check_linear(Gpu& gpu, testing::SeededRng& rng, WeightType type, LinearPath
                                          .weight_type = type, .weight_layout = layout, .n = shape.n,
                                          .bias = with_bias ? &bias_buffer : nullptr,
                                          .activation = act, .y = &y_buffer, .path = path,
-                                         .gemv_columns = gemv_columns, .tile_rows = tile_rows});
+                                         .gemv_columns = gemv_columns, .tile_rows = tile.rows,
+                                         .tile_columns = tile.columns, .stages = tile.stages});
   ASSERT_TRUE(status) << status.message();
   const std::vector<float> y = read_mapped<float>(y_buffer, outputs + kGuard);
   for (size_t i = outputs; i < outputs + kGuard; ++i) ASSERT_TRUE(std::isnan(y[i])) << "wrote past y at " << i;
@@ -160,7 +167,7 @@ TEST_P(GpuLinear, MatchesTheCpuReference) {
   for (const BlockLayout layout : {BlockLayout::file, BlockLayout::split}) {
     if (layout == BlockLayout::split && !blocks) break;
     const auto check = [&](Shape shape, bool with_bias) {
-      check_linear(gpu, rng, type, path, act, shape, with_bias, 3e-5, 0, 0, layout);
+      check_linear(gpu, rng, type, path, act, shape, with_bias, 3e-5, 0, {}, layout);
     };
     for (uint32_t rows : {1u, 3u, 67u})
       for (uint32_t n : {1u, 5u, 131u}) check({rows, k, n}, (rows + n) % 2 == 0);
@@ -201,23 +208,25 @@ TEST(GpuLinearCooperativeMatrix, MatchesTheCpuReferenceWithinF16Rounding) {
   ASSERT_NE(gpu.linear, nullptr);
   testing::SeededRng rng;
   constexpr double kF16Tolerance = 1e-3;
-  const auto cooperative = [&](WeightType type, Activation act, Shape shape, bool with_bias, uint32_t tile_rows) {
-    check_linear(gpu, rng, type, LinearPath::cooperative_matrix, act, shape, with_bias, kF16Tolerance, 0, tile_rows);
+  const auto cooperative = [&](WeightType type, Activation act, Shape shape, bool with_bias, CoopmatTile tile) {
+    check_linear(gpu, rng, type, LinearPath::cooperative_matrix, act, shape, with_bias, kF16Tolerance, 0, tile);
   };
+  // Every tile shape, each with the stages the H100 and the H200 take and one with the other.
+  constexpr CoopmatTile kTiles[] = {{128, 128, 2}, {128, 128, 1}, {64, 128, 2}, {32, 128, 2}, {128, 256, 1}, {64, 256, 1}};
   for (const Activation act : {Activation::none, Activation::relu, Activation::gelu_tanh, Activation::silu}) {
     SCOPED_TRACE("activation " + std::to_string(static_cast<int>(act)));
-    // Each tile height: one tile and a partial one, both ways; k through several 32-steps
-    // with a partial last.
-    for (const uint32_t tile_rows : {128u, 64u, 32u}) {
-      cooperative(WeightType::f16, act, {2, 8, 3}, true, tile_rows);
-      cooperative(WeightType::f16, act, {133, 200, 130}, true, tile_rows);
-      cooperative(WeightType::f16, act, {67, 1064, 259}, false, tile_rows);
+    // Each tile: one tile and a partial one, both ways; k through several 32-steps with a
+    // partial last.
+    for (const CoopmatTile tile : kTiles) {
+      cooperative(WeightType::f16, act, {2, 8, 3}, true, tile);
+      cooperative(WeightType::f16, act, {133, 200, 130}, true, tile);
+      cooperative(WeightType::f16, act, {67, 1064, 259}, false, tile);
       // Block weights, one block per 32-deep step, each weight rounded to f16 as staged.
       for (const WeightType type : {WeightType::q8_0, WeightType::q4_0})
         for (const BlockLayout layout : {BlockLayout::file, BlockLayout::split}) {
           const auto blocks = [&](Shape shape, bool with_bias) {
             check_linear(gpu, rng, type, LinearPath::cooperative_matrix, act, shape, with_bias, kF16Tolerance, 0,
-                         tile_rows, layout);
+                         tile, layout);
           };
           blocks({2, 32, 3}, true);
           blocks({133, 224, 130}, true);
@@ -261,18 +270,51 @@ TEST(GpuLinearCooperativeMatrix, RefusesWhatItCannotRunWithTheReason) {
   status = gpu.linear->run(args);
   EXPECT_NE(status.message().find("only the cooperative-matrix GEMM takes them"), std::string::npos)
       << status.message();
+  args.tile_rows = 0;
+  args.tile_columns = 256;
+  status = gpu.linear->run(args);
+  EXPECT_NE(status.message().find("tile columns 256: only the cooperative-matrix GEMM"), std::string::npos)
+      << status.message();
+  args.tile_columns = 0;
+  args.stages = 2;
+  status = gpu.linear->run(args);
+  EXPECT_NE(status.message().find("stages 2: only the cooperative-matrix GEMM"), std::string::npos)
+      << status.message();
+  if (context.capabilities().fp16_cooperative_matrix()) {
+    args.path = LinearPath::cooperative_matrix;
+    args.stages = 3;
+    status = gpu.linear->run(args);
+    EXPECT_NE(status.message().find("stages 3: only the cooperative-matrix GEMM takes them, 1 or 2"),
+              std::string::npos)
+        << status.message();
+    args.stages = 0;
+    args.tile_columns = 192;
+    status = gpu.linear->run(args);
+    EXPECT_NE(status.message().find("128 or 256"), std::string::npos) << status.message();
+    args.tile_columns = 256;
+    args.tile_rows = 32;
+    status = gpu.linear->run(args);
+    EXPECT_NE(status.message().find("tile columns 256 need tile rows 64 or 128, not 32"), std::string::npos)
+        << status.message();
+  }
   EXPECT_EQ(gpu.pipelines.created(), 0u);
 }
 
 // 128-row tiles where they make 128 workgroups; otherwise 64 or 32 rows, so that a
 // prompt through a 2048-wide layer (64 tiles of 128 x 128) spreads over a large GPU.
-TEST(GpuLinearCooperativeMatrix, ShrinksTileRowsForSmallProducts) {
+TEST(GpuLinearCooperativeMatrix, ShrinksTilesForSmallProducts) {
   EXPECT_EQ(coopmat_tile_rows(4096, 4096), 128u);
   EXPECT_EQ(coopmat_tile_rows(512, 4096), 128u);  // 4 x 32 tiles
   EXPECT_EQ(coopmat_tile_rows(512, 5632), 128u);  // 4 x 44
   EXPECT_EQ(coopmat_tile_rows(512, 2048), 64u);   // 8 x 16
   EXPECT_EQ(coopmat_tile_rows(512, 512), 32u);    // 16 x 4
   EXPECT_EQ(coopmat_tile_rows(64, 512), 32u);
+  // 256 columns only where 512 such tiles or more keep the device busy.
+  EXPECT_EQ(coopmat_tile_columns(4096, 4096, 128), 256u);  // 32 x 16 tiles
+  EXPECT_EQ(coopmat_tile_columns(4096, 4000, 128), 256u);  // 32 x 16, the last tile partial
+  EXPECT_EQ(coopmat_tile_columns(4096, 3840, 128), 128u);  // 32 x 15
+  EXPECT_EQ(coopmat_tile_columns(512, 4096, 128), 128u);   // 4 x 16
+  EXPECT_EQ(coopmat_tile_columns(4096, 4096, 32), 128u);   // too few rows for the wide tile
 }
 
 // y = x·Wᵀ in doubles, x rounded to q8_0 first against block weights, as the shaders take it.
@@ -299,14 +341,6 @@ std::vector<uint8_t> random_weights(testing::SeededRng& rng, WeightType type, ui
   return bytes;
 }
 
-// Two layers, the second reading the first's output, in one CommandBatch: one submission,
-// and the second layer sees the first's result. The second needs more x scratch than the
-// first, so the scratch grows inside the batch while the first still uses the old one.
-// Linears recorded one after another over the same x (a layer's q, k and v; gate and up)
-// round it to q8_0 once: the later ones read that copy with no pass and no barrier of
-// their own, and still give the reference. A q8_0 product (bytes layout) after q4_0 GEMVs
-// (paired layout) needs its own rounding. The batch is timed dispatch by dispatch, as
-// bench-gpu splits a product's time.
 // Weights of `type` for products of k inputs to each of `outs`, on the device, and a
 // poisoned output buffer of `rows` rows for each.
 struct Products {
@@ -347,6 +381,7 @@ TEST(GpuLinearBatch, SiblingProductsOverOneInputShareABarrier) {
   DeviceBuffer y_biased = mapped_buffer(gpu.allocator, testing::poisoned(size_t{kRows} * kOuts[1]));
   auto sets = DescriptorSets::create(context, 16);
   ASSERT_TRUE(sets) << sets.status().message();
+  const bool tensor_cores = cooperative_matrix_shortcoming(context.capabilities(), WeightType::f16, kIn).empty();
   {
     CommandBatch batch(context, *sets.value());
     for (size_t i = 0; i < weights.size(); ++i) {
@@ -354,25 +389,27 @@ TEST(GpuLinearBatch, SiblingProductsOverOneInputShareABarrier) {
                                                        .weight_type = WeightType::f16, .n = kOuts[i], .y = &outputs[i]});
       ASSERT_TRUE(status) << status.message();
     }
-    EXPECT_EQ(batch.dispatches(), 3u);
-    EXPECT_EQ(batch.barriers(), 1u) << "q, k and v share the first barrier";
+    // On the tensor cores x is rounded to f16 first, once for the three.
+    const uint32_t rounding = tensor_cores ? 1 : 0;
+    EXPECT_EQ(batch.dispatches(), 3u + rounding);
+    EXPECT_EQ(batch.barriers(), 1u + rounding) << "q, k and v share the first barrier";
     Status status = gpu.linear->record(batch, {.x = &x_buffer, .rows = kRows, .k = kIn, .weights = &weight_buffers[1],
                                                .weight_type = WeightType::f16, .n = kOuts[1], .bias = &outputs[1],
                                                .y = &y_biased});
     ASSERT_TRUE(status) << status.message();
-    EXPECT_EQ(batch.barriers(), 2u) << "a product over the same x with a sibling's output as its bias waits";
+    EXPECT_EQ(batch.barriers(), 2u + rounding) << "a product over the same x with a sibling's output as its bias waits";
     status = gpu.linear->record(batch, {.x = &outputs[0], .rows = kRows, .k = kOuts[0], .weights = &w_next_buffer,
                                         .weight_type = WeightType::f16, .n = 8, .y = &y_next});
     ASSERT_TRUE(status) << status.message();
-    EXPECT_EQ(batch.barriers(), 3u) << "a product of a sibling's output waits";
+    // On the tensor cores: a barrier before rounding the new x, and one after.
+    EXPECT_EQ(batch.barriers(), 3u + 2 * rounding) << "a product of a sibling's output waits";
     status = gpu.linear->record(batch, {.x = &outputs[0], .rows = kRows, .k = kOuts[0], .weights = &w_next_buffer,
                                         .weight_type = WeightType::f16, .n = 8, .y = &y_next_again});
     ASSERT_TRUE(status) << status.message();
-    EXPECT_EQ(batch.barriers(), 3u) << "its sibling over the same x";
+    EXPECT_EQ(batch.barriers(), 3u + 2 * rounding) << "its sibling over the same x";
     status = batch.run();
     ASSERT_TRUE(status) << status.message();
   }
-  const bool tensor_cores = cooperative_matrix_shortcoming(context.capabilities(), WeightType::f16, kIn).empty();
   const double tolerance = tensor_cores ? 1e-2 : 1e-4;
   std::vector<std::vector<float>> values;
   for (size_t i = 0; i < weights.size(); ++i) {
@@ -395,6 +432,11 @@ TEST(GpuLinearBatch, SiblingProductsOverOneInputShareABarrier) {
           << "biased at " << r << ", " << c;
 }
 
+// Linears recorded one after another over the same x (a layer's q, k and v; gate and up)
+// round it to q8_0 once: the later ones read that copy with no pass and no barrier of
+// their own, and still give the reference; one whose bias is a sibling's output waits
+// for it. A q8_0 product (bytes layout) after q4_0 GEMVs (paired layout) needs its own
+// rounding. The batch is timed dispatch by dispatch, as bench-gpu splits a product's time.
 TEST(GpuLinearBatch, LinearsOverOneInputRoundItOnce) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Gpu gpu(context);
@@ -408,6 +450,7 @@ TEST(GpuLinearBatch, LinearsOverOneInputRoundItOnce) {
   const std::vector<uint8_t> w_q8 = random_weights(rng, WeightType::q8_0, kIn, 8);
   DeviceBuffer w_q8_buffer = mapped_buffer(gpu.allocator, w_q8);
   DeviceBuffer y_q8 = mapped_buffer(gpu.allocator, testing::poisoned(8));
+  DeviceBuffer y_biased = mapped_buffer(gpu.allocator, testing::poisoned(kOuts[1]));
   auto sets = DescriptorSets::create(context, 16);
   ASSERT_TRUE(sets) << sets.status().message();
   {
@@ -419,17 +462,24 @@ TEST(GpuLinearBatch, LinearsOverOneInputRoundItOnce) {
       ASSERT_TRUE(status) << status.message();
     }
     EXPECT_EQ(batch.dispatches(), 4u);  // x rounded once, then three GEMVs
-    Status status = gpu.linear->record(batch, {.x = &x_buffer, .rows = 1, .k = kIn, .weights = &w_q8_buffer,
-                                               .weight_type = WeightType::q8_0, .n = 8, .y = &y_q8,
-                                               .path = LinearPath::gemv});
+    EXPECT_EQ(batch.barriers(), 2u) << "the three GEMVs share the barrier after the rounding";
+    // One more over the same rounding, whose bias is a sibling's output, waits for it.
+    Status status = gpu.linear->record(batch, {.x = &x_buffer, .rows = 1, .k = kIn, .weights = &weight_buffers[1],
+                                               .weight_type = WeightType::q4_0, .n = kOuts[1], .bias = &outputs[1],
+                                               .y = &y_biased, .path = LinearPath::gemv});
     ASSERT_TRUE(status) << status.message();
-    EXPECT_EQ(batch.dispatches(), 6u);
+    EXPECT_EQ(batch.dispatches(), 5u);
+    EXPECT_EQ(batch.barriers(), 3u);
+    status = gpu.linear->record(batch, {.x = &x_buffer, .rows = 1, .k = kIn, .weights = &w_q8_buffer,
+                                        .weight_type = WeightType::q8_0, .n = 8, .y = &y_q8, .path = LinearPath::gemv});
+    ASSERT_TRUE(status) << status.message();
+    EXPECT_EQ(batch.dispatches(), 7u);
     if (context.capabilities().timestamp_valid_bits > 0) {
       // Timed dispatch by dispatch: one time each (a wrapped or unwritten timestamp would
       // read as years), and the same results.
       auto seconds = batch.run_timed_each();
       ASSERT_TRUE(seconds) << seconds.status().message();
-      ASSERT_EQ(seconds->size(), 6u);
+      ASSERT_EQ(seconds->size(), 7u);
       for (double each : seconds.value()) {
         EXPECT_GE(each, 0.0);
         EXPECT_LT(each, 10.0);
@@ -447,6 +497,10 @@ TEST(GpuLinearBatch, LinearsOverOneInputRoundItOnce) {
   const std::vector<float> values = read_mapped<float>(y_q8, 8);
   const std::vector<double> expected = reference_linear(x, w_q8, WeightType::q8_0, 1, kIn, 8);
   for (uint32_t j = 0; j < 8; ++j) ASSERT_NEAR(values[j], expected[j], 1e-4) << "q8_0 row " << j;
+  const std::vector<float> sibling = read_mapped<float>(outputs[1], kOuts[1]);
+  const std::vector<float> biased = read_mapped<float>(y_biased, kOuts[1]);
+  const std::vector<double> unbiased = reference_linear(x, weights[1], WeightType::q4_0, 1, kIn, kOuts[1]);
+  for (uint32_t j = 0; j < kOuts[1]; ++j) ASSERT_NEAR(biased[j], unbiased[j] + sibling[j], 1e-4) << "biased row " << j;
 }
 
 // The op that writes a decoded token's x (its norm, residual add and norm, or swiglu) can
@@ -538,6 +592,9 @@ TEST(GpuLinearBatch, AProducerThatRoundsXSparesTheRoundingPass) {
   EXPECT_EQ(batch.dispatches(), 0u);
 }
 
+// Two layers, the second reading the first's output, in one CommandBatch: one submission,
+// and the second layer sees the first's result. The second needs more x scratch than the
+// first, so the scratch grows inside the batch while the first still uses the old one.
 TEST(GpuLinearBatch, ChainedLayersRunInOneSubmission) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Gpu gpu(context);
@@ -617,7 +674,7 @@ TEST(GpuLinearGemv, EveryColumnCountGivesTheReference) {
         for (const BlockLayout layout : {BlockLayout::file, BlockLayout::split}) {
           if (layout == BlockLayout::split && !blocks) break;
           check_linear(gpu, rng, type, LinearPath::gemv, Activation::silu, {2, blocks ? 32u * 67u : 299u, n},
-                       n % 2 == 0, 3e-5, columns, 0, layout);
+                       n % 2 == 0, 3e-5, columns, {}, layout);
         }
     }
   }
