@@ -61,23 +61,41 @@ const uint kWLoads = kVectorsPerRow;
 uvec4 x_loads[kMostXLoads];
 uvec4 w_loads[kWLoads];
 WeightBlock weight;  // the invocation's weight block of the step
+// Where the invocation's vectors of x and of f16 W lie at k0 = 0 (vector indices, whole
+// rows of k a multiple of 8), or ~0u for a row or column past the product's edge: the
+// steps then add k0 / 8 and check only k.
+const uint kOutside = ~0u;
+uint x_first[kMostXLoads];
+uint w_first[kWLoads];
 
-void load_slices(uint row0, uint column0, uint k0) {
+void find_vectors(uint row0, uint column0) {
   [[unroll]] for (uint j = 0u; j < kMostXLoads; ++j) {
-    if (j >= kXLoads) break;
     const uint index = gl_LocalInvocationIndex + kThreads * j;
     const uint row = row0 + index / kVectorsPerRow;
-    const uint i = k0 + 8u * (index % kVectorsPerRow);
-    x_loads[j] = (index < TILE_ROWS * kVectorsPerRow && row < shape.rows && i < shape.k) ? x8[(row * shape.k + i) >> 3]
-                                                                                          : uvec4(0u);
+    x_first[j] = j < kXLoads && index < TILE_ROWS * kVectorsPerRow && row < shape.rows
+                     ? row * (shape.k / 8u) + index % kVectorsPerRow
+                     : kOutside;
+  }
+  [[unroll]] for (uint j = 0u; j < kWLoads; ++j) {
+    const uint index = gl_LocalInvocationIndex + kThreads * j;
+    const uint column = column0 + index / kVectorsPerRow;
+    w_first[j] = column < shape.n ? column * (shape.row_bytes / 16u) + index % kVectorsPerRow : kOutside;
+  }
+}
+
+// Whether the invocation's j-th vector of a row at k0 lies inside the product: its row
+// or column does, and the vector starts before k.
+bool inside(uint first, uint k0, uint j) {
+  return first != kOutside && k0 + 8u * ((gl_LocalInvocationIndex + kThreads * j) % kVectorsPerRow) < shape.k;
+}
+
+void load_slices(uint column0, uint k0) {
+  [[unroll]] for (uint j = 0u; j < kMostXLoads; ++j) {
+    if (j >= kXLoads) break;
+    x_loads[j] = inside(x_first[j], k0, j) ? x8[x_first[j] + k0 / 8u] : uvec4(0u);
   }
   if (WEIGHT_TYPE == kF16) {
-    [[unroll]] for (uint j = 0u; j < kWLoads; ++j) {
-      const uint index = gl_LocalInvocationIndex + kThreads * j;
-      const uint column = column0 + index / kVectorsPerRow;
-      const uint i = k0 + 8u * (index % kVectorsPerRow);
-      w_loads[j] = (column < shape.n && i < shape.k) ? w4[(column * shape.row_bytes + 2u * i) >> 4] : uvec4(0u);
-    }
+    [[unroll]] for (uint j = 0u; j < kWLoads; ++j) w_loads[j] = inside(w_first[j], k0, j) ? w4[w_first[j] + k0 / 8u] : uvec4(0u);
   } else {
     // A column past n reads zeros.
     const uint column = column0 + gl_LocalInvocationIndex;
@@ -154,14 +172,15 @@ void main() {
   [[unroll]] for (uint i = 0u; i < kMostFragmentRows; ++i)
     [[unroll]] for (uint j = 0u; j < kFragmentColumns; ++j) acc[i][j] = fcoopmatNV<32, kSubgroupScope, 16, 16>(0.0);
 
-  load_slices(row0, column0, 0u);
+  find_vectors(row0, column0);
+  load_slices(column0, 0u);
   store_slices(0u);
   barrier();
   const uint steps = (shape.k + kStep - 1u) / kStep;
   for (uint step = 0u; step < steps; ++step) {
     const uint stage = STAGES == 2u ? step & 1u : 0u;
     const bool more = step + 1u < steps;
-    if (more) load_slices(row0, column0, (step + 1u) * kStep);
+    if (more) load_slices(column0, (step + 1u) * kStep);
     [[unroll]] for (uint v = 0u; v < kVectorsPerRow; v += 2u) {
       fcoopmatNV<16, kSubgroupScope, 16, 16> a[kMostFragmentRows];
       fcoopmatNV<16, kSubgroupScope, 16, 16> b[kFragmentColumns];
