@@ -10,6 +10,7 @@
 // nibble, or x left unrounded, costs far more.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -24,6 +25,7 @@
 #include "gpu/row_ops.h"
 #include "gpu_test_buffers.h"
 #include "gpu_test_context.h"
+#include "quant/convert.h"
 #include "quant/quantize.h"
 #include "test_util.h"
 
@@ -240,6 +242,47 @@ TEST(GpuLinearCooperativeMatrix, MatchesTheCpuReferenceWithinF16Rounding) {
   check_linear(gpu, rng, WeightType::f16, LinearPath::automatic, Activation::none, {5, 64, 7}, false, kF16Tolerance);
   check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::none, {64, 64, 7}, false, kF16Tolerance);
   EXPECT_EQ(gpu.pipelines.created(), before) << "a pipeline other than the cooperative one was made";
+}
+
+// The pass before the tensor-core GEMM rounds x to f16 as the CPU's conversion does (to
+// nearest, ties to even, infinity past f16's range, subnormals in steps of 2^-24) on any
+// device, lavapipe included: the same bits as quant::f32_to_f16_row, and nothing past
+// the rounded rows.
+TEST(GpuLinearCooperativeMatrix, XIsRoundedToF16AsTheCpuRoundsIt) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  testing::SeededRng rng;
+  constexpr uint32_t kRows = 3, kIn = 1000;
+  std::vector<float> x = rng.uniform(size_t{kRows} * kIn);
+  // Magnitudes from f16's subnormals to past its largest value, then exact ties.
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::ldexp(x[i], static_cast<int>(i % 44) - 26);
+  const float ties[] = {1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, -2049.0f, 0x1p-25f, 3 * 0x1p-25f, 65519.0f, 65520.0f};
+  std::copy(std::begin(ties), std::end(ties), x.begin());
+  std::vector<uint16_t> expected(x.size());
+  quant::f32_to_f16_row(x.data(), expected.data(), static_cast<int64_t>(x.size()));
+
+  constexpr size_t kGuardWords = 5;
+  DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x);
+  DeviceBuffer rounded = mapped_buffer(gpu.allocator, testing::poisoned(x.size() / 2 + kGuardWords));
+  auto pipeline = gpu.pipelines.get(ShaderId::round_rows_f16, {});
+  ASSERT_TRUE(pipeline) << pipeline.status().message();
+  auto grid = flat_grid(context, (x.size() / 8 + 255) / 256);
+  ASSERT_TRUE(grid) << grid.status().message();
+  auto sets = DescriptorSets::create(context, 1);
+  ASSERT_TRUE(sets) << sets.status().message();
+  CommandBatch batch(context, *sets.value());
+  auto set = batch.descriptor_set(*pipeline.value(), {&x_buffer, &rounded});
+  ASSERT_TRUE(set) << set.status().message();
+  batch.add({.pipeline = pipeline.value(), .set = set.value(), .push = {kRows, kIn}, .push_words = 2,
+             .groups = grid.value()});
+  const Status status = batch.run();
+  ASSERT_TRUE(status) << status.message();
+
+  const std::vector<float> words = read_mapped<float>(rounded, x.size() / 2 + kGuardWords);
+  std::vector<uint16_t> halves(x.size());
+  std::memcpy(halves.data(), words.data(), halves.size() * sizeof(uint16_t));
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(halves[i], expected[i]) << "value " << i << " = " << x[i];
+  for (size_t i = x.size() / 2; i < words.size(); ++i) ASSERT_TRUE(std::isnan(words[i])) << "wrote past x at word " << i;
 }
 
 TEST(GpuLinearCooperativeMatrix, RefusesWhatItCannotRunWithTheReason) {
