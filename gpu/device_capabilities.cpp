@@ -77,6 +77,8 @@ bool DeviceCapabilities::fp16_cooperative_matrix() const {
 std::string DeviceCapabilities::shortcoming() const {
   if (api_version < VK_API_VERSION_1_2) return "Vulkan " + version_text(api_version) + ", 1.2 is needed";
   if (!has_compute_queue) return "no compute queue";
+  // The GEMVs, norms and attention reduce through subgroups.
+  if (!subgroup_arithmetic_in_compute) return "no subgroup arithmetic in compute shaders";
   return "";
 }
 

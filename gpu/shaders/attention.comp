@@ -1,6 +1,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 // Causal grouped-query attention of one short segment's queries (a decoded token) over
 // its KV cache, storing the segment's own keys and values there as it goes: one
 // workgroup per (query row, head); attention_tiled.comp takes prompts, after
@@ -49,12 +50,13 @@ layout(push_constant) uniform Shape {
 } shape;
 
 const uint kThreads = 256u;
+const uint kReduceThreads = kThreads;
 const uint kMaxHeadDim = 256u;
 const uint kWordsInFlight = 64u;
 const uint kKeysInFlight = 16u;
 shared float query[kMaxHeadDim];
-shared float reduction[kThreads];
 shared vec2 partial_words[kThreads];
+#include "workgroup_reduce.glsl"
 
 // Cache words per key or value row of one kv head.
 uint row_words() { return CACHE_TYPE == 0u ? shape.head_dim : shape.head_dim / 2u; }
@@ -93,19 +95,6 @@ void store_new_row(uint token, uint kv_head) {
   }
 }
 
-float reduce(float value, bool take_max) {
-  const uint t = gl_LocalInvocationID.x;
-  reduction[t] = value;
-  barrier();
-  for (uint stride = kThreads / 2u; stride > 0u; stride >>= 1) {
-    if (t < stride) reduction[t] = take_max ? max(reduction[t], reduction[t + stride]) : reduction[t] + reduction[t + stride];
-    barrier();
-  }
-  const float total = reduction[0];
-  barrier();
-  return total;
-}
-
 void main() {
   const uint t = gl_LocalInvocationID.x;
   const uint token = gl_WorkGroupID.x;
@@ -142,12 +131,12 @@ void main() {
       const vec2 values = word_values(new_word(0u, j - shape.position, kv_head, w));
       part += CACHE_TYPE == 0u ? query[w] * values.x : query[2u * w] * values.x + query[2u * w + 1u] * values.y;
     }
-    const float score = reduce(part, false) * shape.scale;
+    const float score = workgroup_sum(part) * shape.scale;
     if (t == 0u) scores[scores_first + j] = score;
     largest = max(largest, score);
   }
   memoryBarrierBuffer();
-  largest = reduce(largest, true);
+  largest = workgroup_max(largest);
 
   float sum = 0.0;
   for (uint j = t; j < keys; j += kThreads) {
@@ -155,7 +144,7 @@ void main() {
     scores[scores_first + j] = weight;
     sum += weight;
   }
-  sum = reduce(sum, false);
+  sum = workgroup_sum(sum);
   // The weights other threads wrote must be visible before every thread reads them all.
   memoryBarrierBuffer();
   barrier();

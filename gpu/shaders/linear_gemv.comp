@@ -1,10 +1,11 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 // Fused linear for few input rows and f32 or f16 weights: one workgroup per (COLUMNS
 // output columns, input row). The threads split the dot product over k in groups of 4
 // weights, each reading its 4 values of x once for all the workgroup's columns, and add
-// their partial sums in shared memory. (linear_gemv_blocks.comp takes q8_0/q4_0.)
+// their partial sums through subgroup operations. (linear_gemv_blocks.comp takes q8_0/q4_0.)
 #include "linear_common.glsl"
 
 layout(constant_id = 2) const uint COLUMNS = 1;  // output columns per workgroup, 1 to kMaxColumns
@@ -12,7 +13,8 @@ layout(constant_id = 2) const uint COLUMNS = 1;  // output columns per workgroup
 const uint kMaxColumns = 8u;
 layout(local_size_x = 64) in;
 
-shared float partial[kMaxColumns * 64u];
+// One sum per (column, subgroup); a subgroup may be as narrow as one invocation.
+shared float subgroup_sums[kMaxColumns * 64u];
 
 void main() {
   const uint first_column = shape.first_column + gl_WorkGroupID.x * COLUMNS;
@@ -31,12 +33,16 @@ void main() {
       [[unroll]] for (uint e = 0u; e < 4u; ++e) sums[c] += x_values[e] * weights[e];
     }
   }
-  [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) partial[c * 64u + t] = sums[c];
-  barrier();
-  for (uint stride = 32u; stride > 0u; stride >>= 1) {
-    if (t < stride)
-      [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) partial[c * 64u + t] += partial[c * 64u + t + stride];
-    barrier();
+  // Each subgroup adds its threads' sums, then one thread per column adds the
+  // subgroups', in subgroup order: two steps, where halving through shared memory waited
+  // at six barriers.
+  [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) {
+    const float subgroup_sum = subgroupAdd(sums[c]);
+    if (subgroupElect()) subgroup_sums[c * 64u + gl_SubgroupID] = subgroup_sum;
   }
-  if (t < COLUMNS && first_column + t < shape.n) store_output(r, first_column + t, partial[t * 64u]);
+  barrier();
+  if (t >= COLUMNS || first_column + t >= shape.n) return;
+  float total = subgroup_sums[t * 64u];
+  for (uint s = 1u; s < gl_NumSubgroups; ++s) total += subgroup_sums[t * 64u + s];
+  store_output(r, first_column + t, total);
 }

@@ -1,6 +1,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 // Fused linear for few input rows and q8_0 or q4_0 weights, on x rounded beforehand by
 // quantize_rows_q8.comp: one workgroup per (COLUMNS output columns, input row). Each
 // thread takes whole blocks, reads x's block once for all its columns (x, not the
@@ -28,7 +29,8 @@ layout(local_size_x = 64) in;
 
 layout(std430, binding = 0) readonly buffer QuantizedRecords4 { uvec4 xq4[]; };
 
-shared float partial[kMaxColumns * 64u];
+// One sum per (column, subgroup); a subgroup may be as narrow as one invocation.
+shared float subgroup_sums[kMaxColumns * 64u];
 
 int dot4(uint a, uint b) {
   int sum = 0;
@@ -83,12 +85,16 @@ void main() {
       sums[c] = fma(float(codes), weights.scale * x_scale, sums[c]);
     }
   }
-  [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) partial[c * 64u + t] = sums[c];
-  barrier();
-  for (uint stride = 32u; stride > 0u; stride >>= 1) {
-    if (t < stride)
-      [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) partial[c * 64u + t] += partial[c * 64u + t + stride];
-    barrier();
+  // Each subgroup adds its threads' sums, then one thread per column adds the
+  // subgroups', in subgroup order: two steps, where halving through shared memory waited
+  // at six barriers.
+  [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) {
+    const float subgroup_sum = subgroupAdd(sums[c]);
+    if (subgroupElect()) subgroup_sums[c * 64u + gl_SubgroupID] = subgroup_sum;
   }
-  if (t < COLUMNS && first_column + t < shape.n) store_output(r, first_column + t, partial[t * 64u]);
+  barrier();
+  if (t >= COLUMNS || first_column + t >= shape.n) return;
+  float total = subgroup_sums[t * 64u];
+  for (uint s = 1u; s < gl_NumSubgroups; ++s) total += subgroup_sums[t * 64u + s];
+  store_output(r, first_column + t, total);
 }

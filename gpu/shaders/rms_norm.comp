@@ -1,6 +1,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 // RMSNorm over the last axis: y = x / sqrt(mean(x^2) + eps) * weight, one workgroup per
 // row. The squares are summed per thread, then pairwise across the workgroup, in f32
 // (the CPU sums them in f64; the two agree to f32 rounding of the scale).
@@ -42,7 +43,8 @@ const uint kThreads = 256u;
 const uint kHeld = 8u;
 const uint kChunk = kThreads * kHeld;
 
-shared float partial[kThreads];
+const uint kReduceThreads = kThreads;
+#include "workgroup_reduce.glsl"
 // A chunk of y, for the invocations that round it a block each.
 shared float staged[kChunk];
 
@@ -71,13 +73,8 @@ void main() {
     if (ADD_FIRST == 1u) sum[first + c] = value;
     sum_squares += value * value;
   }
-  partial[t] = sum_squares;
-  barrier();
-  for (uint stride = kThreads / 2u; stride > 0u; stride >>= 1) {
-    if (t < stride) partial[t] += partial[t + stride];
-    barrier();
-  }
-  const float inverse_rms = 1.0 / sqrt(partial[0] / float(shape.cols) + shape.eps);
+  const float total_squares = workgroup_sum(sum_squares);
+  const float inverse_rms = 1.0 / sqrt(total_squares / float(shape.cols) + shape.eps);
   const uint row_blocks = shape.cols / 32u;
   for (uint chunk = 0u; chunk < shape.cols; chunk += kChunk) {
     float normed[kHeld];
