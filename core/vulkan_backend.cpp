@@ -259,6 +259,7 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   Recording recording;
   const auto input = [&](const Tensor& tensor) { return recorded_input(recording, tensor); };
   std::vector<size_t> first_dispatch;  // of each item, then the end
+  std::optional<FoldedRope> folded_rope;  // for the attention item next
   for (size_t index = 0; index < items.size(); ++index) {
     const BatchItem& item = items[index];
     first_dispatch.push_back(batch.dispatches());
@@ -344,10 +345,17 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         break;
       }
       case Op::rope: {
-        // A layer's q and then k rope, by the same angles: one dispatch for both.
+        // A layer's q and then k rope, by the same angles: one dispatch for both, or none
+        // where the attention right after them turns both itself.
         const BatchItem* alongside =
             index + 1 < items.size() && turns_alongside(item, items[index + 1]) ? &items[index + 1] : nullptr;
-        EMBER_RETURN_IF_ERROR(record_rope(batch, recording, node, inputs, *y.value(), alongside));
+        if (alongside != nullptr && index + 2 < items.size() && turns_in_attention(item, *alongside, items[index + 2])) {
+          auto folded = fold_ropes(recording, item, *alongside);
+          if (!folded) return folded.status();
+          folded_rope = folded.value();
+        } else {
+          EMBER_RETURN_IF_ERROR(record_rope(batch, recording, node, inputs, *y.value(), alongside));
+        }
         if (alongside != nullptr) {
           ++index;
           first_dispatch.push_back(batch.dispatches());
@@ -357,8 +365,9 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
       }
       case Op::embedding: EMBER_RETURN_IF_ERROR(record_embedding(batch, recording, inputs, *y.value())); break;
       case Op::cached_attention:
-        EMBER_RETURN_IF_ERROR(
-            record_attention(batch, recording, node, inputs, item.output, *y.value(), item_after(items, index)));
+        EMBER_RETURN_IF_ERROR(record_attention(batch, recording, node, inputs, item.output, *y.value(),
+                                               item_after(items, index), folded_rope));
+        folded_rope.reset();
         break;
       default: return internal_error(fmt::format("the Vulkan backend has no kernel for {}", op_name(node.op)));
     }
@@ -441,12 +450,18 @@ Result<gpu::DeviceBuffer*> VulkanBackend::host_visible(Recording& recording, uin
 
 Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& recording, const Node& node,
                                        std::span<const Tensor> inputs, const Tensor& output, gpu::DeviceBuffer& out,
-                                       const BatchItem* reader) {
+                                       const BatchItem* reader, const std::optional<FoldedRope>& folded) {
   std::array<gpu::DeviceBuffer*, 3> fresh{};  // q, k_new, v_new
-  for (size_t i = 0; i < fresh.size(); ++i) {
+  for (size_t i = folded ? 2 : 0; i < fresh.size(); ++i) {
     auto device = recorded_input(recording, inputs[i]);
     if (!device) return device.status();
     fresh[i] = device.value();
+  }
+  std::optional<gpu::AttentionRope> rope;
+  if (folded) {
+    fresh[0] = folded->q;
+    fresh[1] = folded->keys;
+    rope = folded->rope;
   }
   const gpu::DeviceCapabilities& caps = device_->context().capabilities();
   uint64_t scratch_floats = 0;
@@ -480,7 +495,7 @@ Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& reco
     const gpu::AttentionBuffers buffers{.q = fresh[0], .new_keys = fresh[1], .new_values = fresh[2],
                                         .key_cache = k_device.value(), .value_cache = v_device.value(), .out = &out,
                                         .scratch = recording.attention_scratch};
-    EMBER_RETURN_IF_ERROR(from_gpu(device_->attention().record(batch, shape, buffers, rounded)));
+    EMBER_RETURN_IF_ERROR(from_gpu(device_->attention().record(batch, shape, buffers, rounded, rope)));
     recording.written_caches.push_back(k_cache.buffer().get());
     recording.written_caches.push_back(v_cache.buffer().get());
     first_row += shape.tokens;
@@ -510,6 +525,75 @@ Status VulkanBackend::record_embedding(gpu::CommandBatch& batch, Recording& reco
       *ids_device.value(), y, static_cast<uint32_t>(ids.elements()), static_cast<uint32_t>(table.dim(1))));
 }
 
+Result<const gpu::DeviceBuffer*> VulkanBackend::angle_table(Recording& recording, const Node& node,
+                                                             std::span<const Tensor> inputs) {
+  const int64_t tokens = node.shape[0], pairs = node.params.rotary_dims / 2;
+  const cpu::RopeParams params = rope_params(node.params);
+  const Buffer* positions_buffer = inputs.size() > 1 && inputs[1].defined() ? inputs[1].buffer().get() : nullptr;
+  // Every layer turns q and k by the same angles: the table is made once per batch, on
+  // the host from the rows kept across passes (core/rope_angle_cache.h), into memory the
+  // device reads directly.
+  const AngleKey key{positions_buffer, tokens, params.rotary_dims, params.base, params.position_offset,
+                     params.position_scale};
+  for (const auto& [made_for, table] : recording.angle_tables)
+    if (made_for == key) return table;
+  const int32_t* positions = nullptr;
+  if (positions_buffer != nullptr) {
+    auto read = inputs[1].read<int32_t>();
+    if (!read) return read.status();
+    positions = read.value();
+  }
+  const uint64_t angle_bytes = static_cast<uint64_t>(std::max<int64_t>(tokens * pairs, 1)) * 2 * sizeof(float);
+  auto table = host_visible(recording, angle_bytes, "the rope's angle table");
+  if (!table) return table.status();
+  rope_angles_.fill(tokens, positions, params, reinterpret_cast<float*>(table.value()->mapped()));
+  recording.angle_tables.emplace_back(key, table.value());
+  return table.value();
+}
+
+namespace {
+
+// Whether two tensors are the same bytes: one node's output read as the other's input.
+bool same_view(const Tensor& a, const Tensor& b) {
+  return a.buffer() == b.buffer() && a.byte_offset() == b.byte_offset() && a.elements() == b.elements();
+}
+
+}  // namespace
+
+bool VulkanBackend::turns_in_attention(const BatchItem& q_rope, const BatchItem& k_rope,
+                                       const BatchItem& attention) const {
+  const Node& node = *attention.node;
+  if (node.op != Op::cached_attention || node.params.segments.size() != 1 || attention.inputs.size() < 2) return false;
+  if (!same_view(attention.inputs[0], q_rope.output) || !same_view(attention.inputs[1], k_rope.output)) return false;
+  const gpu::AttentionShape shape = attention_segment(node, attention.inputs, 0, 0);
+  const int64_t pairs = q_rope.node->params.rotary_dims / 2;
+  return pairs > 0 && 2 * pairs <= shape.head_dim && q_rope.node->shape[2] == shape.head_dim &&
+         gpu::DeviceAttention::turns_inside(shape, device_->context().capabilities());
+}
+
+Result<VulkanBackend::FoldedRope> VulkanBackend::fold_ropes(Recording& recording, const BatchItem& q_rope,
+                                                            const BatchItem& k_rope) {
+  FoldedRope folded;
+  auto q = recorded_input(recording, q_rope.inputs[0]);
+  if (!q) return q.status();
+  auto keys = recorded_input(recording, k_rope.inputs[0]);
+  if (!keys) return keys.status();
+  auto angles = angle_table(recording, *q_rope.node, q_rope.inputs);
+  if (!angles) return angles.status();
+  auto turned_q = device_side(q_rope.output, false);
+  if (!turned_q) return turned_q.status();
+  auto turned_keys = device_side(k_rope.output, false);
+  if (!turned_keys) return turned_keys.status();
+  folded.q = q.value();
+  folded.keys = keys.value();
+  folded.rope = {.angles = angles.value(),
+                 .turned_q = turned_q.value(),
+                 .turned_keys = turned_keys.value(),
+                 .pairs = static_cast<uint32_t>(q_rope.node->params.rotary_dims / 2),
+                 .neox = rope_params(q_rope.node->params).style == cpu::RopeStyle::neox};
+  return folded;
+}
+
 Status VulkanBackend::record_rope(gpu::CommandBatch& batch, Recording& recording, const Node& node,
                                   std::span<const Tensor> inputs, gpu::DeviceBuffer& y, const BatchItem* alongside) {
   auto x = recorded_input(recording, inputs[0]);
@@ -524,31 +608,10 @@ Status VulkanBackend::record_rope(gpu::CommandBatch& batch, Recording& recording
   }
   const int64_t tokens = node.shape[0], pairs = node.params.rotary_dims / 2;
   const cpu::RopeParams params = rope_params(node.params);
-  const Buffer* positions_buffer = inputs.size() > 1 && inputs[1].defined() ? inputs[1].buffer().get() : nullptr;
-  // Every layer turns q and k by the same angles: the table is made once per batch, on
-  // the host from the rows kept across passes (core/rope_angle_cache.h), into memory the
-  // device reads directly.
-  const AngleKey key{positions_buffer, tokens, params.rotary_dims, params.base, params.position_offset,
-                     params.position_scale};
-  const gpu::DeviceBuffer* angles = nullptr;
-  for (const auto& [made_for, table] : recording.angle_tables)
-    if (made_for == key) angles = table;
-  if (angles == nullptr) {
-    const int32_t* positions = nullptr;
-    if (positions_buffer != nullptr) {
-      auto read = inputs[1].read<int32_t>();
-      if (!read) return read.status();
-      positions = read.value();
-    }
-    const uint64_t angle_bytes = static_cast<uint64_t>(std::max<int64_t>(tokens * pairs, 1)) * 2 * sizeof(float);
-    auto table = host_visible(recording, angle_bytes, "the rope's angle table");
-    if (!table) return table.status();
-    rope_angles_.fill(tokens, positions, params, reinterpret_cast<float*>(table.value()->mapped()));
-    angles = table.value();
-    recording.angle_tables.emplace_back(key, angles);
-  }
+  auto angles = angle_table(recording, node, inputs);
+  if (!angles) return angles.status();
   return from_gpu(device_->row_ops().record_rope(
-      batch, *x.value(), *angles, y, static_cast<uint32_t>(tokens), static_cast<uint32_t>(node.shape[1]),
+      batch, *x.value(), *angles.value(), y, static_cast<uint32_t>(tokens), static_cast<uint32_t>(node.shape[1]),
       static_cast<uint32_t>(node.shape[2]), static_cast<uint32_t>(pairs), params.style == cpu::RopeStyle::neox, second));
 }
 

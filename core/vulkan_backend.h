@@ -157,10 +157,25 @@ class VulkanBackend final : public Backend {
   // `bytes` of host-visible memory that the device reads or writes directly, kept until
   // the batch is done; `what` names it in the error where the memory is not mapped.
   Result<gpu::DeviceBuffer*> host_visible(Recording& recording, uint64_t bytes, std::string_view what);
-  // `reader`: the item recorded after this one (rounding_for).
+  // A layer's q and k ropes that the attention recorded right after them turns itself
+  // (a decoded token): their unturned inputs, the angles and their own outputs.
+  struct FoldedRope {
+    gpu::DeviceBuffer* q = nullptr;
+    gpu::DeviceBuffer* keys = nullptr;
+    gpu::AttentionRope rope;
+  };
+  // Whether `attention`, the item after a rope pair (turns_alongside), reads the pair's
+  // outputs as its q and keys and turns them itself (gpu::DeviceAttention::turns_inside).
+  bool turns_in_attention(const BatchItem& q_rope, const BatchItem& k_rope, const BatchItem& attention) const;
+  Result<FoldedRope> fold_ropes(Recording& recording, const BatchItem& q_rope, const BatchItem& k_rope);
+  // `reader`: the item recorded after this one (rounding_for). With `folded`, the ropes
+  // before it that it turns itself.
   Status record_attention(gpu::CommandBatch& batch, Recording& recording, const Node& node,
                           std::span<const Tensor> inputs, const Tensor& output, gpu::DeviceBuffer& out,
-                          const BatchItem* reader);
+                          const BatchItem* reader, const std::optional<FoldedRope>& folded);
+  // The (cos, sin) table of a rope node's angles, made once per batch for all nodes that
+  // turn by the same angles.
+  Result<const gpu::DeviceBuffer*> angle_table(Recording& recording, const Node& node, std::span<const Tensor> inputs);
   // With `alongside` (a rope turns_alongside this one), that node's tensor too, in the
   // same dispatch.
   Status record_rope(gpu::CommandBatch& batch, Recording& recording, const Node& node, std::span<const Tensor> inputs,

@@ -56,13 +56,17 @@ bool DeviceAttention::rounds_output(const AttentionShape& shape, const DeviceCap
   return shape.head_dim % 32 == 0 && tile_keys(shape, caps) == 0;
 }
 
+bool DeviceAttention::turns_inside(const AttentionShape& shape, const DeviceCapabilities& caps) {
+  return tile_keys(shape, caps) == 0;
+}
+
 uint64_t DeviceAttention::scratch_floats(const AttentionShape& shape, const DeviceCapabilities& caps) {
   if (tile_keys(shape, caps) != 0) return 0;
   return uint64_t{shape.tokens} * shape.q_heads * (uint64_t{shape.position} + shape.tokens);
 }
 
 Status DeviceAttention::record(CommandBatch& batch, const AttentionShape& shape, const AttentionBuffers& buffers,
-                               std::optional<RoundedX> rounded) {
+                               std::optional<RoundedX> rounded, std::optional<AttentionRope> rope) {
   EMBER_GPU_RETURN_IF_ERROR(check(shape));
   const AttentionBuffers& b = buffers;
   if (b.q == nullptr || b.new_keys == nullptr || b.new_values == nullptr || b.key_cache == nullptr ||
@@ -85,6 +89,16 @@ Status DeviceAttention::record(CommandBatch& batch, const AttentionShape& shape,
     return invalid("only the row shader rounds its output, and only heads of whole blocks of 32 (head_dim " +
                    std::to_string(shape.head_dim) + ")");
   EMBER_GPU_RETURN_IF_ERROR(check_rounding("attention", rounded, rows_end * shape.q_heads * shape.head_dim));
+  if (rope) {
+    if (!turns_inside(shape, caps)) return invalid("only the row shader turns q and the keys itself");
+    if (rope->pairs == 0 || 2 * rope->pairs > shape.head_dim)
+      return invalid(std::to_string(rope->pairs) + " rotary pairs for heads of " + std::to_string(shape.head_dim));
+    if (rope->angles == nullptr || rope->turned_q == nullptr || rope->turned_keys == nullptr)
+      return invalid("the rotary embedding needs its angles and both turned outputs");
+    if (rope->angles->bytes() < rows_end * rope->pairs * 2 * sizeof(float)) return invalid("angle table too small");
+    if (rope->turned_q->bytes() < q_bytes || rope->turned_keys->bytes() < new_bytes)
+      return invalid("turned query or key buffer too small");
+  }
   if (keys != 0) {
     const uint64_t row = uint64_t{shape.kv_heads} * shape.head_dim;
     const uint64_t count = uint64_t{shape.tokens} * row;
@@ -115,17 +129,22 @@ Status DeviceAttention::record(CommandBatch& batch, const AttentionShape& shape,
   }
   const uint32_t stride = shape.position + shape.tokens;
   if (b.scratch == nullptr || b.scratch->bytes() < 4 * scratch_floats(shape, caps)) return invalid("scratch too small");
-  auto pipeline = pipelines_.get(ShaderId::attention, {cache_type, rounded ? 1u : 0u, rounded ? rounded->layout : 0u});
+  const uint32_t rope_style = !rope ? 0u : rope->neox ? 2u : 1u;
+  auto pipeline =
+      pipelines_.get(ShaderId::attention, {cache_type, rounded ? 1u : 0u, rounded ? rounded->layout : 0u, rope_style});
   if (!pipeline) return pipeline.status();
-  // Without a rounding the shader never touches binding 7, but it must name a buffer.
-  auto set = batch.descriptor_set(*pipeline.value(), {b.q, b.new_keys, b.new_values, b.key_cache, b.value_cache,
-                                                      b.out, b.scratch, rounded ? rounded->buffer : b.out});
+  // Without a rounding the shader never touches binding 7, nor 8-10 without a rope, but
+  // each must name a buffer.
+  auto set = batch.descriptor_set(
+      *pipeline.value(), {b.q, b.new_keys, b.new_values, b.key_cache, b.value_cache, b.out, b.scratch,
+                          rounded ? rounded->buffer : b.out, rope ? rope->angles : b.scratch,
+                          rope ? rope->turned_q : b.out, rope ? rope->turned_keys : b.out});
   if (!set) return set.status();
   batch.add({.pipeline = pipeline.value(),
              .set = set.value(),
              .push = {shape.first_row, shape.tokens, shape.q_heads, shape.kv_heads, shape.head_dim, shape.position,
-                      std::bit_cast<uint32_t>(shape.scale), stride},
-             .push_words = 8,
+                      std::bit_cast<uint32_t>(shape.scale), stride, rope ? rope->pairs : 0u},
+             .push_words = 9,
              .groups = {shape.tokens, shape.q_heads, 1}});
   return {};
 }

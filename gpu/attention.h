@@ -41,6 +41,18 @@ struct AttentionBuffers {
   const DeviceBuffer* scratch = nullptr;
 };
 
+// A decoded token's rotary embedding, done inside the row shader: q and new_keys arrive
+// unturned, the shader turns them by `angles` ((cos, sin) per [row][pair], as rope.comp
+// reads them) and writes them turned to turned_q and turned_keys (the rope nodes'
+// outputs, shaped as q and new_keys) besides using them.
+struct AttentionRope {
+  const DeviceBuffer* angles = nullptr;
+  const DeviceBuffer* turned_q = nullptr;
+  const DeviceBuffer* turned_keys = nullptr;
+  uint32_t pairs = 0;  // rotary pairs per head, at most head_dim / 2
+  bool neox = false;   // pairs (i, i + pairs), else (2i, 2i + 1)
+};
+
 class DeviceAttention {
  public:
   static constexpr uint32_t kMaxHeadDim = 256;  // attention.comp's shared query row
@@ -57,6 +69,9 @@ class DeviceAttention {
   // Whether record() can round this segment's output for the GEMV after it: the
   // row shader does, for heads of whole blocks of 32.
   static bool rounds_output(const AttentionShape& shape, const DeviceCapabilities& caps);
+  // Whether record() can turn this segment's q and keys itself (AttentionRope): the
+  // row shader does.
+  static bool turns_inside(const AttentionShape& shape, const DeviceCapabilities& caps);
   // Floats of scratch that record() needs for this segment: none when tiled.
   static uint64_t scratch_floats(const AttentionShape& shape, const DeviceCapabilities& caps);
 
@@ -64,8 +79,9 @@ class DeviceAttention {
   // writes its attention to out. Dispatches of one batch may share a scratch: they run
   // in turn. With `rounded` (FusedLinear::prepare_rounded_x), out rounded to q8_0 too, in
   // its layout: only where rounds_output(), for a segment whose rows are out's last.
+  // With `rope`, q and the new keys turned first: only where turns_inside().
   Status record(CommandBatch& batch, const AttentionShape& shape, const AttentionBuffers& buffers,
-                std::optional<RoundedX> rounded = std::nullopt);
+                std::optional<RoundedX> rounded = std::nullopt, std::optional<AttentionRope> rope = std::nullopt);
 
  private:
   PipelineCache& pipelines_;

@@ -26,7 +26,7 @@ namespace ember::gpu {
 struct Dispatch {
   const Pipeline* pipeline = nullptr;
   VkDescriptorSet set = VK_NULL_HANDLE;
-  std::array<uint32_t, 8> push{};  // the shader's push constants, push_words of them
+  std::array<uint32_t, 9> push{};  // the shader's push constants, push_words of them
   uint32_t push_words = 0;
   std::array<uint32_t, 3> groups{1, 1, 1};
   // False for a dispatch that continues the one before over other outputs (it reads

@@ -6,7 +6,7 @@
 namespace ember::gpu {
 
 namespace {
-constexpr uint32_t kMaxBindings = 8;  // attention.comp's, the most of any shader
+constexpr uint32_t kMaxBindings = 11;  // attention.comp's, the most of any shader
 }
 
 Result<std::unique_ptr<DescriptorSets>> DescriptorSets::create(Context& context, uint32_t max_sets) {

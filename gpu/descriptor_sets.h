@@ -15,7 +15,7 @@ namespace ember::gpu {
 
 class DescriptorSets {
  public:
-  // Room for `max_sets` sets of up to 8 buffers each at once.
+  // Room for `max_sets` sets of up to 11 buffers each at once.
   static Result<std::unique_ptr<DescriptorSets>> create(Context& context, uint32_t max_sets);
   DescriptorSets(const DescriptorSets&) = delete;
   DescriptorSets& operator=(const DescriptorSets&) = delete;

@@ -63,7 +63,7 @@ const ShaderInfo kShaders[] = {
     {"rms_norm", kRmsNorm, 6, 3 * sizeof(uint32_t)},      // rows, cols, eps
     {"rope", kRope, 5, 5 * sizeof(uint32_t)},             // tokens, heads, head_dim, pairs, second_heads
     {"kv_store", kKvStore, 4, 3 * sizeof(uint32_t)},      // source_first, target_first, count
-    {"attention", kAttention, 8, 8 * sizeof(uint32_t)},   // first_row .. stride
+    {"attention", kAttention, 11, 9 * sizeof(uint32_t)},  // first_row .. pairs
     {"attention_tiled", kAttentionTiled, 4, 6 * sizeof(uint32_t)},  // first_row .. scale
     {"embedding", kEmbedding, 3, 4 * sizeof(uint32_t)},   // rows, cols, row_bytes, table_rows
     {"round_rows_f16", kRoundRowsF16, 2, 2 * sizeof(uint32_t)},  // rows, k

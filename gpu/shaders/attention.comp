@@ -15,13 +15,17 @@
 // memory) and their maximum, the exponentials and their sum, then the weighted values,
 // each thread a cache word (an f32 value or two f16 ones) over a share of the keys. The
 // CPU's tiled kernel (cpu/attention.h) keeps a running softmax instead; the two agree to
-// f32 rounding. A cached key's words are read in bursts of kWordsInFlight, the values'
+// f32 rounding. With ROPE_STYLE 1 (adjacent pairs) or 2 (neox) q and the new keys
+// arrive before their rotary embedding and are turned here, by the host's angle table as
+// rope.comp turns them, and written turned to the rope nodes' outputs too: a decoded token
+// saves the rope's dispatch and barrier. A cached key's words are read in bursts of kWordsInFlight, the values'
 // kKeysInFlight keys at a time: read one word at a time, each load waited for, a decoded
 // token's attention took 15-19 us of the H100's time at 32 keys. CACHE_TYPE 0 reads an
 // f32 cache, 1 an f16 one.
 layout(constant_id = 0) const uint CACHE_TYPE = 0;
 layout(constant_id = 1) const uint ROUND_X = 0;
 layout(constant_id = 2) const uint X_LAYOUT = 1;
+layout(constant_id = 3) const uint ROPE_STYLE = 0;  // 0: q and keys come turned; 1: adjacent pairs; 2: neox
 
 layout(local_size_x = 256) in;
 
@@ -34,6 +38,11 @@ layout(std430, binding = 5) writeonly buffer Out { float result[]; };
 layout(std430, binding = 6) buffer Scores { float scores[]; };
 // Bound but unused unless ROUND_X.
 layout(std430, binding = 7) writeonly buffer QuantizedRows { uint xq[]; };
+// Bound but unused unless ROPE_STYLE: (cos, sin) per [row][pair], and where q and the new
+// keys go turned.
+layout(std430, binding = 8) readonly buffer Angles { vec2 cos_sin[]; };
+layout(std430, binding = 9) writeonly buffer TurnedQueries { float turned_q[]; };
+layout(std430, binding = 10) writeonly buffer TurnedKeys { float turned_keys[]; };
 
 #include "q8_rounding.glsl"
 #include "q8_planes.glsl"
@@ -47,6 +56,7 @@ layout(push_constant) uniform Shape {
   uint position;   // of the segment's first query
   float scale;
   uint stride;     // scratch scores per (segment row, head): at least position + tokens
+  uint pairs;      // rotary pairs per head (ROPE_STYLE): at most head_dim / 2
 } shape;
 
 const uint kThreads = 256u;
@@ -63,12 +73,32 @@ uint row_words() { return CACHE_TYPE == 0u ? shape.head_dim : shape.head_dim / 2
 // The values of a cache word: (value, 0) in an f32 cache, both halves in an f16 one.
 vec2 word_values(uint word) { return CACHE_TYPE == 0u ? vec2(uintBitsToFloat(word), 0.0) : unpackHalf2x16(word); }
 
+// Element d of a head's row, with `partner` the other member of its rotary pair, turned
+// by row `row`'s angles; as rope.comp computes it. Elements past the pairs stay.
+float turned(float value, float partner, uint row, uint d) {
+  if (ROPE_STYLE == 0u || d >= 2u * shape.pairs) return value;
+  const bool second = ROPE_STYLE == 1u ? (d & 1u) == 1u : d >= shape.pairs;
+  const vec2 turn = cos_sin[row * shape.pairs + (ROPE_STYLE == 1u ? d >> 1 : d % shape.pairs)];
+  return second ? partner * turn.y + value * turn.x : value * turn.x - partner * turn.y;
+}
+// Where element d's rotary partner lies in its head (d itself past the pairs).
+uint partner_of(uint d) {
+  if (ROPE_STYLE == 0u || d >= 2u * shape.pairs) return d;
+  return ROPE_STYLE == 1u ? d ^ 1u : (d >= shape.pairs ? d - shape.pairs : d + shape.pairs);
+}
+float query_at(uint q_first, uint row, uint d) { return turned(q[q_first + d], q[q_first + partner_of(d)], row, d); }
+// Element d of a new key row whose element 0 is at `first`.
+float new_key_at(uint first, uint row, uint d) {
+  return turned(new_keys[first + d], new_keys[first + partner_of(d)], row, d);
+}
+
 // Word w of new row `token` of the segment (keys: which 0, values: 1), as the cache
 // stores it.
 uint new_word(uint which, uint token, uint kv_head, uint w) {
-  const uint first = ((shape.first_row + token) * shape.kv_heads + kv_head) * shape.head_dim;
-  if (CACHE_TYPE == 0u) return floatBitsToUint(which == 0u ? new_keys[first + w] : new_values[first + w]);
-  return f16_pair_word(which == 0u ? vec2(new_keys[first + 2u * w], new_keys[first + 2u * w + 1u])
+  const uint row = shape.first_row + token;
+  const uint first = (row * shape.kv_heads + kv_head) * shape.head_dim;
+  if (CACHE_TYPE == 0u) return floatBitsToUint(which == 0u ? new_key_at(first, row, w) : new_values[first + w]);
+  return f16_pair_word(which == 0u ? vec2(new_key_at(first, row, 2u * w), new_key_at(first, row, 2u * w + 1u))
                                    : vec2(new_values[first + 2u * w], new_values[first + 2u * w + 1u]));
 }
 
@@ -93,6 +123,10 @@ void store_new_row(uint token, uint kv_head) {
     k_cache[target + w] = new_word(0u, token, kv_head, w);
     v_cache[target + w] = new_word(1u, token, kv_head, w);
   }
+  if (ROPE_STYLE == 0u) return;
+  const uint row = shape.first_row + token;
+  const uint first = (row * shape.kv_heads + kv_head) * shape.head_dim;
+  for (uint d = gl_LocalInvocationID.x; d < shape.head_dim; d += kThreads) turned_keys[first + d] = new_key_at(first, row, d);
 }
 
 void main() {
@@ -106,7 +140,10 @@ void main() {
   const uint q_first = (row * shape.q_heads + head) * shape.head_dim;
   const uint scores_first = (token * shape.q_heads + head) * shape.stride;
   if (head % group == 0u) store_new_row(token, kv_head);
-  for (uint d = t; d < shape.head_dim; d += kThreads) query[d] = q[q_first + d];
+  for (uint d = t; d < shape.head_dim; d += kThreads) {
+    query[d] = query_at(q_first, row, d);
+    if (ROPE_STYLE != 0u) turned_q[q_first + d] = query[d];
+  }
   barrier();
 
   // The cached keys, a thread each.

@@ -3,7 +3,11 @@
 // tiled (prompts) and a workgroup per query row (short segments). The new keys and values
 // must land in the cache exactly as the CPU stores them (f16 rounded to nearest even), and
 // the outputs agree to 1e-5 of the values' scale: the row shader sums the softmax in three
-// passes, the tiled one and the CPU with a running maximum over key tiles.
+// passes, the tiled one and the CPU with a running maximum over key tiles. With a rotary
+// embedding, the segments on the row shader turn q and the keys themselves
+// (AttentionRope) and the others take them turned by the CPU; the turned values then
+// differ from the CPU's where the device fuses a multiply-add (1e-6), so the caches are
+// compared within one f16 step instead of bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,9 +15,11 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cpu/attention.h"
+#include "cpu/rope.h"
 #include "gpu/attention.h"
 #include "gpu/linear.h"
 #include "gpu_test_buffers.h"
@@ -44,7 +50,34 @@ struct Gpu {
 struct Sequence {
   uint32_t q_heads, kv_heads, head_dim;
   std::vector<uint32_t> tokens, positions;
+  std::optional<cpu::RopeParams> rope;  // q and keys turned, row r at position r
 };
+
+// Whether stored and expected caches hold the same values: bit for bit, or within one
+// f16 step (f32: 1e-6) where the device turned the keys itself.
+void expect_same_cache(const std::vector<uint8_t>& stored, const std::vector<uint8_t>& expected, CacheType type,
+                       bool turned_here, const char* what) {
+  if (!turned_here) {
+    EXPECT_TRUE(std::equal(expected.begin(), expected.end(), stored.begin())) << what << " stored differently";
+    return;
+  }
+  const size_t count = expected.size() / (type == CacheType::f16 ? 2 : 4);
+  std::vector<float> stored_values(count), expected_values(count);
+  if (type == CacheType::f16) {
+    quant::f16_to_f32_row(reinterpret_cast<const uint16_t*>(stored.data()), stored_values.data(), int64_t(count));
+    quant::f16_to_f32_row(reinterpret_cast<const uint16_t*>(expected.data()), expected_values.data(), int64_t(count));
+  } else {
+    std::memcpy(stored_values.data(), stored.data(), 4 * count);
+    std::memcpy(expected_values.data(), expected.data(), 4 * count);
+  }
+  const float relative = type == CacheType::f16 ? 1.0f / 1024 : 0.0f;
+  int failures = 0;
+  for (size_t i = 0; i < count; ++i)
+    if (!(std::fabs(stored_values[i] - expected_values[i]) <= relative * std::fabs(expected_values[i]) + 1e-6f) &&
+        ++failures <= 5)
+      ADD_FAILURE() << what << " " << i << ": " << stored_values[i] << ", expected " << expected_values[i];
+  EXPECT_EQ(failures, 0);
+}
 
 void expect_attention_matches_the_cpu(Context& context, const Sequence& sequence) {
   Gpu gpu(context);
@@ -58,8 +91,23 @@ void expect_attention_matches_the_cpu(Context& context, const Sequence& sequence
   const uint32_t cache_rows = rows + 9;
   for (const CacheType type : {CacheType::f32, CacheType::f16}) {
     SCOPED_TRACE(type == CacheType::f16 ? "f16 cache" : "f32 cache");
-    const std::vector<float> q = rng.uniform(size_t{rows} * q_heads * head_dim);
-    const std::vector<float> k_new = rng.uniform(size_t{rows} * kv_row), v_new = rng.uniform(size_t{rows} * kv_row);
+    const std::vector<float> unturned_q = rng.uniform(size_t{rows} * q_heads * head_dim);
+    const std::vector<float> unturned_k = rng.uniform(size_t{rows} * kv_row), v_new = rng.uniform(size_t{rows} * kv_row);
+    // What attends: q and the keys after the rotary embedding, if any, turned by the CPU.
+    std::vector<float> q = unturned_q, k_new = unturned_k;
+    std::vector<float> angles(2);
+    if (sequence.rope) {
+      angles.resize(size_t{rows} * sequence.rope->rotary_dims);
+      cpu::rope_angles(rows, nullptr, *sequence.rope, angles.data());
+      cpu::rope(unturned_q.data(), q.data(), rows, q_heads, head_dim, nullptr, *sequence.rope);
+      cpu::rope(unturned_k.data(), k_new.data(), rows, kv_heads, head_dim, nullptr, *sequence.rope);
+    }
+    const DeviceBuffer unturned_q_buffer = mapped_buffer(allocator, unturned_q),
+                       unturned_k_buffer = mapped_buffer(allocator, unturned_k),
+                       angle_buffer = mapped_buffer(allocator, angles);
+    const DeviceBuffer turned_q = mapped_buffer(allocator, testing::poisoned(q.size())),
+                       turned_k = mapped_buffer(allocator, testing::poisoned(k_new.size()));
+    bool turned_here = false;
     const size_t element_bytes = type == CacheType::f16 ? 2 : 4;
     const std::vector<uint8_t> empty_cache(size_t{cache_rows} * kv_row * element_bytes, 0x7f);
     DeviceBuffer q_buffer = mapped_buffer(allocator, q), k_buffer = mapped_buffer(allocator, k_new),
@@ -78,10 +126,21 @@ void expect_attention_matches_the_cpu(Context& context, const Sequence& sequence
     ASSERT_TRUE(scratch) << scratch.status().message();
     for (const AttentionShape& shape : shapes) {
       CommandBatch batch(context, *gpu.sets);
+      const bool turns = sequence.rope && DeviceAttention::turns_inside(shape, context.capabilities());
+      turned_here = turned_here || turns;
+      std::optional<AttentionRope> rope;
+      if (turns)
+        rope = AttentionRope{.angles = &angle_buffer,
+                             .turned_q = &turned_q,
+                             .turned_keys = &turned_k,
+                             .pairs = static_cast<uint32_t>(sequence.rope->rotary_dims / 2),
+                             .neox = sequence.rope->style == cpu::RopeStyle::neox};
       const Status recorded = attention.record(batch, shape,
-                                               {.q = &q_buffer, .new_keys = &k_buffer, .new_values = &v_buffer,
-                                                .key_cache = &k_cache, .value_cache = &v_cache, .out = &out,
-                                                .scratch = &scratch.value()});
+                                               {.q = turns ? &unturned_q_buffer : &q_buffer,
+                                                .new_keys = turns ? &unturned_k_buffer : &k_buffer,
+                                                .new_values = &v_buffer, .key_cache = &k_cache,
+                                                .value_cache = &v_cache, .out = &out, .scratch = &scratch.value()},
+                                               std::nullopt, rope);
       ASSERT_TRUE(recorded) << recorded.message();
       const bool tiled = DeviceAttention::tile_keys(shape, context.capabilities()) != 0;
       EXPECT_EQ(batch.dispatches(), tiled ? 2u : 1u) << "a prompt stores, then attends; a short segment does both at once";
@@ -100,9 +159,26 @@ void expect_attention_matches_the_cpu(Context& context, const Sequence& sequence
     }
     const std::vector<uint8_t> k_stored = read_mapped<uint8_t>(k_cache, empty_cache.size());
     const std::vector<uint8_t> v_stored = read_mapped<uint8_t>(v_cache, empty_cache.size());
-    EXPECT_TRUE(std::equal(k_expected.begin(), k_expected.end(), k_stored.begin())) << "keys stored differently";
-    EXPECT_TRUE(std::equal(v_expected.begin(), v_expected.end(), v_stored.begin())) << "values stored differently";
+    expect_same_cache(k_stored, k_expected, type, turned_here, "key");
+    expect_same_cache(v_stored, v_expected, type, false, "value");
     EXPECT_EQ(k_stored[k_expected.size()], 0x7f) << "stored past the new rows";
+    if (sequence.rope) {
+      // The rows the device turned, as the rope nodes' outputs; no others written.
+      const std::vector<float> q_out = read_mapped<float>(turned_q, q.size()),
+                               k_out = read_mapped<float>(turned_k, k_new.size());
+      for (const AttentionShape& shape : shapes) {
+        const bool turns = DeviceAttention::turns_inside(shape, context.capabilities());
+        for (const auto& [actual, expected, width, what] :
+             {std::tuple(&q_out, &q, q_heads * head_dim, "turned q"), std::tuple(&k_out, &k_new, kv_row, "turned key")})
+          for (size_t i = size_t{shape.first_row} * width; i < size_t{shape.first_row + shape.tokens} * width; ++i) {
+            if (!turns) {
+              ASSERT_TRUE(std::isnan((*actual)[i])) << what << " " << i << " written by a segment that did not turn it";
+              continue;
+            }
+            ASSERT_NEAR((*actual)[i], (*expected)[i], 1e-6) << what << " " << i;
+          }
+      }
+    }
 
     std::vector<float> expected(size_t{rows} * q_heads * head_dim);
     for (const AttentionShape& shape : shapes) {
@@ -162,6 +238,21 @@ TEST(GpuAttention, MatchesTheCpuForTokensAfterALongPromptOfWideHeads) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   expect_attention_matches_the_cpu(context, {.q_heads = 8, .kv_heads = 2, .head_dim = 136,
                                              .tokens = {140, 1, 3}, .positions = {0, 140, 141}});
+}
+
+// Decoded tokens that turn q and the keys inside the attention, after a prompt turned
+// by the CPU: adjacent pairs and neox pairs, a rotary part shorter than the head (the
+// rest stays), grouped-query heads whose first head stores the turned keys.
+TEST(GpuAttention, ADecodedTokenTurnsItsQueryAndKeysAsRopeDoes) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  for (const cpu::RopeStyle style : {cpu::RopeStyle::normal, cpu::RopeStyle::neox})
+    for (const int64_t rotary : {64, 48}) {
+      SCOPED_TRACE(std::string(style == cpu::RopeStyle::neox ? "neox" : "adjacent") + " pairs, rotary " +
+                   std::to_string(rotary));
+      const cpu::RopeParams params{.style = style, .rotary_dims = rotary, .base = 10000.0f, .position_scale = 0.5f};
+      expect_attention_matches_the_cpu(context, {.q_heads = 6, .kv_heads = 2, .head_dim = 64,
+                                                 .tokens = {40, 1, 2}, .positions = {0, 40, 41}, .rope = params});
+    }
 }
 
 TEST(GpuAttention, PicksTiledKeysThatFitTheSharedMemory) {
@@ -285,6 +376,23 @@ TEST(GpuAttention, RejectsShapesItCannotRunWithTheReason) {
   small_new_values.new_values = &small;
   status = attention.record(batch, shape, small_new_values);
   EXPECT_NE(status.message().find("new rows buffer too small"), std::string::npos) << status.message();
+  // A rotary embedding inside: pairs that fit the head, its buffers, the row shader only.
+  AttentionRope rope{.angles = &buffer, .turned_q = &buffer, .turned_keys = &buffer, .pairs = 5};
+  status = attention.record(batch, shape, all_one, std::nullopt, rope);
+  EXPECT_NE(status.message().find("5 rotary pairs for heads of 8"), std::string::npos) << status.message();
+  rope.pairs = 4;
+  rope.angles = &small;
+  status = attention.record(batch, shape, all_one, std::nullopt, rope);
+  EXPECT_NE(status.message().find("angle table too small"), std::string::npos) << status.message();
+  rope.angles = nullptr;
+  status = attention.record(batch, shape, all_one, std::nullopt, rope);
+  EXPECT_NE(status.message().find("needs its angles"), std::string::npos) << status.message();
+  rope.angles = &buffer;
+  AttentionShape prompt{.tokens = 16, .q_heads = 4, .kv_heads = 2, .head_dim = 8, .cache_rows = 16};
+  if (!DeviceAttention::turns_inside(prompt, context.capabilities())) {
+    status = attention.record(batch, prompt, all_one, std::nullopt, rope);
+    EXPECT_NE(status.message().find("only the row shader turns"), std::string::npos) << status.message();
+  }
   EXPECT_EQ(batch.dispatches(), 0u);
 }
 

@@ -4,6 +4,7 @@
 // take (too small, a layer not offloaded, an op or activation it lacks) run on the CPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <span>
 #include <utility>
@@ -372,6 +373,82 @@ TEST_F(VulkanRoutingTest, TwoRopesByTheSameAnglesAreOneDispatch) {
   ASSERT_TRUE(graph.ok()) << graph.status().message();
   const std::vector<Tensor> inputs = {x, positions.value()};
   expect_one_dispatch_for(graph, inputs, {Op::rope, Op::rope});
+}
+
+// A decoded token's q and k ropes, with its attention right after them, run inside the
+// attention's dispatch: timed node by node, neither rope has device time of its own. The
+// attention's output, the turned q and k (graph outputs too) and the caches still match
+// the CPU's, in both pair styles and with a rotary part shorter than the head.
+TEST_F(VulkanRoutingTest, ADecodedTokensRopesRunInsideItsAttention) {
+  testing::SeededRng rng;
+  constexpr int64_t kIn = 64, kHeadDim = 32, kQHeads = 4, kKvHeads = 2, kPosition = 9, kCacheRows = 16;
+  for (const auto& [style, rotary] : {std::pair{RopeStyle::normal, int64_t{0}}, std::pair{RopeStyle::neox, int64_t{24}}}) {
+    SCOPED_TRACE(style == RopeStyle::neox ? "neox, 24 of 32 dims" : "adjacent pairs");
+    const Tensor x = testing::f32_tensor(Shape{1, kIn}, rng.uniform(kIn));
+    auto positions = Tensor::empty(Shape{1}, DType::i32);
+    ASSERT_TRUE(positions) << positions.status().message();
+    positions->write<int32_t>().value()[0] = kPosition;
+    const std::vector<float> cached = rng.uniform(kCacheRows * kKvHeads * kHeadDim);
+    const Tensor wq = testing::weight_tensor(DType::f32, kQHeads * kHeadDim, kIn, rng);
+    const Tensor wk = testing::weight_tensor(DType::f32, kKvHeads * kHeadDim, kIn, rng);
+    const Tensor wv = testing::weight_tensor(DType::f32, kKvHeads * kHeadDim, kIn, rng);
+    // Each run writes its own caches, which start equal.
+    const auto make_caches = [&] {
+      std::array<Tensor, 2> caches;
+      for (Tensor& cache : caches) {
+        auto made = Tensor::empty(Shape{kCacheRows, kKvHeads, kHeadDim}, DType::f16);
+        EXPECT_TRUE(made) << made.status().message();
+        cache = made.value();
+        for (int64_t i = 0; i < cache.elements(); ++i) cache.set_flat(i, cached[static_cast<size_t>(i)]);
+      }
+      return caches;
+    };
+    const auto build = [&](Graph& graph, const std::array<Tensor, 2>& caches) {
+      const NodeId input = graph.input("x", Shape{1, kIn});
+      const NodeId position_input = graph.input("positions", Shape{1}, DType::i32);
+      const auto heads = [&](const char* name, const Tensor& weight, int64_t count) {
+        return graph.reshape(graph.linear(input, graph.constant(name, weight), kInvalidNode),
+                             Shape{1, count, kHeadDim});
+      };
+      // In a layer's order: the three products, then the ropes, then the attention.
+      const NodeId q_heads = heads("wq", wq, kQHeads), k_heads = heads("wk", wk, kKvHeads),
+                   v_heads = heads("wv", wv, kKvHeads);
+      const NodeId q = graph.rope(q_heads, position_input, style, rotary, 10000.0f, 1.0f);
+      const NodeId k = graph.rope(k_heads, position_input, style, rotary, 10000.0f, 1.0f);
+      const Graph::CacheSegment segment{graph.constant("k_cache", caches[0]), graph.constant("v_cache", caches[1]),
+                                        {1, kPosition}};
+      graph.mark_output(graph.cached_attention(q, k, v_heads, std::span(&segment, 1), 0.25f));
+      graph.mark_output(q);
+      graph.mark_output(k);
+    };
+    const std::vector<Tensor> inputs = {x, positions.value()};
+    const std::array<Tensor, 2> cpu_caches = make_caches(), gpu_caches = make_caches();
+    Graph cpu_graph, gpu_graph;
+    build(cpu_graph, cpu_caches);
+    build(gpu_graph, gpu_caches);
+    ASSERT_TRUE(gpu_graph.ok()) << gpu_graph.status().message();
+    Executor cpu;
+    auto expected = cpu.run(cpu_graph, inputs);
+    ASSERT_TRUE(expected) << expected.status().message();
+    Executor gpu = timed_gpu_executor();
+    auto actual = gpu.run(gpu_graph, inputs);
+    ASSERT_TRUE(actual) << actual.status().message();
+    std::vector<Op> ran;
+    for (const NodeTiming& timing : gpu.last_timings()) {
+      EXPECT_EQ(timing.backend, "vulkan") << op_name(timing.op);
+      ran.push_back(timing.op);
+      if (timing.op == Op::rope && device_->context().capabilities().timestamp_valid_bits > 0)
+        EXPECT_EQ(timing.device.count(), 0) << "a rope ran a dispatch of its own";
+    }
+    EXPECT_EQ(std::count(ran.begin(), ran.end(), Op::rope), 2);
+    ASSERT_EQ(actual->size(), 3u);
+    for (size_t i = 0; i < actual->size(); ++i)
+      EXPECT_LT(relative_error((*actual)[i], (*expected)[i]), testing::kCpuTolerance) << "output " << i;
+    for (size_t c = 0; c < 2; ++c)
+      for (int64_t i = 0; i < kCacheRows * kKvHeads * kHeadDim; ++i)
+        ASSERT_NEAR(gpu_caches[c].get_flat(i), cpu_caches[c].get_flat(i), 2e-3) << (c == 0 ? "key" : "value")
+                                                                                << " cache element " << i;
+  }
 }
 
 }  // namespace
