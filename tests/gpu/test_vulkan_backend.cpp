@@ -382,7 +382,11 @@ TEST_F(VulkanRoutingTest, TwoRopesByTheSameAnglesAreOneDispatch) {
 TEST_F(VulkanRoutingTest, ADecodedTokensRopesRunInsideItsAttention) {
   testing::SeededRng rng;
   constexpr int64_t kIn = 64, kHeadDim = 32, kQHeads = 4, kKvHeads = 2, kPosition = 9, kCacheRows = 16;
-  for (const auto& [style, rotary] : {std::pair{RopeStyle::normal, int64_t{0}}, std::pair{RopeStyle::neox, int64_t{24}}}) {
+  for (const auto& [style_case, rotary_case] :
+       {std::pair{RopeStyle::normal, int64_t{0}}, std::pair{RopeStyle::neox, int64_t{24}}}) {
+    // Plain copies: a lambda below reads them, and clang before 16 cannot capture a structured binding.
+    const RopeStyle style = style_case;
+    const int64_t rotary = rotary_case;
     SCOPED_TRACE(style == RopeStyle::neox ? "neox, 24 of 32 dims" : "adjacent pairs");
     const Tensor x = testing::f32_tensor(Shape{1, kIn}, rng.uniform(kIn));
     auto positions = Tensor::empty(Shape{1}, DType::i32);
