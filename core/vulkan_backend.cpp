@@ -416,11 +416,17 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   return {};
 }
 
+namespace {
+
+// Whether two tensors are the same bytes: one node's output read as the other's input.
+bool same_view(const Tensor& a, const Tensor& b) {
+  return a.buffer() == b.buffer() && a.byte_offset() == b.byte_offset() && a.elements() == b.elements();
+}
+
+}  // namespace
+
 bool VulkanBackend::norms_the_sum(const BatchItem& add, const BatchItem& next) {
-  if (next.node->op != Op::rms_norm) return false;
-  const Tensor& normed = next.inputs[0];
-  return normed.buffer() == add.output.buffer() && normed.byte_offset() == add.output.byte_offset() &&
-         normed.elements() == add.output.elements();
+  return next.node->op == Op::rms_norm && same_view(next.inputs[0], add.output);
 }
 
 Result<std::optional<gpu::RoundedX>> VulkanBackend::rounding_for(gpu::CommandBatch& batch, const BatchItem* reader,
@@ -550,15 +556,6 @@ Result<const gpu::DeviceBuffer*> VulkanBackend::angle_table(Recording& recording
   recording.angle_tables.emplace_back(key, table.value());
   return table.value();
 }
-
-namespace {
-
-// Whether two tensors are the same bytes: one node's output read as the other's input.
-bool same_view(const Tensor& a, const Tensor& b) {
-  return a.buffer() == b.buffer() && a.byte_offset() == b.byte_offset() && a.elements() == b.elements();
-}
-
-}  // namespace
 
 bool VulkanBackend::turns_in_attention(const BatchItem& q_rope, const BatchItem& k_rope,
                                        const BatchItem& attention) const {
