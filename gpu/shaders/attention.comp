@@ -17,11 +17,11 @@
 // CPU's tiled kernel (cpu/attention.h) keeps a running softmax instead; the two agree to
 // f32 rounding. With ROPE_STYLE 1 (adjacent pairs) or 2 (neox) q and the new keys
 // arrive before their rotary embedding and are turned here, by the host's angle table as
-// rope.comp turns them, and written turned to the rope nodes' outputs too: a decoded token
-// saves the rope's dispatch and barrier. A cached key's words are read in bursts of kWordsInFlight, the values'
-// kKeysInFlight keys at a time: read one word at a time, each load waited for, a decoded
-// token's attention took 15-19 us of the H100's time at 32 keys. CACHE_TYPE 0 reads an
-// f32 cache, 1 an f16 one.
+// rope.comp turns them, and written turned to the rope nodes' outputs too: a decoded
+// token saves the rope's dispatch and barrier. A cached key's words are read in bursts of
+// kWordsInFlight, the values' kKeysInFlight keys at a time: read one word at a time,
+// each load waited for, a decoded token's attention took 15-19 us of the H100's time at
+// 32 keys. CACHE_TYPE 0 reads an f32 cache, 1 an f16 one.
 layout(constant_id = 0) const uint CACHE_TYPE = 0;
 layout(constant_id = 1) const uint ROUND_X = 0;
 layout(constant_id = 2) const uint X_LAYOUT = 1;
