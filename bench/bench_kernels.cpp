@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cpu/attention.h"
+#include "cpu/elementwise.h"
 #include "cpu/matmul.h"
 #include "cpu/norm.h"
 #include "cpu/softmax.h"
@@ -162,8 +163,24 @@ void BM_RmsNorm(benchmark::State& state) {
 }
 BENCHMARK(BM_RmsNorm)->ArgNames({"rows", "cols", "threads"})->ArgsProduct({{512}, {4096}, {1, 2}})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
+// swiglu over M's ffn width: one decoded token (5632 elements, below the parallel
+// threshold) and a 512-token prompt.
+void BM_Swiglu(benchmark::State& state) {
+  const int64_t count = state.range(0);
+  set_num_threads(static_cast<int>(state.range(1)));
+  Tensor gate = random_tensor({count}), up = random_tensor({count});
+  std::vector<float> y(static_cast<size_t>(count));
+  for (auto _ : state) {
+    cpu::swiglu(gate.read<float>().value(), up.read<float>().value(), y.data(), count);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(state.iterations() * count * 12);  // read gate and up, write y
+}
+BENCHMARK(BM_Swiglu)->ArgNames({"elements", "threads"})->ArgsProduct({{5632, 512 * 5632}, {1, 2}})->UseRealTime()->Unit(benchmark::kMicrosecond);
+
 // Causal attention over an f16 cache, M's shape (16 query heads, 4 kv heads, head_dim
-// 128): a 512-token prompt from position 0, and one decoded token after 511 cached ones.
+// 128): a 512-token prompt from position 0, and one decoded token after 511 cached ones
+// or after 63 (a tg128 run's middle).
 // FLOP/s counts the score and value multiply-adds of the visible keys only.
 void BM_Attention(benchmark::State& state) {
   const int64_t tokens = state.range(0), cached = state.range(1);
@@ -200,6 +217,8 @@ BENCHMARK(BM_Attention)
     ->Args({512, 0, 2})
     ->Args({1, 511, 1})
     ->Args({1, 511, 2})
+    ->Args({1, 63, 1})
+    ->Args({1, 63, 2})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

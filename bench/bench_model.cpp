@@ -174,20 +174,32 @@ struct DeviceShare {
   int64_t in_calls_ns = 0;     // the wall time of the device backend's calls
   int64_t preparation_ns = 0;  // the host's part of them before the device could start
   struct OpShare {
-    int64_t device_ns = 0;
+    int64_t time_ns = 0;  // device time for the device's ops, wall time for the CPU's
     int64_t nodes = 0;
   };
   std::map<std::string, OpShare> by_op;
+  // The CPU's nodes: the wall time of each op's nodes (the executor times every node).
+  int64_t cpu_ns = 0;
+  std::map<std::string, OpShare> cpu_by_op;
   void add(const ember::Model& model) {
     for (const ember::NodeTiming& timing : model.last_timings()) {
-      if (timing.backend == "cpu") continue;
+      if (timing.backend == "cpu") {
+        cpu_ns += timing.elapsed.count();
+        std::string key(ember::op_name(timing.op));
+        if (timing.op == ember::Op::linear && model.last_graph() != nullptr)
+          key += " " + model.last_graph()->node(timing.node).shape.str();
+        OpShare& op = cpu_by_op[key];
+        op.time_ns += timing.elapsed.count();
+        ++op.nodes;
+        continue;
+      }
       // Later nodes of a batch have no wall time, and no device time unless timed apart.
       busy_ns += timing.device.count();
       in_calls_ns += timing.elapsed.count();
       preparation_ns += timing.preparation.count();
       if (timing.elapsed.count() > 0) ++device_calls;
       OpShare& op = by_op[std::string(ember::op_name(timing.op))];
-      op.device_ns += timing.device.count();
+      op.time_ns += timing.device.count();
       ++op.nodes;
     }
   }
@@ -274,6 +286,9 @@ int main(int argc, char** argv) {
   app.add_flag("--device-profile", device_profile,
                "time each offloaded node apart and print the device's time per op (a timestamp after every dispatch "
                "may slow the device a little)");
+  bool cpu_profile = false;
+  app.add_flag("--cpu-profile", cpu_profile,
+               "print the wall time per op of the nodes the CPU ran, and the time outside them (graph, routing)");
   ember::tools::DeviceFlags device;
   ember::tools::add_device_flags(app, device);
   ember::tools::spell_out_ngl(argc, argv);
@@ -392,6 +407,17 @@ int main(int argc, char** argv) {
                       {"device_calls", share.device_calls},
                       {"device_calls_ns", share.in_calls_ns},
                       {"device_preparation_ns", share.preparation_ns}});
+      if (cpu_profile && share.cpu_ns > 0) {
+        const double wall_ms = std::accumulate(ns.begin(), ns.end(), 0.0) / passes / 1e6;
+        const double cpu_ms = static_cast<double>(share.cpu_ns) / passes / 1e6;
+        const char* per = test.prompt > 0 ? "pass" : "token";
+        fmt::print(stderr, "bench-model: {} {}: {:.3f} ms per {}, {:.3f} ms of it in the CPU's nodes\n", info.name,
+                   test.name(), wall_ms, per, cpu_ms);
+        for (const auto& [op, part] : share.cpu_by_op)
+          fmt::print(stderr, "bench-model: {} {}:   {:<16} {:8.3f} ms per {} on the CPU, {:.1f} nodes\n", info.name,
+                     test.name(), op, static_cast<double>(part.time_ns) / passes / 1e6, per,
+                     static_cast<double>(part.nodes) / passes);
+      }
       if (share.device_calls > 0) {
         const double wall_ms = std::accumulate(ns.begin(), ns.end(), 0.0) / passes / 1e6;
         const double busy_ms = static_cast<double>(share.busy_ns) / passes / 1e6;
@@ -412,7 +438,7 @@ int main(int argc, char** argv) {
         if (device_profile)
           for (const auto& [op, part] : share.by_op)
             fmt::print(stderr, "bench-model: {} {}:   {:<16} {:8.3f} ms per {} on the device, {:.1f} nodes\n", info.name,
-                       test.name(), op, static_cast<double>(part.device_ns) / passes / 1e6,
+                       test.name(), op, static_cast<double>(part.time_ns) / passes / 1e6,
                        test.prompt > 0 ? "pass" : "token", static_cast<double>(part.nodes) / passes);
       }
     }

@@ -12,8 +12,7 @@ constexpr int64_t kMinParallelWork = 16384;
 // The activation is a template parameter so its switch leaves the loop and the loop vectorises.
 template <Activation kAct>
 void activate_all(const float* x, float* y, int64_t count) {
-#pragma omp parallel for simd num_threads(threads()) schedule(static) if (count >= kMinParallelWork)
-  for (int64_t i = 0; i < count; ++i) y[i] = activate(kAct, x[i]);
+  parallel_simd_for(count, kMinParallelWork, [=](int64_t i) { y[i] = activate(kAct, x[i]); });
 }
 
 }  // namespace

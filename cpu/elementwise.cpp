@@ -161,13 +161,12 @@ void affine(StridedInput x, StridedInput scale, StridedInput shift, float* out, 
 }
 
 void scale(const float* x, float factor, float* y, int64_t count) {
-#pragma omp parallel for simd num_threads(threads()) schedule(static) if (count >= kMinParallelWork)
-  for (int64_t i = 0; i < count; ++i) y[i] = x[i] * factor;
+  parallel_simd_for(count, kMinParallelWork, [=](int64_t i) { y[i] = x[i] * factor; });
 }
 
 void swiglu(const float* gate, const float* up, float* y, int64_t count) {
-#pragma omp parallel for simd num_threads(threads()) schedule(static) if (count >= kMinParallelWork)
-  for (int64_t i = 0; i < count; ++i) y[i] = activate(Activation::silu, gate[i]) * up[i];
+  parallel_simd_for(count, kMinParallelWork,
+                    [=](int64_t i) { y[i] = activate(Activation::silu, gate[i]) * up[i]; });
 }
 
 }  // namespace ember::cpu

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -222,6 +223,20 @@ TEST(Scale, MultipliesOutOfPlaceAndInPlace) {
     scale(x.data(), factor, x.data(), count);
     EXPECT_EQ(x, expected);  // exact, in place
   }
+}
+
+// Below and above the threshold, on one thread and on two: every index once, none past.
+TEST(ParallelSimdFor, VisitsEveryIndexOnce) {
+  for (int thread_count : {1, 2})
+    for (int64_t count : {0, 5, 16383, 16384, 40009}) {
+      set_threads(thread_count);
+      std::vector<int32_t> visits(static_cast<size_t>(count) + 1, 0);
+      int32_t* counts = visits.data();
+      parallel_simd_for(count, 16384, [=](int64_t i) { counts[i] += 1; });
+      EXPECT_EQ(std::count(visits.begin(), visits.end() - 1, 1), count) << count << " on " << thread_count;
+      EXPECT_EQ(visits.back(), 0) << count << " on " << thread_count;
+    }
+  set_threads(0);
 }
 
 TEST(Swiglu, MatchesSiluTimesUp) {
