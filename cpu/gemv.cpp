@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "cpu/isa.h"
+#include "cpu/row_split.h"
 #include "cpu/threads.h"
 #include "cpu/x86/gemv_kernels.h"
 #include "quant/convert.h"
@@ -11,14 +12,10 @@
 namespace ember::cpu {
 namespace {
 
-// Work handed to one thread at a time: about a quarter of a core's L2 of weights, in a
-// multiple of the 4 rows the SIMD kernels share each load of x across.
+// Rows one kernel call takes: about a quarter of a core's L2 of weights, in a multiple of
+// the 4 rows the SIMD kernels share each load of x across.
 constexpr int64_t kChunkBytes = 256 * 1024;
 constexpr int64_t kRowGroup = 4;
-// Chunks per thread wanted when kChunkBytes would make too few for a static split to
-// give each thread its share: the demo model's 288 x 288 f32 weight is 1.3 chunks of
-// kChunkBytes, one thread's 224 rows against the other's 64.
-constexpr int64_t kChunksPerThread = 8;
 // Below this many weight bytes a parallel region costs more than it saves.
 constexpr int64_t kParallelBytes = 128 * 1024;
 
@@ -91,53 +88,31 @@ RowsKernel kernel_for(Isa isa) {
 
 }  // namespace
 
-int64_t gemv_chunk_rows(int64_t group_bytes, int64_t row_bytes, int threads) {
-  const int64_t chunks_wanted_bytes = std::max(1, threads) * kChunksPerThread * row_bytes;
-  const int64_t rows_for_balance = (group_bytes + chunks_wanted_bytes - 1) / chunks_wanted_bytes;
-  const int64_t rows_for_cache = kChunkBytes / row_bytes;
-  return round_up(std::max<int64_t>(1, std::min(rows_for_balance, rows_for_cache)), kRowGroup);
-}
-
 void gemv_group(const float* x, int64_t in_features, std::span<const LinearOfX> products) {
   if (products.empty()) return;
   if (in_features <= 0) {
     for (const LinearOfX& product : products) std::fill(product.y, product.y + std::max<int64_t>(0, product.out_features), 0.0f);
     return;
   }
-  // Each product in chunks of about kChunkBytes, or fewer bytes where the group's weights
-  // make fewer than kChunksPerThread chunks per thread, all of them in one list.
-  struct Chunks {
-    int64_t row_bytes, chunk_rows, first, count;
-  };
   constexpr size_t kMostProducts = 4;
-  Chunks chunks[kMostProducts];
+  RowShare shares[kMostProducts];
   const size_t count = std::min(products.size(), kMostProducts);
-  const auto row_bytes_of = [&](const LinearOfX& product) {
-    return in_features * static_cast<int64_t>(element_bytes(product.weight_type));
-  };
   int64_t total_bytes = 0;
-  for (size_t p = 0; p < count; ++p) total_bytes += std::max<int64_t>(0, products[p].out_features) * row_bytes_of(products[p]);
-  int64_t total_chunks = 0;
   for (size_t p = 0; p < count; ++p) {
-    const int64_t row_bytes = row_bytes_of(products[p]);
-    const int64_t chunk_rows = gemv_chunk_rows(total_bytes, row_bytes, threads());
-    const int64_t out = std::max<int64_t>(0, products[p].out_features);
-    chunks[p] = {row_bytes, chunk_rows, total_chunks, (out + chunk_rows - 1) / chunk_rows};
-    total_chunks += chunks[p].count;
+    const int64_t row_bytes = in_features * static_cast<int64_t>(element_bytes(products[p].weight_type));
+    shares[p] = {products[p].out_features, row_bytes, round_up(std::max<int64_t>(1, kChunkBytes / row_bytes), kRowGroup)};
+    total_bytes += std::max<int64_t>(0, products[p].out_features) * row_bytes;
   }
   const RowsKernel kernel = kernel_for(active_isa());
-  // Every row is summed by one call in a fixed order, so neither the chunking nor the
-  // thread count changes any result.
-#pragma omp parallel for num_threads(threads()) schedule(static) if (total_bytes >= kParallelBytes)
-  for (int64_t chunk = 0; chunk < total_chunks; ++chunk) {
-    size_t p = 0;
-    while (chunk >= chunks[p].first + chunks[p].count) ++p;
-    const LinearOfX& product = products[p];
-    const int64_t first_row = (chunk - chunks[p].first) * chunks[p].chunk_rows;
-    const int64_t rows = std::min(chunks[p].chunk_rows, product.out_features - first_row);
-    kernel(product.weight_type, static_cast<const char*>(product.weight) + first_row * chunks[p].row_bytes, rows,
-           in_features, x, product.y + first_row);
-  }
+  // Every row is summed by one call in a fixed order, so neither the split nor the thread
+  // count changes any result.
+  for_each_row_share(std::span<const RowShare>(shares, count), kRowGroup, total_bytes >= kParallelBytes,
+                     [&](size_t p, int64_t first_row, int64_t rows) {
+                       const LinearOfX& product = products[p];
+                       kernel(product.weight_type,
+                              static_cast<const char*>(product.weight) + first_row * shares[p].row_bytes, rows,
+                              in_features, x, product.y + first_row);
+                     });
   if (products.size() > kMostProducts) gemv_group(x, in_features, products.subspan(kMostProducts));
 }
 

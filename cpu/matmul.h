@@ -91,9 +91,4 @@ void linears_of_one_x(const float* x, int64_t rows, int64_t in_features, std::sp
 void quantized_matmul_group(const float* x, int64_t rows, int64_t in_features, std::span<const LinearOfX> products);
 void gemv_group(const float* x, int64_t in_features, std::span<const LinearOfX> products);
 
-// Rows per chunk of one product of gemv_group, whose products together hold group_bytes
-// of weights in rows of row_bytes: about a quarter of a core's L2 of weights, or less
-// where that would give `threads` threads too few chunks to share evenly.
-int64_t gemv_chunk_rows(int64_t group_bytes, int64_t row_bytes, int threads);
-
 }  // namespace ember::cpu

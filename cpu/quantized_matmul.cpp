@@ -7,6 +7,7 @@
 #include "cpu/matmul.h"
 #include "cpu/quantize.h"
 #include "cpu/quantized_dot.h"
+#include "cpu/row_split.h"
 #include "cpu/threads.h"
 
 namespace ember::cpu {
@@ -16,12 +17,9 @@ namespace {
 // few enough that the tile's activation bytes (64 rows of a 5632-wide layer: 380 KB of
 // q8_0) stay in a core's L2 while the weight rows stream past.
 constexpr int64_t kTileColumns = 64;
-// Weight bytes of one tile: small enough that threads get several tiles each (the last one
-// then finishes soon after the others), large enough that a tile's setup cost vanishes.
+// Weight bytes of one tile: few enough that a prompt's tile of weights stays in a core's
+// L2 while its activation tiles pass, enough that a tile's setup cost vanishes.
 constexpr int64_t kTileWeightBytes = 256 * 1024;
-// Tiles per thread wanted when the matrix is small enough that kTileWeightBytes would
-// leave some threads idle.
-constexpr int64_t kTilesPerThread = 8;
 // Weight rows per tile come in multiples of this: the 512-bit kernels run 16 weight rows
 // down the lanes of a vector.
 constexpr int64_t kRowGroup = 16;
@@ -53,18 +51,14 @@ bool run_together(ElementType a, ElementType b, int64_t rows) {
 
 namespace {
 
-// One product's split into tiles of tile_rows weight rows × kTileColumns activation rows,
-// and where its tiles start in the group's single list.
+// How one product's weight rows are cut: the tile kernel for its layout, and the rows
+// per tile, about kTileWeightBytes of weights.
 struct ProductTiles {
   QuantizedTile tile;
-  int64_t weight_row_bytes, blocks, tile_rows, column_tiles, first_item, items;
+  int64_t weight_row_bytes, blocks, tile_rows;
 };
 
-// Tiles hold about the same weight bytes in every product of a group (group_bytes, the
-// weight bytes of all of them, over the tiles wanted), so a static split of the group's
-// single list gives each thread its share of the bytes.
-ProductTiles split_into_tiles(const LinearOfX& product, int64_t rows, int64_t in_features, int64_t group_bytes,
-                              int64_t first_item) {
+ProductTiles split_into_tiles(const LinearOfX& product, int64_t rows, int64_t in_features) {
   // Tiles start on multiples of kRowGroup rows, so an interleaved tile starts on a group.
   static_assert(kRowGroup % kInterleavedRows == 0);
   const ElementType type = product.weight_type;
@@ -73,20 +67,11 @@ ProductTiles split_into_tiles(const LinearOfX& product, int64_t rows, int64_t in
                                                             : quantized_tile(type, active_isa());
   split.weight_row_bytes = element_row_bytes(type, in_features);
   split.blocks = in_features / block_elements(type);
-  const int64_t tiles_wanted_bytes = threads() * kTilesPerThread * split.weight_row_bytes;
-  const int64_t rows_for_balance = (group_bytes + tiles_wanted_bytes - 1) / tiles_wanted_bytes;
   const int64_t rows_for_cache = std::max<int64_t>(1, kTileWeightBytes / std::max<int64_t>(1, split.weight_row_bytes));
-  split.tile_rows = round_up(std::max<int64_t>(1, std::min(rows_for_balance, rows_for_cache)), kRowGroup);
+  split.tile_rows = round_up(rows_for_cache, kRowGroup);
   if (rows > 1) split.tile_rows = std::max(split.tile_rows, kMinPrefillTileRows);
-  split.column_tiles = (rows + kTileColumns - 1) / kTileColumns;
-  split.first_item = first_item;
-  split.items = (std::max<int64_t>(0, product.out_features) + split.tile_rows - 1) / split.tile_rows * split.column_tiles;
   return split;
 }
-
-}  // namespace
-
-namespace {
 
 // At most a layer's q, k and v share an x; a longer group runs in more regions.
 constexpr size_t kMostProducts = 4;
@@ -96,33 +81,29 @@ constexpr size_t kMostProducts = 4;
 void run_product_tiles(const std::byte* activations, int64_t activation_row_bytes, int64_t rows, int64_t in_features,
                        std::span<const LinearOfX> products) {
   ProductTiles splits[kMostProducts];
+  RowShare shares[kMostProducts];
   int64_t group_bytes = 0;
   for (const LinearOfX& product : products)
     group_bytes += std::max<int64_t>(0, product.out_features) * element_row_bytes(product.weight_type, in_features);
-  int64_t items = 0;
   for (size_t p = 0; p < products.size(); ++p) {
-    splits[p] = split_into_tiles(products[p], rows, in_features, group_bytes, items);
-    items += splits[p].items;
+    splits[p] = split_into_tiles(products[p], rows, in_features);
+    shares[p] = {products[p].out_features, splits[p].weight_row_bytes, splits[p].tile_rows};
   }
-  // Tiles of one weight slice are consecutive, so a thread keeps its weights in cache
-  // while the (smaller) activations are read again for each slice. The tile kernels sum
-  // every output in a fixed order, so the split never changes a result.
-#pragma omp parallel for num_threads(threads()) schedule(static) if (group_bytes * rows >= kParallelWork)
-  for (int64_t item = 0; item < items; ++item) {
-    size_t p = 0;
-    while (item >= splits[p].first_item + splits[p].items) ++p;
-    const ProductTiles& split = splits[p];
-    const LinearOfX& product = products[p];
-    const int64_t local = item - split.first_item;
-    const int64_t first_row = local / split.column_tiles * split.tile_rows;
-    const int64_t first_column = local % split.column_tiles * kTileColumns;
-    const auto* weight_bytes = static_cast<const std::byte*>(product.weight);
-    split.tile(weight_bytes + first_row * split.weight_row_bytes, split.weight_row_bytes,
-               std::min(split.tile_rows, product.out_features - first_row),
-               activations + first_column * activation_row_bytes, activation_row_bytes,
-               std::min(kTileColumns, rows - first_column), split.blocks,
-               product.y + first_column * product.out_features + first_row, product.out_features);
-  }
+  // Each thread takes its rows a tile at a time, every activation tile of a weight slice
+  // in turn, so it keeps those weights in cache while the (smaller) activations are read
+  // again for each slice. The tile kernels sum every output in a fixed order, so the
+  // split never changes a result.
+  for_each_row_share(std::span<const RowShare>(shares, products.size()), kRowGroup, group_bytes * rows >= kParallelWork,
+                     [&](size_t p, int64_t first_row, int64_t tile_rows) {
+                       const ProductTiles& split = splits[p];
+                       const LinearOfX& product = products[p];
+                       const auto* weight_bytes = static_cast<const std::byte*>(product.weight);
+                       for (int64_t first_column = 0; first_column < rows; first_column += kTileColumns)
+                         split.tile(weight_bytes + first_row * split.weight_row_bytes, split.weight_row_bytes, tile_rows,
+                                    activations + first_column * activation_row_bytes, activation_row_bytes,
+                                    std::min(kTileColumns, rows - first_column), split.blocks,
+                                    product.y + first_column * product.out_features + first_row, product.out_features);
+                     });
 }
 
 }  // namespace

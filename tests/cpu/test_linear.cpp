@@ -187,37 +187,6 @@ TEST(Gemv, ThreadCountDoesNotChangeResults) {
   }
 }
 
-// gemv_group's chunks, split statically over 2 threads as OpenMP does (contiguous runs
-// of the list, the first threads one longer), leave each thread near half of the bytes
-// for the demo model's f32 shapes: q, k and v of 288 inputs together, o, down (768
-// inputs), and the 4096-row output. Chunks of about 256 KiB alone gave o's 288 rows out
-// as 224 and 64.
-TEST(Gemv, ChunksShareTheBytesAmongTheThreads) {
-  struct Product {
-    int64_t rows, row_bytes;
-  };
-  const std::vector<std::vector<Product>> groups = {
-      {{288, 1152}, {96, 1152}, {96, 1152}}, {{288, 1152}}, {{288, 3072}}, {{4096, 1152}}, {{768, 1152}, {768, 1152}}};
-  constexpr int kThreads = 2;
-  for (const auto& group : groups) {
-    int64_t group_bytes = 0;
-    for (const Product& p : group) group_bytes += p.rows * p.row_bytes;
-    std::vector<int64_t> chunk_bytes;
-    for (const Product& p : group) {
-      const int64_t rows = gemv_chunk_rows(group_bytes, p.row_bytes, kThreads);
-      ASSERT_GT(rows, 0);
-      EXPECT_EQ(rows % 4, 0);
-      for (int64_t first = 0; first < p.rows; first += rows) chunk_bytes.push_back(std::min(rows, p.rows - first) * p.row_bytes);
-    }
-    const auto n = static_cast<int64_t>(chunk_bytes.size());
-    int64_t first_thread_bytes = 0;
-    for (int64_t i = 0; i < (n + kThreads - 1) / kThreads; ++i) first_thread_bytes += chunk_bytes[static_cast<size_t>(i)];
-    SCOPED_TRACE("group of " + std::to_string(group.size()) + ", " + std::to_string(group_bytes) + " bytes, " +
-                 std::to_string(n) + " chunks");
-    EXPECT_NEAR(static_cast<double>(first_thread_bytes) / static_cast<double>(group_bytes), 0.5, 0.08);
-  }
-}
-
 TEST(Gemv, EmptyInputGivesZeros) {
   std::vector<float> y = poisoned(3);
   const float unused = 0.0f;
