@@ -196,12 +196,39 @@ TEST(Attention, MatchesReference) {
 }
 
 // Values below f16's smallest normal (6.1e-5) exercise the subnormal half widening.
+// Heads of 40 widen element by element; heads of 64 in 16-wide conversions where the ISA
+// has them.
 TEST(Attention, SubnormalHalfValues) {
   SeededRng rng;
   const float value_scale = 6e-5f;
-  const Case c{4, 6, 3, 40, 9, 5};
-  const Problem p = make_problem(rng, c, ElementType::f16, value_scale);
-  expect_near_reference(run_attention(p), p, value_scale);
+  for (int64_t head_dim : {40, 64}) {
+    const Case c{4, 6, 3, head_dim, 9, 5};
+    SCOPED_TRACE(describe(c, ElementType::f16));
+    const Problem p = make_problem(rng, c, ElementType::f16, value_scale);
+    expect_near_reference(run_attention(p), p, value_scale);
+  }
+}
+
+// The ISA paths widen the cache differently (16 elements and 16 x 16 transposes at a time
+// on AVX-512) but exactly, and sum in the same order: the same bits as plain C++.
+TEST(Attention, EveryIsaGivesThePlainPathsBits) {
+  SeededRng rng;
+  for (const Case& c : kCases)
+    for (ElementType type : kTypes) {
+      if (!supports(c, type)) continue;
+      SCOPED_TRACE(describe(c, type));
+      const Problem p = make_problem(rng, c, type);
+      std::vector<float> plain;
+      {
+        const testing::ForcedIsa forced(Isa::scalar);
+        plain = run_attention(p);
+      }
+      for (Isa isa : supported_isas()) {
+        const testing::ForcedIsa forced(isa);
+        const std::vector<float> actual = run_attention(p);
+        ASSERT_EQ(0, std::memcmp(actual.data(), plain.data(), plain.size() * sizeof(float))) << isa_name(isa);
+      }
+    }
 }
 
 // Rows after the last visible position may hold anything: future keys/values of a
