@@ -382,6 +382,24 @@ NodeId Graph::cached_attention(NodeId q, NodeId k_new, NodeId v_new, std::span<c
   return append(make_node(op, std::move(inputs), sq, std::move(params)));
 }
 
+Status Graph::move_segments(NodeId id, std::span<const AttentionSegment> rows) {
+  if (id < 0 || static_cast<size_t>(id) >= nodes_.size() || nodes_[static_cast<size_t>(id)].op != Op::cached_attention)
+    return invalid_argument(fmt::format("move_segments: node {} is not a cached_attention", id));
+  Node& attention = nodes_[static_cast<size_t>(id)];
+  std::vector<AttentionSegment>& segments = attention.params.segments;
+  if (rows.size() != segments.size())
+    return invalid_argument(fmt::format("move_segments: node {} has {} segments; {} given", id, segments.size(), rows.size()));
+  for (size_t s = 0; s < rows.size(); ++s) {
+    const int64_t capacity = node(attention.inputs[3 + 2 * s]).shape[0];
+    if (rows[s].tokens != segments[s].tokens || rows[s].position < 0 || rows[s].position + rows[s].tokens > capacity)
+      return invalid_argument(fmt::format("move_segments: segment {} of node {} holds {} tokens in a cache of {} rows; "
+                                          "asked for {} tokens at position {}",
+                                          s, id, segments[s].tokens, capacity, rows[s].tokens, rows[s].position));
+  }
+  std::copy(rows.begin(), rows.end(), segments.begin());
+  return {};
+}
+
 NodeId Graph::reshape(NodeId x, const Shape& shape) {
   if (!valid({x}) || !expect(x, kActivations, "x", Op::reshape)) return kInvalidNode;
   if (shape.elements() != node(x).shape.elements())

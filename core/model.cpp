@@ -146,6 +146,25 @@ Result<Tensor> Model::forward(std::span<const int32_t> tokens, int64_t position)
   return forward(std::span<const SequenceTokens>(&part, 1));
 }
 
+// The last pass's graph when `layout` has the same parts with the same token counts: only
+// where their rows go in the caches differs (ids and positions are inputs), so its attention
+// nodes move there. Building M's graph anew took about as long as its decoded token's
+// rms_norms, adds and ropes together on the CPU (docs/PERFORMANCE.md, fifteenth session).
+std::unique_ptr<Graph> Model::reusable_graph(const BatchLayout& layout) {
+  if (!last_graph_ || layout.all_logits != last_all_logits_ || layout.logit_rows != last_logit_rows_ ||
+      layout.parts.size() != last_sequences_.size())
+    return nullptr;
+  std::vector<AttentionSegment> rows;
+  for (size_t i = 0; i < layout.parts.size(); ++i) {
+    if (layout.parts[i].sequence != last_sequences_[i] || layout.parts[i].rows.tokens != last_rows_[i].tokens)
+      return nullptr;
+    rows.push_back(layout.parts[i].rows);
+  }
+  for (NodeId id = 0; id < static_cast<NodeId>(last_graph_->size()); ++id)
+    if (last_graph_->node(id).op == Op::cached_attention && !last_graph_->move_segments(id, rows).ok()) return nullptr;
+  return std::move(last_graph_);
+}
+
 Result<Tensor> Model::forward(std::span<const SequenceTokens> batch) {
   if (batch.empty()) return invalid_argument("forward: no tokens given");
   BatchLayout layout;
@@ -182,10 +201,21 @@ Result<Tensor> Model::forward(std::span<const SequenceTokens> batch) {
   }
   layout.logit_rows = static_cast<int64_t>(logit_rows.size());
 
-  auto graph = std::make_unique<Graph>();
-  TransformerGraph builder(*graph, layout, *caches_);
-  EMBER_RETURN_IF_ERROR(is_gpt2(config_) ? build_gpt2_graph(config_, *weights_, builder)
-                                         : build_llama_graph(config_, *weights_, builder));
+  std::unique_ptr<Graph> graph = reusable_graph(layout);
+  if (!graph) {
+    graph = std::make_unique<Graph>();
+    TransformerGraph builder(*graph, layout, *caches_);
+    EMBER_RETURN_IF_ERROR(is_gpt2(config_) ? build_gpt2_graph(config_, *weights_, builder)
+                                           : build_llama_graph(config_, *weights_, builder));
+  }
+  last_sequences_.clear();
+  last_rows_.clear();
+  for (const BatchLayout::Part& part : layout.parts) {
+    last_sequences_.push_back(part.sequence);
+    last_rows_.push_back(part.rows);
+  }
+  last_all_logits_ = layout.all_logits;
+  last_logit_rows_ = layout.logit_rows;
   std::vector<Tensor> inputs;
   for (const std::vector<int32_t>* values : {&ids, &positions, &logit_rows}) {
     if (values == &logit_rows && layout.all_logits) break;

@@ -89,6 +89,11 @@ class Graph {
     AttentionSegment rows;
   };
   NodeId cached_attention(NodeId q, NodeId k_new, NodeId v_new, std::span<const CacheSegment> segments, float scale);
+  // Moves the segments of cached_attention node `id` to new positions in the same caches,
+  // each with the tokens it had, so a graph is reused for the next rows of its sequences.
+  // The graph is unchanged when the node is not a cached_attention of that many segments,
+  // a token count differs, or a segment would run past its cache.
+  Status move_segments(NodeId id, std::span<const AttentionSegment> rows);
   // The elements of x in row-major order, in `shape` (same element count).
   NodeId reshape(NodeId x, const Shape& shape);
 

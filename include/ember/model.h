@@ -1,7 +1,9 @@
 // A decoder-only transformer ready to run: its weights, KV caches for one or more
 // sequences, and an executor. Each forward() builds the op graph of the architecture
 // (Llama family: llama, mistral, qwen2; GPT-2) for the tokens given and runs it, storing
-// their keys and values in the caches so later calls continue from them.
+// their keys and values in the caches so later calls continue from them. A call with the
+// same sequences and token counts as the last one (decoding) runs the last graph again,
+// its attention moved to the new positions.
 //
 // Weights are used in the type the file holds them (f32, f16, bf16; block-quantized
 // ones are widened to f32 at load until the linear kernels read blocks, issue #5). The
@@ -22,6 +24,8 @@
 #include "ember/tensor.h"
 
 namespace ember {
+
+struct BatchLayout;
 
 struct ModelOptions {
   DType kv_cache_type = DType::f16;  // f32, f16 or q8_0 (q8_0 needs head_dim a multiple of 32)
@@ -86,6 +90,7 @@ class Model {
 
  private:
   Model();
+  std::unique_ptr<Graph> reusable_graph(const BatchLayout& layout);
 
   ModelConfig config_;
   DType kv_cache_type_ = DType::f16;
@@ -93,7 +98,13 @@ class Model {
   std::vector<int64_t> cached_tokens_;
   std::unique_ptr<ModelWeights> weights_;
   std::unique_ptr<KvCaches> caches_;
+  // Ran the last pass; the next pass of the same parts (sequences, token counts, logit
+  // rows) runs it again with its attention moved to the new positions (reusable_graph).
   std::unique_ptr<Graph> last_graph_;
+  std::vector<int> last_sequences_;
+  std::vector<AttentionSegment> last_rows_;
+  bool last_all_logits_ = false;
+  int64_t last_logit_rows_ = 0;
   Executor executor_;
 };
 

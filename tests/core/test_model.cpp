@@ -102,6 +102,32 @@ TEST(CachedAttentionNode, BuilderChecksShapesAndTypes) {
   EXPECT_FALSE(graph.ok());
 }
 
+// A segment moves within its cache with its token count; anything else is refused and
+// leaves the node as it was.
+TEST(CachedAttentionNode, SegmentsMoveWithinTheirCache) {
+  Graph graph;
+  const NodeId q = graph.input("q", Shape{2, 4, 8});
+  const NodeId k = graph.input("k", Shape{2, 2, 8});
+  const NodeId v = graph.input("v", Shape{2, 2, 8});
+  const Graph::CacheSegment segment{graph.constant("k_cache", filled(Shape{6, 2, 8}, DType::f16, 0.0f)),
+                                    graph.constant("v_cache", filled(Shape{6, 2, 8}, DType::f16, 0.0f)), {2, 1}};
+  const NodeId attention = graph.cached_attention(q, k, v, std::span(&segment, 1), 0.5f);
+  ASSERT_TRUE(graph.ok()) << graph.status().message();
+  const auto segments_after = [&](std::vector<AttentionSegment> rows, bool moves) {
+    EXPECT_EQ(graph.move_segments(attention, rows).ok(), moves);
+    return graph.node(attention).params.segments;
+  };
+  using Rows = std::vector<AttentionSegment>;
+  EXPECT_EQ(segments_after({{2, 4}}, true), (Rows{{2, 4}}));   // rows 4..5, the cache's last
+  EXPECT_EQ(segments_after({{2, 0}}, true), (Rows{{2, 0}}));   // back to the start
+  EXPECT_EQ(segments_after({{2, 5}}, false), (Rows{{2, 0}}));  // past the cache
+  EXPECT_EQ(segments_after({{2, -1}}, false), (Rows{{2, 0}}));
+  EXPECT_EQ(segments_after({{1, 3}}, false), (Rows{{2, 0}}));  // another token count
+  EXPECT_EQ(segments_after({{2, 1}, {2, 3}}, false), (Rows{{2, 0}}));
+  EXPECT_FALSE(graph.move_segments(q, Rows{{2, 1}}).ok());  // not an attention node
+  EXPECT_FALSE(graph.move_segments(static_cast<NodeId>(graph.size()), Rows{{2, 1}}).ok());
+}
+
 // The node stores the new rows in the cache and then attends exactly as the plain
 // attention node does over that cache.
 TEST(CachedAttentionNode, WritesTheCacheThenAttendsOverIt) {
@@ -178,6 +204,56 @@ TEST(ModelTest, BatchedPromptEqualsTokenByTokenDecoding) {
   const double error = relative_error(token_by_token(model.value(), prompt), batched.value());
   EXPECT_LE(error, 1e-5);
   RecordProperty("relative_error", scientific(error));
+}
+
+// A pass of the same parts as the last one (one token of sequence 0) runs the last graph
+// with its attention moved to the new position, rewinding included; other parts build
+// anew. The logits are the bits of a model that builds every graph (a pass over its
+// second sequence in between makes it).
+TEST(ModelTest, DecodedTokensRunTheLastGraphAtTheirNewPositions) {
+  auto reusing = Model::load(kDemo, kExact);
+  ModelOptions two_sequences = kExact;
+  two_sequences.sequences = 2;
+  auto building = Model::load(kDemo, two_sequences);
+  ASSERT_TRUE(reusing.ok() && building.ok());
+  const std::vector<int32_t>& prompt = kPrompts[1];
+  const auto length = static_cast<int64_t>(prompt.size());
+  ASSERT_TRUE(reusing->forward(prompt, 0).ok());
+  ASSERT_TRUE(building->forward(prompt, 0).ok());
+  const Graph* prompt_graph = reusing->last_graph();
+  // (token, position): onwards, then back over the last two, then onwards again.
+  const std::vector<std::pair<int32_t, int64_t>> steps = {
+      {prompt[0], length}, {prompt[1], length + 1}, {prompt[2], length + 2}, {prompt[3], length + 1}, {prompt[4], length + 2}};
+  const Graph* decode_graph = nullptr;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const int32_t token = steps[i].first;
+    const int64_t position = steps[i].second;
+    SCOPED_TRACE("step " + std::to_string(i));
+    auto reused = reusing->forward({&token, 1}, position);
+    ASSERT_TRUE(reused.ok()) << reused.status().message();
+    if (i == 0) {
+      decode_graph = reusing->last_graph();
+      EXPECT_NE(decode_graph, prompt_graph);
+    }
+    EXPECT_EQ(reusing->last_graph(), decode_graph);
+    for (const Node& node : reusing->last_graph()->nodes()) {
+      if (node.op == Op::cached_attention) {
+        EXPECT_EQ(node.params.segments.at(0), (AttentionSegment{1, position}));
+      }
+    }
+
+    const std::vector<int32_t> other = {prompt[5], prompt[6]};
+    const SequenceTokens elsewhere{1, 0, other, false};
+    ASSERT_TRUE(building->forward(std::span(&elsewhere, 1)).ok());
+    const Graph* other_graph = building->last_graph();
+    auto built = building->forward({&token, 1}, position);
+    ASSERT_TRUE(built.ok()) << built.status().message();
+    EXPECT_NE(building->last_graph(), other_graph);
+    EXPECT_EQ(relative_error(reused.value(), built.value()), 0.0);
+  }
+  const std::vector<int32_t> two = {prompt[5], prompt[6]};
+  ASSERT_TRUE(reusing->forward(two, length + 3).ok());
+  EXPECT_NE(reusing->last_graph(), decode_graph);
 }
 
 TEST(ModelTest, F16KvCacheStaysCloseToReference) {
