@@ -178,12 +178,16 @@ struct DeviceShare {
     int64_t nodes = 0;
   };
   std::map<std::string, OpShare> by_op;
-  // The CPU's nodes: the wall time of each op's nodes (the executor times every node).
+  // With --cpu-profile, the CPU's nodes: the wall time of each op's nodes (the executor
+  // times every node). Gathered only then: add() runs inside the timed passes, and naming
+  // every node of a decoded token costs microseconds.
+  bool profile_cpu = false;
   int64_t cpu_ns = 0;
   std::map<std::string, OpShare> cpu_by_op;
   void add(const ember::Model& model) {
     for (const ember::NodeTiming& timing : model.last_timings()) {
       if (timing.backend == "cpu") {
+        if (!profile_cpu) continue;
         cpu_ns += timing.elapsed.count();
         std::string key(ember::op_name(timing.op));
         if (timing.op == ember::Op::linear && model.last_graph() != nullptr)
@@ -374,6 +378,7 @@ int main(int argc, char** argv) {
 
     for (const Test& test : tests) {
       DeviceShare share;
+      share.profile_cpu = cpu_profile;
       auto samples = run_test(model.value(), test, repetitions->front(), share);
       if (!samples)
         return fail(fmt::format("{}: {}: {}", info.path.string(), test.name(), samples.status().message()), 1);
