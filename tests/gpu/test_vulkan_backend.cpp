@@ -43,13 +43,15 @@ class VulkanBackendTest : public ::testing::TestWithParam<DType> {
 
   // Runs cpu_graph on the CPU and gpu_graph (the same nodes, over caches of its own where
   // a node writes one) on the device, timed node by node: every node ran on the device
-  // and the outputs agree. Returns the device's run (empty where a run failed).
+  // and the outputs agree, output i within tolerances[i] (kCpuTolerance past its end).
+  // Returns the device's run (empty where a run failed).
   struct DeviceRun {
     std::vector<NodeTiming> timings;
     std::vector<Tensor> outputs;
   };
   DeviceRun expect_device_matches_the_cpu(const Graph& cpu_graph, const Graph& gpu_graph,
-                                                        std::span<const Tensor> inputs) {
+                                                        std::span<const Tensor> inputs,
+                                                        std::span<const double> tolerances = {}) {
     Executor cpu;
     auto expected = cpu.run(cpu_graph, inputs);
     EXPECT_TRUE(expected) << expected.status().message();
@@ -60,7 +62,9 @@ class VulkanBackendTest : public ::testing::TestWithParam<DType> {
     for (const NodeTiming& timing : gpu.last_timings()) EXPECT_EQ(timing.backend, "vulkan") << op_name(timing.op);
     EXPECT_EQ(actual->size(), expected->size());
     for (size_t i = 0; i < std::min(actual->size(), expected->size()); ++i)
-      EXPECT_LT(relative_error((*actual)[i], (*expected)[i]), testing::kCpuTolerance) << "output " << i;
+      EXPECT_LT(relative_error((*actual)[i], (*expected)[i]),
+                i < tolerances.size() ? tolerances[i] : testing::kCpuTolerance)
+          << "output " << i;
     return {gpu.last_timings(), std::move(actual.value())};
   }
 
@@ -442,7 +446,13 @@ TEST_F(VulkanRoutingTest, ADecodedTokensRopesRunInsideItsAttention) {
     build(cpu_graph, cpu_caches);
     build(gpu_graph, gpu_caches);
     ASSERT_TRUE(gpu_graph.ok()) << gpu_graph.status().message();
-    const DeviceRun run = expect_device_matches_the_cpu(cpu_graph, gpu_graph, inputs);
+    // The attention reads the new key and value rows back from the f16 caches. Each side
+    // computed them in its own sum order, so a value within 1e-7 of an f16 rounding
+    // boundary takes the neighbouring code on one side: 2^-11 of that element (a CI seed
+    // gave 3.2e-4 of the output). The turned q and k are never rounded and stay at 1e-5;
+    // a wrongly turned pair is off by the whole rotation.
+    constexpr std::array<double, 3> kTolerances = {2e-3, testing::kCpuTolerance, testing::kCpuTolerance};
+    const DeviceRun run = expect_device_matches_the_cpu(cpu_graph, gpu_graph, inputs, kTolerances);
     ASSERT_EQ(run.outputs.size(), 3u);
     std::vector<Op> ran;
     for (const NodeTiming& timing : run.timings) {
