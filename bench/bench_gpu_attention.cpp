@@ -20,11 +20,9 @@ namespace {
 constexpr uint32_t kQHeads = 16, kKvHeads = 4, kHeadDim = 128, kCacheRows = 1024;
 
 void BM_Attention(benchmark::State& state, uint32_t tokens, uint32_t position) {
-  Gpu& gpu = shared_gpu();
-  if (!gpu.device) {
-    state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
-    return;
-  }
+  Gpu* const opened = shared_gpu_or_skip(state);
+  if (opened == nullptr) return;
+  Gpu& gpu = *opened;
   const gpu::AttentionShape shape{.tokens = tokens, .position = position, .q_heads = kQHeads, .kv_heads = kKvHeads,
                                   .head_dim = kHeadDim, .cache_rows = kCacheRows,
                                   .cache_type = gpu::CacheType::f16, .scale = 0.0884f};

@@ -48,11 +48,9 @@ struct CoopmatTile {
 void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows, uint32_t k, uint32_t n,
                     gpu::LinearPath path, uint32_t gemv_columns, uint32_t batched, CoopmatTile tile,
                     gpu::BlockLayout layout) {
-  Gpu& gpu = shared_gpu();
-  if (!gpu.device) {
-    state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
-    return;
-  }
+  Gpu* const opened = shared_gpu_or_skip(state);
+  if (opened == nullptr) return;
+  Gpu& gpu = *opened;
   const std::vector<float> x = random_values(size_t{rows} * k, 11);
   const std::vector<float> w = random_values(size_t{n} * k, 7);
   std::vector<uint8_t> w_bytes(gpu::weight_row_bytes(type, k) * n);
@@ -164,11 +162,9 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
 
 // One device buffer copied to another: each byte read once and written once.
 void BM_DeviceCopy(benchmark::State& state) {
-  Gpu& gpu = shared_gpu();
-  if (!gpu.device) {
-    state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
-    return;
-  }
+  Gpu* const opened = shared_gpu_or_skip(state);
+  if (opened == nullptr) return;
+  Gpu& gpu = *opened;
   const uint64_t bytes = uint64_t(state.range(0)) << 20;
   auto from = gpu::DeviceBuffer::create(gpu.device->allocator(), bytes, gpu::MemoryUse::device);
   auto to = gpu::DeviceBuffer::create(gpu.device->allocator(), bytes, gpu::MemoryUse::device);

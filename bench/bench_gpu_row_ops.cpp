@@ -20,11 +20,9 @@ constexpr uint32_t kCols = 2048, kHeadDim = 128, kQHeads = 16, kKHeads = 4;
 enum class Pair { residual_norm, rope_qk };
 
 void BM_RowOpPair(benchmark::State& state, Pair pair, bool fused, uint32_t rows) {
-  Gpu& gpu = shared_gpu();
-  if (!gpu.device) {
-    state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
-    return;
-  }
+  Gpu* const opened = shared_gpu_or_skip(state);
+  if (opened == nullptr) return;
+  Gpu& gpu = *opened;
   const bool norm = pair == Pair::residual_norm;
   const uint32_t first_elements = rows * (norm ? kCols : kQHeads * kHeadDim);
   const uint32_t second_elements = rows * (norm ? kCols : kKHeads * kHeadDim);

@@ -26,11 +26,9 @@ namespace {
 constexpr uint32_t kElements = 64;
 
 void BM_BatchHostCost(benchmark::State& state, int dispatches) {
-  Gpu& gpu = shared_gpu();
-  if (!gpu.device) {
-    state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
-    return;
-  }
+  Gpu* const opened = shared_gpu_or_skip(state);
+  if (opened == nullptr) return;
+  Gpu& gpu = *opened;
   const std::vector<float> values = random_values(kElements, 1);
   auto a = device_copy_of(gpu, values.data(), kElements * 4), b = device_copy_of(gpu, values.data(), kElements * 4);
   auto out = device_copy_of(gpu, values.data(), kElements * 4);

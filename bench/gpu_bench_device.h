@@ -43,6 +43,14 @@ inline Gpu& shared_gpu() {
   return gpu;
 }
 
+// The shared device, or null after skipping `state`'s case with the reason there is none.
+inline Gpu* shared_gpu_or_skip(benchmark::State& state) {
+  Gpu& gpu = shared_gpu();
+  if (gpu.device) return &gpu;
+  state.SkipWithError(("no Vulkan device: " + gpu.unavailable).c_str());
+  return nullptr;
+}
+
 inline gpu::Result<gpu::DeviceBuffer> device_copy_of(Gpu& gpu, const void* host, uint64_t bytes) {
   auto buffer = gpu::DeviceBuffer::create(gpu.device->allocator(), bytes, gpu::MemoryUse::device);
   if (!buffer) return buffer.status();

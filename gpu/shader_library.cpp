@@ -48,6 +48,9 @@ constexpr uint32_t kEmbedding[] = {
 constexpr uint32_t kRoundRowsF16[] = {
 #include "round_rows_f16.spv.inc"
 };
+constexpr uint32_t kCoopmatProbe[] = {
+#include "coopmat_probe.spv.inc"
+};
 
 // linear_common.glsl's push constants: rows, k, n, has_bias, first_column, row_bytes.
 constexpr uint32_t kLinearPushBytes = 6 * sizeof(uint32_t);
@@ -67,6 +70,7 @@ const ShaderInfo kShaders[] = {
     {"attention_tiled", kAttentionTiled, 4, 6 * sizeof(uint32_t)},  // first_row .. scale
     {"embedding", kEmbedding, 3, 4 * sizeof(uint32_t)},   // rows, cols, row_bytes, table_rows
     {"round_rows_f16", kRoundRowsF16, 2, 2 * sizeof(uint32_t)},  // rows, k
+    {"coopmat_probe", kCoopmatProbe, 1, sizeof(uint32_t)},       // iterations
 };
 
 }  // namespace
