@@ -26,8 +26,6 @@ constexpr int64_t kScalarLanes = 16;
 // 16-bit weights are widened in blocks this long (a stack buffer) before the dot product.
 constexpr int64_t kWidenBlock = 256;
 
-int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
-
 void accumulate(const float* w, const float* x, int64_t count, float (&lanes)[kScalarLanes], float& tail) {
   int64_t i = 0;
   for (; i + kScalarLanes <= count; i += kScalarLanes)
@@ -100,7 +98,7 @@ void gemv_group(const float* x, int64_t in_features, std::span<const LinearOfX> 
   int64_t total_bytes = 0;
   for (size_t p = 0; p < count; ++p) {
     const int64_t row_bytes = in_features * static_cast<int64_t>(element_bytes(products[p].weight_type));
-    shares[p] = {products[p].out_features, row_bytes, round_up(std::max<int64_t>(1, kChunkBytes / row_bytes), kRowGroup)};
+    shares[p] = {products[p].out_features, row_bytes, rows_for_bytes(kChunkBytes, row_bytes, kRowGroup)};
     total_bytes += std::max<int64_t>(0, products[p].out_features) * row_bytes;
   }
   const RowsKernel kernel = kernel_for(active_isa());

@@ -31,8 +31,6 @@ constexpr int64_t kMinPrefillTileRows = 64;
 // a parallel region costs more than it saves.
 constexpr int64_t kParallelWork = 128 * 1024;
 
-int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
-
 // The activations quantized for the current product, reused between calls so decoding
 // does not allocate per layer. Per calling thread: two threads may run products at once.
 std::byte* activation_scratch(int64_t bytes) {
@@ -67,8 +65,7 @@ ProductTiles split_into_tiles(const LinearOfX& product, int64_t rows, int64_t in
                                                             : quantized_tile(type, active_isa());
   split.weight_row_bytes = element_row_bytes(type, in_features);
   split.blocks = in_features / block_elements(type);
-  const int64_t rows_for_cache = std::max<int64_t>(1, kTileWeightBytes / std::max<int64_t>(1, split.weight_row_bytes));
-  split.tile_rows = round_up(rows_for_cache, kRowGroup);
+  split.tile_rows = rows_for_bytes(kTileWeightBytes, split.weight_row_bytes, kRowGroup);
   if (rows > 1) split.tile_rows = std::max(split.tile_rows, kMinPrefillTileRows);
   return split;
 }

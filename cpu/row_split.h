@@ -22,6 +22,13 @@ struct RowShare {
   int64_t chunk_rows = 1;  // the most rows one visit takes: a multiple of the unit
 };
 
+// Rows of `row_bytes` each that hold about `bytes`: at least one unit, in whole units of
+// unit_rows (a chunk_rows that fits a cache, say).
+inline int64_t rows_for_bytes(int64_t bytes, int64_t row_bytes, int64_t unit_rows) {
+  const int64_t rows = std::max<int64_t>(1, bytes / std::max<int64_t>(1, row_bytes));
+  return (rows + unit_rows - 1) / unit_rows * unit_rows;
+}
+
 // visit(product, first_row, rows) for every row of every product, once, in runs of at
 // most the product's chunk_rows that start on multiples of unit_rows. With `parallel`,
 // on threads() threads, each walking its own share in row order.

@@ -94,5 +94,13 @@ TEST(RowShare, WithoutParallelOneThreadWalksEveryProductInOrder) {
   set_threads(0);
 }
 
+// Chunks of about a byte budget: whole units, and never none.
+TEST(RowShare, RowsForBytesAreWholeUnitsOfAboutTheBudget) {
+  EXPECT_EQ(rows_for_bytes(256 * 1024, 1152, 16), 240);  // 227 rows hold the budget, rounded up to 16
+  EXPECT_EQ(rows_for_bytes(256 * 1024, 1024, 16), 256);  // exactly 256 rows
+  EXPECT_EQ(rows_for_bytes(256 * 1024, 1 << 20, 4), 4);  // a row past the budget still makes a unit
+  EXPECT_EQ(rows_for_bytes(100, 0, 4), 100);             // rows of no bytes count as one byte each
+}
+
 }  // namespace
 }  // namespace ember::cpu
