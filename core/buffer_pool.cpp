@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <functional>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -72,8 +73,14 @@ Result<std::shared_ptr<Buffer>> BufferPool::acquire(size_t bytes) {
     std::lock_guard lock(state_->mutex);
     auto found = state_->idle_by_bucket.find(bucket);
     if (found != state_->idle_by_bucket.end() && !found->second.empty()) {
-      auto entry = found->second.back();
-      found->second.pop_back();
+      // The idle buffer at the lowest address, whatever order they came back in.
+      auto& idle = found->second;
+      const auto lowest = std::min_element(idle.begin(), idle.end(), [](const auto& a, const auto& b) {
+        return std::less<const Buffer*>()(a->buffer.get(), b->buffer.get());
+      });
+      auto entry = *lowest;
+      *lowest = idle.back();
+      idle.pop_back();
       buffer = std::move(entry->buffer);
       state_->idle_by_age.erase(entry);
       state_->stats.bytes_cached -= bucket;

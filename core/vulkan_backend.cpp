@@ -1,6 +1,7 @@
 #include "core/vulkan_backend.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -219,6 +220,7 @@ Status VulkanBackend::run(const Node& node, std::span<const Tensor> inputs, cons
 Status VulkanBackend::run_batch(std::span<const BatchItem> items) {
   Status status = run_nodes(items);
   if (status.code() == ErrorCode::out_of_memory && !device_->context().device_lost()) {
+    spare_buffers_.clear();
     device_->allocator().trim();
     status = run_nodes(items);
   }
@@ -256,7 +258,7 @@ void VulkanBackend::warn_once(Fault fault, const Status& status) {
 Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   const auto start = std::chrono::steady_clock::now();
   gpu::CommandBatch batch(device_->context(), device_->descriptor_sets());
-  Recording recording;
+  Recording recording(spare_buffers_);
   const auto input = [&](const Tensor& tensor) { return recorded_input(recording, tensor); };
   std::vector<size_t> first_dispatch;  // of each item, then the end
   std::optional<FoldedRope> folded_rope;  // for the attention item next
@@ -447,11 +449,36 @@ Result<gpu::DeviceBuffer*> VulkanBackend::recorded_input(Recording& recording, c
   return device_side(tensor, !recording.made_here.contains(tensor.buffer().get()));
 }
 
-Result<gpu::DeviceBuffer*> VulkanBackend::host_visible(Recording& recording, uint64_t bytes, std::string_view what) {
-  auto buffer = gpu::DeviceBuffer::create(device_->allocator(), bytes, gpu::MemoryUse::staging);
+VulkanBackend::Recording::~Recording() {
+  for (BatchBuffer& made : buffers) spares.push_back(std::move(made));
+  // The latest batch's are kept: the next one most likely needs the same.
+  if (spares.size() > kMostSpareBuffers)
+    spares.erase(spares.begin(), spares.begin() + static_cast<std::ptrdiff_t>(spares.size() - kMostSpareBuffers));
+}
+
+Result<gpu::DeviceBuffer*> VulkanBackend::batch_buffer(Recording& recording, uint64_t bytes, gpu::MemoryUse use) {
+  // The smallest spare that holds `bytes` without wasting more than as much again.
+  const auto fits = [&](const BatchBuffer& spare) {
+    return spare.use == use && spare.buffer.bytes() >= bytes && spare.buffer.bytes() <= std::max<uint64_t>(2 * bytes, 4096);
+  };
+  auto best = recording.spares.end();
+  for (auto spare = recording.spares.begin(); spare != recording.spares.end(); ++spare)
+    if (fits(*spare) && (best == recording.spares.end() || spare->buffer.bytes() < best->buffer.bytes())) best = spare;
+  if (best != recording.spares.end()) {
+    recording.buffers.push_back(std::move(*best));
+    recording.spares.erase(best);
+    return &recording.buffers.back().buffer;
+  }
+  auto buffer = gpu::DeviceBuffer::create(device_->allocator(), bytes, use);
   if (!buffer) return from_gpu(buffer.status());
-  if (buffer->mapped() == nullptr) return internal_error(fmt::format("Vulkan: {} is not host-visible", what));
-  return &recording.buffers.emplace_back(std::move(buffer.value()));
+  return &recording.buffers.emplace_back(BatchBuffer{use, std::move(buffer.value())}).buffer;
+}
+
+Result<gpu::DeviceBuffer*> VulkanBackend::host_visible(Recording& recording, uint64_t bytes, std::string_view what) {
+  auto buffer = batch_buffer(recording, bytes, gpu::MemoryUse::staging);
+  if (!buffer) return buffer.status();
+  if (buffer.value()->mapped() == nullptr) return internal_error(fmt::format("Vulkan: {} is not host-visible", what));
+  return buffer.value();
 }
 
 Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& recording, const Node& node,
@@ -479,9 +506,11 @@ Status VulkanBackend::record_attention(gpu::CommandBatch& batch, Recording& reco
   // The attention dispatches of a batch run one after another, so they share one scratch.
   if (scratch_floats != 0 &&
       (recording.attention_scratch == nullptr || recording.attention_scratch->bytes() < 4 * scratch_floats)) {
-    auto scratch = gpu::DeviceBuffer::create(device_->allocator(), 4 * scratch_floats, gpu::MemoryUse::device);
-    if (!scratch) return from_gpu(scratch.status());
-    recording.attention_scratch = &recording.buffers.emplace_back(std::move(scratch.value()));
+    // Made a power of two: a decoded token's scores grow by a key each token, and a
+    // scratch made to measure would be new each time (and so would its descriptor set).
+    auto scratch = batch_buffer(recording, std::bit_ceil(4 * scratch_floats), gpu::MemoryUse::device);
+    if (!scratch) return scratch.status();
+    recording.attention_scratch = scratch.value();
   }
   uint32_t first_row = 0;
   for (size_t s = 0; s < node.params.segments.size(); ++s) {

@@ -134,14 +134,25 @@ class VulkanBackend final : public Backend {
     float position_scale;
     friend bool operator==(const AngleKey&, const AngleKey&) = default;
   };
+  // A buffer a batch makes for itself (rope angles, attention scratch, token ids,
+  // read-back copies), and the memory it is in.
+  struct BatchBuffer {
+    gpu::MemoryUse use;
+    gpu::DeviceBuffer buffer;
+  };
   struct Recording {
+    explicit Recording(std::vector<BatchBuffer>& spares) : spares(spares) {}
+    Recording(const Recording&) = delete;
+    Recording& operator=(const Recording&) = delete;
+    // Hands the batch's buffers to the next batch (spare_buffers_).
+    ~Recording();
     // Outputs of the nodes recorded before: their device copies will be current when the
     // batch runs, whatever the host holds now.
     std::unordered_set<const Buffer*> made_here;
     // KV caches the batch writes: inputs whose device copy becomes the current one.
     std::vector<Buffer*> written_caches;
-    // Rope angle tables, attention scratch, token ids and read-back copies of outputs.
-    std::deque<gpu::DeviceBuffer> buffers;
+    std::deque<BatchBuffer> buffers;
+    std::vector<BatchBuffer>& spares;
     std::vector<std::pair<AngleKey, const gpu::DeviceBuffer*>> angle_tables;
     const gpu::DeviceBuffer* attention_scratch = nullptr;
   };
@@ -154,6 +165,9 @@ class VulkanBackend final : public Backend {
                                                     const Tensor& output, const gpu::DeviceBuffer& device_output);
   // An input's device copy, uploaded first unless an earlier node of the batch makes it.
   Result<gpu::DeviceBuffer*> recorded_input(Recording& recording, const Tensor& tensor);
+  // At least `bytes` of `use` memory, kept until the batch is done: a spare that fits,
+  // or a new buffer.
+  Result<gpu::DeviceBuffer*> batch_buffer(Recording& recording, uint64_t bytes, gpu::MemoryUse use);
   // `bytes` of host-visible memory that the device reads or writes directly, kept until
   // the batch is done; `what` names it in the error where the memory is not mapped.
   Result<gpu::DeviceBuffer*> host_visible(Recording& recording, uint64_t bytes, std::string_view what);
@@ -191,6 +205,11 @@ class VulkanBackend final : public Backend {
 
   std::shared_ptr<VulkanDevice> device_;
   VulkanRouting routing_;
+  // The buffers earlier batches made, for later ones: a decoded token then gets the same
+  // ones as the token before, with no allocation, and binds them through the descriptor
+  // sets kept from then (gpu::DescriptorSets). Dropped before an out-of-memory retry.
+  std::vector<BatchBuffer> spare_buffers_;
+  static constexpr size_t kMostSpareBuffers = 16;
   RopeAngleCache rope_angles_;
   std::array<std::atomic<bool>, 3> warned_{};
 };

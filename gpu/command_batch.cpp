@@ -59,7 +59,7 @@ void CommandBatch::record(Context::Pieces& pieces, const Context::StepMarker* af
     // The H200 took 1.6 us of the host's time to record a dispatch and at least 2.3 us of
     // its own to run one (bench-gpu BM_BatchHostCost), so after the first piece the host
     // keeps ahead; only the first piece's recording is left for the device to wait on.
-    if (index > 0 && index % kDispatchesPerPiece == 0) {
+    if (starts_piece(index)) {
       if (pieces.count() == 1) recording_before_submission_ = std::chrono::steady_clock::now() - start;
       pieces.next_piece();
     }
@@ -96,6 +96,19 @@ void CommandBatch::record(Context::Pieces& pieces, const Context::StepMarker* af
                    VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
   recording_time_ = std::chrono::steady_clock::now() - start;
   if (pieces.count() == 1) recording_before_submission_ = recording_time_;
+}
+
+bool CommandBatch::starts_piece(uint32_t index) {
+  for (uint32_t start = kFirstPieceDispatches, size = kFirstPieceDispatches; start <= index;
+       size = std::min(2 * size, kDispatchesPerPiece), start += size)
+    if (start == index) return true;
+  return false;
+}
+
+uint32_t CommandBatch::pieces_for(uint32_t dispatches) {
+  uint32_t pieces = dispatches > 0 ? 1 : 0;
+  for (uint32_t index = 0; index < dispatches; ++index) pieces += starts_piece(index) ? 1 : 0;
+  return std::min(pieces, Context::kMostPieces);
 }
 
 Status CommandBatch::run() {

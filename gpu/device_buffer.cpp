@@ -1,6 +1,7 @@
 #include "gpu/device_buffer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <utility>
 
@@ -14,7 +15,9 @@ Result<DeviceBuffer> DeviceBuffer::create(Allocator& allocator, uint64_t bytes, 
     return Status{ErrorKind::invalid_argument, "a GPU buffer of " + std::to_string(bytes) +
                                                    " bytes exceeds the device's storage buffer range of " +
                                                    std::to_string(context.capabilities().max_storage_buffer_range)};
+  static std::atomic<uint64_t> next_serial{1};
   DeviceBuffer buffer;
+  buffer.serial_ = next_serial.fetch_add(1, std::memory_order_relaxed);
   buffer.allocator_ = &allocator;
   buffer.bytes_ = bytes;
   VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
@@ -37,6 +40,7 @@ Result<DeviceBuffer> DeviceBuffer::create(Allocator& allocator, uint64_t bytes, 
 DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
     : allocator_(std::exchange(other.allocator_, nullptr)),
       buffer_(std::exchange(other.buffer_, VK_NULL_HANDLE)),
+      serial_(std::exchange(other.serial_, 0)),
       bytes_(std::exchange(other.bytes_, 0)),
       allocation_(std::exchange(other.allocation_, Allocation{})) {}
 
@@ -45,6 +49,7 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
     reset();
     allocator_ = std::exchange(other.allocator_, nullptr);
     buffer_ = std::exchange(other.buffer_, VK_NULL_HANDLE);
+    serial_ = std::exchange(other.serial_, 0);
     bytes_ = std::exchange(other.bytes_, 0);
     allocation_ = std::exchange(other.allocation_, Allocation{});
   }
@@ -60,6 +65,7 @@ void DeviceBuffer::reset() {
   allocator_->release(allocation_);
   allocator_ = nullptr;
   buffer_ = VK_NULL_HANDLE;
+  serial_ = 0;
   allocation_ = {};
 }
 

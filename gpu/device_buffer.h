@@ -25,6 +25,9 @@ class DeviceBuffer {
   ~DeviceBuffer();
 
   VkBuffer handle() const { return buffer_; }
+  // Unique to this buffer in the process, unlike its handle, which a later buffer may
+  // reuse: what a cache of descriptor sets over it is keyed by (0 for no buffer).
+  uint64_t serial() const { return serial_; }
   uint64_t bytes() const { return bytes_; }  // as requested, before rounding
   const Allocation& allocation() const { return allocation_; }
   // The host address of the buffer's first byte, or null where its memory is not host-visible.
@@ -35,6 +38,7 @@ class DeviceBuffer {
 
   Allocator* allocator_ = nullptr;
   VkBuffer buffer_ = VK_NULL_HANDLE;
+  uint64_t serial_ = 0;
   uint64_t bytes_ = 0;
   Allocation allocation_;
 };

@@ -2,7 +2,10 @@
 //
 // Requests are rounded up to a size bucket (powers of two split into 8 steps, so at
 // most 12.5% is wasted); a released buffer waits in its bucket for the next request of
-// that bucket. Cached (idle) bytes are capped: past the cap the least recently released
+// that bucket. A request takes the bucket's idle buffer at the lowest address, not the
+// last one released: a pass that repeats the one before (a decoded token) then gets the
+// same buffer for each node whatever order the last pass released them in, and a device
+// binds them as it did before (gpu/descriptor_sets.h keeps those bindings). Cached (idle) bytes are capped: past the cap the least recently released
 // buffers are freed. Buffers handed out stay valid after the pool is destroyed (they
 // are then freed, not cached). All methods are thread-safe.
 #pragma once

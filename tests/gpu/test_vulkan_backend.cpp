@@ -462,6 +462,16 @@ TEST_F(VulkanRoutingTest, ADecodedTokensRopesRunInsideItsAttention) {
       }
     }
     EXPECT_EQ(std::count(ran.begin(), ran.end(), Op::rope), 2);
+    // Decoded again and again by one executor, the token gets the same buffers, its angle
+    // table among them (VulkanBackend's spares), and binds them through the descriptor
+    // sets kept from the pass before: a repeat writes none.
+    Executor repeating = gpu_executor();
+    for (int pass = 0; pass < 2; ++pass) ASSERT_TRUE(repeating.run(gpu_graph, inputs).ok());
+    const uint64_t written = device_->descriptor_sets().written();
+    const auto repeated = repeating.run(gpu_graph, inputs);
+    ASSERT_TRUE(repeated) << repeated.status().message();
+    EXPECT_EQ(device_->descriptor_sets().written(), written) << "a repeated token wrote descriptor sets anew";
+    EXPECT_LT(relative_error(repeated->front(), run.outputs.front()), 2e-3);
     for (size_t c = 0; c < 2; ++c)
       for (int64_t i = 0; i < kCacheRows * kKvHeads * kHeadDim; ++i)
         ASSERT_NEAR(gpu_caches[c].get_flat(i), cpu_caches[c].get_flat(i), 2e-3) << (c == 0 ? "key" : "value")
