@@ -133,7 +133,10 @@ float activate(float v) {
   return v;
 }
 
-void store_output(uint r, uint column, float sum) {
+// Returns the value stored.
+float store_output(uint r, uint column, float sum) {
   if (shape.has_bias != 0u) sum += bias[column];
-  y[r * shape.n + column] = activate(sum);
+  const float value = activate(sum);
+  y[r * shape.n + column] = value;
+  return value;
 }

@@ -21,6 +21,7 @@
 // (Four threads per block, each a quarter of it, measured slower on the H200.)
 #define QUANTIZED_X
 #include "linear_common.glsl"
+#include "gemv_norm_after.glsl"
 
 layout(constant_id = 2) const uint COLUMNS = 1;  // output columns per workgroup, 1 to kMaxColumns
 
@@ -93,8 +94,10 @@ void main() {
     if (subgroupElect()) subgroup_sums[c * 64u + gl_SubgroupID] = subgroup_sum;
   }
   barrier();
-  if (t >= COLUMNS || first_column + t >= shape.n) return;
-  float total = subgroup_sums[t * 64u];
-  for (uint s = 1u; s < gl_NumSubgroups; ++s) total += subgroup_sums[t * 64u + s];
-  store_output(r, first_column + t, total);
+  if (t < COLUMNS && first_column + t < shape.n) {
+    float total = subgroup_sums[t * 64u];
+    for (uint s = 1u; s < gl_NumSubgroups; ++s) total += subgroup_sums[t * 64u + s];
+    add_residual(first_column + t, store_output(r, first_column + t, total));
+  }
+  norm_after_last_workgroup(shape.n);
 }

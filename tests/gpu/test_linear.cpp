@@ -635,6 +635,126 @@ TEST(GpuLinearBatch, AProducerThatRoundsXSparesTheRoundingPass) {
   EXPECT_EQ(batch.dispatches(), 0u);
 }
 
+// A decoded token's projection that finishes with the residual add and the norm of the
+// sum (gpu::NormAfter), twice in one batch as consecutive layers do: the second reads the
+// first's normed row through the rounding the first left for it. Each batch runs twice,
+// so a count of finished workgroups left unreset would leave the second run's normed rows
+// poisoned. n spans many GEMV workgroups; the float reader's n is no multiple of 32.
+TEST(GpuLinearBatch, AProjectionAddsTheResidualAndNormalisesTheSum) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  ASSERT_NE(gpu.linear, nullptr);
+  testing::SeededRng rng;
+  constexpr float kEps = 1e-5f;
+  auto sets = DescriptorSets::create(context, 16);
+  ASSERT_TRUE(sets) << sets.status().message();
+  struct Case {
+    WeightType first, second;
+    uint32_t k, n1, n2;
+  };
+  for (const Case& c : {Case{WeightType::q4_0, WeightType::q4_0, 32 * 37, 32 * 67, 32 * 41},
+                        Case{WeightType::q8_0, WeightType::q8_0, 32 * 5, 32 * 33, 32 * 3},
+                        Case{WeightType::f16, WeightType::q4_0, 200, 32 * 9, 131},
+                        Case{WeightType::q4_0, WeightType::f16, 32 * 7, 1000, 2147}}) {
+    SCOPED_TRACE("k " + std::to_string(c.k) + " n " + std::to_string(c.n1) + " then " + std::to_string(c.n2));
+    const std::vector<float> x = rng.uniform(c.k);
+    const std::vector<uint8_t> w1 = random_weights(rng, c.first, c.k, c.n1);
+    const std::vector<uint8_t> w2 = random_weights(rng, c.second, c.n1, c.n2);
+    const std::vector<float> residual = rng.uniform(c.n1, -2.0f, 2.0f);
+    const std::vector<float> norm1 = rng.uniform(c.n1), norm2 = rng.uniform(c.n2);
+    const DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x), residual_buffer = mapped_buffer(gpu.allocator, residual);
+    const DeviceBuffer w1_buffer = mapped_buffer(gpu.allocator, w1), w2_buffer = mapped_buffer(gpu.allocator, w2);
+    const DeviceBuffer norm1_buffer = mapped_buffer(gpu.allocator, norm1), norm2_buffer = mapped_buffer(gpu.allocator, norm2);
+    for (int run = 0; run < 2; ++run) {
+      SCOPED_TRACE("run " + std::to_string(run));
+      DeviceBuffer y1 = mapped_buffer(gpu.allocator, testing::poisoned(c.n1));
+      const DeviceBuffer sum1 = mapped_buffer(gpu.allocator, testing::poisoned(c.n1));
+      const DeviceBuffer normed1 = mapped_buffer(gpu.allocator, testing::poisoned(c.n1));
+      DeviceBuffer y2 = mapped_buffer(gpu.allocator, testing::poisoned(c.n2));
+      const DeviceBuffer sum2 = mapped_buffer(gpu.allocator, testing::poisoned(c.n2));
+      const DeviceBuffer normed2 = mapped_buffer(gpu.allocator, testing::poisoned(c.n2));
+      const std::vector<float> residual2 = rng.uniform(c.n2, -2.0f, 2.0f);
+      const DeviceBuffer residual2_buffer = mapped_buffer(gpu.allocator, residual2);
+      {
+        CommandBatch batch(context, *sets.value());
+        Status status = gpu.linear->record(
+            batch, {.x = &x_buffer, .rows = 1, .k = c.k, .weights = &w1_buffer, .weight_type = c.first, .n = c.n1, .y = &y1,
+                    .norm_after = NormAfter{.residual = &residual_buffer, .weight = &norm1_buffer, .sum = &sum1,
+                                            .normed = &normed1, .eps = kEps,
+                                            .reader = is_block(c.second) ? std::optional(c.second) : std::nullopt}});
+        ASSERT_TRUE(status) << status.message();
+        const size_t first_dispatches = batch.dispatches();
+        EXPECT_EQ(first_dispatches, is_block(c.first) ? 2u : 1u) << "(x's rounding,) the GEMV with its add and norm";
+        status = gpu.linear->record(
+            batch, {.x = &normed1, .rows = 1, .k = c.n1, .weights = &w2_buffer, .weight_type = c.second, .n = c.n2, .y = &y2,
+                    .norm_after = NormAfter{.residual = &residual2_buffer, .weight = &norm2_buffer, .sum = &sum2,
+                                            .normed = &normed2, .eps = kEps}});
+        ASSERT_TRUE(status) << status.message();
+        EXPECT_EQ(batch.dispatches(), first_dispatches + 1) << "the normed row arrives rounded: no rounding pass";
+        status = batch.run();
+        ASSERT_TRUE(status) << status.message();
+      }
+      // Checks one product and its add and norm; its normed row goes to normed_values.
+      const auto check_stage = [&](const std::vector<double>& expected_y, const DeviceBuffer& y,
+                                   const std::vector<float>& residual_values, const DeviceBuffer& sum,
+                                   const std::vector<float>& weight, const DeviceBuffer& normed, const char* stage,
+                                   std::vector<float>& normed_values) {
+        SCOPED_TRACE(stage);
+        const size_t n = expected_y.size();
+        const std::vector<float> y_values = read_mapped<float>(y, n), sums = read_mapped<float>(sum, n);
+        normed_values = read_mapped<float>(normed, n);
+        double squares = 0;
+        for (size_t i = 0; i < n; ++i) {
+          ASSERT_NEAR(y_values[i], expected_y[i], 1e-4) << "y at " << i;
+          ASSERT_EQ(sums[i], residual_values[i] + y_values[i]) << "sum at " << i;
+          squares += double{sums[i]} * sums[i];
+        }
+        const double inverse_rms = 1.0 / std::sqrt(squares / static_cast<double>(n) + kEps);
+        for (size_t i = 0; i < n; ++i)
+          ASSERT_NEAR(normed_values[i], sums[i] * inverse_rms * weight[i], 1e-5 * (1 + std::abs(normed_values[i])))
+              << "normed at " << i;
+      };
+      std::vector<float> normed_first, normed_second;
+      check_stage(reference_linear(x, w1, c.first, 1, c.k, c.n1), y1, residual, sum1, norm1, normed1, "first",
+                  normed_first);
+      if (HasFatalFailure()) return;
+      check_stage(reference_linear(normed_first, w2, c.second, 1, c.n1, c.n2), y2, residual2, sum2, norm2, normed2,
+                  "second", normed_second);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST(GpuLinearBatch, TheNormAfterAProductRefusesWhatItCannotRun) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  ASSERT_NE(gpu.linear, nullptr);
+  testing::SeededRng rng;
+  const DeviceBuffer x = mapped_buffer(gpu.allocator, rng.uniform(2 * 64));
+  const DeviceBuffer w = mapped_buffer(gpu.allocator, random_weights(rng, WeightType::q8_0, 64, 40));
+  DeviceBuffer row = mapped_buffer(gpu.allocator, testing::poisoned(80));
+  const NormAfter norm{.residual = &row, .weight = &row, .sum = &row, .normed = &row, .eps = 1e-5f};
+  NormAfter rounded_for_q4 = norm;
+  rounded_for_q4.reader = WeightType::q4_0;
+  auto sets = DescriptorSets::create(context, 4);
+  ASSERT_TRUE(sets) << sets.status().message();
+  CommandBatch batch(context, *sets.value());
+  const auto refusal = [&](uint32_t rows, uint32_t n, const NormAfter& after) {
+    const Status status = gpu.linear->record(batch, {.x = &x, .rows = rows, .k = 64, .weights = &w,
+                                                     .weight_type = WeightType::q8_0, .n = n, .y = &row,
+                                                     .norm_after = after});
+    return status.ok() ? std::string("accepted") : status.message();
+  };
+  EXPECT_NE(refusal(2, 40, norm).find("only the one-row GEMV"), std::string::npos) << refusal(2, 40, norm);
+  EXPECT_NE(refusal(1, 40, rounded_for_q4).find("whole blocks of 32"), std::string::npos)
+      << refusal(1, 40, rounded_for_q4);
+  const DeviceBuffer short_row = mapped_buffer(gpu.allocator, testing::poisoned(39));
+  NormAfter short_sum = norm;
+  short_sum.sum = &short_row;
+  EXPECT_NE(refusal(1, 40, short_sum).find("sum buffer holds"), std::string::npos) << refusal(1, 40, short_sum);
+  EXPECT_EQ(batch.dispatches(), 0u);
+}
+
 // Two layers, the second reading the first's output, in one CommandBatch: one submission,
 // and the second layer sees the first's result. The second needs more x scratch than the
 // first, so the scratch grows inside the batch while the first still uses the old one.
