@@ -25,7 +25,7 @@ constexpr uint32_t kQuantizeBlocksPerGroup = 4;  // quantize_rows_q8.comp's kBlo
 // quantize_rows_q8.comp, in its X_LAYOUT for each reader (gpu/shaders/q8_planes.glsl), or
 // rounded to f16 by round_rows_f16.comp for the cooperative-matrix GEMM.
 enum class XLayout : uint32_t { records, q8_0_planes, q4_0_pair_planes, f16_rows };
-constexpr uint32_t kNotRounded = 3;  // gemv_norm_after.glsl: no rounding of the normed row
+constexpr uint32_t kNotRounded = 3;  // gemv_after_product.glsl: no rounding of the row it finishes
 // The bytes of one block of 32 in each q8_0 layout.
 constexpr uint64_t kQuantizedBlockBytes[] = {40, 40, 72};
 constexpr uint32_t kRoundingPushBytes = 8;  // both passes' push constants: rows, k
@@ -111,6 +111,24 @@ Status check(const LinearArgs& args) {
       if (buffer->bytes() < row_bytes) return too_small(what, *buffer, row_bytes);
     if (after->reader && (!is_block(*after->reader) || args.n % 32 != 0))
       return invalid("the normed row is rounded for q8_0 or q4_0 readers only, in whole blocks of 32, not n " +
+                     std::to_string(args.n));
+  }
+  if (const auto& gated = args.gated_up) {
+    if (gated->weights == nullptr || gated->up == nullptr || gated->product == nullptr)
+      return invalid("gate and up in one GEMV need the up weights, the up output and the product buffers");
+    if (args.rows != 1 || (args.path != LinearPath::automatic && args.path != LinearPath::gemv) ||
+        !is_block(args.weight_type) || args.bias != nullptr || args.activation != Activation::none || args.norm_after)
+      return invalid("gate and up in one GEMV take one row of q8_0 or q4_0 weights, with no bias, activation or norm after");
+    if (gated->weights->bytes() < weight_bytes) return too_small("up weight", *gated->weights, weight_bytes);
+    if (args.weight_layout == BlockLayout::split &&
+        gated->weights->bytes() / block_bytes(args.weight_type) != uint64_t{args.n} * (args.k / 32))
+      return invalid("split up weights must fill their buffer, which holds " + std::to_string(gated->weights->bytes()) +
+                     " bytes for " + std::to_string(weight_bytes));
+    const uint64_t row_bytes = uint64_t{args.n} * 4;
+    for (const auto& [what, buffer] : {std::pair{"up", gated->up}, std::pair{"product", gated->product}})
+      if (buffer->bytes() < row_bytes) return too_small(what, *buffer, row_bytes);
+    if (gated->reader && (!is_block(*gated->reader) || args.n % 32 != 0))
+      return invalid("the product is rounded for q8_0 or q4_0 readers only, in whole blocks of 32, not n " +
                      std::to_string(args.n));
   }
   if (args.gemv_columns > kMaxGemvColumns)
@@ -312,22 +330,26 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
                                           : ShaderId::linear_gemm_float;
   const uint32_t columns = !gemv ? 1 : args.gemv_columns != 0 ? args.gemv_columns : gemv_columns(args.weight_type, args.n);
   const std::optional<NormAfter>& norm_after = args.norm_after;
-  if (norm_after && uint64_t{max_groups_x} * columns < args.n)
-    return invalid("the norm after the product needs one dispatch, but n " + std::to_string(args.n) + " takes more");
-  // Where the normed row goes rounded for its reader, if it has one.
-  std::optional<XLayout> normed_layout;
-  if (norm_after && norm_after->reader)
-    normed_layout = *norm_after->reader == WeightType::q4_0 ? XLayout::q4_0_pair_planes : XLayout::q8_0_planes;
+  const std::optional<GatedUp>& gated = args.gated_up;
+  // The row the GEMV's last workgroup finishes (gemv_after_product.glsl), if any.
+  const DeviceBuffer* finished = norm_after ? norm_after->normed : gated ? gated->product : nullptr;
+  if (finished != nullptr && uint64_t{max_groups_x} * columns < args.n)
+    return invalid("what follows the product needs one dispatch, but n " + std::to_string(args.n) + " takes more");
+  // Where that row goes rounded for its reader, if it has one.
+  const std::optional<WeightType> reader = norm_after ? norm_after->reader : gated ? gated->reader : std::nullopt;
+  std::optional<XLayout> finished_layout;
+  if (reader) finished_layout = *reader == WeightType::q4_0 ? XLayout::q4_0_pair_planes : XLayout::q8_0_planes;
   // Constant 2 is the GEMV's columns per workgroup, the cooperative-matrix GEMM's tile
-  // rows; 4 and 5 its tile columns and stages, the GEMV's 4-6 the norm after it.
+  // rows; 4 and 5 its tile columns and stages, the GEMV's 4-7 what follows its product.
   std::vector<uint32_t> constants{static_cast<uint32_t>(args.weight_type), static_cast<uint32_t>(args.activation),
                                   cooperative ? tile_rows : columns, static_cast<uint32_t>(args.weight_layout)};
   if (cooperative) constants.insert(constants.end(), {tile_columns, stages});
   if (gemv) {
     uint32_t eps_bits = 0;
     if (norm_after) std::memcpy(&eps_bits, &norm_after->eps, sizeof eps_bits);
-    constants.insert(constants.end(), {norm_after ? 1u : 0u, normed_layout ? static_cast<uint32_t>(*normed_layout) : kNotRounded,
-                                       eps_bits});
+    constants.insert(constants.end(), {norm_after ? 1u : 0u,
+                                       finished_layout ? static_cast<uint32_t>(*finished_layout) : kNotRounded, eps_bits,
+                                       gated ? 1u : 0u});
   }
   auto pipeline = pipelines_.get(shader, constants);
   if (!pipeline) return pipeline.status();
@@ -338,20 +360,20 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
                                                                 : XLayout::q8_0_planes;
   const QuantizedSource source{batch.serial(), batch.dispatches(), args.x, static_cast<uint32_t>(layout), x_values};
   bool reuse_quantized_x = false;
-  // The scratch also holds the normed row's rounding, which the last workgroup writes
+  // The scratch also holds the finished row's rounding, which the last workgroup writes
   // once every workgroup has read x's; and the count of finished workgroups is shared too.
-  const uint64_t normed_bytes = normed_layout ? rounded_x_bytes(*normed_layout, args.n) : 0;
-  if (round_x || norm_after) batch.hold(quantized_x_mutex_);
-  // Growing the scratch for the normed row would lose an x rounded into it before.
-  if (round_x) reuse_quantized_x = quantized_source_ == source && quantized_x_.bytes() >= normed_bytes;
+  const uint64_t finished_bytes = finished_layout ? rounded_x_bytes(*finished_layout, args.n) : 0;
+  if (round_x || finished != nullptr) batch.hold(quantized_x_mutex_);
+  // Growing the scratch for the finished row would lose an x rounded into it before.
+  if (round_x) reuse_quantized_x = quantized_source_ == source && quantized_x_.bytes() >= finished_bytes;
   if (round_x && !reuse_quantized_x) {
     auto found = cooperative ? pipelines_.get(ShaderId::round_rows_f16, {})
                              : pipelines_.get(ShaderId::quantize_rows_q8, {static_cast<uint32_t>(layout)});
     if (!found) return found.status();
     quantize_pipeline = found.value();
-    EMBER_GPU_RETURN_IF_ERROR(reserve_quantized_x(batch, std::max(rounded_x_bytes(layout, x_values), normed_bytes)));
+    EMBER_GPU_RETURN_IF_ERROR(reserve_quantized_x(batch, std::max(rounded_x_bytes(layout, x_values), finished_bytes)));
   } else if (!round_x) {
-    EMBER_GPU_RETURN_IF_ERROR(reserve_quantized_x(batch, normed_bytes));
+    EMBER_GPU_RETURN_IF_ERROR(reserve_quantized_x(batch, finished_bytes));
   }
 
   // Without a bias the shader never reads binding 2, but it must still name a buffer.
@@ -359,12 +381,20 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   const DeviceBuffer* x = round_x ? &quantized_x_ : args.x;
   Result<VkDescriptorSet> set = VK_NULL_HANDLE;
   if (gemv) {
-    // Without a norm after it, the GEMV never touches bindings 4-8: any buffers do.
-    const NormAfter unused{.residual = args.weights, .weight = args.weights, .sum = args.y, .normed = args.y};
-    const NormAfter& bound = norm_after ? *norm_after : unused;
-    set = batch.descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y, bound.residual, bound.weight, bound.sum,
-                                                   bound.normed, normed_layout ? &quantized_x_ : args.y,
-                                                   &finished_workgroups_});
+    // Bindings the shader leaves alone (gemv_after_product.glsl) name any buffer.
+    const DeviceBuffer* residual = norm_after ? norm_after->residual : args.weights;
+    const DeviceBuffer* norm_weight = norm_after ? norm_after->weight : args.weights;
+    const DeviceBuffer* finished_row = norm_after ? norm_after->sum : gated ? gated->product : args.y;
+    const DeviceBuffer* normed = norm_after ? norm_after->normed : args.y;
+    const DeviceBuffer* rounded_row = finished_layout ? &quantized_x_ : args.y;
+    if (block_weights) {
+      set = batch.descriptor_set(*pipeline.value(),
+                                 {x, args.weights, bias, args.y, residual, norm_weight, finished_row, normed, rounded_row,
+                                  &finished_workgroups_, gated ? gated->weights : args.weights, gated ? gated->up : args.y});
+    } else {
+      set = batch.descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y, residual, norm_weight, finished_row,
+                                                     normed, rounded_row, &finished_workgroups_});
+    }
   } else {
     set = batch.descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y});
   }
@@ -398,7 +428,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   // Held until the product is recorded: another thread's batch must not change the
   // siblings between this check and their update below.
   const std::lock_guard siblings_lock(siblings_mutex_);
-  const bool joins_siblings = !norm_after && siblings_.batch == batch.serial() &&
+  const bool joins_siblings = finished == nullptr && siblings_.batch == batch.serial() &&
                               siblings_.dispatches == batch.dispatches() && siblings_.x == args.x &&
                               args.y != args.x && !reads_a_sibling_output(args.x) &&
                               !reads_a_sibling_output(args.weights) && !reads_a_sibling_output(args.bias) &&
@@ -421,11 +451,11 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
     quantized_source_ = source;
     quantized_source_.dispatches = batch.dispatches();
   }
-  if (normed_layout)
-    quantized_source_ = {batch.serial(), batch.dispatches(), norm_after->normed, static_cast<uint32_t>(*normed_layout),
-                         args.n};
-  // No product joins one with a norm after it: they would share the count of finished workgroups.
-  if (!joins_siblings) siblings_ = {.batch = batch.serial(), .x = norm_after ? nullptr : args.x, .outputs = {}};
+  if (finished_layout)
+    quantized_source_ = {batch.serial(), batch.dispatches(), finished, static_cast<uint32_t>(*finished_layout), args.n};
+  // No product joins one that finishes a row after it: they would share the count of
+  // finished workgroups.
+  if (!joins_siblings) siblings_ = {.batch = batch.serial(), .x = finished != nullptr ? nullptr : args.x, .outputs = {}};
   siblings_.dispatches = batch.dispatches();
   siblings_.outputs.push_back(args.y);
   return {};

@@ -26,7 +26,13 @@ layout(std430, binding = 0) readonly buffer InputRows { float x[]; };
 #endif
 layout(std430, binding = 1) readonly buffer WeightBytes { uint w[]; };
 layout(std430, binding = 1) readonly buffer WeightWords4 { uvec4 w4[]; };
-#define STORED_WORDS w
+// How the decoders below read a weight word and a 16-byte vector of them: a shader that
+// reads a second matrix (linear_gemv_blocks.comp's gate and up) defines these first.
+#ifndef WEIGHT_WORD
+#define WEIGHT_WORD(i) w[i]
+#define WEIGHT_WORDS4(i) w4[i]
+#endif
+#define STORED_WORD(i) WEIGHT_WORD(i)
 #include "stored_bytes.glsl"
 layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
 layout(std430, binding = 3) writeonly buffer OutputRows { float y[]; };
@@ -80,7 +86,7 @@ WeightBlock weight_block(uint column, uint block) {
     const uint index = block_index(column, block);
     const uint loads = kBlockCodeBytes / 16u;
     [[unroll]] for (uint p = 0u; p < 2u; ++p) {
-      const uvec4 four = p < loads ? w4[loads * index + p] : uvec4(0u);
+      const uvec4 four = p < loads ? WEIGHT_WORDS4(loads * index + p) : uvec4(0u);
       [[unroll]] for (uint j = 0u; j < 4u; ++j) found.codes[4u * p + j] = four[j];
     }
     found.scale = half_at(split_scale_offset(index));
@@ -91,7 +97,7 @@ WeightBlock weight_block(uint column, uint block) {
   const uint word_count = WEIGHT_TYPE == kQ8_0 ? 9u : 5u;
   uint words[9];
   [[unroll]] for (uint i = 0u; i < 9u; ++i)
-    if (i < word_count) words[i] = w[(start >> 2) + i];
+    if (i < word_count) words[i] = WEIGHT_WORD((start >> 2) + i);
   // The words always cover the block's bytes; the last one may reach past the row but
   // never past the buffer, which ends on a whole word (gpu/device_buffer.h).
   const bool halfway = (start & 2u) != 0u;

@@ -7,7 +7,7 @@
 // weights, each reading its 4 values of x once for all the workgroup's columns, and add
 // their partial sums through subgroup operations. (linear_gemv_blocks.comp takes q8_0/q4_0.)
 #include "linear_common.glsl"
-#include "gemv_norm_after.glsl"
+#include "gemv_after_product.glsl"
 
 layout(constant_id = 2) const uint COLUMNS = 1;  // output columns per workgroup, 1 to kMaxColumns
 
@@ -45,7 +45,7 @@ void main() {
   if (t < COLUMNS && first_column + t < shape.n) {
     float total = subgroup_sums[t * 64u];
     for (uint s = 1u; s < gl_NumSubgroups; ++s) total += subgroup_sums[t * 64u + s];
-    add_residual(first_column + t, store_output(r, first_column + t, total));
+    store_finished(first_column + t, store_output(r, first_column + t, total), 0.0);
   }
-  norm_after_last_workgroup(shape.n);
+  finish_after_product(shape.n);
 }

@@ -725,7 +725,84 @@ TEST(GpuLinearBatch, AProjectionAddsTheResidualAndNormalisesTheSum) {
   }
 }
 
-TEST(GpuLinearBatch, TheNormAfterAProductRefusesWhatItCannotRun) {
+// Gate and up in one GEMV (gpu::GatedUp), which stores both, silu(gate) * up, and that
+// product rounded for the down GEMV after it, which then records no rounding pass. Each
+// batch runs twice, so a count of finished workgroups left unreset would leave the second
+// run's down reading a stale rounding. Cases: both block types, both layouts, 1 and 2
+// columns per workgroup (n past 4096), and a float down that reads the product unrounded.
+TEST(GpuLinearBatch, GateAndUpInOneGemvLeaveTheirSwigluRoundedForDown) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  ASSERT_NE(gpu.linear, nullptr);
+  testing::SeededRng rng;
+  auto sets = DescriptorSets::create(context, 16);
+  ASSERT_TRUE(sets) << sets.status().message();
+  struct Case {
+    WeightType type, down_type;
+    BlockLayout layout;
+    uint32_t k, n, n_down;
+  };
+  for (const Case& c : {Case{WeightType::q4_0, WeightType::q4_0, BlockLayout::split, 32 * 7, 32 * 45, 40},
+                        Case{WeightType::q8_0, WeightType::q8_0, BlockLayout::file, 32 * 3, 32 * 130, 24},
+                        Case{WeightType::q4_0, WeightType::q8_0, BlockLayout::file, 32 * 5, 32 * 9, 33},
+                        Case{WeightType::q8_0, WeightType::f16, BlockLayout::split, 32 * 2, 1000, 17}}) {
+    SCOPED_TRACE("k " + std::to_string(c.k) + " n " + std::to_string(c.n) +
+                 (c.layout == BlockLayout::split ? " split" : " as the file stores them"));
+    const std::vector<float> x = rng.uniform(c.k);
+    const std::vector<uint8_t> gate_w = random_weights(rng, c.type, c.k, c.n), up_w = random_weights(rng, c.type, c.k, c.n);
+    const std::vector<uint8_t> down_w = random_weights(rng, c.down_type, c.n, c.n_down);
+    const auto stored = [&](const std::vector<uint8_t>& bytes) {
+      std::vector<uint8_t> held = bytes;
+      if (c.layout == BlockLayout::split)
+        split_blocks(c.type, reinterpret_cast<const std::byte*>(bytes.data()), bytes.size() / block_bytes(c.type),
+                     reinterpret_cast<std::byte*>(held.data()));
+      return mapped_buffer(gpu.allocator, held);
+    };
+    const DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x), down_buffer = mapped_buffer(gpu.allocator, down_w);
+    const DeviceBuffer gate_buffer = stored(gate_w), up_buffer = stored(up_w);
+    for (int run = 0; run < 2; ++run) {
+      SCOPED_TRACE("run " + std::to_string(run));
+      DeviceBuffer gate = mapped_buffer(gpu.allocator, testing::poisoned(c.n));
+      DeviceBuffer up = mapped_buffer(gpu.allocator, testing::poisoned(c.n));
+      DeviceBuffer product = mapped_buffer(gpu.allocator, testing::poisoned(c.n));
+      DeviceBuffer down = mapped_buffer(gpu.allocator, testing::poisoned(c.n_down));
+      {
+        CommandBatch batch(context, *sets.value());
+        Status status = gpu.linear->record(
+            batch, {.x = &x_buffer, .rows = 1, .k = c.k, .weights = &gate_buffer, .weight_type = c.type,
+                    .weight_layout = c.layout, .n = c.n, .y = &gate,
+                    .gated_up = GatedUp{.weights = &up_buffer, .up = &up, .product = &product,
+                                        .reader = is_block(c.down_type) ? std::optional(c.down_type) : std::nullopt}});
+        ASSERT_TRUE(status) << status.message();
+        EXPECT_EQ(batch.dispatches(), 2u) << "x's rounding, then gate and up";
+        status = gpu.linear->record(batch, {.x = &product, .rows = 1, .k = c.n, .weights = &down_buffer,
+                                            .weight_type = c.down_type, .n = c.n_down, .y = &down});
+        ASSERT_TRUE(status) << status.message();
+        EXPECT_EQ(batch.dispatches(), 3u) << "down reads the product rounded: no rounding pass";
+        status = batch.run();
+        ASSERT_TRUE(status) << status.message();
+      }
+      const std::vector<double> gate_expected = reference_linear(x, gate_w, c.type, 1, c.k, c.n);
+      const std::vector<double> up_expected = reference_linear(x, up_w, c.type, 1, c.k, c.n);
+      const std::vector<float> gate_values = read_mapped<float>(gate, c.n), up_values = read_mapped<float>(up, c.n);
+      const std::vector<float> products = read_mapped<float>(product, c.n);
+      for (uint32_t i = 0; i < c.n; ++i) {
+        ASSERT_NEAR(gate_values[i], gate_expected[i], 1e-4) << "gate at " << i;
+        ASSERT_NEAR(up_values[i], up_expected[i], 1e-4) << "up at " << i;
+        const double g = gate_values[i];
+        ASSERT_NEAR(products[i], g / (1.0 + std::exp(-g)) * up_values[i], 1e-5 * (1 + std::abs(products[i])))
+            << "product at " << i;
+      }
+      const std::vector<double> down_expected = reference_linear(products, down_w, c.down_type, 1, c.n, c.n_down);
+      const std::vector<float> down_values = read_mapped<float>(down, c.n_down);
+      // The products reach several hundred: f32 rounding of such a sum, relative.
+      for (uint32_t i = 0; i < c.n_down; ++i)
+        ASSERT_NEAR(down_values[i], down_expected[i], 1e-4 + 1e-6 * std::abs(down_expected[i])) << "down at " << i;
+    }
+  }
+}
+
+TEST(GpuLinearBatch, WhatFollowsAProductRefusesWhatItCannotRun) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Gpu gpu(context);
   ASSERT_NE(gpu.linear, nullptr);
@@ -752,6 +829,20 @@ TEST(GpuLinearBatch, TheNormAfterAProductRefusesWhatItCannotRun) {
   NormAfter short_sum = norm;
   short_sum.sum = &short_row;
   EXPECT_NE(refusal(1, 40, short_sum).find("sum buffer holds"), std::string::npos) << refusal(1, 40, short_sum);
+  const DeviceBuffer w_f16 = mapped_buffer(gpu.allocator, random_weights(rng, WeightType::f16, 64, 40));
+  const auto gated_refusal = [&](WeightType type, const DeviceBuffer* bias, std::optional<WeightType> reader) {
+    const DeviceBuffer& weights = type == WeightType::f16 ? w_f16 : w;
+    const Status status =
+        gpu.linear->record(batch, {.x = &x, .rows = 1, .k = 64, .weights = &weights, .weight_type = type, .n = 40,
+                                   .bias = bias, .y = &row,
+                                   .gated_up = GatedUp{.weights = &weights, .up = &row, .product = &row, .reader = reader}});
+    return status.ok() ? std::string("accepted") : status.message();
+  };
+  for (const std::string& message : {gated_refusal(WeightType::f16, nullptr, std::nullopt),
+                                     gated_refusal(WeightType::q8_0, &row, std::nullopt)})
+    EXPECT_NE(message.find("take one row of q8_0 or q4_0 weights"), std::string::npos) << message;
+  const std::string unrounded = gated_refusal(WeightType::q8_0, nullptr, WeightType::q8_0);
+  EXPECT_NE(unrounded.find("whole blocks of 32"), std::string::npos) << unrounded;
   EXPECT_EQ(batch.dispatches(), 0u);
 }
 

@@ -377,15 +377,18 @@ TEST_F(VulkanRoutingTest, ADecodedTokensProjectionAddsTheResidualAndNormalisesTh
   }
 }
 
-// A decoded token's norm and swiglu leave their output rounded to q8_0 for the block
-// GEMVs that read it next (gate and up; down), which then record no rounding pass of
-// their own: 6 dispatches, not 8. Two rows take the GEMM, which rounds x itself. Either
-// way the outputs match the CPU's.
+// A decoded token's norm leaves its output rounded to q8_0 for the block GEMVs that read
+// it next, and gate, up and their swiglu are one GEMV over both matrices
+// (gpu::GatedUp), which leaves the product rounded for down: the first product, the
+// norm, gate-up and down are 4 dispatches, where separate gate, up and swiglu, each
+// rounding pass its own, were 8. (A pass whose x scratch must first grow for the product
+// adds a rounding pass, so the count is taken on a second pass.) Two rows take the GEMM,
+// which rounds x itself. Either way the outputs match the CPU's.
 TEST_F(VulkanRoutingTest, ANormAndASwigluRoundTheirOutputForTheGemvsAfterThem) {
   testing::SeededRng rng;
   constexpr int64_t kIn = 64, kHidden = 96, kFfn = 160;
   for (const DType type : {DType::q4_0, DType::q8_0})
-    for (const auto& [rows, dispatches] : {std::pair{int64_t{1}, size_t{6}}, std::pair{int64_t{2}, size_t{8}}}) {
+    for (const auto& [rows, dispatches] : {std::pair{int64_t{1}, size_t{4}}, std::pair{int64_t{2}, size_t{8}}}) {
       SCOPED_TRACE(std::string(dtype_name(type)) + ", " + std::to_string(rows) + " rows");
       const Tensor x = testing::f32_tensor(Shape{rows, kIn}, rng.uniform(rows * kIn));
       Graph graph;
@@ -408,6 +411,7 @@ TEST_F(VulkanRoutingTest, ANormAndASwigluRoundTheirOutputForTheGemvsAfterThem) {
       auto backend = std::make_shared<VulkanBackend>(device_, VulkanRouting{});
       Executor gpu;
       gpu.prefer_backend(backend);
+      ASSERT_TRUE(gpu.run(graph, std::span(&x, 1)));
       auto actual = gpu.run(graph, std::span(&x, 1));
       ASSERT_TRUE(actual) << actual.status().message();
       EXPECT_EQ(nodes_run_by(gpu, "vulkan"), 6u);
