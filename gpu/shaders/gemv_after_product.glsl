@@ -10,12 +10,15 @@
 // its columns, as elementwise.comp's swiglu does, and the last one rounds the whole
 // product for the down GEMV.
 //
-// Each workgroup makes its results visible (memoryBarrierBuffer) before it counts itself
-// finished with an atomic add; the one that counts last reads them all through a coherent
-// binding, then sets the count back to 0 for the next such dispatch, which a barrier
-// separates from this one. One input row and one dispatch (gpu/linear.cpp checks both).
-// The includer includes linear_common.glsl first, runs 64 invocations per workgroup, and
-// calls finish_after_product from uniform control flow.
+// One invocation of each workgroup stores the workgroup's results and makes them visible
+// (memoryBarrierBuffer) before it counts the workgroup finished with an atomic add: the
+// writes and the count come from one invocation, as in the usual last-block reduction.
+// The workgroup that counts last reads them all through a coherent binding, then sets
+// the count back to 0 for the next such dispatch, which a barrier separates from this
+// one. One input row and one dispatch (gpu/linear.cpp checks both). The includer includes
+// linear_common.glsl first, runs 64 invocations per workgroup with at most
+// kMostFinishedColumns columns each, and calls finish_after_product from uniform control
+// flow.
 
 layout(constant_id = 4) const uint NORM_AFTER = 0;
 // The layout (q8_planes.glsl) the next GEMV reads the normed row or the product rounded
@@ -40,20 +43,26 @@ layout(std430, binding = 9) coherent buffer FinishedWorkgroups { uint finished_w
 const uint kReduceThreads = 64u;
 #include "workgroup_reduce.glsl"
 
+const uint kMostFinishedColumns = 8u;
+shared float finished_values[kMostFinishedColumns];
 shared bool finished_last;
 
-// Column `column`'s part of the row the last workgroup finishes: the residual plus the
-// product's value, or silu(gate) * up.
-void store_finished(uint column, float value, float up) {
-  if (NORM_AFTER == 1u) finished_row[column] = residual[column] + value;
-  if (GATED == 1u) finished_row[column] = value / (1.0 + exp(clamp(-value, -87.3, 88.3))) * up;
+// The workgroup's column `column` (its `index`-th) of the row the last workgroup
+// finishes: the residual plus the product's value, or silu(gate) * up.
+void keep_finished(uint index, uint column, float value, float up) {
+  if (NORM_AFTER == 1u) finished_values[index] = residual[column] + value;
+  if (GATED == 1u) finished_values[index] = value / (1.0 + exp(clamp(-value, -87.3, 88.3))) * up;
 }
 
-// Whether this workgroup finished last; every workgroup calls it once, after its stores.
-bool finished_last_workgroup() {
-  memoryBarrierBuffer();
+// Stores the workgroup's `columns` kept values from first_column on (those below n), and
+// says whether this workgroup finished last; every workgroup calls it once.
+bool finished_last_workgroup(uint n, uint first_column, uint columns) {
   barrier();
-  if (gl_LocalInvocationID.x == 0u) finished_last = atomicAdd(finished_workgroups, 1u) == gl_NumWorkGroups.x - 1u;
+  if (gl_LocalInvocationID.x == 0u) {
+    for (uint c = 0u; c < columns && first_column + c < n; ++c) finished_row[first_column + c] = finished_values[c];
+    memoryBarrierBuffer();
+    finished_last = atomicAdd(finished_workgroups, 1u) == gl_NumWorkGroups.x - 1u;
+  }
   barrier();
   return finished_last;
 }
@@ -70,9 +79,13 @@ void round_row(uint n, float scale) {
   }
 }
 
-void finish_after_product(uint n) {
+void finish_after_product(uint n, uint first_column, uint columns) {
+  // Without a rounding, the gated product needs no last workgroup: each stores its own.
+  if (GATED == 1u && ROUNDED_LAYOUT == kNotRounded && gl_LocalInvocationID.x < columns &&
+      first_column + gl_LocalInvocationID.x < n)
+    finished_row[first_column + gl_LocalInvocationID.x] = finished_values[gl_LocalInvocationID.x];
   if (NORM_AFTER == 0u && (GATED == 0u || ROUNDED_LAYOUT == kNotRounded)) return;
-  if (!finished_last_workgroup()) return;
+  if (!finished_last_workgroup(n, first_column, columns)) return;
   memoryBarrierBuffer();
   const uint t = gl_LocalInvocationID.x;
   float inverse_rms = 1.0;

@@ -45,7 +45,7 @@ void main() {
   if (t < COLUMNS && first_column + t < shape.n) {
     float total = subgroup_sums[t * 64u];
     for (uint s = 1u; s < gl_NumSubgroups; ++s) total += subgroup_sums[t * 64u + s];
-    store_finished(first_column + t, store_output(r, first_column + t, total), 0.0);
+    keep_finished(t, first_column + t, store_output(r, first_column + t, total), 0.0);
   }
-  finish_after_product(shape.n);
+  finish_after_product(shape.n, first_column, COLUMNS);
 }

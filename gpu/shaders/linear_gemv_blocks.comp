@@ -119,7 +119,7 @@ void main() {
       for (uint s = 1u; s < gl_NumSubgroups; ++s) totals[m] += subgroup_sums[first + s];
     }
     if (GATED == 1u) up_y[first_column + t] = totals[1];
-    store_finished(first_column + t, store_output(r, first_column + t, totals[0]), totals[1]);
+    keep_finished(t, first_column + t, store_output(r, first_column + t, totals[0]), totals[1]);
   }
-  finish_after_product(shape.n);
+  finish_after_product(shape.n, first_column, COLUMNS);
 }
