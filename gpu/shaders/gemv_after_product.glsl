@@ -67,13 +67,21 @@ bool finished_last_workgroup(uint n, uint first_column, uint columns) {
   return finished_last;
 }
 
-void round_row(uint n, float scale) {
+// The finished row normalised by `scale` (NORM_AFTER) into `normed`, and rounded where
+// the next GEMV reads it so: one pass over the row, a block per invocation when rounding.
+void store_finished_row(uint n, float scale) {
+  const uint t = gl_LocalInvocationID.x;
+  if (ROUNDED_LAYOUT == kNotRounded) {
+    for (uint c = t; c < n; c += 64u) normed[c] = finished_row[c] * scale * norm_weight[c];
+    return;
+  }
   const uint blocks = n / 32u;
-  for (uint block = gl_LocalInvocationID.x; block < blocks; block += 64u) {
+  for (uint block = t; block < blocks; block += 64u) {
     float values[32];
     [[unroll]] for (uint e = 0u; e < 32u; ++e) {
       const uint c = 32u * block + e;
       values[e] = NORM_AFTER == 1u ? finished_row[c] * scale * norm_weight[c] : finished_row[c];
+      if (NORM_AFTER == 1u) normed[c] = values[e];
     }
     store_rounded_block(ROUNDED_LAYOUT, block, blocks, values);
   }
@@ -94,8 +102,7 @@ void finish_after_product(uint n, uint first_column, uint columns) {
     float squares = 0.0;
     for (uint c = t; c < n; c += 64u) squares += finished_row[c] * finished_row[c];
     inverse_rms = 1.0 / sqrt(workgroup_sum(squares) / float(n) + NORM_EPS);
-    for (uint c = t; c < n; c += 64u) normed[c] = finished_row[c] * inverse_rms * norm_weight[c];
   }
-  if (ROUNDED_LAYOUT != kNotRounded) round_row(n, inverse_rms);
+  store_finished_row(n, inverse_rms);
   if (t == 0u) finished_workgroups = 0u;
 }
