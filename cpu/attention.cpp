@@ -1,6 +1,7 @@
 #include "cpu/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -277,20 +278,30 @@ void attention_typed(const AttentionArgs& args) {
   const int64_t token_blocks = (args.tokens + tile_tokens - 1) / tile_tokens;
   const int64_t tiles = token_blocks * args.kv_heads;
   const int64_t last_visible = args.position_offset + args.tokens;
-  const bool parallel = args.tokens * args.q_heads * last_visible * args.head_dim * 2 >= kParallelWork;
-  // Later tokens see more keys: hand out the largest tiles first, one at a time, so the
-  // threads finish together. Each tile is computed whole by one thread in a fixed order,
-  // so the schedule never changes a result.
-#pragma omp parallel num_threads(threads()) if (parallel)
+  const bool parallel = threads() > 1 && args.tokens * args.q_heads * last_visible * args.head_dim * 2 >= kParallelWork;
+  // Later tokens see more keys: the largest tiles go first, one at a time, so the threads
+  // finish together. Each tile is computed whole by one thread in a fixed order, so the
+  // schedule never changes a result. The threads take tiles from an atomic counter rather
+  // than through schedule(dynamic): Debian's LLVM OpenMP runtime formats a trace message
+  // with vsnprintf on every dynamic-loop step, about 200 per decoded token of M
+  // (docs/PERFORMANCE.md, nineteenth session).
+  const auto run_tile = [&](TileScratch& tile, int64_t item) {
+    const int64_t token_block = token_blocks - 1 - item / args.kv_heads;
+    const int64_t first_token = token_block * tile_tokens;
+    attend_tile<Element>(args, item % args.kv_heads, first_token, std::min(tile_tokens, args.tokens - first_token), tile);
+  };
+  if (!parallel) {
+    TileScratch& tile = scratch_for(args.head_dim);
+    for (int64_t item = 0; item < tiles; ++item) run_tile(tile, item);
+    return;
+  }
+  std::atomic<int64_t> next_item{0};
+#pragma omp parallel num_threads(threads())
   {
     TileScratch& tile = scratch_for(args.head_dim);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < tiles; ++item) {
-      const int64_t token_block = token_blocks - 1 - item / args.kv_heads;
-      const int64_t first_token = token_block * tile_tokens;
-      attend_tile<Element>(args, item % args.kv_heads, first_token, std::min(tile_tokens, args.tokens - first_token),
-                           tile);
-    }
+    for (int64_t item = next_item.fetch_add(1, std::memory_order_relaxed); item < tiles;
+         item = next_item.fetch_add(1, std::memory_order_relaxed))
+      run_tile(tile, item);
   }
 }
 
