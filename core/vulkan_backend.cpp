@@ -34,11 +34,6 @@ std::optional<gpu::Activation> gpu_activation(Activation act) {
   return std::nullopt;
 }
 
-// Whether two tensors are the same bytes: one node's output read as the other's input.
-bool same_view(const Tensor& a, const Tensor& b) {
-  return a.buffer() == b.buffer() && a.byte_offset() == b.byte_offset() && a.elements() == b.elements();
-}
-
 // The item recorded after items[index], if any.
 const BatchItem* item_after(std::span<const BatchItem> items, size_t index) {
   return index + 1 < items.size() ? &items[index + 1] : nullptr;
@@ -297,48 +292,7 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         args.n = static_cast<uint32_t>(weight.dim(0));
         args.activation = *gpu_activation(node.params.activation);
         args.y = y.value();
-        const bool fold_norm = index + 2 < items.size() && sums_and_norms(item, items[index + 1], items[index + 2]);
-        if (fold_norm) {
-          // The residual add and the norm after it, done by the GEMV's last workgroup; their
-          // nodes record nothing of their own.
-          const BatchItem &add = items[index + 1], &norm = items[index + 2];
-          auto residual = input(add.inputs[same_view(add.inputs[0], item.output) ? 1 : 0]);
-          if (!residual) return residual.status();
-          auto norm_weight = input(norm.inputs[1]);
-          if (!norm_weight) return norm_weight.status();
-          auto sum = device_side(add.output, false);
-          if (!sum) return sum.status();
-          auto normed = device_side(norm.output, false);
-          if (!normed) return normed.status();
-          args.norm_after = gpu::NormAfter{.residual = residual.value(), .weight = norm_weight.value(), .sum = sum.value(),
-                                           .normed = normed.value(), .eps = norm.node->params.eps,
-                                           .reader = one_row_block_reader(item_after(items, index + 2), norm.output)};
-        }
-        // Gate and up, and the swiglu of the two, as one GEMV over both matrices (which
-        // must be held in one layout); the up and swiglu nodes record nothing of their own.
-        bool fold_gate_up = !fold_norm && index + 2 < items.size() && gates_and_ups(item, items[index + 1], items[index + 2]);
-        if (fold_gate_up) {
-          const BatchItem &up = items[index + 1], &swiglu = items[index + 2];
-          auto up_weights = input(up.inputs[1]);
-          if (!up_weights) return up_weights.status();
-          fold_gate_up = block_layout(up.inputs[1]) == args.weight_layout;
-          if (fold_gate_up) {
-            auto up_output = device_side(up.output, false);
-            if (!up_output) return up_output.status();
-            auto product = device_side(swiglu.output, false);
-            if (!product) return product.status();
-            args.gated_up = gpu::GatedUp{.weights = up_weights.value(), .up = up_output.value(), .product = product.value(),
-                                         .reader = one_row_block_reader(item_after(items, index + 2), swiglu.output)};
-          }
-        }
         EMBER_RETURN_IF_ERROR(from_gpu(device_->linear().record(batch, args)));
-        if (fold_norm || fold_gate_up) {
-          for (int folded = 0; folded < 2; ++folded) {
-            ++index;
-            first_dispatch.push_back(batch.dispatches());
-            recording.made_here.insert(items[index].output.buffer().get());
-          }
-        }
         break;
       }
       case Op::add:
@@ -464,41 +418,17 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   return {};
 }
 
+namespace {
+
+// Whether two tensors are the same bytes: one node's output read as the other's input.
+bool same_view(const Tensor& a, const Tensor& b) {
+  return a.buffer() == b.buffer() && a.byte_offset() == b.byte_offset() && a.elements() == b.elements();
+}
+
+}  // namespace
+
 bool VulkanBackend::norms_the_sum(const BatchItem& add, const BatchItem& next) {
   return next.node->op == Op::rms_norm && same_view(next.inputs[0], add.output);
-}
-
-bool VulkanBackend::sums_and_norms(const BatchItem& linear, const BatchItem& add, const BatchItem& norm) {
-  if (add.node->op != Op::add || !norms_the_sum(add, norm)) return false;
-  if (!same_view(add.inputs[0], linear.output) && !same_view(add.inputs[1], linear.output)) return false;
-  // One row, in one GEMV dispatch: Vulkan promises 65535 workgroups across.
-  const Tensor& weight = linear.inputs[1];
-  return linear.output.elements() == weight.dim(0) && weight.dim(0) <= 65535 &&
-         norm.node->shape[norm.node->shape.rank() - 1] == weight.dim(0);
-}
-
-bool VulkanBackend::gates_and_ups(const BatchItem& gate, const BatchItem& up, const BatchItem& swiglu) {
-  if (up.node->op != Op::linear || swiglu.node->op != Op::swiglu) return false;
-  if (!same_view(swiglu.inputs[0], gate.output) || !same_view(swiglu.inputs[1], up.output) ||
-      !same_view(gate.inputs[0], up.inputs[0]))
-    return false;
-  for (const BatchItem* product : {&gate, &up})
-    if (product->inputs.size() > 2 && product->inputs[2].defined()) return false;
-  if (gate.node->params.activation != Activation::none || up.node->params.activation != Activation::none) return false;
-  const Tensor &gate_weight = gate.inputs[1], &up_weight = up.inputs[1];
-  const auto type = weight_type(gate_weight.dtype());
-  // One row, in one GEMV dispatch: Vulkan promises 65535 workgroups across.
-  return type && gpu::is_block(*type) && up_weight.dtype() == gate_weight.dtype() && gate_weight.rank() == 2 &&
-         up_weight.shape() == gate_weight.shape() && gate.output.elements() == gate_weight.dim(0) &&
-         gate_weight.dim(0) <= 65535;
-}
-
-std::optional<gpu::WeightType> VulkanBackend::one_row_block_reader(const BatchItem* reader, const Tensor& output) {
-  if (reader == nullptr || reader->node->op != Op::linear || !same_view(reader->inputs[0], output)) return std::nullopt;
-  const Tensor& weight = reader->inputs[1];
-  const auto type = weight_type(weight.dtype());
-  if (!type || !gpu::is_block(*type) || weight.rank() != 2 || weight.dim(1) != output.elements()) return std::nullopt;
-  return type;
 }
 
 Result<std::optional<gpu::RoundedX>> VulkanBackend::rounding_for(gpu::CommandBatch& batch, const BatchItem* reader,

@@ -117,16 +117,6 @@ class VulkanBackend final : public Backend {
   Status run_nodes(std::span<const BatchItem> items);
   // `next` is an rms_norm of `add`'s whole output: run_nodes records the two as one dispatch.
   static bool norms_the_sum(const BatchItem& add, const BatchItem& next);
-  // `linear` is a one-row product that `add` adds to the residual stream and `norm`
-  // normalises the sum of (o-proj or down, then the next norm): run_nodes records the three
-  // as the GEMV's one dispatch (gpu::NormAfter).
-  static bool sums_and_norms(const BatchItem& linear, const BatchItem& add, const BatchItem& norm);
-  // `gate` and `up` are one-row products over one x of block weights of one type and
-  // shape, with no bias or activation, and `swiglu` takes silu(gate) * up: run_nodes
-  // records the three as one GEMV over both matrices (gpu::GatedUp).
-  static bool gates_and_ups(const BatchItem& gate, const BatchItem& up, const BatchItem& swiglu);
-  // The block weight type of `reader` when it is a one-row linear over all of `output`.
-  static std::optional<gpu::WeightType> one_row_block_reader(const BatchItem* reader, const Tensor& output);
   // cached_attention with f32 or f16 caches, head size even and at most 256, and scores
   // scratch (segments too short to run tiled) of at most kMaxAttentionScratchFloats.
   bool attention_fits(const Node& node, std::span<const Tensor> inputs) const;

@@ -21,7 +21,7 @@ namespace ember::gpu {
 
 class DescriptorSets {
  public:
-  static constexpr uint32_t kMaxBindings = 12;  // linear_gemv_blocks.comp's, the most of any shader
+  static constexpr uint32_t kMaxBindings = 11;  // attention.comp's, the most of any shader
 
   // Room for `max_sets` sets of up to kMaxBindings buffers each at once.
   static Result<std::unique_ptr<DescriptorSets>> create(Context& context, uint32_t max_sets);

@@ -25,7 +25,6 @@ constexpr uint32_t kQuantizeBlocksPerGroup = 4;  // quantize_rows_q8.comp's kBlo
 // quantize_rows_q8.comp, in its X_LAYOUT for each reader (gpu/shaders/q8_planes.glsl), or
 // rounded to f16 by round_rows_f16.comp for the cooperative-matrix GEMM.
 enum class XLayout : uint32_t { records, q8_0_planes, q4_0_pair_planes, f16_rows };
-constexpr uint32_t kNotRounded = 3;  // gemv_after_product.glsl: no rounding of the row it finishes
 // The bytes of one block of 32 in each q8_0 layout.
 constexpr uint64_t kQuantizedBlockBytes[] = {40, 40, 72};
 constexpr uint32_t kRoundingPushBytes = 8;  // both passes' push constants: rows, k
@@ -100,37 +99,6 @@ Status check(const LinearArgs& args) {
       return invalid("split weights must fill their buffer, which holds " + std::to_string(args.weights->bytes()) +
                      " bytes for " + std::to_string(weight_bytes));
   }
-  if (const auto& after = args.norm_after) {
-    if (after->residual == nullptr || after->weight == nullptr || after->sum == nullptr || after->normed == nullptr)
-      return invalid("the norm after the product needs the residual, the norm's weight, the sum and the normed buffers");
-    if (args.rows != 1 || (args.path != LinearPath::automatic && args.path != LinearPath::gemv))
-      return invalid("only the one-row GEMV adds the residual and normalises, not " + std::to_string(args.rows) + " rows");
-    const uint64_t row_bytes = uint64_t{args.n} * 4;
-    for (const auto& [what, buffer] : {std::pair{"residual", after->residual}, std::pair{"norm weight", after->weight},
-                                       std::pair{"sum", after->sum}, std::pair{"normed", after->normed}})
-      if (buffer->bytes() < row_bytes) return too_small(what, *buffer, row_bytes);
-    if (after->reader && (!is_block(*after->reader) || args.n % 32 != 0))
-      return invalid("the normed row is rounded for q8_0 or q4_0 readers only, in whole blocks of 32, not n " +
-                     std::to_string(args.n));
-  }
-  if (const auto& gated = args.gated_up) {
-    if (gated->weights == nullptr || gated->up == nullptr || gated->product == nullptr)
-      return invalid("gate and up in one GEMV need the up weights, the up output and the product buffers");
-    if (args.rows != 1 || (args.path != LinearPath::automatic && args.path != LinearPath::gemv) ||
-        !is_block(args.weight_type) || args.bias != nullptr || args.activation != Activation::none || args.norm_after)
-      return invalid("gate and up in one GEMV take one row of q8_0 or q4_0 weights, with no bias, activation or norm after");
-    if (gated->weights->bytes() < weight_bytes) return too_small("up weight", *gated->weights, weight_bytes);
-    if (args.weight_layout == BlockLayout::split &&
-        gated->weights->bytes() / block_bytes(args.weight_type) != uint64_t{args.n} * (args.k / 32))
-      return invalid("split up weights must fill their buffer, which holds " + std::to_string(gated->weights->bytes()) +
-                     " bytes for " + std::to_string(weight_bytes));
-    const uint64_t row_bytes = uint64_t{args.n} * 4;
-    for (const auto& [what, buffer] : {std::pair{"up", gated->up}, std::pair{"product", gated->product}})
-      if (buffer->bytes() < row_bytes) return too_small(what, *buffer, row_bytes);
-    if (gated->reader && (!is_block(*gated->reader) || args.n % 32 != 0))
-      return invalid("the product is rounded for q8_0 or q4_0 readers only, in whole blocks of 32, not n " +
-                     std::to_string(args.n));
-  }
   if (args.gemv_columns > kMaxGemvColumns)
     return invalid("a GEMV workgroup takes 1 to " + std::to_string(kMaxGemvColumns) + " columns, not " +
                    std::to_string(args.gemv_columns));
@@ -174,17 +142,7 @@ Result<std::unique_ptr<FusedLinear>> FusedLinear::create(Context& context, Pipel
                                                          Allocator& allocator) {
   auto sets = DescriptorSets::create(context, kOwnDescriptorSets);
   if (!sets) return sets.status();
-  // Written by the host once, then only by the shaders: device-local where the host can
-  // map such memory (its atomics stay on the device), else host memory.
-  const MemoryUse count_use =
-      allocator.memory_type_for(MemoryUse::device_mapped) ? MemoryUse::device_mapped : MemoryUse::staging;
-  auto finished = DeviceBuffer::create(allocator, sizeof(uint32_t), count_use);
-  if (!finished) return finished.status();
-  if (finished.value().mapped() == nullptr)
-    return Status{ErrorKind::unavailable, "GPU linear: the workgroup count is not host-visible memory"};
-  std::memset(finished.value().mapped(), 0, sizeof(uint32_t));
-  return std::unique_ptr<FusedLinear>(
-      new FusedLinear(context, pipelines, allocator, std::move(sets.value()), std::move(finished.value())));
+  return std::unique_ptr<FusedLinear>(new FusedLinear(context, pipelines, allocator, std::move(sets.value())));
 }
 
 uint64_t rounded_block_bytes(uint32_t layout) {
@@ -329,28 +287,11 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
                           : block_weights ? ShaderId::linear_gemm
                                           : ShaderId::linear_gemm_float;
   const uint32_t columns = !gemv ? 1 : args.gemv_columns != 0 ? args.gemv_columns : gemv_columns(args.weight_type, args.n);
-  const std::optional<NormAfter>& norm_after = args.norm_after;
-  const std::optional<GatedUp>& gated = args.gated_up;
-  // The row the GEMV's last workgroup finishes (gemv_after_product.glsl), if any.
-  const DeviceBuffer* finished = norm_after ? norm_after->normed : gated ? gated->product : nullptr;
-  if (finished != nullptr && uint64_t{max_groups_x} * columns < args.n)
-    return invalid("what follows the product needs one dispatch, but n " + std::to_string(args.n) + " takes more");
-  // Where that row goes rounded for its reader, if it has one.
-  const std::optional<WeightType> reader = norm_after ? norm_after->reader : gated ? gated->reader : std::nullopt;
-  std::optional<XLayout> finished_layout;
-  if (reader) finished_layout = *reader == WeightType::q4_0 ? XLayout::q4_0_pair_planes : XLayout::q8_0_planes;
   // Constant 2 is the GEMV's columns per workgroup, the cooperative-matrix GEMM's tile
-  // rows; 4 and 5 its tile columns and stages, the GEMV's 4-7 what follows its product.
+  // rows; 4 and 5 its tile columns and stages.
   std::vector<uint32_t> constants{static_cast<uint32_t>(args.weight_type), static_cast<uint32_t>(args.activation),
                                   cooperative ? tile_rows : columns, static_cast<uint32_t>(args.weight_layout)};
   if (cooperative) constants.insert(constants.end(), {tile_columns, stages});
-  if (gemv) {
-    uint32_t eps_bits = 0;
-    if (norm_after) std::memcpy(&eps_bits, &norm_after->eps, sizeof eps_bits);
-    constants.insert(constants.end(), {norm_after ? 1u : 0u,
-                                       finished_layout ? static_cast<uint32_t>(*finished_layout) : kNotRounded, eps_bits,
-                                       gated ? 1u : 0u});
-  }
   auto pipeline = pipelines_.get(shader, constants);
   if (!pipeline) return pipeline.status();
   const Pipeline* quantize_pipeline = nullptr;
@@ -360,44 +301,22 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
                                                                 : XLayout::q8_0_planes;
   const QuantizedSource source{batch.serial(), batch.dispatches(), args.x, static_cast<uint32_t>(layout), x_values};
   bool reuse_quantized_x = false;
-  // The scratch also holds the finished row's rounding, which the last workgroup writes
-  // once every workgroup has read x's; and the count of finished workgroups is shared too.
-  const uint64_t finished_bytes = finished_layout ? rounded_x_bytes(*finished_layout, args.n) : 0;
-  if (round_x || finished != nullptr) batch.hold(quantized_x_mutex_);
-  // Growing the scratch for the finished row would lose an x rounded into it before.
-  if (round_x) reuse_quantized_x = quantized_source_ == source && quantized_x_.bytes() >= finished_bytes;
+  if (round_x) {
+    batch.hold(quantized_x_mutex_);
+    reuse_quantized_x = quantized_source_ == source;
+  }
   if (round_x && !reuse_quantized_x) {
     auto found = cooperative ? pipelines_.get(ShaderId::round_rows_f16, {})
                              : pipelines_.get(ShaderId::quantize_rows_q8, {static_cast<uint32_t>(layout)});
     if (!found) return found.status();
     quantize_pipeline = found.value();
-    EMBER_GPU_RETURN_IF_ERROR(reserve_quantized_x(batch, std::max(rounded_x_bytes(layout, x_values), finished_bytes)));
-  } else if (!round_x) {
-    EMBER_GPU_RETURN_IF_ERROR(reserve_quantized_x(batch, finished_bytes));
+    EMBER_GPU_RETURN_IF_ERROR(reserve_quantized_x(batch, rounded_x_bytes(layout, x_values)));
   }
 
   // Without a bias the shader never reads binding 2, but it must still name a buffer.
   const DeviceBuffer* bias = args.bias != nullptr ? args.bias : args.weights;
   const DeviceBuffer* x = round_x ? &quantized_x_ : args.x;
-  Result<VkDescriptorSet> set = VK_NULL_HANDLE;
-  if (gemv) {
-    // Bindings the shader leaves alone (gemv_after_product.glsl) name any buffer.
-    const DeviceBuffer* residual = norm_after ? norm_after->residual : args.weights;
-    const DeviceBuffer* norm_weight = norm_after ? norm_after->weight : args.weights;
-    const DeviceBuffer* finished_row = norm_after ? norm_after->sum : gated ? gated->product : args.y;
-    const DeviceBuffer* normed = norm_after ? norm_after->normed : args.y;
-    const DeviceBuffer* rounded_row = finished_layout ? &quantized_x_ : args.y;
-    if (block_weights) {
-      set = batch.descriptor_set(*pipeline.value(),
-                                 {x, args.weights, bias, args.y, residual, norm_weight, finished_row, normed, rounded_row,
-                                  &finished_workgroups_, gated ? gated->weights : args.weights, gated ? gated->up : args.y});
-    } else {
-      set = batch.descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y, residual, norm_weight, finished_row,
-                                                     normed, rounded_row, &finished_workgroups_});
-    }
-  } else {
-    set = batch.descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y});
-  }
+  auto set = batch.descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y});
   if (!set) return set.status();
   VkDescriptorSet quantize_set = VK_NULL_HANDLE;
   if (quantize_pipeline != nullptr) {
@@ -428,7 +347,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   // Held until the product is recorded: another thread's batch must not change the
   // siblings between this check and their update below.
   const std::lock_guard siblings_lock(siblings_mutex_);
-  const bool joins_siblings = finished == nullptr && siblings_.batch == batch.serial() &&
+  const bool joins_siblings = siblings_.batch == batch.serial() &&
                               siblings_.dispatches == batch.dispatches() && siblings_.x == args.x &&
                               args.y != args.x && !reads_a_sibling_output(args.x) &&
                               !reads_a_sibling_output(args.weights) && !reads_a_sibling_output(args.bias) &&
@@ -451,11 +370,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
     quantized_source_ = source;
     quantized_source_.dispatches = batch.dispatches();
   }
-  if (finished_layout)
-    quantized_source_ = {batch.serial(), batch.dispatches(), finished, static_cast<uint32_t>(*finished_layout), args.n};
-  // No product joins one that finishes a row after it: they would share the count of
-  // finished workgroups.
-  if (!joins_siblings) siblings_ = {.batch = batch.serial(), .x = finished != nullptr ? nullptr : args.x, .outputs = {}};
+  if (!joins_siblings) siblings_ = {.batch = batch.serial(), .x = args.x, .outputs = {}};
   siblings_.dispatches = batch.dispatches();
   siblings_.outputs.push_back(args.y);
   return {};

@@ -43,34 +43,6 @@ constexpr bool is_block(WeightType type) { return type == WeightType::q8_0 || ty
 // Bytes of one weight row of k weights (k a multiple of 32 for the block types).
 uint64_t weight_row_bytes(WeightType type, uint64_t k);
 
-// What a one-row GEMV does after its product where the graph adds it to the residual
-// stream and normalises the sum (gpu/shaders/gemv_after_product.glsl): sum = residual + y,
-// normed = sum / sqrt(mean(sum^2) + eps) * weight, all [n]. With `reader`, the type of
-// the block-weight GEMV that reads `normed` next, normed is also left rounded for it, as
-// prepare_rounded_x would (n a multiple of 32). The add and the norm then take no
-// dispatch of their own.
-struct NormAfter {
-  const DeviceBuffer* residual = nullptr;
-  const DeviceBuffer* weight = nullptr;
-  const DeviceBuffer* sum = nullptr;
-  const DeviceBuffer* normed = nullptr;
-  float eps = 0;
-  std::optional<WeightType> reader = std::nullopt;
-};
-
-// A second product over the same x that a one-row GEMV of block weights makes beside its
-// own, and what it does with both where a swiglu follows (gate and up, then silu(gate) *
-// up): up = x · upᵀ [n], product = silu(y) * up [n]; `weights` are of the same type,
-// layout and shape as the LinearArgs' weights. With `reader`, the type of the block-weight
-// GEMV that reads `product` next (down), product is also left rounded for it (n a
-// multiple of 32). The second GEMV and the swiglu then take no dispatch of their own.
-struct GatedUp {
-  const DeviceBuffer* weights = nullptr;
-  const DeviceBuffer* up = nullptr;
-  const DeviceBuffer* product = nullptr;
-  std::optional<WeightType> reader = std::nullopt;
-};
-
 struct LinearArgs {
   const DeviceBuffer* x = nullptr;
   uint32_t rows = 0;
@@ -94,10 +66,6 @@ struct LinearArgs {
   // Slices of x and W it keeps in shared memory (1, or 2 to load one while it multiplies
   // the other, where the device's shared memory holds them); 0 takes 2 where it can.
   uint32_t stages = 0;
-  // One row on the GEMV path only.
-  std::optional<NormAfter> norm_after = std::nullopt;
-  // One row of block weights on the GEMV path, no bias or activation; not with norm_after.
-  std::optional<GatedUp> gated_up = std::nullopt;
 };
 
 constexpr uint32_t kMaxGemvColumns = 8;  // the GEMV shaders' kMaxColumns
@@ -156,10 +124,8 @@ class FusedLinear {
   Result<double> run_timed(const LinearArgs& args);
 
  private:
-  FusedLinear(Context& context, PipelineCache& pipelines, Allocator& allocator, std::unique_ptr<DescriptorSets> sets,
-              DeviceBuffer finished_workgroups)
-      : context_(context), pipelines_(pipelines), allocator_(allocator), own_sets_(std::move(sets)),
-        finished_workgroups_(std::move(finished_workgroups)) {}
+  FusedLinear(Context& context, PipelineCache& pipelines, Allocator& allocator, std::unique_ptr<DescriptorSets> sets)
+      : context_(context), pipelines_(pipelines), allocator_(allocator), own_sets_(std::move(sets)) {}
 
   Context& context_;
   PipelineCache& pipelines_;
@@ -193,9 +159,6 @@ class FusedLinear {
   };
   std::mutex siblings_mutex_;  // batches may be recorded on several threads
   Siblings siblings_;
-  // The GEMVs' count of finished workgroups (gemv_after_product.glsl): 0 between dispatches,
-  // memory the host zeroed.
-  DeviceBuffer finished_workgroups_;
 };
 
 }  // namespace ember::gpu

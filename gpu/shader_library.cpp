@@ -56,11 +56,9 @@ constexpr uint32_t kCoopmatProbe[] = {
 constexpr uint32_t kLinearPushBytes = 6 * sizeof(uint32_t);
 
 const ShaderInfo kShaders[] = {
-    // The GEMVs' bindings 4-9 serve what some of them do after the product
-    // (gemv_after_product.glsl); 10 and 11 the up matrix a block GEMV may take beside gate.
-    {"linear_gemv", kLinearGemv, 10, kLinearPushBytes},
+    {"linear_gemv", kLinearGemv, 4, kLinearPushBytes},
     {"linear_gemm", kLinearGemm, 4, kLinearPushBytes},
-    {"linear_gemv_blocks", kLinearGemvBlocks, 12, kLinearPushBytes},
+    {"linear_gemv_blocks", kLinearGemvBlocks, 4, kLinearPushBytes},
     {"quantize_rows_q8", kQuantizeRowsQ8, 2, 2 * sizeof(uint32_t)},  // rows, k
     {"linear_gemm_float", kLinearGemmFloat, 4, kLinearPushBytes},
     {"linear_gemm_coopmat", kLinearGemmCoopmat, 4, kLinearPushBytes},

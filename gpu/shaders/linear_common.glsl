@@ -26,13 +26,7 @@ layout(std430, binding = 0) readonly buffer InputRows { float x[]; };
 #endif
 layout(std430, binding = 1) readonly buffer WeightBytes { uint w[]; };
 layout(std430, binding = 1) readonly buffer WeightWords4 { uvec4 w4[]; };
-// How the decoders below read a weight word and a 16-byte vector of them: a shader that
-// reads a second matrix (linear_gemv_blocks.comp's gate and up) defines these first.
-#ifndef WEIGHT_WORD
-#define WEIGHT_WORD(i) w[i]
-#define WEIGHT_WORDS4(i) w4[i]
-#endif
-#define STORED_WORD(i) WEIGHT_WORD(i)
+#define STORED_WORDS w
 #include "stored_bytes.glsl"
 layout(std430, binding = 2) readonly buffer Bias { float bias[]; };
 layout(std430, binding = 3) writeonly buffer OutputRows { float y[]; };
@@ -86,7 +80,7 @@ WeightBlock weight_block(uint column, uint block) {
     const uint index = block_index(column, block);
     const uint loads = kBlockCodeBytes / 16u;
     [[unroll]] for (uint p = 0u; p < 2u; ++p) {
-      const uvec4 four = p < loads ? WEIGHT_WORDS4(loads * index + p) : uvec4(0u);
+      const uvec4 four = p < loads ? w4[loads * index + p] : uvec4(0u);
       [[unroll]] for (uint j = 0u; j < 4u; ++j) found.codes[4u * p + j] = four[j];
     }
     found.scale = half_at(split_scale_offset(index));
@@ -97,7 +91,7 @@ WeightBlock weight_block(uint column, uint block) {
   const uint word_count = WEIGHT_TYPE == kQ8_0 ? 9u : 5u;
   uint words[9];
   [[unroll]] for (uint i = 0u; i < 9u; ++i)
-    if (i < word_count) words[i] = WEIGHT_WORD((start >> 2) + i);
+    if (i < word_count) words[i] = w[(start >> 2) + i];
   // The words always cover the block's bytes; the last one may reach past the row but
   // never past the buffer, which ends on a whole word (gpu/device_buffer.h).
   const bool halfway = (start & 2u) != 0u;
@@ -139,10 +133,7 @@ float activate(float v) {
   return v;
 }
 
-// Returns the value stored.
-float store_output(uint r, uint column, float sum) {
+void store_output(uint r, uint column, float sum) {
   if (shape.has_bias != 0u) sum += bias[column];
-  const float value = activate(sum);
-  y[r * shape.n + column] = value;
-  return value;
+  y[r * shape.n + column] = activate(sum);
 }

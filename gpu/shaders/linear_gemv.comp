@@ -7,7 +7,6 @@
 // weights, each reading its 4 values of x once for all the workgroup's columns, and add
 // their partial sums through subgroup operations. (linear_gemv_blocks.comp takes q8_0/q4_0.)
 #include "linear_common.glsl"
-#include "gemv_after_product.glsl"
 
 layout(constant_id = 2) const uint COLUMNS = 1;  // output columns per workgroup, 1 to kMaxColumns
 
@@ -42,10 +41,8 @@ void main() {
     if (subgroupElect()) subgroup_sums[c * 64u + gl_SubgroupID] = subgroup_sum;
   }
   barrier();
-  if (t < COLUMNS && first_column + t < shape.n) {
-    float total = subgroup_sums[t * 64u];
-    for (uint s = 1u; s < gl_NumSubgroups; ++s) total += subgroup_sums[t * 64u + s];
-    keep_finished(t, first_column + t, store_output(r, first_column + t, total), 0.0);
-  }
-  finish_after_product(shape.n, first_column, COLUMNS);
+  if (t >= COLUMNS || first_column + t >= shape.n) return;
+  float total = subgroup_sums[t * 64u];
+  for (uint s = 1u; s < gl_NumSubgroups; ++s) total += subgroup_sums[t * 64u + s];
+  store_output(r, first_column + t, total);
 }

@@ -19,21 +19,8 @@
 // term below. Over the 8 products of a half block |stray| <= 8 * 15 * 127 < 32768 and the
 // total stays inside an int, so (sum + 32768) >> 16 recovers the dot product exactly.
 // (Four threads per block, each a quarter of it, measured slower on the H200.)
-//
-// GATED (gemv_after_product.glsl) takes a second matrix of the same type and layout,
-// up, at binding 10: each workgroup makes its columns of both, gate at y and up at
-// binding 11, from the same reads of x.
 #define QUANTIZED_X
-layout(std430, binding = 10) readonly buffer UpWeightBytes { uint up_w[]; };
-layout(std430, binding = 10) readonly buffer UpWeightWords4 { uvec4 up_w4[]; };
-layout(std430, binding = 11) writeonly buffer UpRows { float up_y[]; };
-// Which matrix linear_common.glsl's decoders read: 0 gate (or the only one), 1 up. Set
-// from unrolled loop counters, so the compiler resolves each read to one buffer.
-uint weight_matrix = 0u;
-#define WEIGHT_WORD(i) (weight_matrix == 0u ? w[i] : up_w[i])
-#define WEIGHT_WORDS4(i) (weight_matrix == 0u ? w4[i] : up_w4[i])
 #include "linear_common.glsl"
-#include "gemv_after_product.glsl"
 
 layout(constant_id = 2) const uint COLUMNS = 1;  // output columns per workgroup, 1 to kMaxColumns
 
@@ -42,9 +29,8 @@ layout(local_size_x = 64) in;
 
 layout(std430, binding = 0) readonly buffer QuantizedRecords4 { uvec4 xq4[]; };
 
-const uint kMatrices = GATED == 1u ? 2u : 1u;
-// One sum per (matrix, column, subgroup); a subgroup may be as narrow as one invocation.
-shared float subgroup_sums[2u * kMaxColumns * 64u];
+// One sum per (column, subgroup); a subgroup may be as narrow as one invocation.
+shared float subgroup_sums[kMaxColumns * 64u];
 
 int dot4(uint a, uint b) {
   int sum = 0;
@@ -58,8 +44,8 @@ void main() {
   const uint t = gl_LocalInvocationID.x;
   const uint blocks = shape.k / 32u;
   const uint x_blocks = shape.rows * blocks;
-  precise float sums[2u * kMaxColumns];  // matrix m's column c at m * kMaxColumns + c
-  [[unroll]] for (uint c = 0u; c < 2u * kMaxColumns; ++c) sums[c] = 0.0;
+  precise float sums[kMaxColumns];
+  [[unroll]] for (uint c = 0u; c < kMaxColumns; ++c) sums[c] = 0.0;
   for (uint block = t; block < blocks; block += 64u) {
     // x's block, from the planes this weight type reads (X_LAYOUT 1 for q8_0, 2 for q4_0).
     const uint x_block = r * blocks + block;
@@ -81,45 +67,34 @@ void main() {
     [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) {
       const uint column = first_column + c;
       if (column >= shape.n) break;
-      [[unroll]] for (uint m = 0u; m < kMatrices; ++m) {
-        weight_matrix = m;
-        const WeightBlock weights = weight_block(column, block);
-        int codes = 0;
-        if (WEIGHT_TYPE == kQ8_0) {
-          [[unroll]] for (uint j = 0u; j < 8u; ++j) codes += dot4(x_codes[j], weights.codes[j]);
-        } else {
-          // Byte j of the 16 holds weight j in its low nibble and weight j + 16 in its high
-          // one; nibble c stands for c - 8, so Σ x·(c - 8) = Σ x·c - 8 Σ x.
-          int low = 0, high = 0;
-          [[unroll]] for (uint j = 0u; j < 4u; ++j) {
-            const uint nibbles = weights.codes[j];
-            low += int(nibbles & 0x000f000fu) * x_pairs[j].x + int((nibbles >> 8) & 0x000f000fu) * x_pairs[j].y;
-            high += int((nibbles >> 4) & 0x000f000fu) * x_pairs[j].z + int((nibbles >> 12) & 0x000f000fu) * x_pairs[j].w;
-          }
-          codes = ((low + 32768) >> 16) + ((high + 32768) >> 16) - 8 * x_sum;
+      const WeightBlock weights = weight_block(column, block);
+      int codes = 0;
+      if (WEIGHT_TYPE == kQ8_0) {
+        [[unroll]] for (uint j = 0u; j < 8u; ++j) codes += dot4(x_codes[j], weights.codes[j]);
+      } else {
+        // Byte j of the 16 holds weight j in its low nibble and weight j + 16 in its high
+        // one; nibble c stands for c - 8, so Σ x·(c - 8) = Σ x·c - 8 Σ x.
+        int low = 0, high = 0;
+        [[unroll]] for (uint j = 0u; j < 4u; ++j) {
+          const uint nibbles = weights.codes[j];
+          low += int(nibbles & 0x000f000fu) * x_pairs[j].x + int((nibbles >> 8) & 0x000f000fu) * x_pairs[j].y;
+          high += int((nibbles >> 4) & 0x000f000fu) * x_pairs[j].z + int((nibbles >> 12) & 0x000f000fu) * x_pairs[j].w;
         }
-        sums[m * kMaxColumns + c] = fma(float(codes), weights.scale * x_scale, sums[m * kMaxColumns + c]);
+        codes = ((low + 32768) >> 16) + ((high + 32768) >> 16) - 8 * x_sum;
       }
+      sums[c] = fma(float(codes), weights.scale * x_scale, sums[c]);
     }
   }
   // Each subgroup adds its threads' sums, then one thread per column adds the
   // subgroups', in subgroup order: two steps, where halving through shared memory waited
   // at six barriers.
-  [[unroll]] for (uint m = 0u; m < kMatrices; ++m)
-    [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) {
-      const float subgroup_sum = subgroupAdd(sums[m * kMaxColumns + c]);
-      if (subgroupElect()) subgroup_sums[(m * kMaxColumns + c) * 64u + gl_SubgroupID] = subgroup_sum;
-    }
-  barrier();
-  if (t < COLUMNS && first_column + t < shape.n) {
-    float totals[2] = {0.0, 0.0};
-    [[unroll]] for (uint m = 0u; m < kMatrices; ++m) {
-      const uint first = (m * kMaxColumns + t) * 64u;
-      totals[m] = subgroup_sums[first];
-      for (uint s = 1u; s < gl_NumSubgroups; ++s) totals[m] += subgroup_sums[first + s];
-    }
-    if (GATED == 1u) up_y[first_column + t] = totals[1];
-    keep_finished(t, first_column + t, store_output(r, first_column + t, totals[0]), totals[1]);
+  [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) {
+    const float subgroup_sum = subgroupAdd(sums[c]);
+    if (subgroupElect()) subgroup_sums[c * 64u + gl_SubgroupID] = subgroup_sum;
   }
-  finish_after_product(shape.n, first_column, COLUMNS);
+  barrier();
+  if (t >= COLUMNS || first_column + t >= shape.n) return;
+  float total = subgroup_sums[t * 64u];
+  for (uint s = 1u; s < gl_NumSubgroups; ++s) total += subgroup_sums[t * 64u + s];
+  store_output(r, first_column + t, total);
 }

@@ -2,16 +2,11 @@
 // into it, a block per invocation or across a workgroup (quantize_rows_q8.comp describes
 // the layouts). The includer declares the rounding as `uint xq[]`, includes
 // q8_rounding.glsl first, and defines ROUNDING_INVOCATIONS to round across the workgroup.
-// A shader that reads another rounding as xq names the array it writes in ROUNDED_WORDS.
 //   0, records: 10 words per block, the codes 4 per word, then scale and sum.
 //   1, q8_0 planes: plane p < 2 holds code words 4p .. 4p+3 of every block as one
 //      16-byte vector, then every scale, then every sum.
 //   2, q4_0 pair planes: plane p < 4 holds pair words 4p .. 4p+3 of every block, then
 //      every scale, then every sum.
-
-#ifndef ROUNDED_WORDS
-#define ROUNDED_WORDS xq
-#endif
 
 const uint kRecords = 0u;
 const uint kQ8Planes = 1u;
@@ -65,15 +60,15 @@ void store_rounded_block(uint x_layout, uint block, uint blocks, float values[32
   if (x_layout == kQ4PairPlanes) {
     [[unroll]] for (uint word = 0u; word < 16u; ++word) {
       const uint a = pair_first_code(word);
-      ROUNDED_WORDS[rounded_word_index(x_layout, block, blocks, word)] = pair_word(codes[a], codes[a + 2u]);
+      xq[rounded_word_index(x_layout, block, blocks, word)] = pair_word(codes[a], codes[a + 2u]);
     }
   } else {
     [[unroll]] for (uint w = 0u; w < 8u; ++w)
-      ROUNDED_WORDS[rounded_word_index(x_layout, block, blocks, w)] =
+      xq[rounded_word_index(x_layout, block, blocks, w)] =
           code_word(codes[4u * w], codes[4u * w + 1u], codes[4u * w + 2u], codes[4u * w + 3u]);
   }
-  ROUNDED_WORDS[rounded_scale_index(x_layout, block, blocks)] = floatBitsToUint(f16_round(scale));
-  ROUNDED_WORDS[rounded_sum_index(x_layout, block, blocks)] = uint(sum);
+  xq[rounded_scale_index(x_layout, block, blocks)] = floatBitsToUint(f16_round(scale));
+  xq[rounded_sum_index(x_layout, block, blocks)] = uint(sum);
 }
 
 #ifdef ROUNDING_INVOCATIONS
@@ -110,14 +105,14 @@ void round_values_together(uint x_layout, float value, uint block, uint blocks, 
     if (e < (x_layout == kQ4PairPlanes ? 16u : 8u)) {
       const uint a = first + pair_first_code(e);
       const uint c = first + 4u * e;
-      ROUNDED_WORDS[rounded_word_index(x_layout, block, blocks, e)] =
+      xq[rounded_word_index(x_layout, block, blocks, e)] =
           x_layout == kQ4PairPlanes
               ? pair_word(rounding_codes[a], rounding_codes[a + 2u])
               : code_word(rounding_codes[c], rounding_codes[c + 1u], rounding_codes[c + 2u], rounding_codes[c + 3u]);
     } else if (e == 16u) {
-      ROUNDED_WORDS[rounded_scale_index(x_layout, block, blocks)] = floatBitsToUint(f16_round(scale));
+      xq[rounded_scale_index(x_layout, block, blocks)] = floatBitsToUint(f16_round(scale));
     } else if (e == 17u) {
-      ROUNDED_WORDS[rounded_sum_index(x_layout, block, blocks)] = uint(rounding_sums[first]);
+      xq[rounded_sum_index(x_layout, block, blocks)] = uint(rounding_sums[first]);
     }
   }
   // The shared rows are read above; a next call must not overwrite them before.
