@@ -6,7 +6,10 @@
 // q8_0, q4_0, q4_K and q6_K in the layout the CPU backend gives them.
 #include <benchmark/benchmark.h>
 
+#include <sys/mman.h>
+
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -138,6 +141,55 @@ void BM_InterleaveRows(benchmark::State& state) {
 }
 
 BENCHMARK(BM_InterleaveRows)
+    ->ArgNames({"type", "threads"})
+    ->ArgsProduct({{std::begin(kInterleavedTypes), std::end(kInterleavedTypes)}, {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+
+// A decoded token's linears of M (8 layers of q, k and v as one product, o, gate, up and
+// down, then the output), each with its own weights in huge pages as the model holds
+// them (core/buffer.cpp), one after another: the weight bytes per second the products
+// reach when every weight comes cold from memory, as in decoding. The single products
+// above run one matrix again and again, which a large last-level cache may partly hold.
+void BM_DecodeLinearsOfM(benchmark::State& state) {
+  const auto type = static_cast<cpu::ElementType>(state.range(0));
+  set_num_threads(static_cast<int>(state.range(1)));
+  constexpr size_t kHugePage = size_t{2} << 20;
+  struct Product {
+    WeightShape shape;
+    std::byte* weights;
+  };
+  std::vector<Product> products;
+  for (int layer = 0; layer < 8; ++layer)
+    for (WeightShape shape : {WeightShape{3072, 2048}, WeightShape{2048, 2048}, WeightShape{5632, 2048},
+                              WeightShape{5632, 2048}, WeightShape{2048, 5632}})
+      products.push_back({shape, nullptr});
+  products.push_back({WeightShape{32000, 2048}, nullptr});
+  int64_t total_bytes = 0;
+  for (Product& product : products) {
+    const StoredWeights w = random_weights(type, product.shape.out, product.shape.in);
+    const auto bytes = static_cast<size_t>(cpu::interleaved_bytes(type, product.shape.out, product.shape.in));
+    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    product.weights = static_cast<std::byte*>(std::aligned_alloc(kHugePage, rounded));
+    ::madvise(product.weights, rounded, MADV_HUGEPAGE);
+    cpu::interleave_rows(type, w.bytes.data(), product.shape.out, product.shape.in, product.weights);
+    total_bytes += static_cast<int64_t>(w.bytes.size());
+  }
+  const std::vector<float> x = random_activations(5632);
+  std::vector<float> y(32000);
+  for (auto _ : state) {
+    for (const Product& product : products)
+      cpu::linear(x.data(), 1, product.shape.in, product.weights, type, nullptr, cpu::Activation::none, y.data(),
+                  product.shape.out, cpu::WeightLayout::interleaved);
+    benchmark::DoNotOptimize(y.data());
+  }
+  for (Product& product : products) std::free(product.weights);
+  state.SetBytesProcessed(state.iterations() * total_bytes);
+  state.SetLabel(std::string(dtype_name(cpu::to_dtype(type))));
+}
+
+BENCHMARK(BM_DecodeLinearsOfM)
     ->ArgNames({"type", "threads"})
     ->ArgsProduct({{std::begin(kInterleavedTypes), std::end(kInterleavedTypes)}, {1, 2}})
     ->UseRealTime()
