@@ -94,6 +94,8 @@ struct Q8_0Format {
   }
   // cpu/interleaved_weights.h: the 8 code vectors, already offset, then the 16 scales.
   static constexpr int64_t kRecordBytes = kVectorRows * sizeof(WeightBlock);
+  // Decoding reads the records without software prefetches (dot_blocks32_tiles.h).
+  static constexpr int64_t kPrefetchStreamBytes = 0;
   [[gnu::always_inline]] static void load(const char* record, TransposedBlock& out) {
     for (int i = 0; i < kDwords; ++i) out.codes[i] = _mm512_loadu_si512(record + 64 * i);
     out.scale = scales_at(record + 64 * kDwords);
@@ -116,6 +118,8 @@ struct Q4_0Format {
   }
   // cpu/interleaved_weights.h: the 4 packed code vectors, then the 16 scales.
   static constexpr int64_t kRecordBytes = kVectorRows * sizeof(WeightBlock);
+  // Decoding prefetches the record 16 ahead (4.5 KiB), about as far as the K-quants reach.
+  static constexpr int64_t kPrefetchStreamBytes = 4608;
   [[gnu::always_inline]] static void load(const char* record, TransposedBlock& out) {
     __m512i packed[4];
     for (int i = 0; i < 4; ++i) packed[i] = _mm512_loadu_si512(record + 64 * i);

@@ -96,11 +96,7 @@ template <class Format, int kLanes, class TransposedBlock>
 }
 
 // Prefetches for the streamed path while it uses block b: kPrefetchBlocks ahead in each
-// row, every other block. An interleaved slab is one forward stream through memory on
-// huge pages (core/buffer.cpp), which the hardware prefetchers follow: prefetching its
-// records 8 ahead in software measured slower in the model (q8_0 decode -13% on one
-// thread), so it issues none. The kernel benchmark favoured 32 ahead; which holds is
-// not settled yet (docs/PERFORMANCE.md, ninth session).
+// row, every other block.
 template <int kLanes, class Slab>
 [[gnu::always_inline]] inline void prefetch_ahead(const Slab& slab, int64_t b, int64_t blocks) {
   if (b % 2 != 0) return;
@@ -109,8 +105,18 @@ template <int kLanes, class Slab>
                  _MM_HINT_T0);
 }
 
+// An interleaved slab is one forward stream (the next slab's records follow its own).
+// Where Format::kPrefetchStreamBytes is not zero the record that far ahead is prefetched
+// line by line, as the K-quants' interleaved kernels do: q4_0 decoding measured faster
+// with it, q8_0 on one thread slower (docs/PERFORMANCE.md, twentieth session).
 template <int kLanes, class Format>
-[[gnu::always_inline]] inline void prefetch_ahead(const InterleavedSlab<Format>&, int64_t, int64_t) {}
+[[gnu::always_inline]] inline void prefetch_ahead(const InterleavedSlab<Format>& slab, int64_t b, int64_t) {
+  if constexpr (Format::kPrefetchStreamBytes > 0) {
+    constexpr int64_t kAhead = (Format::kPrefetchStreamBytes + Format::kRecordBytes - 1) / Format::kRecordBytes;
+    const char* record = slab.records + (b + kAhead) * Format::kRecordBytes;
+    for (int64_t line = 0; line < Format::kRecordBytes; line += 64) _mm_prefetch(record + line, _MM_HINT_T0);
+  }
+}
 
 // Σ of 32 signed bytes: sad sums bytes as unsigned, so bias them by 128 and take 32 · 128 off.
 int32_t code_sum(const int8_t* qs) {
