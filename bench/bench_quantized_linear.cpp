@@ -146,7 +146,6 @@ BENCHMARK(BM_InterleaveRows)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
-
 // A decoded token's linears of M (8 layers of q, k and v as one product, o, gate, up and
 // down, then the output), each with its own weights in huge pages as the model holds
 // them (core/buffer.cpp), one after another: the weight bytes per second the products
@@ -172,6 +171,10 @@ void BM_DecodeLinearsOfM(benchmark::State& state) {
     const auto bytes = static_cast<size_t>(cpu::interleaved_bytes(type, product.shape.out, product.shape.in));
     const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
     product.weights = static_cast<std::byte*>(std::aligned_alloc(kHugePage, rounded));
+    if (product.weights == nullptr) {
+      state.SkipWithError("out of memory for M's weights");
+      break;
+    }
     ::madvise(product.weights, rounded, MADV_HUGEPAGE);
     cpu::interleave_rows(type, w.bytes.data(), product.shape.out, product.shape.in, product.weights);
     total_bytes += static_cast<int64_t>(w.bytes.size());
