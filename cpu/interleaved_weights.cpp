@@ -30,6 +30,14 @@ struct RecordShape {
   int64_t block_bytes;
   std::vector<DwordRun> runs;
   std::vector<int64_t> half_offsets;
+
+  int64_t body_bytes() const {
+    int64_t bytes = 0;
+    for (const DwordRun& run : runs) bytes += run.dwords * kLaneBytes;
+    return bytes;
+  }
+  int64_t halves_bytes() const { return static_cast<int64_t>(half_offsets.size()) * kInterleavedRows * kHalfBytes; }
+  RecordPlace place(int64_t b, int64_t blocks) const { return record_place(b, blocks, body_bytes(), halves_bytes()); }
 };
 
 RecordShape record_shape(ElementType type) {
@@ -49,7 +57,8 @@ RecordShape record_shape(ElementType type) {
   }
 }
 
-void interleave_record(const RecordShape& shape, const std::byte* const (&blocks)[kInterleavedRows], std::byte* out) {
+void interleave_record(const RecordShape& shape, const std::byte* const (&blocks)[kInterleavedRows], std::byte* out,
+                       std::byte* halves) {
   for (const DwordRun& run : shape.runs) {
     for (int64_t i = 0; i < run.dwords; ++i)
       for (int64_t j = 0; j < kInterleavedRows; ++j) {
@@ -61,13 +70,14 @@ void interleave_record(const RecordShape& shape, const std::byte* const (&blocks
     out += run.dwords * kLaneBytes;
   }
   for (const int64_t offset : shape.half_offsets) {
-    for (int64_t j = 0; j < kInterleavedRows; ++j) std::memcpy(out + j * kHalfBytes, blocks[j] + offset, kHalfBytes);
-    out += kInterleavedRows * kHalfBytes;
+    for (int64_t j = 0; j < kInterleavedRows; ++j) std::memcpy(halves + j * kHalfBytes, blocks[j] + offset, kHalfBytes);
+    halves += kInterleavedRows * kHalfBytes;
   }
 }
 
 // Row j of a record back in its plain block form: interleave_record undone.
-void deinterleave_block(const RecordShape& shape, const std::byte* record, int64_t j, std::byte* block) {
+void deinterleave_block(const RecordShape& shape, const std::byte* record, const std::byte* halves, int64_t j,
+                        std::byte* block) {
   for (const DwordRun& run : shape.runs) {
     for (int64_t i = 0; i < run.dwords; ++i) {
       uint32_t dword;
@@ -78,8 +88,8 @@ void deinterleave_block(const RecordShape& shape, const std::byte* record, int64
     record += run.dwords * kLaneBytes;
   }
   for (const int64_t offset : shape.half_offsets) {
-    std::memcpy(block + offset, record + j * kHalfBytes, kHalfBytes);
-    record += kInterleavedRows * kHalfBytes;
+    std::memcpy(block + offset, halves + j * kHalfBytes, kHalfBytes);
+    halves += kInterleavedRows * kHalfBytes;
   }
 }
 
@@ -96,9 +106,11 @@ void interleaved_tile_scalar(const void* w, int64_t w_stride, int64_t rows, cons
     const int64_t present = std::min(kInterleavedRows, rows - first);
     const std::byte* group = static_cast<const std::byte*>(w) + first * w_stride;
     for (int64_t j = 0; j < present; ++j)
-      for (int64_t b = 0; b < blocks; ++b)
-        deinterleave_block(shape, group + b * kInterleavedRows * shape.block_bytes, j,
+      for (int64_t b = 0; b < blocks; ++b) {
+        const RecordPlace place = shape.place(b, blocks);
+        deinterleave_block(shape, group + place.body, group + place.halves, j,
                            plain.data() + j * w_stride + b * shape.block_bytes);
+      }
     plain_tile(plain.data(), w_stride, present, a, a_stride, cols, blocks, y + first, ldy);
   }
 }
@@ -124,14 +136,15 @@ void interleave_rows(ElementType type, const void* weight, int64_t rows, int64_t
   const auto* plain = static_cast<const std::byte*>(weight);
 #pragma omp parallel for num_threads(threads()) schedule(static)
   for (int64_t g = 0; g < groups; ++g) {
-    std::byte* record = static_cast<std::byte*>(out) + g * kInterleavedRows * row_bytes;
-    for (int64_t b = 0; b < blocks; ++b, record += kInterleavedRows * shape.block_bytes) {
+    std::byte* group = static_cast<std::byte*>(out) + g * kInterleavedRows * row_bytes;
+    for (int64_t b = 0; b < blocks; ++b) {
       const std::byte* sources[kInterleavedRows];
       for (int64_t j = 0; j < kInterleavedRows; ++j) {
         const int64_t row = g * kInterleavedRows + j;
         sources[j] = row < rows ? plain + row * row_bytes + b * shape.block_bytes : zero_block;
       }
-      interleave_record(shape, sources, record);
+      const RecordPlace place = shape.place(b, blocks);
+      interleave_record(shape, sources, group + place.body, group + place.halves);
     }
   }
 }

@@ -63,7 +63,7 @@ struct TransposedBlock {
   return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(halves)));
 }
 
-// An interleaved record's 16 f16 scales, as floats.
+// An interleaved record's 16 f16 scales (its halves), as floats.
 [[gnu::always_inline]] inline __m512 scales_at(const char* halves) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(halves)));
 }
@@ -92,13 +92,15 @@ struct Q8_0Format {
     }
     out.scale = halves_at(blocks, offsetof(WeightBlock, d));
   }
-  // cpu/interleaved_weights.h: the 8 code vectors, already offset, then the 16 scales.
-  static constexpr int64_t kRecordBytes = kVectorRows * sizeof(WeightBlock);
-  // Decoding reads the records without software prefetches (dot_blocks32_tiles.h).
-  static constexpr int64_t kPrefetchStreamBytes = 0;
-  [[gnu::always_inline]] static void load(const char* record, TransposedBlock& out) {
-    for (int i = 0; i < kDwords; ++i) out.codes[i] = _mm512_loadu_si512(record + 64 * i);
-    out.scale = scales_at(record + 64 * kDwords);
+  // cpu/interleaved_weights.h: a body of the 8 code vectors, already offset; halves of
+  // the 16 scales.
+  static constexpr int64_t kBodyBytes = 64 * kDwords;
+  static constexpr int64_t kHalvesBytes = kVectorRows * sizeof(uint16_t);
+  static constexpr int64_t kRecordBytes = kBodyBytes + kHalvesBytes;
+  static_assert(kRecordBytes == kVectorRows * sizeof(WeightBlock));
+  [[gnu::always_inline]] static void load(const char* body, const char* halves, TransposedBlock& out) {
+    for (int i = 0; i < kDwords; ++i) out.codes[i] = _mm512_loadu_si512(body + 64 * i);
+    out.scale = scales_at(halves);
   }
   static ActivationTerms terms(const ActivationBlock& block, int32_t code_sum) {
     return {_cvtsh_ss(block.d), -kOffset * code_sum, 0.0f};
@@ -116,15 +118,16 @@ struct Q4_0Format {
     unpack_nibbles(packed, out);
     out.scale = halves_at(blocks, offsetof(WeightBlock, d));
   }
-  // cpu/interleaved_weights.h: the 4 packed code vectors, then the 16 scales.
-  static constexpr int64_t kRecordBytes = kVectorRows * sizeof(WeightBlock);
-  // Decoding prefetches the record 16 ahead (4.5 KiB), about as far as the K-quants reach.
-  static constexpr int64_t kPrefetchStreamBytes = 4608;
-  [[gnu::always_inline]] static void load(const char* record, TransposedBlock& out) {
+  // cpu/interleaved_weights.h: a body of the 4 packed code vectors; halves of the 16 scales.
+  static constexpr int64_t kBodyBytes = 64 * 4;
+  static constexpr int64_t kHalvesBytes = kVectorRows * sizeof(uint16_t);
+  static constexpr int64_t kRecordBytes = kBodyBytes + kHalvesBytes;
+  static_assert(kRecordBytes == kVectorRows * sizeof(WeightBlock));
+  [[gnu::always_inline]] static void load(const char* body, const char* halves, TransposedBlock& out) {
     __m512i packed[4];
-    for (int i = 0; i < 4; ++i) packed[i] = _mm512_loadu_si512(record + 64 * i);
+    for (int i = 0; i < 4; ++i) packed[i] = _mm512_loadu_si512(body + 64 * i);
     unpack_nibbles(packed, out);
-    out.scale = scales_at(record + 64 * 4);
+    out.scale = scales_at(halves);
   }
   static ActivationTerms terms(const ActivationBlock& block, int32_t code_sum) {
     return {_cvtsh_ss(block.d), -8 * code_sum, 0.0f};

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu/interleaved_weights.h"
 #include "quant/block_formats.h"
 
 namespace ember::cpu::x86 {
@@ -74,11 +75,13 @@ struct PartialSlab {
 };
 
 // A slab of cpu/interleaved_weights.h's layout: block b of all kLanes rows is one record
-// of Format::kRecordBytes, already in TransposedBlock order, the slab's records (and then
-// the next slab's) one after another, so the whole tile is a single forward stream.
+// (a body of Format::kBodyBytes, halves of Format::kHalvesBytes), already in
+// TransposedBlock order, the slab's record pairs (and then the next slab's) one after
+// another, so the whole tile is a single forward stream.
 template <class Format>
 struct InterleavedSlab {
   const char* records;
+  int64_t blocks;
 };
 
 // Block b of every row of a slab as the kernels take it: transposed from the plain rows,
@@ -92,7 +95,8 @@ template <class Format, int kLanes, class Slab, class TransposedBlock>
 
 template <class Format, int kLanes, class TransposedBlock>
 [[gnu::always_inline]] inline void load_block(const InterleavedSlab<Format>& slab, int64_t b, TransposedBlock& out) {
-  Format::load(slab.records + b * Format::kRecordBytes, out);
+  const RecordPlace place = record_place(b, slab.blocks, Format::kBodyBytes, Format::kHalvesBytes);
+  Format::load(slab.records + place.body, slab.records + place.halves, out);
 }
 
 // Prefetches for the streamed path while it uses block b: kPrefetchBlocks ahead in each
@@ -105,18 +109,12 @@ template <int kLanes, class Slab>
                  _MM_HINT_T0);
 }
 
-// An interleaved slab is one forward stream (the next slab's records follow its own).
-// Where Format::kPrefetchStreamBytes is not zero the record that far ahead is prefetched
-// line by line, as the K-quants' interleaved kernels do: q4_0 decoding measured faster
-// with it, q8_0 on one thread slower (docs/PERFORMANCE.md, twentieth session).
+// An interleaved slab is one forward stream (the next slab's records follow its own),
+// which the hardware prefetchers follow alone: with records paired onto whole cache lines,
+// software prefetches at any distance measured slower for q8_0 and q4_0 (docs/
+// PERFORMANCE.md, twenty-first session).
 template <int kLanes, class Format>
-[[gnu::always_inline]] inline void prefetch_ahead(const InterleavedSlab<Format>& slab, int64_t b, int64_t) {
-  if constexpr (Format::kPrefetchStreamBytes > 0) {
-    constexpr int64_t kAhead = (Format::kPrefetchStreamBytes + Format::kRecordBytes - 1) / Format::kRecordBytes;
-    const char* record = slab.records + (b + kAhead) * Format::kRecordBytes;
-    for (int64_t line = 0; line < Format::kRecordBytes; line += 64) _mm_prefetch(record + line, _MM_HINT_T0);
-  }
-}
+[[gnu::always_inline]] inline void prefetch_ahead(const InterleavedSlab<Format>&, int64_t, int64_t) {}
 
 // Σ of 32 signed bytes: sad sums bytes as unsigned, so bias them by 128 and take 32 · 128 off.
 int32_t code_sum(const int8_t* qs) {
@@ -248,7 +246,7 @@ void interleaved_tile(const void* w, int64_t w_stride, int64_t rows, const void*
   const auto* activations = static_cast<const char*>(a);
   const ActivationTerms* terms = prepared_terms<Format>(activations, a_stride, cols, blocks);
   for (int64_t r = 0; r < rows; r += kLanes)
-    slab_tile<Kernel, Format>(InterleavedSlab<Format>{weights + r * w_stride},
+    slab_tile<Kernel, Format>(InterleavedSlab<Format>{weights + r * w_stride, blocks},
                               static_cast<int>(std::min<int64_t>(kLanes, rows - r)), activations, a_stride, cols,
                               blocks, terms, y + r, ldy);
 }

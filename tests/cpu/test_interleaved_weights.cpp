@@ -75,6 +75,27 @@ TEST(InterleavedWeights, TakeThePlainRowsBytesRoundedUpToWholeGroups) {
   }
 }
 
+TEST(InterleavedWeights, RecordsOffTheCacheLinesPairBothBodiesThenBothHalves) {
+  // q8_0's records: a 512-byte body, 32 bytes of halves.
+  EXPECT_EQ(record_place(0, 4, 512, 32).body, 0);
+  EXPECT_EQ(record_place(1, 4, 512, 32).body, 512);
+  EXPECT_EQ(record_place(0, 4, 512, 32).halves, 1024);
+  EXPECT_EQ(record_place(1, 4, 512, 32).halves, 1056);
+  EXPECT_EQ(record_place(2, 4, 512, 32).body, 1088);
+  EXPECT_EQ(record_place(3, 4, 512, 32).halves, 2144);
+  // A last odd block is a pair of one: its halves follow its own body.
+  EXPECT_EQ(record_place(2, 3, 512, 32).body, 1088);
+  EXPECT_EQ(record_place(2, 3, 512, 32).halves, 1600);
+  // With an even block count every body and every pair's halves start on a cache line.
+  for (int64_t b = 0; b < 8; ++b) {
+    EXPECT_EQ(record_place(b, 8, 256, 32).body % 64, 0) << b;
+    EXPECT_EQ(record_place(b - b % 2, 8, 256, 32).halves % 64, 0) << b;
+  }
+  // q4_K's records (2240 + 64 bytes) are whole lines already: one after another.
+  EXPECT_EQ(record_place(1, 4, 2240, 64).body, 2304);
+  EXPECT_EQ(record_place(1, 4, 2240, 64).halves, 4544);
+}
+
 TEST(InterleavedWeights, PayOnlyWhereTheVnni512KernelReadsThem) {
   for (ElementType type : kTypes) {
     EXPECT_TRUE(interleaving_pays(type, Isa::avx512_vnni)) << name(type);
@@ -88,7 +109,7 @@ TEST(InterleavedWeights, EveryIsaTileGivesThePlainTilesBits) {
   SeededRng rng;
   for (ElementType type : kTypes)
     for (int64_t rows : {1, 5, 15, 16, 17, 40})
-      for (int64_t blocks : {1, 3, 33})
+      for (int64_t blocks : {1, 2, 3, 33})
         for (int64_t cols : {1, 2, 3, 4, 5, 9, 17}) {
           const Layouts w = make_layouts(rng, type, rows, blocks);
           const int64_t length = blocks * block_elements(type);
