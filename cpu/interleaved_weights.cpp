@@ -30,6 +30,7 @@ struct RecordShape {
   int64_t block_bytes;
   std::vector<DwordRun> runs;
   std::vector<int64_t> half_offsets;
+  bool paired = false;
 
   int64_t body_bytes() const {
     int64_t bytes = 0;
@@ -37,12 +38,18 @@ struct RecordShape {
     return bytes;
   }
   int64_t halves_bytes() const { return static_cast<int64_t>(half_offsets.size()) * kInterleavedRows * kHalfBytes; }
-  RecordPlace place(int64_t b, int64_t blocks) const { return record_place(b, blocks, body_bytes(), halves_bytes()); }
+  RecordPlace place(int64_t b, int64_t blocks) const {
+    return record_place(b, blocks, body_bytes(), halves_bytes(), paired);
+  }
 };
 
 RecordShape record_shape(ElementType type) {
   switch (type) {
-    case ElementType::q8_0: return {sizeof(quant::BlockQ8_0), {{offsetof(quant::BlockQ8_0, qs), quant::kQK8_0 / 4, 0x80}}, {0}};
+    case ElementType::q8_0:
+      return {sizeof(quant::BlockQ8_0),
+              {{offsetof(quant::BlockQ8_0, qs), quant::kQK8_0 / 4, 0x80}},
+              {0},
+              pairs_records(ElementType::q8_0)};
     case ElementType::q4_k:
       return {sizeof(quant::BlockQ4_K),
               {{offsetof(quant::BlockQ4_K, qs), quant::kQK_K / 8, 0}, {offsetof(quant::BlockQ4_K, scales), 3, 0}},

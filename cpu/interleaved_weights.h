@@ -11,12 +11,12 @@
 // turn: q4_K its 32 dwords of packed nibbles, then its 12 packed scale bytes as 3 dwords;
 // q6_K its 32 ql, 16 qh and 4 scale dwords), and its halves, each f16 field of the block
 // as an array of 16 (the scales d; for q4_K then dmin). A body is a whole number of
-// 64-byte lines; where a record is not (q8_0: 544 bytes, q4_0: 288, q6_K: 3360), records
-// go in pairs, blocks 2p and 2p + 1: both bodies, then both halves (a last odd block is a
-// pair of one), so every vector load lands on one cache line. Decoding streamed single
-// q8_0 and q4_0 records at 60-75% of the read bandwidth (docs/PERFORMANCE.md, twenty-first
-// session). A group takes exactly the bytes of its rows in the plain layout and starts
-// where its first row would.
+// 64-byte lines; a q8_0 record (544 bytes) is not, so q8_0 records go in pairs, blocks 2p
+// and 2p + 1: both bodies, then both halves (a last odd block is a pair of one), and every
+// vector load lands on one cache line. Paired, M's q8_0 decoding ran 11-13% faster; q4_0
+// (288-byte records, which its kernel prefetches) measured no gain and stays single
+// (docs/PERFORMANCE.md, twenty-first session). A group takes exactly the bytes of its
+// rows in the plain layout and starts where its first row would.
 #pragma once
 
 #include <cstdint>
@@ -29,16 +29,19 @@ namespace ember::cpu {
 
 inline constexpr int64_t kInterleavedRows = 16;
 
+// Whether records of `type` go in pairs.
+constexpr bool pairs_records(ElementType type) { return type == ElementType::q8_0; }
+
 // Where block b's body and halves start, in bytes from its group's first record, for a
 // group of `blocks` blocks whose records have body_bytes and halves_bytes.
 struct RecordPlace {
   int64_t body, halves;
 };
-constexpr RecordPlace record_place(int64_t b, int64_t blocks, int64_t body_bytes, int64_t halves_bytes) {
+constexpr RecordPlace record_place(int64_t b, int64_t blocks, int64_t body_bytes, int64_t halves_bytes, bool paired) {
   const int64_t record_bytes = body_bytes + halves_bytes;
-  if (record_bytes % 64 == 0) return {b * record_bytes, b * record_bytes + body_bytes};
+  if (!paired) return {b * record_bytes, b * record_bytes + body_bytes};
   const int64_t first = b - b % 2;
-  const int64_t pair = first * (body_bytes + halves_bytes);
+  const int64_t pair = first * record_bytes;
   const int64_t bodies = blocks - first < 2 ? 1 : 2;
   const int64_t second = b - first;
   return {pair + second * body_bytes, pair + bodies * body_bytes + second * halves_bytes};

@@ -98,6 +98,9 @@ struct Q8_0Format {
   static constexpr int64_t kHalvesBytes = kVectorRows * sizeof(uint16_t);
   static constexpr int64_t kRecordBytes = kBodyBytes + kHalvesBytes;
   static_assert(kRecordBytes == kVectorRows * sizeof(WeightBlock));
+  static constexpr bool kPairedRecords = pairs_records(ElementType::q8_0);
+  // Decoding reads the records without software prefetches (dot_blocks32_tiles.h).
+  static constexpr int64_t kPrefetchStreamBytes = 0;
   [[gnu::always_inline]] static void load(const char* body, const char* halves, TransposedBlock& out) {
     for (int i = 0; i < kDwords; ++i) out.codes[i] = _mm512_loadu_si512(body + 64 * i);
     out.scale = scales_at(halves);
@@ -123,6 +126,9 @@ struct Q4_0Format {
   static constexpr int64_t kHalvesBytes = kVectorRows * sizeof(uint16_t);
   static constexpr int64_t kRecordBytes = kBodyBytes + kHalvesBytes;
   static_assert(kRecordBytes == kVectorRows * sizeof(WeightBlock));
+  static constexpr bool kPairedRecords = pairs_records(ElementType::q4_0);
+  // Decoding prefetches the record 16 ahead (4.5 KiB), about as far as the K-quants reach.
+  static constexpr int64_t kPrefetchStreamBytes = 4608;
   [[gnu::always_inline]] static void load(const char* body, const char* halves, TransposedBlock& out) {
     __m512i packed[4];
     for (int i = 0; i < 4; ++i) packed[i] = _mm512_loadu_si512(body + 64 * i);

@@ -75,9 +75,9 @@ struct PartialSlab {
 };
 
 // A slab of cpu/interleaved_weights.h's layout: block b of all kLanes rows is one record
-// (a body of Format::kBodyBytes, halves of Format::kHalvesBytes), already in
-// TransposedBlock order, the slab's record pairs (and then the next slab's) one after
-// another, so the whole tile is a single forward stream.
+// (a body of Format::kBodyBytes, halves of Format::kHalvesBytes; paired where
+// Format::kPairedRecords), already in TransposedBlock order, the slab's records (and then
+// the next slab's) one after another, so the whole tile is a single forward stream.
 template <class Format>
 struct InterleavedSlab {
   const char* records;
@@ -95,7 +95,8 @@ template <class Format, int kLanes, class Slab, class TransposedBlock>
 
 template <class Format, int kLanes, class TransposedBlock>
 [[gnu::always_inline]] inline void load_block(const InterleavedSlab<Format>& slab, int64_t b, TransposedBlock& out) {
-  const RecordPlace place = record_place(b, slab.blocks, Format::kBodyBytes, Format::kHalvesBytes);
+  const RecordPlace place =
+      record_place(b, slab.blocks, Format::kBodyBytes, Format::kHalvesBytes, Format::kPairedRecords);
   Format::load(slab.records + place.body, slab.records + place.halves, out);
 }
 
@@ -109,12 +110,19 @@ template <int kLanes, class Slab>
                  _MM_HINT_T0);
 }
 
-// An interleaved slab is one forward stream (the next slab's records follow its own),
-// which the hardware prefetchers follow alone: with records paired onto whole cache lines,
-// software prefetches at any distance measured slower for q8_0 and q4_0 (docs/
-// PERFORMANCE.md, twenty-first session).
+// An interleaved slab is one forward stream (the next slab's records follow its own).
+// Where Format::kPrefetchStreamBytes is not zero the stream's bytes that far ahead of
+// block b's record are prefetched line by line, a record's worth, as the K-quants'
+// interleaved kernels do: q4_0 decoding measured faster with it, q8_0 slower (docs/
+// PERFORMANCE.md, twentieth and twenty-first sessions).
 template <int kLanes, class Format>
-[[gnu::always_inline]] inline void prefetch_ahead(const InterleavedSlab<Format>&, int64_t, int64_t) {}
+[[gnu::always_inline]] inline void prefetch_ahead(const InterleavedSlab<Format>& slab, int64_t b, int64_t) {
+  if constexpr (Format::kPrefetchStreamBytes > 0) {
+    constexpr int64_t kAhead = (Format::kPrefetchStreamBytes + Format::kRecordBytes - 1) / Format::kRecordBytes;
+    const char* record = slab.records + (b + kAhead) * Format::kRecordBytes;
+    for (int64_t line = 0; line < Format::kRecordBytes; line += 64) _mm_prefetch(record + line, _MM_HINT_T0);
+  }
+}
 
 // Σ of 32 signed bytes: sad sums bytes as unsigned, so bias them by 128 and take 32 · 128 off.
 int32_t code_sum(const int8_t* qs) {

@@ -240,9 +240,8 @@ struct Q6K {
   }
 };
 
-// What the interleaved K-quant kernels below share. How far ahead of block b, in records,
-// decoding prefetches a record's bytes of the stream (the pairs keep block order to within
-// a pair): 4.6 KB of q4_K, 6.7 KB of q6_K, about as far as the blocks32 records reach.
+// What the interleaved K-quant kernels below share. Records ahead that decoding
+// prefetches: 4.6 KB of q4_K, 6.7 KB of q6_K, about as far as the blocks32 records reach.
 constexpr int64_t kPrefetchRecords = 2;
 
 template <int64_t kRecordBytes>
@@ -314,10 +313,7 @@ struct Q4KInterleaved {
   static constexpr int64_t kRecordBytes = kLanes * static_cast<int64_t>(sizeof(BlockQ4_K));
   static constexpr int64_t kCodeDwords = quant::kQK_K / 8;
   static constexpr int64_t kScalesAt = 64 * kCodeDwords;
-  // cpu/interleaved_weights.h: a body of the codes and scales, halves of the 16 d and 16 dmin.
-  static constexpr int64_t kBodyBytes = kScalesAt + 64 * 3;
-  static constexpr int64_t kHalvesBytes = 2 * kLanes * static_cast<int64_t>(sizeof(uint16_t));
-  static_assert(kBodyBytes + kHalvesBytes == kRecordBytes);
+  static constexpr int64_t kHalvesAt = kScalesAt + 64 * 3;
 
   template <int kCols>
   static void run(const char* records, int rows, const uint8_t* a, int64_t a_stride, int64_t blocks, float* y,
@@ -328,13 +324,11 @@ struct Q4KInterleaved {
     __m512 acc[kCols];
     for (auto& v : acc) v = _mm512_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
-      const RecordPlace place = record_place(b, blocks, kBodyBytes, kHalvesBytes);
-      const char* body = records + place.body;
-      const char* halves = records + place.halves;
-      if constexpr (kCols == 1) prefetch_record<kRecordBytes>(records + (b + kPrefetchRecords) * kRecordBytes);
+      const char* record = records + b * kRecordBytes;
+      if constexpr (kCols == 1) prefetch_record<kRecordBytes>(record + kPrefetchRecords * kRecordBytes);
       // The 12 scale bytes of block_formats.h, lane by lane: scales 0-3 and 4-7, mins 0-3 and 4-7.
-      const __m512i packed[3] = {_mm512_loadu_si512(body + kScalesAt), _mm512_loadu_si512(body + kScalesAt + 64),
-                                 _mm512_loadu_si512(body + kScalesAt + 128)};
+      const __m512i packed[3] = {_mm512_loadu_si512(record + kScalesAt), _mm512_loadu_si512(record + kScalesAt + 64),
+                                 _mm512_loadu_si512(record + kScalesAt + 128)};
       const __m512i scales[2] = {
           _mm512_and_si512(packed[0], six_bits),
           _mm512_or_si512(_mm512_and_si512(packed[2], low_nibbles),
@@ -356,7 +350,7 @@ struct Q4KInterleaved {
         for (int c = 0; c < kCols; ++c) low_sums[c] = high_sums[c] = _mm512_setzero_si512();
 #pragma GCC unroll 8
         for (int i = 0; i < 8; ++i) {
-          const __m512i codes = _mm512_loadu_si512(body + 64 * (8 * group + i));
+          const __m512i codes = _mm512_loadu_si512(record + 64 * (8 * group + i));
           const __m512i low = _mm512_and_si512(codes, low_nibbles);
           const __m512i high = _mm512_and_si512(_mm512_srli_epi16(codes, 4), low_nibbles);
           for (int c = 0; c < kCols; ++c) {
@@ -371,8 +365,8 @@ struct Q4KInterleaved {
           totals[c] = _mm512_add_epi32(_mm512_add_epi32(totals[c], _mm512_mullo_epi32(low_sums[c], low_scale)),
                                        _mm512_mullo_epi32(high_sums[c], high_scale));
       }
-      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(halves)));
-      const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(halves + 32)));
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(record + kHalvesAt)));
+      const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(record + kHalvesAt + 32)));
       for (int c = 0; c < kCols; ++c) {
         // Sub-block sums 2t and 2t + 1 as the words of dword t.
         const __m256i group_sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[c]->bsums));
@@ -393,8 +387,8 @@ struct Q4KInterleaved {
   }
 };
 
-// q6_K in the same layout: a record's body holds each row's 32 ql dwords, 16 qh dwords
-// and 4 scale dwords, dword-interleaved, its halves the 16 d. One ql dword from each half of a half
+// q6_K in the same layout: a record holds each row's 32 ql dwords, 16 qh dwords and 4
+// scale dwords, dword-interleaved, then the 16 d. One ql dword from each half of a half
 // block's 64 ql bytes and the qh dword beside them give four vectors of codes, 32 weights
 // apart; four vpdpbusd of a vector finish a 16-element sub-block, and a vpmulld by its
 // signed scale adds it to the block's total. The +32 code offset comes off once per
@@ -406,10 +400,7 @@ struct Q6KInterleaved {
   static constexpr int64_t kRecordBytes = kLanes * static_cast<int64_t>(sizeof(BlockQ6_K));
   static constexpr int64_t kHighBitsAt = 64 * 32;
   static constexpr int64_t kScalesAt = kHighBitsAt + 64 * 16;
-  // cpu/interleaved_weights.h: a body of ql, qh and the scales, halves of the 16 d.
-  static constexpr int64_t kBodyBytes = kScalesAt + 64 * 4;
-  static constexpr int64_t kHalvesBytes = kLanes * static_cast<int64_t>(sizeof(uint16_t));
-  static_assert(kBodyBytes + kHalvesBytes == kRecordBytes);
+  static constexpr int64_t kHalvesAt = kScalesAt + 64 * 4;
 
   template <int kCols>
   static void run(const char* records, int rows, const uint8_t* a, int64_t a_stride, int64_t blocks, float* y,
@@ -420,13 +411,11 @@ struct Q6KInterleaved {
     __m512 acc[kCols];
     for (auto& v : acc) v = _mm512_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
-      const RecordPlace place = record_place(b, blocks, kBodyBytes, kHalvesBytes);
-      const char* body = records + place.body;
-      const char* halves = records + place.halves;
-      if constexpr (kCols == 1) prefetch_record<kRecordBytes>(records + (b + kPrefetchRecords) * kRecordBytes);
+      const char* record = records + b * kRecordBytes;
+      if constexpr (kCols == 1) prefetch_record<kRecordBytes>(record + kPrefetchRecords * kRecordBytes);
       const __m512i scales[4] = {
-          _mm512_loadu_si512(body + kScalesAt), _mm512_loadu_si512(body + kScalesAt + 64),
-          _mm512_loadu_si512(body + kScalesAt + 128), _mm512_loadu_si512(body + kScalesAt + 192)};
+          _mm512_loadu_si512(record + kScalesAt), _mm512_loadu_si512(record + kScalesAt + 64),
+          _mm512_loadu_si512(record + kScalesAt + 128), _mm512_loadu_si512(record + kScalesAt + 192)};
       const BlockQ8_K* x[kCols];
       __m512i totals[kCols];
       for (int c = 0; c < kCols; ++c) {
@@ -451,9 +440,9 @@ struct Q6KInterleaved {
             for (auto& v : per_part) v = _mm512_setzero_si512();
 #pragma GCC unroll 4
           for (int i = 4 * quarter; i < 4 * quarter + 4; ++i) {
-            const __m512i first = _mm512_loadu_si512(body + 64 * (16 * half + i));
-            const __m512i second = _mm512_loadu_si512(body + 64 * (16 * half + 8 + i));
-            const __m512i high = _mm512_loadu_si512(body + kHighBitsAt + 64 * (8 * half + i));
+            const __m512i first = _mm512_loadu_si512(record + 64 * (16 * half + i));
+            const __m512i second = _mm512_loadu_si512(record + 64 * (16 * half + 8 + i));
+            const __m512i high = _mm512_loadu_si512(record + kHighBitsAt + 64 * (8 * half + i));
             const __m512i codes[4] = {
                 _mm512_ternarylogic_epi32(_mm512_slli_epi16(high, 4), top_bits, _mm512_and_si512(first, low_nibbles),
                                           kSelectOr),
@@ -473,7 +462,7 @@ struct Q6KInterleaved {
             for (int c = 0; c < kCols; ++c) totals[c] = _mm512_add_epi32(totals[c], _mm512_mullo_epi32(sums[k][c], scale));
           }
         }
-      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(halves)));
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(record + kHalvesAt)));
       for (int c = 0; c < kCols; ++c)
         acc[c] = _mm512_add_ps(acc[c], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(x[c]->d), d), _mm512_cvtepi32_ps(totals[c])));
     }

@@ -75,25 +75,27 @@ TEST(InterleavedWeights, TakeThePlainRowsBytesRoundedUpToWholeGroups) {
   }
 }
 
-TEST(InterleavedWeights, RecordsOffTheCacheLinesPairBothBodiesThenBothHalves) {
+TEST(InterleavedWeights, PairedRecordsHoldBothBodiesThenBothHalves) {
+  EXPECT_TRUE(pairs_records(ElementType::q8_0));
+  for (ElementType type : {ElementType::q4_0, ElementType::q4_k, ElementType::q6_k}) EXPECT_FALSE(pairs_records(type));
   // q8_0's records: a 512-byte body, 32 bytes of halves.
-  EXPECT_EQ(record_place(0, 4, 512, 32).body, 0);
-  EXPECT_EQ(record_place(1, 4, 512, 32).body, 512);
-  EXPECT_EQ(record_place(0, 4, 512, 32).halves, 1024);
-  EXPECT_EQ(record_place(1, 4, 512, 32).halves, 1056);
-  EXPECT_EQ(record_place(2, 4, 512, 32).body, 1088);
-  EXPECT_EQ(record_place(3, 4, 512, 32).halves, 2144);
+  EXPECT_EQ(record_place(0, 4, 512, 32, true).body, 0);
+  EXPECT_EQ(record_place(1, 4, 512, 32, true).body, 512);
+  EXPECT_EQ(record_place(0, 4, 512, 32, true).halves, 1024);
+  EXPECT_EQ(record_place(1, 4, 512, 32, true).halves, 1056);
+  EXPECT_EQ(record_place(2, 4, 512, 32, true).body, 1088);
+  EXPECT_EQ(record_place(3, 4, 512, 32, true).halves, 2144);
   // A last odd block is a pair of one: its halves follow its own body.
-  EXPECT_EQ(record_place(2, 3, 512, 32).body, 1088);
-  EXPECT_EQ(record_place(2, 3, 512, 32).halves, 1600);
+  EXPECT_EQ(record_place(2, 3, 512, 32, true).body, 1088);
+  EXPECT_EQ(record_place(2, 3, 512, 32, true).halves, 1600);
   // With an even block count every body and every pair's halves start on a cache line.
   for (int64_t b = 0; b < 8; ++b) {
-    EXPECT_EQ(record_place(b, 8, 256, 32).body % 64, 0) << b;
-    EXPECT_EQ(record_place(b - b % 2, 8, 256, 32).halves % 64, 0) << b;
+    EXPECT_EQ(record_place(b, 8, 512, 32, true).body % 64, 0) << b;
+    EXPECT_EQ(record_place(b - b % 2, 8, 512, 32, true).halves % 64, 0) << b;
   }
-  // q4_K's records (2240 + 64 bytes) are whole lines already: one after another.
-  EXPECT_EQ(record_place(1, 4, 2240, 64).body, 2304);
-  EXPECT_EQ(record_place(1, 4, 2240, 64).halves, 4544);
+  // Single records: one after another, each body then its halves.
+  EXPECT_EQ(record_place(1, 4, 256, 32, false).body, 288);
+  EXPECT_EQ(record_place(1, 4, 256, 32, false).halves, 544);
 }
 
 TEST(InterleavedWeights, PayOnlyWhereTheVnni512KernelReadsThem) {
