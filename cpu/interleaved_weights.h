@@ -13,7 +13,7 @@
 // as an array of 16 (the scales d; for q4_K then dmin). A body is a whole number of
 // 64-byte lines; a q8_0 record (544 bytes) is not, so q8_0 records go in pairs, blocks 2p
 // and 2p + 1: both bodies, then both halves (a last odd block is a pair of one), and every
-// vector load lands on one cache line. Paired, M's q8_0 decoding ran 11-13% faster; q4_0
+// vector load lands on one cache line. Paired, M's q8_0 decoding ran 11-18% faster; q4_0
 // (288-byte records, which its kernel prefetches) measured no gain and stays single
 // (docs/PERFORMANCE.md, twenty-first session). A group takes exactly the bytes of its
 // rows in the plain layout and starts where its first row would.
