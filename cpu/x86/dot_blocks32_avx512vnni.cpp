@@ -76,9 +76,20 @@ void unpack_nibbles(const __m512i (&packed)[4], TransposedBlock& out) {
   }
 }
 
+// A record of cpu/interleaved_weights.h's layout for `kType`: a body of kCodeVectors
+// 64-byte code vectors, halves of the 16 f16 scales, paired as the layout pairs that type.
+template <ElementType kType, class WeightBlock, int kCodeVectors>
+struct InterleavedRecord {
+  static constexpr int64_t kBodyBytes = 64 * kCodeVectors;
+  static constexpr int64_t kHalvesBytes = kVectorRows * sizeof(uint16_t);
+  static constexpr int64_t kRecordBytes = kBodyBytes + kHalvesBytes;
+  static_assert(kRecordBytes == kVectorRows * sizeof(WeightBlock));
+  static constexpr bool kPairedRecords = pairs_records(kType);
+};
+
 // q8_0 weights against q8_0: weights offset by 128 into unsigned bytes, sums start at
-// -128 Σ a.
-struct Q8_0Format {
+// -128 Σ a. Records: the 8 code vectors, already offset.
+struct Q8_0Format : InterleavedRecord<ElementType::q8_0, quant::BlockQ8_0, kDwords> {
   using WeightBlock = quant::BlockQ8_0;
   using ActivationBlock = quant::BlockQ8_0;
   static constexpr int kOffset = 128;
@@ -92,13 +103,6 @@ struct Q8_0Format {
     }
     out.scale = halves_at(blocks, offsetof(WeightBlock, d));
   }
-  // cpu/interleaved_weights.h: a body of the 8 code vectors, already offset; halves of
-  // the 16 scales.
-  static constexpr int64_t kBodyBytes = 64 * kDwords;
-  static constexpr int64_t kHalvesBytes = kVectorRows * sizeof(uint16_t);
-  static constexpr int64_t kRecordBytes = kBodyBytes + kHalvesBytes;
-  static_assert(kRecordBytes == kVectorRows * sizeof(WeightBlock));
-  static constexpr bool kPairedRecords = pairs_records(ElementType::q8_0);
   // Decoding reads the records without software prefetches (dot_blocks32_tiles.h).
   static constexpr int64_t kPrefetchStreamBytes = 0;
   [[gnu::always_inline]] static void load(const char* body, const char* halves, TransposedBlock& out) {
@@ -111,7 +115,8 @@ struct Q8_0Format {
 };
 
 // q4_0 weights against q8_0: codes 0-15 as unsigned bytes, sums start at -8 Σ a.
-struct Q4_0Format {
+// Records: the 4 packed code vectors.
+struct Q4_0Format : InterleavedRecord<ElementType::q4_0, quant::BlockQ4_0, 4> {
   using WeightBlock = quant::BlockQ4_0;
   using ActivationBlock = quant::BlockQ8_0;
   static constexpr bool kHasMin = false;
@@ -121,12 +126,6 @@ struct Q4_0Format {
     unpack_nibbles(packed, out);
     out.scale = halves_at(blocks, offsetof(WeightBlock, d));
   }
-  // cpu/interleaved_weights.h: a body of the 4 packed code vectors; halves of the 16 scales.
-  static constexpr int64_t kBodyBytes = 64 * 4;
-  static constexpr int64_t kHalvesBytes = kVectorRows * sizeof(uint16_t);
-  static constexpr int64_t kRecordBytes = kBodyBytes + kHalvesBytes;
-  static_assert(kRecordBytes == kVectorRows * sizeof(WeightBlock));
-  static constexpr bool kPairedRecords = pairs_records(ElementType::q4_0);
   // Decoding prefetches the record 16 ahead (4.5 KiB), about as far as the K-quants reach.
   static constexpr int64_t kPrefetchStreamBytes = 4608;
   [[gnu::always_inline]] static void load(const char* body, const char* halves, TransposedBlock& out) {
