@@ -2,7 +2,8 @@
 // through a 4096×14336 weight (shape 0; shape 1 is M's 32000×2048 output layer), reported as GB/s of weight bytes against the read
 // bandwidth ceiling; and prefill, 512 rows through the same weight, reported as GOP/s
 // against the int8 dot-product ceiling (BM_Ceiling* in the same binary). The f16 and bf16
-// rows are the plain kernels at the same shapes, for comparison; BM_InterleavedLinear runs
+// rows are the plain kernels at the same shapes, for comparison (BM_Bf16Linear runs bf16
+// widened and in vdpbf16ps pairs side by side); BM_InterleavedLinear runs
 // q8_0, q4_0, q4_K and q6_K in the layout the CPU backend gives them.
 #include <benchmark/benchmark.h>
 
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "cpu/interleaved_weights.h"
+#include "cpu/isa.h"
 #include "cpu/matmul.h"
 #include "cpu/quantize.h"
 #include "ember/ember.h"
@@ -122,6 +124,43 @@ constexpr int64_t kInterleavedTypes[] = {static_cast<int64_t>(cpu::ElementType::
 BENCHMARK(BM_InterleavedLinear)
     ->ArgNames({"type", "shape", "rows", "threads"})
     ->ArgsProduct({{std::begin(kInterleavedTypes), std::end(kInterleavedTypes)}, {0, 1}, {1, 512}, {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// bf16 weights both ways at the same shapes: widened to f32 for FMAs (the avx512_vnni
+// level; path 0) and multiplied in bf16 pairs by vdpbf16ps with x rounded to bf16
+// (avx512_bf16; path 1). Prefill's OP/s compare to BM_CeilingFmaAvx512 and
+// BM_CeilingBf16DotAvx512Bf16, decode's bytes/s to BM_CeilingReadBandwidth.
+void BM_Bf16Linear(benchmark::State& state) {
+  const WeightShape shape = kShapes[state.range(0)];
+  const int64_t rows = state.range(1);
+  set_num_threads(static_cast<int>(state.range(2)));
+  const bool pairs = state.range(3) != 0;
+  const cpu::Isa isa = pairs ? cpu::Isa::avx512_bf16 : cpu::Isa::avx512_vnni;
+  if (!cpu::isa_supported(isa)) {
+    state.SkipWithError("the CPU lacks this instruction set");
+    return;
+  }
+  const cpu::Isa saved = cpu::active_isa();
+  cpu::force_isa(isa);
+  const StoredWeights w = random_weights(cpu::ElementType::bf16, shape.out, shape.in);
+  const std::vector<float> x = random_activations(rows * shape.in);
+  std::vector<float> y(static_cast<size_t>(rows * shape.out));
+  for (auto _ : state) {
+    cpu::linear(x.data(), rows, shape.in, w.bytes.data(), cpu::ElementType::bf16, nullptr, cpu::Activation::none,
+                y.data(), shape.out);
+    benchmark::DoNotOptimize(y.data());
+  }
+  cpu::force_isa(saved);
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(w.bytes.size()));
+  state.counters["OP/s"] = benchmark::Counter(2.0 * static_cast<double>(rows * shape.out * shape.in),
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(pairs ? "vdpbf16ps" : "widened");
+}
+
+BENCHMARK(BM_Bf16Linear)
+    ->ArgNames({"shape", "rows", "threads", "path"})
+    ->ArgsProduct({{0, 1}, {1, 512}, {1, 2}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

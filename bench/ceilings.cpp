@@ -1,4 +1,4 @@
-// Ceiling probes: the peak f32 FMA and int8 dot-product rates and the sustained read
+// Ceiling probes: the peak f32 FMA, bf16 pair and int8 dot-product rates and the sustained read
 // bandwidth, on 1 and 2 threads. Kernel numbers in docs/PERFORMANCE.md are fractions of
 // these, measured in the same run.
 #include <benchmark/benchmark.h>
@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "bench/ceilings.h"
+#include "cpu/isa.h"
 #include "ember/buffer.h"
 
 namespace ember::bench {
@@ -37,6 +38,12 @@ void BM_CeilingInt8DotAvx512Vnni(benchmark::State& state) {
   peak_rate(state, __builtin_cpu_supports("avx512vnni") != 0, int8_dot_avx512vnni_chains, kOpsPerDotRound, "OP/s");
 }
 BENCHMARK(BM_CeilingInt8DotAvx512Vnni)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
+
+void BM_CeilingBf16DotAvx512Bf16(benchmark::State& state) {
+  peak_rate(state, cpu::isa_supported(cpu::Isa::avx512_bf16), bf16_dot_avx512bf16_chains, kFlopsPerBf16DotRound,
+            "FLOP/s");
+}
+BENCHMARK(BM_CeilingBf16DotAvx512Bf16)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
 
 // Sums `bytes` of floats: far past every cache (the L3 of this machine kind is 32 MiB),
 // so the rate is DRAM read bandwidth.

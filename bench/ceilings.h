@@ -17,6 +17,12 @@ inline constexpr int64_t kFlopsPerFmaRound = 16 * 16 * 2;  // 16 chains × 16 la
 int32_t int8_dot_avx512vnni_chains(int64_t iterations, int threads);
 inline constexpr int64_t kOpsPerDotRound = 16 * 64 * 2;
 
+// The bf16 pair dot-product peak: `iterations` rounds of 16 independent 512-bit vdpbf16ps
+// chains per thread. Each adds 32 products (two per f32 lane): 64 FLOPs, counted as the
+// FMA probe counts a multiply-add. Requires AVX512-BF16.
+float bf16_dot_avx512bf16_chains(int64_t iterations, int threads);
+inline constexpr int64_t kFlopsPerBf16DotRound = 16 * 32 * 2;
+
 // Sums `count` floats (a multiple of 128 × threads, 64-byte aligned) on `threads`
 // threads, each reading 4 streams into 8 independent 512-bit accumulators, so the adds
 // never limit the rate: memory does. Requires AVX-512F.

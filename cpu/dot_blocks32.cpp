@@ -68,6 +68,7 @@ QuantizedTile scalar_tile(ElementType weight_type) {
 
 QuantizedTile blocks32_tile(ElementType weight_type, Isa isa) {
   switch (isa) {
+    case Isa::avx512_bf16:
     case Isa::avx512_vnni: return x86::blocks32_tile_avx512vnni(weight_type);
     case Isa::avx_vnni: return x86::blocks32_tile_avxvnni(weight_type);
     case Isa::avx512:

@@ -98,6 +98,7 @@ QuantizedTile kquants_tile(ElementType weight_type, Isa isa) {
   const bool q4 = weight_type == ElementType::q4_k;
   if (!q4 && weight_type != ElementType::q6_k) return nullptr;
   switch (isa) {
+    case Isa::avx512_bf16:
     case Isa::avx512_vnni: return q4 ? x86::tile_q4_k_avx512vnni : x86::tile_q6_k_avx512vnni;
     case Isa::avx_vnni: return q4 ? x86::tile_q4_k_avxvnni : x86::tile_q6_k_avxvnni;
     case Isa::avx512:

@@ -125,8 +125,8 @@ void interleaved_tile_scalar(const void* w, int64_t w_stride, int64_t rows, cons
 }  // namespace
 
 bool interleaving_pays(ElementType type, Isa isa) {
-  return isa == Isa::avx512_vnni && (type == ElementType::q8_0 || type == ElementType::q4_0 ||
-                                     type == ElementType::q4_k || type == ElementType::q6_k);
+  return has_avx512_vnni(isa) && (type == ElementType::q8_0 || type == ElementType::q4_0 ||
+                                  type == ElementType::q4_k || type == ElementType::q6_k);
 }
 
 int64_t interleaved_bytes(ElementType type, int64_t rows, int64_t in_features) {

@@ -47,7 +47,7 @@ constexpr RecordPlace record_place(int64_t b, int64_t blocks, int64_t body_bytes
   return {pair + second * body_bytes, pair + bodies * body_bytes + second * halves_bytes};
 }
 
-// Whether weights of `type` run faster interleaved on `isa` (avx512_vnni: q8_0, q4_0, q4_K, q6_K),
+// Whether weights of `type` run faster interleaved on `isa` (avx512_vnni and up: q8_0, q4_0, q4_K, q6_K),
 // which is when rearranging them pays.
 bool interleaving_pays(ElementType type, Isa isa);
 

@@ -10,11 +10,11 @@
 namespace ember::cpu {
 namespace {
 
-constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2, Isa::avx_vnni, Isa::avx512, Isa::avx512_vnni};
+constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2, Isa::avx_vnni, Isa::avx512, Isa::avx512_vnni, Isa::avx512_bf16};
 
-// Clang 14's __builtin_cpu_supports knows neither "f16c" nor "avxvnni", so those two
-// bits come from CPUID itself; both are only used together with avx2, whose check already
-// covers the OS saving the vector registers.
+// Clang 14's __builtin_cpu_supports knows neither "f16c", "avxvnni" nor "avx512bf16", so
+// those bits come from CPUID itself; each is only used together with avx2 or avx512f,
+// whose check already covers the OS saving the vector registers.
 enum CpuidRegister { eax, ebx, ecx, edx };
 bool cpuid_bit(unsigned leaf, unsigned subleaf, CpuidRegister reg, unsigned bit) {
   unsigned registers[4] = {};
@@ -34,6 +34,7 @@ bool cpu_runs(Isa isa) {
     case Isa::avx_vnni: return avx2 && cpuid_bit(7, 1, eax, 4);
     case Isa::avx512: return avx512;
     case Isa::avx512_vnni: return avx512 && __builtin_cpu_supports("avx512vnni");
+    case Isa::avx512_bf16: return avx512 && __builtin_cpu_supports("avx512vnni") && cpuid_bit(7, 1, eax, 5);
   }
   return false;
 }
@@ -59,7 +60,7 @@ std::atomic<int> g_forced{-1};
 
 bool isa_supported(Isa isa) {
   static const bool supported[] = {cpu_runs(Isa::scalar), cpu_runs(Isa::avx2), cpu_runs(Isa::avx_vnni),
-                                   cpu_runs(Isa::avx512), cpu_runs(Isa::avx512_vnni)};
+                                   cpu_runs(Isa::avx512), cpu_runs(Isa::avx512_vnni), cpu_runs(Isa::avx512_bf16)};
   return supported[static_cast<int>(isa)];
 }
 
@@ -71,7 +72,7 @@ std::vector<Isa> supported_isas() {
 }
 
 Isa detected_isa() {
-  static const Isa detected = highest_supported_at_most(Isa::avx512_vnni);
+  static const Isa detected = highest_supported_at_most(Isa::avx512_bf16);
   return detected;
 }
 
@@ -93,6 +94,7 @@ std::string_view isa_name(Isa isa) {
     case Isa::avx_vnni: return "avx_vnni";
     case Isa::avx512: return "avx512";
     case Isa::avx512_vnni: return "avx512_vnni";
+    case Isa::avx512_bf16: return "avx512_bf16";
   }
   return "unknown";
 }

@@ -9,9 +9,10 @@ namespace ember::cpu {
 
 // Levels in the order a dispatcher prefers them. avx_vnni is AVX2 plus the VEX-encoded
 // int8 dot product (vpdpbusd on 256 bits); avx512 is F/BW/VL/DQ; avx512_vnni adds the
-// EVEX vpdpbusd. A CPU need not run every level below its best (Ice Lake has
-// avx512_vnni but not avx_vnni), so ask isa_supported rather than comparing levels.
-enum class Isa : int { scalar = 0, avx2 = 1, avx_vnni = 2, avx512 = 3, avx512_vnni = 4 };
+// EVEX vpdpbusd; avx512_bf16 adds vdpbf16ps (every CPU with it has avx512_vnni: Cooper
+// Lake, Sapphire Rapids, Zen 4 on). A CPU need not run every level below its best (Ice
+// Lake has avx512_vnni but not avx_vnni), so ask isa_supported rather than comparing levels.
+enum class Isa : int { scalar = 0, avx2 = 1, avx_vnni = 2, avx512 = 3, avx512_vnni = 4, avx512_bf16 = 5 };
 
 // Best ISA this CPU runs (from CPUID), lowered by EMBER_CPU_ISA=<isa_name> or by
 // force_isa() so tests can run every path the machine can execute.
@@ -26,5 +27,9 @@ std::string_view isa_name(Isa isa);
 // The dense f32/f16/bf16 kernels have two SIMD variants; the VNNI levels run them too.
 inline bool has_avx512(Isa isa) { return isa >= Isa::avx512; }
 inline bool has_avx2(Isa isa) { return isa >= Isa::avx2; }
+// The int8 kernels' 512-bit VNNI variants; avx512_bf16 runs them too.
+inline bool has_avx512_vnni(Isa isa) { return isa >= Isa::avx512_vnni; }
+// bf16 weights multiply bf16-rounded activations with vdpbf16ps instead of widening to f32.
+inline bool has_avx512_bf16(Isa isa) { return isa >= Isa::avx512_bf16; }
 
 }  // namespace ember::cpu

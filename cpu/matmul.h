@@ -1,5 +1,10 @@
 // Matrix products of f32 activations with f32/f16/bf16 weights, and with GGUF block
 // weights through integer dot products.
+//
+// bf16 weights on a CPU with AVX512-BF16 (active_isa() avx512_bf16) multiply activations
+// rounded to bf16, as llama.cpp does: products of bf16 pairs are exact in f32, so a
+// result differs from the f32 product by at most 2^-9 · Σ|w · x| (x's rounding) plus the
+// f32 summation error. EMBER_CPU_ISA=avx512_vnni keeps x in f32 (bf16 widened instead).
 #pragma once
 
 #include <cstdint>

@@ -7,6 +7,7 @@
 
 #include "cpu/threads.h"
 #include "cpu/x86/gemm_kernels.h"
+#include "cpu/x86/gemm_tiles_avx512.h"
 
 namespace ember::cpu::x86 {
 // Everything but the exported entry point stays in an anonymous namespace: an inline
@@ -14,43 +15,9 @@ namespace ember::cpu::x86 {
 // linker into the wrong variant.
 namespace {
 
-// The register tile: kTileRows activation rows × kTileColumns outputs (kVectors vectors of
-// 16): 16 accumulators, each B load feeding kTileRows FMAs and each A broadcast kVectors.
-constexpr int kTileRows = 8;
-constexpr int kVectors = 2;
-constexpr int64_t kTileColumns = 16 * kVectors;
 // A packed B chunk, kDepth × kTileColumns floats (32 KiB), stays in L1 while every row
 // tile of A passes over it.
 constexpr int64_t kDepth = 256;
-
-// Transposes a 16×16 block of floats held as 16 vectors: afterwards rows[e] holds element
-// e of every input vector, input vector i in lane i.
-inline void transpose16(__m512 rows[16]) {
-  __m512 pairs[16];  // in each 128-bit lane L: elements 4L, 4L+1 (even) or 4L+2, 4L+3 (odd) of two vectors
-  for (int i = 0; i < 16; i += 2) {
-    pairs[i] = _mm512_unpacklo_ps(rows[i], rows[i + 1]);
-    pairs[i + 1] = _mm512_unpackhi_ps(rows[i], rows[i + 1]);
-  }
-  __m512 quads[16];  // quads[4q + j], lane L: element 4L + j of vectors 4q .. 4q+3
-  for (int q = 0; q < 4; ++q) {
-    const __m512* pair = pairs + 4 * q;
-    quads[4 * q + 0] = _mm512_shuffle_ps(pair[0], pair[2], 0x44);
-    quads[4 * q + 1] = _mm512_shuffle_ps(pair[0], pair[2], 0xee);
-    quads[4 * q + 2] = _mm512_shuffle_ps(pair[1], pair[3], 0x44);
-    quads[4 * q + 3] = _mm512_shuffle_ps(pair[1], pair[3], 0xee);
-  }
-  // What is left is a 4×4 transpose of 128-bit lanes among quads[j], [4+j], [8+j], [12+j].
-  for (int j = 0; j < 4; ++j) {
-    const __m512 even_low = _mm512_shuffle_f32x4(quads[j], quads[4 + j], 0x88);
-    const __m512 odd_low = _mm512_shuffle_f32x4(quads[j], quads[4 + j], 0xdd);
-    const __m512 even_high = _mm512_shuffle_f32x4(quads[8 + j], quads[12 + j], 0x88);
-    const __m512 odd_high = _mm512_shuffle_f32x4(quads[8 + j], quads[12 + j], 0xdd);
-    rows[j] = _mm512_shuffle_f32x4(even_low, even_high, 0x88);
-    rows[8 + j] = _mm512_shuffle_f32x4(even_low, even_high, 0xdd);
-    rows[4 + j] = _mm512_shuffle_f32x4(odd_low, odd_high, 0x88);
-    rows[12 + j] = _mm512_shuffle_f32x4(odd_low, odd_high, 0xdd);
-  }
-}
 
 // 16 consecutive weights of one row from `p` widened to f32, only those `mask` selects
 // read (the others zero): a chunk's last step may end before 16.
@@ -87,66 +54,28 @@ void pack_panel(const void* b, ElementType type, int64_t ldb, int64_t first_colu
   }
 }
 
-// c[r][0..kTileColumns) (+)= Σ_kk a[r][kk] · packed[kk][..] for kRows rows; `accumulate`
-// adds to what c holds (every depth chunk after the first). Only `columns` outputs are
-// stored.
-template <int kRows>
-void tile_kernel(const float* a, int64_t lda, const float* packed, int64_t depth, float* c, int64_t ldc,
-                 int64_t columns, bool accumulate) {
-  __m512 sums[kRows][kVectors];
-  for (int r = 0; r < kRows; ++r)
-    for (int v = 0; v < kVectors; ++v) sums[r][v] = _mm512_setzero_ps();
-  for (int64_t kk = 0; kk < depth; ++kk) {
-    __m512 weights[kVectors];
-    for (int v = 0; v < kVectors; ++v) weights[v] = _mm512_loadu_ps(packed + kk * kTileColumns + 16 * v);
-    for (int r = 0; r < kRows; ++r) {
-      const __m512 a_value = _mm512_set1_ps(a[r * lda + kk]);
-      for (int v = 0; v < kVectors; ++v) sums[r][v] = _mm512_fmadd_ps(a_value, weights[v], sums[r][v]);
-    }
-  }
-  __mmask16 masks[kVectors];
-  for (int v = 0; v < kVectors; ++v) {
-    const int64_t left = columns - 16 * v;
-    masks[v] = left >= 16 ? 0xffff : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1);
-  }
-  for (int r = 0; r < kRows; ++r) {
-    float* row = c + r * ldc;
-    for (int v = 0; v < kVectors; ++v) {
-      if (accumulate) sums[r][v] = _mm512_add_ps(sums[r][v], _mm512_maskz_loadu_ps(masks[v], row + 16 * v));
-      _mm512_mask_storeu_ps(row + 16 * v, masks[v], sums[r][v]);
-    }
-  }
-}
-
-using TileKernel = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, bool);
-constexpr TileKernel kTileKernels[kTileRows + 1] = {nullptr,         tile_kernel<1>, tile_kernel<2>,
-                                                    tile_kernel<3>, tile_kernel<4>, tile_kernel<5>,
-                                                    tile_kernel<6>, tile_kernel<7>, tile_kernel<8>};
+// One k per step: an f32 of A broadcast against 32 packed f32 weights.
+struct F32Step {
+  using Activation = float;
+  using Packed = float;
+  using Weights = __m512;
+  static constexpr int64_t kPerStep = 1;
+  static __m512 broadcast(const float* a) { return _mm512_set1_ps(*a); }
+  static __m512 load(const float* packed) { return _mm512_loadu_ps(packed); }
+  static __m512 multiply_add(__m512 a, __m512 w, __m512 sum) { return _mm512_fmadd_ps(a, w, sum); }
+};
 
 }  // namespace
 
 void gemm_weights_avx512(const float* a, int64_t lda, const void* b, ElementType b_type, int64_t ldb, float* c,
                          int64_t ldc, int64_t m, int64_t n, int64_t k) {
-  const int64_t panels = (n + kTileColumns - 1) / kTileColumns;
-  // Each thread owns whole column panels: it packs a depth chunk of its weights once and
-  // runs every row tile of A over it. Sums over k run in one fixed order per output.
 #pragma omp parallel num_threads(threads())
   {
     std::vector<float> packed(static_cast<size_t>(kDepth * kTileColumns));
-#pragma omp for schedule(static)
-    for (int64_t panel = 0; panel < panels; ++panel) {
-      const int64_t first_column = panel * kTileColumns;
-      const int64_t columns = std::min(kTileColumns, n - first_column);
-      for (int64_t first_k = 0; first_k < k; first_k += kDepth) {
-        const int64_t depth = std::min(kDepth, k - first_k);
-        pack_panel(b, b_type, ldb, first_column, columns, first_k, depth, packed.data());
-        for (int64_t first_row = 0; first_row < m; first_row += kTileRows) {
-          const int rows = static_cast<int>(std::min<int64_t>(kTileRows, m - first_row));
-          kTileKernels[rows](a + first_row * lda + first_k, lda, packed.data(), depth, c + first_row * ldc + first_column,
-                             ldc, columns, first_k > 0);
-        }
-      }
-    }
+    multiply_panels<F32Step>(a, lda, c, ldc, m, n, k, kDepth, packed.data(),
+                             [&](int64_t first_column, int64_t columns, int64_t first_k, int64_t depth) {
+                               pack_panel(b, b_type, ldb, first_column, columns, first_k, depth, packed.data());
+                             });
   }
 }
 

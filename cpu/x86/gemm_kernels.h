@@ -14,5 +14,10 @@ namespace ember::cpu::x86 {
 // given thread count always gives the same bits.
 void gemm_weights_avx512(const float* a, int64_t lda, const void* b, ElementType b_type, int64_t ldb, float* c,
                          int64_t ldc, int64_t m, int64_t n, int64_t k);
+// The same product for bf16 weights with A rounded to bf16 (to nearest even) and pairs of
+// k multiplied by vdpbf16ps: c = bf16(a) · bᵀ within f32 summation error. The same tile
+// shape, fixed summation order and thread split.
+void gemm_bf16_avx512bf16(const float* a, int64_t lda, const uint16_t* b, int64_t ldb, float* c, int64_t ldc,
+                          int64_t m, int64_t n, int64_t k);
 
 }  // namespace ember::cpu::x86

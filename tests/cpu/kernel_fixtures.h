@@ -53,6 +53,14 @@ inline Weights make_weights(SeededRng& rng, cpu::ElementType type, size_t count)
   return w;
 }
 
+// What a linear layer's kernels multiply weights of `type` by: x itself, or x rounded to
+// bf16 where bf16 weights run on vdpbf16ps (avx512_bf16; cpu/matmul.h says why). A
+// reference built from these values leaves the kernels only their f32 summation error.
+inline float activation_as_multiplied(float x, cpu::ElementType weight_type) {
+  if (weight_type != cpu::ElementType::bf16 || !cpu::has_avx512_bf16(cpu::active_isa())) return x;
+  return quant::bf16_to_f32(quant::f32_to_bf16(x));
+}
+
 inline std::string type_name(cpu::ElementType type) {
   return type == cpu::ElementType::f32 ? "f32" : type == cpu::ElementType::f16 ? "f16" : "bf16";
 }

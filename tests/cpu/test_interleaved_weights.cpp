@@ -100,7 +100,7 @@ TEST(InterleavedWeights, PairedRecordsHoldBothBodiesThenBothHalves) {
 
 TEST(InterleavedWeights, PayOnlyWhereTheVnni512KernelReadsThem) {
   for (ElementType type : kTypes) {
-    EXPECT_TRUE(interleaving_pays(type, Isa::avx512_vnni)) << name(type);
+    for (Isa isa : {Isa::avx512_vnni, Isa::avx512_bf16}) EXPECT_TRUE(interleaving_pays(type, isa)) << name(type);
     for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx_vnni, Isa::avx512}) EXPECT_FALSE(interleaving_pays(type, isa));
   }
   for (ElementType type : {ElementType::q4_1, ElementType::f16})

@@ -53,7 +53,8 @@ Reference reference_linear(const std::vector<float>& x, int64_t rows, int64_t in
       double sum = bias != nullptr ? bias[o] : 0.0;
       double magnitude = bias != nullptr ? std::fabs(bias[o]) : 0.0;
       for (int64_t i = 0; i < in; ++i) {
-        const double term = static_cast<double>(x[r * in + i]) * w.decoded[o * in + i];
+        const double term = static_cast<double>(testing::activation_as_multiplied(x[r * in + i], w.type)) *
+                            w.decoded[o * in + i];
         sum += term;
         magnitude += std::fabs(term);
       }
@@ -183,6 +184,28 @@ TEST(Gemv, ThreadCountDoesNotChangeResults) {
         two_threads = run_gemv(w, s, x);
       }
       EXPECT_EQ(0, std::memcmp(one_thread.data(), two_threads.data(), s.out * sizeof(float)));  // exact
+    }
+  }
+}
+
+// Only the avx512_bf16 path rounds activations: against bf16 weights of 1, an x of
+// 1 + 2^-10 (between two bf16 values, nearer 1) sums to exactly 1 there and to 1 + 2^-10
+// on every other path. x sits last in an odd-length row, in the kernels' tails and, for
+// the pair kernels, half of a padded pair; one row goes to the GEMV, three to the GEMM.
+TEST(Linear, OnlyTheBf16PathRoundsActivationsForBf16Weights) {
+  constexpr int64_t kIn = 37, kOut = 35;
+  const float x_value = 1.0f + 0x1p-10f;
+  const std::vector<uint16_t> ones(kIn * kOut, quant::f32_to_bf16(1.0f));
+  for (Isa isa : supported_isas()) {
+    testing::ForcedIsa forced(isa);
+    const float expected = has_avx512_bf16(isa) ? 1.0f : x_value;
+    for (int64_t rows : {1, 3}) {
+      SCOPED_TRACE(std::string(isa_name(isa)) + " rows=" + std::to_string(rows));
+      std::vector<float> x(rows * kIn, 0.0f);
+      for (int64_t r = 0; r < rows; ++r) x[r * kIn + kIn - 1] = x_value;
+      std::vector<float> y = poisoned(rows * kOut);
+      linear(x.data(), rows, kIn, ones.data(), ElementType::bf16, nullptr, Activation::none, y.data(), kOut);
+      for (float value : y) ASSERT_EQ(value, expected);  // exact: one nonzero product
     }
   }
 }

@@ -73,7 +73,9 @@ void reference_matmul(const Product& p, std::vector<double>& c, std::vector<doub
   for (int64_t i = 0; i < args.m; ++i)
     for (int64_t j = 0; j < args.n; ++j)
       for (int64_t q = 0; q < args.k; ++q) {
-        const double term = static_cast<double>(p.a[i * args.lda + q]) * b_at(p, q, j);
+        const float a = args.b_transposed ? testing::activation_as_multiplied(p.a[i * args.lda + q], args.b_type)
+                                          : p.a[i * args.lda + q];
+        const double term = static_cast<double>(a) * b_at(p, q, j);
         c[i * args.n + j] += term;
         magnitude[i * args.n + j] += std::fabs(term);
       }
@@ -154,18 +156,19 @@ TEST(Matmul, EmptyDepthGivesZeros) {
 
 TEST(Matmul, RepeatedRunsAreBitIdentical) {
   SeededRng rng;
-  for (ElementType type : kTypes) {
-    SCOPED_TRACE(describe(kMultiPanelShape, type, false));
-    Product first = make_product(rng, kMultiPanelShape, type, false);
-    Product second = first;
-    second.args.a = second.a.data();
-    second.args.b = second.b.data();
-    second.args.c = second.c.data();
-    matmul(first.args);
-    matmul(second.args);
-    // exact: a given thread count must always split and sum the same way
-    EXPECT_EQ(0, std::memcmp(first.c.data(), second.c.data(), first.c.size() * sizeof(float)));
-  }
+  for (ElementType type : kTypes)
+    for (bool transposed : {false, true}) {
+      SCOPED_TRACE(describe(kMultiPanelShape, type, transposed));
+      Product first = make_product(rng, kMultiPanelShape, type, transposed);
+      Product second = first;
+      second.args.a = second.a.data();
+      second.args.b = second.b.data();
+      second.args.c = second.c.data();
+      matmul(first.args);
+      matmul(second.args);
+      // exact: a given thread count must always split and sum the same way
+      EXPECT_EQ(0, std::memcmp(first.c.data(), second.c.data(), first.c.size() * sizeof(float)));
+    }
 }
 
 }  // namespace
