@@ -3,7 +3,7 @@
 // bandwidth ceiling; and prefill, 512 rows through the same weight, reported as GOP/s
 // against the int8 dot-product ceiling (BM_Ceiling* in the same binary). The f16 and bf16
 // rows are the plain kernels at the same shapes, for comparison (BM_Bf16Linear runs bf16
-// widened and in vdpbf16ps pairs side by side); BM_InterleavedLinear runs
+// on the widening and the vdpbf16ps ISA levels side by side); BM_InterleavedLinear runs
 // q8_0, q4_0, q4_K and q6_K in the layout the CPU backend gives them.
 #include <benchmark/benchmark.h>
 
@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -127,10 +128,11 @@ BENCHMARK(BM_InterleavedLinear)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
-// bf16 weights both ways at the same shapes: widened to f32 for FMAs (the avx512_vnni
-// level; path 0) and multiplied in bf16 pairs by vdpbf16ps with x rounded to bf16
-// (avx512_bf16; path 1). Prefill's OP/s compare to BM_CeilingFmaAvx512 and
-// BM_CeilingBf16DotAvx512Bf16, decode's bytes/s to BM_CeilingReadBandwidth.
+// bf16 weights on the two ISA levels at the same shapes: avx512_vnni (path 0) widens them
+// to f32 for FMAs; avx512_bf16 (path 1) multiplies prefill's bf16 pairs by vdpbf16ps with
+// x rounded to bf16, and decodes (one row) as path 0 does. Prefill's OP/s compare to
+// BM_CeilingFmaAvx512 and BM_CeilingBf16DotAvx512Bf16, decode's bytes/s to
+// BM_CeilingReadBandwidth.
 void BM_Bf16Linear(benchmark::State& state) {
   const WeightShape shape = kShapes[state.range(0)];
   const int64_t rows = state.range(1);
@@ -155,7 +157,7 @@ void BM_Bf16Linear(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(w.bytes.size()));
   state.counters["OP/s"] = benchmark::Counter(2.0 * static_cast<double>(rows * shape.out * shape.in),
                                               benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(pairs ? "vdpbf16ps" : "widened");
+  state.SetLabel(pairs ? "avx512_bf16" : "avx512_vnni");
 }
 
 BENCHMARK(BM_Bf16Linear)
@@ -190,9 +192,12 @@ BENCHMARK(BM_InterleaveRows)
 // them (core/buffer.cpp), one after another: the weight bytes per second the products
 // reach when every weight comes cold from memory, as in decoding. The single products
 // above run one matrix again and again, which a large last-level cache may partly hold.
+// The layout is the CPU backend's: interleaved where that pays on this ISA, else as stored.
 void BM_DecodeLinearsOfM(benchmark::State& state) {
   const auto type = static_cast<cpu::ElementType>(state.range(0));
   set_num_threads(static_cast<int>(state.range(1)));
+  const bool interleave = cpu::interleaving_pays(type, cpu::active_isa());
+  const cpu::WeightLayout layout = interleave ? cpu::WeightLayout::interleaved : cpu::WeightLayout::plain;
   constexpr size_t kHugePage = size_t{2} << 20;
   struct Product {
     WeightShape shape;
@@ -207,7 +212,8 @@ void BM_DecodeLinearsOfM(benchmark::State& state) {
   int64_t total_bytes = 0;
   for (Product& product : products) {
     const StoredWeights w = random_weights(type, product.shape.out, product.shape.in);
-    const auto bytes = static_cast<size_t>(cpu::interleaved_bytes(type, product.shape.out, product.shape.in));
+    const auto bytes = interleave ? static_cast<size_t>(cpu::interleaved_bytes(type, product.shape.out, product.shape.in))
+                                  : w.bytes.size();
     const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
     product.weights = static_cast<std::byte*>(std::aligned_alloc(kHugePage, rounded));
     if (product.weights == nullptr) {
@@ -215,7 +221,11 @@ void BM_DecodeLinearsOfM(benchmark::State& state) {
       break;
     }
     ::madvise(product.weights, rounded, MADV_HUGEPAGE);
-    cpu::interleave_rows(type, w.bytes.data(), product.shape.out, product.shape.in, product.weights);
+    if (interleave) {
+      cpu::interleave_rows(type, w.bytes.data(), product.shape.out, product.shape.in, product.weights);
+    } else {
+      std::memcpy(product.weights, w.bytes.data(), bytes);
+    }
     total_bytes += static_cast<int64_t>(w.bytes.size());
   }
   const std::vector<float> x = random_activations(5632);
@@ -223,7 +233,7 @@ void BM_DecodeLinearsOfM(benchmark::State& state) {
   for (auto _ : state) {
     for (const Product& product : products)
       cpu::linear(x.data(), 1, product.shape.in, product.weights, type, nullptr, cpu::Activation::none, y.data(),
-                  product.shape.out, cpu::WeightLayout::interleaved);
+                  product.shape.out, layout);
     benchmark::DoNotOptimize(y.data());
   }
   for (Product& product : products) std::free(product.weights);
@@ -231,9 +241,14 @@ void BM_DecodeLinearsOfM(benchmark::State& state) {
   state.SetLabel(std::string(dtype_name(cpu::to_dtype(type))));
 }
 
+constexpr int64_t kDecodeTypes[] = {
+    static_cast<int64_t>(cpu::ElementType::f16),  static_cast<int64_t>(cpu::ElementType::bf16),
+    static_cast<int64_t>(cpu::ElementType::q8_0), static_cast<int64_t>(cpu::ElementType::q4_0),
+    static_cast<int64_t>(cpu::ElementType::q4_k), static_cast<int64_t>(cpu::ElementType::q6_k)};
+
 BENCHMARK(BM_DecodeLinearsOfM)
     ->ArgNames({"type", "threads"})
-    ->ArgsProduct({{std::begin(kInterleavedTypes), std::end(kInterleavedTypes)}, {1, 2}})
+    ->ArgsProduct({{std::begin(kDecodeTypes), std::end(kDecodeTypes)}, {1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -78,8 +78,7 @@ void gemv_rows_scalar(ElementType weight_type, const void* weight, int64_t rows,
 
 using RowsKernel = void (*)(ElementType, const void*, int64_t, int64_t, const float*, float*);
 
-RowsKernel kernel_for(Isa isa, ElementType weight_type) {
-  if (weight_type == ElementType::bf16 && has_avx512_bf16(isa)) return x86::gemv_rows_avx512bf16;
+RowsKernel kernel_for(Isa isa) {
   if (has_avx512(isa)) return x86::gemv_rows_avx512;
   if (has_avx2(isa)) return x86::gemv_rows_avx2;
   return gemv_rows_scalar;
@@ -102,13 +101,13 @@ void gemv_group(const float* x, int64_t in_features, std::span<const LinearOfX> 
     shares[p] = {products[p].out_features, row_bytes, rows_for_bytes(kChunkBytes, row_bytes, kRowGroup)};
     total_bytes += std::max<int64_t>(0, products[p].out_features) * row_bytes;
   }
-  const Isa isa = active_isa();
+  const RowsKernel kernel = kernel_for(active_isa());
   // Every row is summed by one call in a fixed order, so neither the split nor the thread
   // count changes any result.
   for_each_row_share(std::span<const RowShare>(shares, count), kRowGroup, total_bytes >= kParallelBytes,
                      [&](size_t p, int64_t first_row, int64_t rows) {
                        const LinearOfX& product = products[p];
-                       kernel_for(isa, product.weight_type)(product.weight_type,
+                       kernel(product.weight_type,
                               static_cast<const char*>(product.weight) + first_row * shares[p].row_bytes, rows,
                               in_features, x, product.y + first_row);
                      });

@@ -29,7 +29,8 @@ inline bool has_avx512(Isa isa) { return isa >= Isa::avx512; }
 inline bool has_avx2(Isa isa) { return isa >= Isa::avx2; }
 // The int8 kernels' 512-bit VNNI variants; avx512_bf16 runs them too.
 inline bool has_avx512_vnni(Isa isa) { return isa >= Isa::avx512_vnni; }
-// bf16 weights multiply bf16-rounded activations with vdpbf16ps instead of widening to f32.
+// The many-row GEMM multiplies bf16 weights by bf16-rounded activations with vdpbf16ps
+// instead of widening the weights to f32.
 inline bool has_avx512_bf16(Isa isa) { return isa >= Isa::avx512_bf16; }
 
 }  // namespace ember::cpu

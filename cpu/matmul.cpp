@@ -96,7 +96,8 @@ void matmul(const MatmulArgs& args) {
     return;
   }
   // Linear layers (B transposed) run ember's own tiled kernel where the CPU has AVX-512
-  // (with bf16 weights and AVX512-BF16, its vdpbf16ps variant); everything else goes to
+  // (with bf16 weights and AVX512-BF16, its vdpbf16ps variant, which rounds A to bf16);
+  // everything else goes to
   // Eigen. Eigen keeps its own thread count, which anything linked in may change: pin it to
   // threads(). Its GEMM then runs one OpenMP region of at most that many threads (fewer
   // for products too small to split) and stays serial when called inside a parallel region.

@@ -1,10 +1,12 @@
 // Matrix products of f32 activations with f32/f16/bf16 weights, and with GGUF block
 // weights through integer dot products.
 //
-// bf16 weights on a CPU with AVX512-BF16 (active_isa() avx512_bf16) multiply activations
-// rounded to bf16, as llama.cpp does: products of bf16 pairs are exact in f32, so a
-// result differs from the f32 product by at most 2^-9 · Σ|w · x| (x's rounding) plus the
-// f32 summation error. EMBER_CPU_ISA=avx512_vnni keeps x in f32 (bf16 widened instead).
+// bf16 linear weights on a CPU with AVX512-BF16 (active_isa() avx512_bf16) multiply
+// activations rounded to bf16 in the many-row GEMM (prefill), as llama.cpp does: products
+// of bf16 pairs are exact in f32, so a result differs from the f32 product by at most
+// 2^-9 · Σ|w · x| (x's rounding) plus the f32 summation error. The one-row GEMV (decode)
+// widens bf16 weights to f32 and keeps x exact: a vdpbf16ps GEMV decoded M 5–10% slower
+// (docs/PERFORMANCE.md). EMBER_CPU_ISA=avx512_vnni widens in the GEMM too.
 #pragma once
 
 #include <cstdint>

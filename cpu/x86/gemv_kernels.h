@@ -14,9 +14,5 @@ namespace ember::cpu::x86 {
 void gemv_rows_avx2(ElementType weight_type, const void* weight, int64_t rows, int64_t in, const float* x, float* y);
 void gemv_rows_avx512(ElementType weight_type, const void* weight, int64_t rows, int64_t in, const float* x,
                       float* y);
-// bf16 weights only: x is rounded to bf16 and multiplied with vdpbf16ps, so each y[r] is
-// Σ_i W[r, i] · bf16(x[i]) (within f32 summation error), not the f32 dot product.
-void gemv_rows_avx512bf16(ElementType weight_type, const void* weight, int64_t rows, int64_t in, const float* x,
-                          float* y);
 
 }  // namespace ember::cpu::x86

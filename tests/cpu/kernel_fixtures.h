@@ -54,10 +54,11 @@ inline Weights make_weights(SeededRng& rng, cpu::ElementType type, size_t count)
 }
 
 // What a linear layer's kernels multiply weights of `type` by: x itself, or x rounded to
-// bf16 where bf16 weights run on vdpbf16ps (avx512_bf16; cpu/matmul.h says why). A
-// reference built from these values leaves the kernels only their f32 summation error.
-inline float activation_as_multiplied(float x, cpu::ElementType weight_type) {
-  if (weight_type != cpu::ElementType::bf16 || !cpu::has_avx512_bf16(cpu::active_isa())) return x;
+// bf16 where the GEMM (not the one-row GEMV) runs bf16 weights on vdpbf16ps
+// (avx512_bf16; cpu/matmul.h says why). A reference built from these values leaves the
+// kernels only their f32 summation error.
+inline float activation_as_multiplied(float x, cpu::ElementType weight_type, bool through_gemv) {
+  if (through_gemv || weight_type != cpu::ElementType::bf16 || !cpu::has_avx512_bf16(cpu::active_isa())) return x;
   return quant::bf16_to_f32(quant::f32_to_bf16(x));
 }
 

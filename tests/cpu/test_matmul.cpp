@@ -73,8 +73,11 @@ void reference_matmul(const Product& p, std::vector<double>& c, std::vector<doub
   for (int64_t i = 0; i < args.m; ++i)
     for (int64_t j = 0; j < args.n; ++j)
       for (int64_t q = 0; q < args.k; ++q) {
-        const float a = args.b_transposed ? testing::activation_as_multiplied(p.a[i * args.lda + q], args.b_type)
-                                          : p.a[i * args.lda + q];
+        // matmul sends one row against contiguous linear weights to the GEMV.
+        const bool through_gemv = args.m == 1 && args.ldb == args.k;
+        const float a = args.b_transposed
+                            ? testing::activation_as_multiplied(p.a[i * args.lda + q], args.b_type, through_gemv)
+                            : p.a[i * args.lda + q];
         const double term = static_cast<double>(a) * b_at(p, q, j);
         c[i * args.n + j] += term;
         magnitude[i * args.n + j] += std::fabs(term);
