@@ -26,6 +26,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "ember/cpu_isa.h"
 #include "ember/gguf.h"
 #include "ember/model.h"
 #include "ember/model_config.h"
@@ -398,6 +399,7 @@ int main(int argc, char** argv) {
                       {"model_size", info.file_bytes},
                       {"model_n_params", params},
                       {"n_threads", test.threads},
+                      {"cpu_isa", ember::cpu_kernel_isa()},
                       {"type_k", ember::dtype_name(*kv_type)},
                       {"n_prompt", test.prompt},
                       {"n_gen", test.gen},

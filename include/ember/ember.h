@@ -20,5 +20,6 @@
 #include "ember/planner.h"
 #include "ember/status.h"
 #include "ember/tensor.h"
+#include "ember/cpu_isa.h"
 #include "ember/threads.h"
 #include "ember/tokenizer.h"

@@ -23,19 +23,24 @@ pp, tg = rows
 assert (pp["n_prompt"], pp["n_gen"]) == (16, 0) and (tg["n_prompt"], tg["n_gen"]) == (0, 4), rows
 for row in rows:
     for key in ("model_filename", "model_type", "model_size", "model_n_params", "n_threads", "avg_ns", "stddev_ns",
-                "samples_ns", "samples_ts", "median_ts", "type_k"):
+                "samples_ns", "samples_ts", "median_ts", "type_k", "cpu_isa"):
         assert key in row, key
+    assert row["cpu_isa"] in ("scalar", "avx2", "avx_vnni", "avx512", "avx512_vnni", "avx512_bf16"), row
     assert row["avg_ts"] > 0 and row["median_ts"] > 0 and len(row["samples_ts"]) == 2, row
 PY
 else
   for key in model_filename model_type model_size model_n_params n_threads n_prompt n_gen avg_ts stddev_ts avg_ns \
-             stddev_ns samples_ns samples_ts median_ts type_k; do
+             stddev_ns samples_ns samples_ts median_ts type_k cpu_isa; do
     grep -q "\"$key\"" out.json || fail "json lacks $key"
   done
   grep -q '"n_prompt": 16' out.json || fail "json lacks n_prompt 16"
   grep -q '"n_gen": 4' out.json || fail "json lacks n_gen 4"
 fi
 grep -q 'loaded in .* ms, peak RSS' err.txt || fail "no load time / peak RSS line"
+# EMBER_CPU_ISA lowers the kernels' level, and the JSON says which ran.
+EMBER_CPU_ISA=scalar "$tool" -m tiny.gguf -p 0 -n 2 -t 1 -r 1 -o json > scalar.json 2> scalar_err.txt ||
+  fail "EMBER_CPU_ISA=scalar run"
+grep -q '"cpu_isa": "scalar"' scalar.json || fail "EMBER_CPU_ISA=scalar not reported as cpu_isa"
 passed=$((passed + 1))
 
 "$tool" -m tiny.gguf -p 16 -n 0 -t 1 -r 1 > out.md 2> err.txt || { fail "md run"; cat err.txt; }
