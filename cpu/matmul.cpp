@@ -97,10 +97,10 @@ void matmul(const MatmulArgs& args) {
   }
   // Linear layers (B transposed) run ember's own tiled kernel where the CPU has AVX-512
   // (with bf16 weights and AVX512-BF16, its vdpbf16ps variant, which rounds A to bf16);
-  // everything else goes to
-  // Eigen. Eigen keeps its own thread count, which anything linked in may change: pin it to
-  // threads(). Its GEMM then runs one OpenMP region of at most that many threads (fewer
-  // for products too small to split) and stays serial when called inside a parallel region.
+  // everything else goes to Eigen. Eigen keeps its own thread count, which anything linked
+  // in may change: pin it to threads(). Its GEMM then runs one OpenMP region of at most
+  // that many threads (fewer for products too small to split) and stays serial when called
+  // inside a parallel region.
   const Isa isa = active_isa();
   if (args.b_transposed && args.b_type == ElementType::bf16 && has_avx512_bf16(isa)) {
     x86::gemm_bf16_avx512bf16(args.a, args.lda, static_cast<const uint16_t*>(args.b), args.ldb, args.c, args.ldc,

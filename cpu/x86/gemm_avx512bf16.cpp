@@ -47,9 +47,9 @@ void pack_panel(const uint16_t* b, int64_t ldb, int64_t first_column, int64_t co
       __m512 block[16];
       for (int i = 0; i < 16; ++i) {
         const int64_t column = 16 * v + i;
-        block[i] = column < columns
-                       ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(mask, b + (first_column + column) * ldb + first_k + kk))
-                       : _mm512_setzero_ps();
+        block[i] = _mm512_setzero_ps();
+        if (column < columns)
+          block[i] = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(mask, b + (first_column + column) * ldb + first_k + kk));
       }
       transpose16(block);
       const int64_t pairs = (count + 1) / 2;
