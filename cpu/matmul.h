@@ -4,9 +4,10 @@
 // bf16 linear weights on a CPU with AVX512-BF16 (active_isa() avx512_bf16) multiply
 // activations rounded to bf16 in the many-row GEMM (prefill), as llama.cpp does: products
 // of bf16 pairs are exact in f32, so a result differs from the f32 product by at most
-// 2^-9 · Σ|w · x| (x's rounding) plus the f32 summation error. The one-row GEMV (decode)
-// widens bf16 weights to f32 and keeps x exact: a vdpbf16ps GEMV decoded M 5–10% slower
-// (docs/PERFORMANCE.md). EMBER_CPU_ISA=avx512_vnni widens in the GEMM too.
+// 2^-8 · Σ|w · x| (x's rounding; bf16 keeps 8 significant bits) plus the f32 summation
+// error. The one-row GEMV (decode) widens bf16 weights to f32 and keeps x exact: a
+// vdpbf16ps GEMV decoded M 5–10% slower (docs/PERFORMANCE.md). EMBER_CPU_ISA=avx512_vnni
+// widens in the GEMM too.
 #pragma once
 
 #include <cstdint>
