@@ -55,6 +55,8 @@ constexpr uint32_t kManyGemvColumns = 4096;
 // linear_common.glsl's push constant block.
 struct LinearPushConstants {
   uint32_t rows, k, n, has_bias, first_column, row_bytes;
+  float eps;
+  uint32_t store_normed;
 };
 
 const char* type_name(WeightType type) {
@@ -102,6 +104,18 @@ Status check(const LinearArgs& args) {
   if (args.gemv_columns > kMaxGemvColumns)
     return invalid("a GEMV workgroup takes 1 to " + std::to_string(kMaxGemvColumns) + " columns, not " +
                    std::to_string(args.gemv_columns));
+  if (const auto& norm = args.norm_before) {
+    if (norm->weight == nullptr) return invalid("the norm before the product needs its weights");
+    if (args.k % 4 != 0) return invalid("the norm before the product needs k a multiple of 4, not " + std::to_string(args.k));
+    if (norm->weight->bytes() < uint64_t{args.k} * 4) return too_small("norm weight", *norm->weight, uint64_t{args.k} * 4);
+    if (norm->normed != nullptr && norm->normed->bytes() < x_elements * 4)
+      return too_small("normed x", *norm->normed, x_elements * 4);
+  }
+  if (const auto& after = args.residual_after) {
+    if (after->residual == nullptr || after->sum == nullptr) return invalid("the residual add needs the residual and a sum");
+    if (after->residual->bytes() < y_elements * 4) return too_small("residual", *after->residual, y_elements * 4);
+    if (after->sum->bytes() < y_elements * 4) return too_small("residual sum", *after->sum, y_elements * 4);
+  }
   return {};
 }
 
@@ -224,6 +238,8 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   if (args.path == LinearPath::cooperative_matrix && !cooperative_shortcoming.empty())
     return Status{ErrorKind::unavailable, "GPU linear: " + cooperative_shortcoming};
   const bool block_weights = is_block(args.weight_type);
+  if ((args.norm_before || args.residual_after) && !gemv)
+    return invalid("only the GEMV path takes a norm before the product or a residual add after it");
   const bool cooperative =
       args.path == LinearPath::cooperative_matrix ||
       (args.path == LinearPath::automatic && !gemv && cooperative_shortcoming.empty() &&
@@ -239,7 +255,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
     return invalid("stages " + std::to_string(args.stages) + ": only the cooperative-matrix GEMM takes them, 1 or 2");
   // Block weights reach the GEMV and the tiled GEMM as x rounded to q8_0 blocks; the
   // cooperative-matrix GEMM reads x rounded to f16. A pass before the product rounds it.
-  const bool round_x = block_weights || cooperative;
+  const bool round_x = (block_weights || cooperative) && !args.norm_before;
   if (!gemv && !cooperative && caps.max_workgroup_invocations < kGemmInvocations)
     return Status{ErrorKind::unavailable, "GPU linear: the tiled GEMM needs workgroups of " +
                                               std::to_string(kGemmInvocations) + " invocations; " + caps.name +
@@ -292,6 +308,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   std::vector<uint32_t> constants{static_cast<uint32_t>(args.weight_type), static_cast<uint32_t>(args.activation),
                                   cooperative ? tile_rows : columns, static_cast<uint32_t>(args.weight_layout)};
   if (cooperative) constants.insert(constants.end(), {tile_columns, stages});
+  if (gemv) constants.insert(constants.end(), {args.norm_before ? 1u : 0u, args.residual_after ? 1u : 0u});
   auto pipeline = pipelines_.get(shader, constants);
   if (!pipeline) return pipeline.status();
   const Pipeline* quantize_pipeline = nullptr;
@@ -316,7 +333,16 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   // Without a bias the shader never reads binding 2, but it must still name a buffer.
   const DeviceBuffer* bias = args.bias != nullptr ? args.bias : args.weights;
   const DeviceBuffer* x = round_x ? &quantized_x_ : args.x;
-  auto set = batch.descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y});
+  // The GEMV's fusions read and write four more; buffers a call does not use stand in.
+  auto set = !gemv ? batch.descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y})
+                   : batch.descriptor_set(*pipeline.value(),
+                                          {x, args.weights, bias, args.y,
+                                           args.norm_before ? args.norm_before->weight : args.weights,
+                                           args.norm_before && args.norm_before->normed != nullptr
+                                               ? args.norm_before->normed
+                                               : args.y,
+                                           args.residual_after ? args.residual_after->residual : args.weights,
+                                           args.residual_after ? args.residual_after->sum : args.y});
   if (!set) return set.status();
   VkDescriptorSet quantize_set = VK_NULL_HANDLE;
   if (quantize_pipeline != nullptr) {
@@ -325,8 +351,15 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
     quantize_set = made.value();
   }
 
-  const LinearPushConstants push{args.rows, args.k, args.n, args.bias != nullptr ? 1u : 0u, 0,
-                                 static_cast<uint32_t>(weight_row_bytes(args.weight_type, args.k))};
+  const bool stores_normed = args.norm_before && args.norm_before->normed != nullptr;
+  const LinearPushConstants push{args.rows,
+                                 args.k,
+                                 args.n,
+                                 args.bias != nullptr ? 1u : 0u,
+                                 0,
+                                 static_cast<uint32_t>(weight_row_bytes(args.weight_type, args.k)),
+                                 args.norm_before ? args.norm_before->eps : 0.0f,
+                                 stores_normed ? 1u : 0u};
   const auto dispatch = [&](const Pipeline* of, VkDescriptorSet with, const void* constants, uint32_t bytes,
                             std::array<uint32_t, 3> groups, bool barrier_before) {
     Dispatch recorded{.pipeline = of, .set = with, .push_words = bytes / 4, .groups = groups,
@@ -347,11 +380,19 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   // Held until the product is recorded: another thread's batch must not change the
   // siblings between this check and their update below.
   const std::lock_guard siblings_lock(siblings_mutex_);
-  const bool joins_siblings = siblings_.batch == batch.serial() &&
-                              siblings_.dispatches == batch.dispatches() && siblings_.x == args.x &&
-                              args.y != args.x && !reads_a_sibling_output(args.x) &&
-                              !reads_a_sibling_output(args.weights) && !reads_a_sibling_output(args.bias) &&
-                              !reads_a_sibling_output(args.y);
+  const DeviceBuffer* norm_weight = args.norm_before ? args.norm_before->weight : nullptr;
+  const DeviceBuffer* residual = args.residual_after ? args.residual_after->residual : nullptr;
+  std::vector<const DeviceBuffer*> outputs{args.y};
+  if (stores_normed) outputs.push_back(args.norm_before->normed);
+  if (args.residual_after) outputs.push_back(args.residual_after->sum);
+  const bool writes_an_input = std::any_of(outputs.begin(), outputs.end(), [&](const DeviceBuffer* out) {
+    return out == args.x || out == args.weights || out == args.bias || out == norm_weight;
+  });
+  const bool joins_siblings =
+      siblings_.batch == batch.serial() && siblings_.dispatches == batch.dispatches() && siblings_.x == args.x &&
+      !writes_an_input && !reads_a_sibling_output(args.x) && !reads_a_sibling_output(args.weights) &&
+      !reads_a_sibling_output(args.bias) && !reads_a_sibling_output(norm_weight) && !reads_a_sibling_output(residual) &&
+      std::none_of(outputs.begin(), outputs.end(), reads_a_sibling_output);
   const bool first_barrier = !joins_siblings;
   if (gemv) {
     // One workgroup per `columns` output columns: n may exceed the device's dispatch width.
@@ -359,6 +400,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
     for (uint64_t first = 0; first < args.n; first += columns_per_dispatch) {
       LinearPushConstants part = push;
       part.first_column = static_cast<uint32_t>(first);
+      if (first != 0) part.store_normed = 0;  // the first dispatch's first workgroup stores them
       const uint64_t groups = (std::min<uint64_t>(args.n - first, columns_per_dispatch) + columns - 1) / columns;
       dispatch(pipeline.value(), set.value(), &part, sizeof part, {static_cast<uint32_t>(groups), groups_y, 1},
                first == 0 && first_barrier);
@@ -372,7 +414,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   }
   if (!joins_siblings) siblings_ = {.batch = batch.serial(), .x = args.x, .outputs = {}};
   siblings_.dispatches = batch.dispatches();
-  siblings_.outputs.push_back(args.y);
+  siblings_.outputs.insert(siblings_.outputs.end(), outputs.begin(), outputs.end());
   return {};
 }
 

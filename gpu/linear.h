@@ -66,6 +66,29 @@ struct LinearArgs {
   // Slices of x and W it keeps in shared memory (1, or 2 to load one while it multiplies
   // the other, where the device's shared memory holds them); 0 takes 2 where it can.
   uint32_t stages = 0;
+
+  // What the GEMV path alone takes over from the dispatches around a decoded token's
+  // product, so that they need none of their own (each a dispatch and a wait on the
+  // device: docs/PERFORMANCE.md, "Twenty-third session").
+  //
+  // x arrives before an RMS norm over each row of k: the product is that of
+  // x / rms(x) · weight (f32 weight [k]), each workgroup normalising the row itself (and
+  // rounding it to q8_0 in registers against block weights, as a rounding pass would).
+  // With `normed`, this call also stores the normalised rows there [rows, k].
+  struct NormBefore {
+    const DeviceBuffer* weight = nullptr;
+    float eps = 0;
+    DeviceBuffer* normed = nullptr;
+  };
+  std::optional<NormBefore> norm_before{};
+  // y also goes out plus `residual` [rows, n] into `sum` [rows, n]: a residual add after
+  // the product. The sum is formed as residual + y; a thread reads each residual value
+  // before it writes that value's sum, so `sum` may be `residual` itself.
+  struct ResidualAfter {
+    const DeviceBuffer* residual = nullptr;
+    DeviceBuffer* sum = nullptr;
+  };
+  std::optional<ResidualAfter> residual_after{};
 };
 
 constexpr uint32_t kMaxGemvColumns = 8;  // the GEMV shaders' kMaxColumns

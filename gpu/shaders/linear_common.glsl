@@ -38,7 +38,25 @@ layout(push_constant) uniform Shape {
   uint has_bias;
   uint first_column;  // the GEMV covers n in dispatches of at most maxComputeWorkGroupCount columns
   uint row_bytes;     // bytes of one weight row
+  float eps;          // NORM_X's epsilon
+  uint store_normed;  // NORM_X: this dispatch's first workgroup of each row stores x normalised
 } shape;
+
+#ifdef GEMV_FUSIONS
+// What a decoded token's GEMVs take over from the dispatches around them, so that those
+// need none of their own (gpu/linear.h, LinearArgs::norm_before and residual_after):
+// NORM_X 1: x arrives before its RMS norm, whose weights are at binding 4; each workgroup
+// normalises the whole row itself, and with store_normed stores it at binding 5.
+// ADD_RESIDUAL 1: y plus the residual at binding 6 goes to binding 7 as well.
+layout(constant_id = 4) const uint NORM_X = 0;
+layout(constant_id = 5) const uint ADD_RESIDUAL = 0;
+// x's rows as they arrive, before the norm.
+layout(std430, binding = 0) readonly buffer RawRows4 { vec4 x_raw4[]; };
+layout(std430, binding = 4) readonly buffer NormWeights { vec4 norm_weights4[]; };
+layout(std430, binding = 5) writeonly buffer NormedRows { float normed[]; };
+layout(std430, binding = 6) readonly buffer Residual { float residual[]; };
+layout(std430, binding = 7) writeonly buffer ResidualSum { float residual_sum[]; };
+#endif
 
 // Float weights i .. i+3 of weight row `column` (i a multiple of 4); past k they read 0.
 vec4 weights4(uint column, uint i) {
@@ -137,3 +155,39 @@ void store_output(uint r, uint column, float sum) {
   if (shape.has_bias != 0u) sum += bias[column];
   y[r * shape.n + column] = activate(sum);
 }
+
+#ifdef GEMV_FUSIONS
+// The residual a GEMV invocation will add to output `column` of row r (ADD_RESIDUAL),
+// loaded before the product so that its latency hides behind it.
+float residual_for(uint r, uint column) {
+  return ADD_RESIDUAL != 0u && column < shape.n ? residual[r * shape.n + column] : 0.0;
+}
+
+void store_fused_output(uint r, uint column, float sum, float held_residual) {
+  if (shape.has_bias != 0u) sum += bias[column];
+  const float value = activate(sum);
+  y[r * shape.n + column] = value;
+  if (ADD_RESIDUAL != 0u) residual_sum[r * shape.n + column] = held_residual + value;
+}
+
+// NORM_X: 1 / rms of x's row r, summed across the workgroup (every invocation calls it;
+// the includer defines kReduceThreads, its workgroup size, and includes
+// workgroup_reduce.glsl first).
+float inverse_rms_of_row(uint r) {
+  float squares = 0.0;
+  for (uint i = gl_LocalInvocationID.x; i < shape.k / 4u; i += kReduceThreads) {
+    const vec4 v = x_raw4[r * (shape.k / 4u) + i];
+    squares += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+  }
+  return 1.0 / sqrt(workgroup_sum(squares) / float(shape.k) + shape.eps);
+}
+
+// NORM_X: x[r][i .. i+3] normalised as rms_norm.comp normalises it (x · 1/rms · weight),
+// stored at binding 5 too by the first workgroup of a store_normed dispatch.
+vec4 normed4(uint r, uint i, float inverse_rms) {
+  const vec4 values = x_raw4[(r * shape.k + i) / 4u] * inverse_rms * norm_weights4[i / 4u];
+  if (shape.store_normed != 0u && gl_WorkGroupID.x == 0u)
+    [[unroll]] for (uint e = 0u; e < 4u; ++e) normed[r * shape.k + i + e] = values[e];
+  return values;
+}
+#endif

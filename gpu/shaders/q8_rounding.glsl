@@ -59,3 +59,43 @@ float exact_divide(float a, float b) {
 float x_scale_of(float amax) { return exact_divide(amax, 127.0); }
 // 1 / d for a scale d from x_scale_of.
 float x_inverse_scale(float d) { return d != 0.0 ? exact_divide(1.0, d) : 0.0; }
+
+// One block of 32 values rounded as the CPU rounds x (quant/q8_0.cpp): the codes, the
+// scale d as a block stores it (f16-rounded) and the sum of the codes.
+struct RoundedBlock {
+  int codes[32];
+  float scale;
+  int sum;
+};
+
+RoundedBlock round_block(float values[32]) {
+  RoundedBlock block;
+  float magnitude = 0.0;
+  [[unroll]] for (uint e = 0u; e < 32u; ++e) magnitude = max(magnitude, abs(values[e]));
+  const float scale = x_scale_of(magnitude);
+  const float inverse = x_inverse_scale(scale);
+  block.sum = 0;
+  [[unroll]] for (uint e = 0u; e < 32u; ++e) {
+    block.codes[e] = int(round_half_away(values[e] * inverse));
+    block.sum += block.codes[e];
+  }
+  block.scale = f16_round(scale);
+  return block;
+}
+
+// How the block GEMV (linear_gemv_blocks.comp) takes a block's codes. Pair word 4j + w
+// holds two codes as the integer x_b + 65536 x_a, in the order the GEMV pairs them with a
+// weight word's nibbles: w = 0 pairs with the low nibbles of weight bytes 4j and 4j+2
+// (weights 4j, 4j+2), w = 1 with those of bytes 4j+1 and 4j+3, w = 2 and 3 with the high
+// nibbles (weights 4j+16 ..). This is a, the place in its block of the lower-numbered
+// code, which goes in the high half.
+uint pair_first_code(uint word) {
+  const uint j = word / 4u, w = word & 3u;
+  return 4u * j + (w & 1u) + (w >= 2u ? 16u : 0u);
+}
+uint pair_word(int first, int second) { return uint(second + 65536 * first); }
+
+// Code word w of a block: codes 4w .. 4w+3, lowest byte first.
+uint code_word(int c0, int c1, int c2, int c3) {
+  return uint(c0 & 0xff) | (uint(c1 & 0xff) << 8) | (uint(c2 & 0xff) << 16) | (uint(c3 & 0xff) << 24);
+}

@@ -729,6 +729,228 @@ TEST(GpuLinearGemv, EveryColumnCountGivesTheReference) {
   check_linear(gpu, rng, WeightType::f16, LinearPath::automatic, Activation::none, {1, 40, 4102}, false);
 }
 
+// x normalised as the CPU's rms_norm normalises it: the squares summed in double, the
+// inverse rms in float, then x · inverse · weight in float.
+std::vector<float> reference_norm(const std::vector<float>& x, const std::vector<float>& weight, uint32_t rows,
+                                  uint32_t k, float eps) {
+  std::vector<float> normed(x.size());
+  for (uint32_t r = 0; r < rows; ++r) {
+    double squares = 0;
+    for (uint32_t i = 0; i < k; ++i) squares += double{x[size_t{r} * k + i]} * x[size_t{r} * k + i];
+    const auto inverse = static_cast<float>(1.0 / std::sqrt(squares / k + eps));
+    for (uint32_t i = 0; i < k; ++i) normed[size_t{r} * k + i] = x[size_t{r} * k + i] * inverse * weight[i];
+  }
+  return normed;
+}
+
+// A GEMV that takes x before its RMS norm normalises each row itself: its products are
+// those of the normalised x (rounded to q8_0 against block weights), and the dispatch
+// asked to store the normalised rows stores them. The device sums the squares in another
+// order than the reference, so its inverse rms may differ in the last bit and move a
+// value across a q8_0 rounding boundary: each output allows one code step of one block
+// (its scale times the largest weight it meets), beyond the usual tolerance. An index
+// wrong by one value, a block's codes or scale misplaced, or the norm's weight left out
+// fails by far more.
+void check_norm_before(Gpu& gpu, testing::SeededRng& rng, WeightType type, BlockLayout layout, Shape shape,
+                       uint32_t columns, bool store_normed) {
+  SCOPED_TRACE("rows " + std::to_string(shape.rows) + " k " + std::to_string(shape.k) + " n " +
+               std::to_string(shape.n) + " columns " + std::to_string(columns) +
+               (layout == BlockLayout::split ? " split" : "") + (store_normed ? " storing the norm" : ""));
+  constexpr float kEps = 1e-5f;
+  const std::vector<float> x = rng.uniform(size_t{shape.rows} * shape.k, -3.0f, 3.0f);
+  const std::vector<float> norm_weight = rng.uniform(shape.k, 0.5f, 1.5f);
+  const std::vector<float> bias = rng.uniform(shape.n);
+  const std::vector<uint8_t> w_bytes = random_weights(rng, type, shape.k, shape.n);
+  std::vector<float> w(size_t{shape.n} * shape.k);
+  quant::dequantize_row(ember_type(type), w_bytes.data(), w.data(), int64_t{shape.n} * shape.k);
+  const std::vector<float> normed = reference_norm(x, norm_weight, shape.rows, shape.k, kEps);
+  std::vector<float> x_taken = normed;
+  if (is_block(type)) {
+    std::vector<uint8_t> x_blocks(row_bytes(DType::q8_0, int64_t{shape.rows} * shape.k));
+    quant::quantize_row_reference(DType::q8_0, normed.data(), x_blocks.data(), int64_t{shape.rows} * shape.k);
+    quant::dequantize_row(DType::q8_0, x_blocks.data(), x_taken.data(), int64_t{shape.rows} * shape.k);
+  }
+  std::vector<uint8_t> stored = w_bytes;
+  if (layout == BlockLayout::split)
+    split_blocks(type, reinterpret_cast<const std::byte*>(w_bytes.data()), w_bytes.size() / block_bytes(type),
+                 reinterpret_cast<std::byte*>(stored.data()));
+  DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x);
+  DeviceBuffer norm_buffer = mapped_buffer(gpu.allocator, norm_weight);
+  DeviceBuffer w_buffer = mapped_buffer(gpu.allocator, stored);
+  DeviceBuffer bias_buffer = mapped_buffer(gpu.allocator, bias);
+  DeviceBuffer y_buffer = mapped_buffer(gpu.allocator, testing::poisoned(size_t{shape.rows} * shape.n));
+  DeviceBuffer normed_buffer = mapped_buffer(gpu.allocator, testing::poisoned(x.size()));
+  const Status status = gpu.linear->run(
+      {.x = &x_buffer, .rows = shape.rows, .k = shape.k, .weights = &w_buffer, .weight_type = type,
+       .weight_layout = layout, .n = shape.n, .bias = &bias_buffer, .activation = Activation::silu, .y = &y_buffer,
+       .path = LinearPath::gemv, .gemv_columns = columns,
+       .norm_before = LinearArgs::NormBefore{.weight = &norm_buffer, .eps = kEps,
+                                             .normed = store_normed ? &normed_buffer : nullptr}});
+  ASSERT_TRUE(status) << status.message();
+  const std::vector<float> y = read_mapped<float>(y_buffer, size_t{shape.rows} * shape.n);
+  int failures = 0;
+  for (uint32_t r = 0; r < shape.rows; ++r)
+    for (uint32_t c = 0; c < shape.n; ++c) {
+      double sum = bias[c], scale = std::fabs(bias[c]), one_step = 0;
+      for (uint32_t block = 0; block < shape.k / 32 && is_block(type); ++block) {
+        float magnitude = 0, widest = 0;
+        for (uint32_t i = 32 * block; i < 32 * block + 32; ++i) {
+          magnitude = std::max(magnitude, std::fabs(normed[size_t{r} * shape.k + i]));
+          widest = std::max(widest, std::fabs(w[size_t{c} * shape.k + i]));
+        }
+        one_step = std::max(one_step, double{magnitude} / 127 * widest);
+      }
+      for (uint32_t i = 0; i < shape.k; ++i) {
+        const double product = double{x_taken[size_t{r} * shape.k + i]} * w[size_t{c} * shape.k + i];
+        sum += product;
+        scale += std::fabs(product);
+      }
+      // silu's slope stays below 1.1, so the step's effect on y stays below 1.1 steps.
+      const double tolerance = 3e-5 * scale + 1.1 * one_step + 1e-6;
+      const double expected = reference_activation(Activation::silu, sum);
+      const float actual = y[size_t{r} * shape.n + c];
+      if (!(std::fabs(actual - expected) <= tolerance) && ++failures <= 5)
+        ADD_FAILURE() << "y[" << r << "][" << c << "] = " << actual << ", expected " << expected << " (tolerance "
+                      << tolerance << ")";
+    }
+  EXPECT_EQ(failures, 0);
+  const std::vector<float> stored_norm = read_mapped<float>(normed_buffer, x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!store_normed) {
+      ASSERT_TRUE(std::isnan(stored_norm[i])) << "stored the norm at " << i << " unasked";
+      continue;
+    }
+    ASSERT_NEAR(stored_norm[i], normed[i], 1e-6 * std::fabs(normed[i]) + 1e-7) << "normed x at " << i;
+  }
+}
+
+TEST(GpuLinearFusions, ANormBeforeTheGemvIsTheNormThenTheProduct) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  testing::SeededRng rng;
+  for (const WeightType type : {WeightType::f32, WeightType::f16, WeightType::q8_0, WeightType::q4_0}) {
+    SCOPED_TRACE("weight type " + std::to_string(static_cast<int>(type)));
+    const bool blocks = is_block(type);
+    for (const BlockLayout layout : {BlockLayout::file, BlockLayout::split}) {
+      if (layout == BlockLayout::split && !blocks) break;
+      // One block or value group per thread and less; several per thread with a partial
+      // last stride (131 blocks, 1060 values over 64 threads of 4).
+      for (const uint32_t k : {blocks ? 96u : 36u, blocks ? 32u * 131u : 1060u})
+        for (const uint32_t columns : {1u, 3u, kMaxGemvColumns}) {
+          check_norm_before(gpu, rng, type, layout, {1, k, 70}, columns, true);
+          check_norm_before(gpu, rng, type, layout, {2, k, 5}, columns, columns != 3);
+        }
+    }
+  }
+}
+
+// A GEMV with a residual add after it stores y and residual + y, also when the sum
+// overwrites the residual it reads; with a norm before it too, both at once.
+TEST(GpuLinearFusions, AResidualAddAfterTheGemvStoresTheSumToo) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  testing::SeededRng rng;
+  for (const WeightType type : {WeightType::f16, WeightType::q4_0})
+    for (const uint32_t columns : {1u, 3u})
+      for (const bool in_place : {false, true})
+        for (const bool with_norm : {false, true}) {
+          SCOPED_TRACE("weight type " + std::to_string(static_cast<int>(type)) + " columns " + std::to_string(columns) +
+                       (in_place ? " in place" : "") + (with_norm ? " after a norm" : ""));
+          constexpr uint32_t kRows = 2, kIn = 128, kOut = 37;
+          const std::vector<float> x = rng.uniform(size_t{kRows} * kIn);
+          const std::vector<float> ones(kIn, 1.0f);
+          const std::vector<float> residual = rng.uniform(size_t{kRows} * kOut);
+          const std::vector<uint8_t> weights = random_weights(rng, type, kIn, kOut);
+          DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x);
+          DeviceBuffer ones_buffer = mapped_buffer(gpu.allocator, ones);
+          DeviceBuffer w_buffer = mapped_buffer(gpu.allocator, weights);
+          DeviceBuffer residual_buffer = mapped_buffer(gpu.allocator, residual);
+          DeviceBuffer sum_buffer = mapped_buffer(gpu.allocator, testing::poisoned(residual.size()));
+          DeviceBuffer y_buffer = mapped_buffer(gpu.allocator, testing::poisoned(residual.size()));
+          DeviceBuffer& sum = in_place ? residual_buffer : sum_buffer;
+          LinearArgs args{.x = &x_buffer, .rows = kRows, .k = kIn, .weights = &w_buffer, .weight_type = type,
+                          .n = kOut, .y = &y_buffer, .path = LinearPath::gemv, .gemv_columns = columns,
+                          .residual_after = LinearArgs::ResidualAfter{.residual = &residual_buffer, .sum = &sum}};
+          if (with_norm) args.norm_before = LinearArgs::NormBefore{.weight = &ones_buffer, .eps = 1e-6f};
+          const Status status = gpu.linear->run(args);
+          ASSERT_TRUE(status) << status.message();
+          const std::vector<float> y = read_mapped<float>(y_buffer, residual.size());
+          const std::vector<float> sums = read_mapped<float>(sum, residual.size());
+          std::vector<float> x_taken = with_norm ? reference_norm(x, ones, kRows, kIn, 1e-6f) : x;
+          if (is_block(type)) {
+            std::vector<uint8_t> x_blocks(row_bytes(DType::q8_0, x_taken.size()));
+            quant::quantize_row_reference(DType::q8_0, x_taken.data(), x_blocks.data(), x_taken.size());
+            quant::dequantize_row(DType::q8_0, x_blocks.data(), x_taken.data(), x_taken.size());
+          }
+          const std::vector<double> expected = reference_linear(x_taken, weights, type, kRows, kIn, kOut);
+          for (size_t i = 0; i < residual.size(); ++i) {
+            ASSERT_NEAR(y[i], expected[i], 2e-3) << "y at " << i;
+            ASSERT_EQ(sums[i], residual[i] + y[i]) << "the sum at " << i;
+          }
+        }
+}
+
+// The fused GEMV refuses what it cannot run with the reason, and a product reading what
+// a fused one stored beside y (the normalised x, the residual sum) waits for it.
+TEST(GpuLinearFusions, RefusesWhatItCannotRunAndOrdersWhatItStores) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  testing::SeededRng rng;
+  constexpr uint32_t kIn = 64, kOut = 64;
+  const std::vector<float> x = rng.uniform(kIn);
+  const std::vector<float> ones(kIn, 1.0f);
+  const std::vector<uint8_t> weights = random_weights(rng, WeightType::q8_0, kIn, kOut);
+  DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x);
+  DeviceBuffer ones_buffer = mapped_buffer(gpu.allocator, ones);
+  DeviceBuffer short_buffer = mapped_buffer(gpu.allocator, std::vector<float>(kIn / 2));
+  DeviceBuffer w_buffer = mapped_buffer(gpu.allocator, weights);
+  DeviceBuffer y_buffer = mapped_buffer(gpu.allocator, testing::poisoned(kOut));
+  DeviceBuffer normed = mapped_buffer(gpu.allocator, testing::poisoned(kIn));
+  DeviceBuffer sum = mapped_buffer(gpu.allocator, testing::poisoned(kOut));
+  DeviceBuffer next_y = mapped_buffer(gpu.allocator, testing::poisoned(kOut));
+  const LinearArgs plain{.x = &x_buffer, .rows = 1, .k = kIn, .weights = &w_buffer, .weight_type = WeightType::q8_0,
+                         .n = kOut, .y = &y_buffer};
+  LinearArgs args = plain;
+  args.path = LinearPath::gemm;
+  args.norm_before = LinearArgs::NormBefore{.weight = &ones_buffer, .eps = 1e-6f};
+  Status status = gpu.linear->run(args);
+  EXPECT_NE(status.message().find("only the GEMV path takes a norm before"), std::string::npos) << status.message();
+  args = plain;
+  args.norm_before = LinearArgs::NormBefore{.weight = &short_buffer, .eps = 1e-6f};
+  status = gpu.linear->run(args);
+  EXPECT_NE(status.message().find("norm weight buffer holds 128 bytes, 256 needed"), std::string::npos)
+      << status.message();
+  args = plain;
+  args.residual_after = LinearArgs::ResidualAfter{.residual = &short_buffer, .sum = &sum};
+  status = gpu.linear->run(args);
+  EXPECT_NE(status.message().find("residual buffer holds 128 bytes"), std::string::npos) << status.message();
+  args.residual_after = LinearArgs::ResidualAfter{.residual = &ones_buffer, .sum = nullptr};
+  status = gpu.linear->run(args);
+  EXPECT_NE(status.message().find("needs the residual and a sum"), std::string::npos) << status.message();
+
+  auto sets = DescriptorSets::create(context, 8);
+  ASSERT_TRUE(sets) << sets.status().message();
+  CommandBatch batch(context, *sets.value());
+  args = plain;
+  args.path = LinearPath::gemv;
+  args.norm_before = LinearArgs::NormBefore{.weight = &ones_buffer, .eps = 1e-6f, .normed = &normed};
+  args.residual_after = LinearArgs::ResidualAfter{.residual = &ones_buffer, .sum = &sum};
+  ASSERT_TRUE(gpu.linear->record(batch, args));
+  EXPECT_EQ(batch.barriers(), 1u);
+  for (DeviceBuffer* stored : {&normed, &sum}) {
+    LinearArgs reader = plain;
+    reader.x = stored;
+    reader.path = LinearPath::gemv;
+    reader.norm_before = LinearArgs::NormBefore{.weight = &ones_buffer, .eps = 1e-6f};
+    reader.y = &next_y;
+    const size_t barriers = batch.barriers();
+    ASSERT_TRUE(gpu.linear->record(batch, reader));
+    EXPECT_EQ(batch.barriers(), barriers + 1) << "a product of what a fused GEMV stored beside y waits";
+  }
+  status = batch.run();
+  ASSERT_TRUE(status) << status.message();
+}
+
 TEST(GpuLinearPipelines, RejectsBadShapesWithAMessage) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Gpu gpu(context);
