@@ -34,6 +34,19 @@ std::optional<gpu::Activation> gpu_activation(Activation act) {
   return std::nullopt;
 }
 
+// Whether two tensors are the same bytes: one node's output read as the other's input.
+bool same_view(const Tensor& a, const Tensor& b) {
+  return a.buffer() == b.buffer() && a.byte_offset() == b.byte_offset() && a.elements() == b.elements();
+}
+
+// A linear of one input row: the GEMV path, which alone takes a norm before it or a
+// residual add after it (gpu::LinearArgs).
+bool one_row_linear(const BatchItem& item) {
+  if (item.node->op != Op::linear) return false;
+  const Tensor &x = item.inputs[0], &weight = item.inputs[1];
+  return weight.rank() == 2 && x.elements() == weight.dim(1);
+}
+
 // The item recorded after items[index], if any.
 const BatchItem* item_after(std::span<const BatchItem> items, size_t index) {
   return index + 1 < items.size() ? &items[index + 1] : nullptr;
@@ -262,6 +275,7 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   const auto input = [&](const Tensor& tensor) { return recorded_input(recording, tensor); };
   std::vector<size_t> first_dispatch;  // of each item, then the end
   std::optional<FoldedRope> folded_rope;  // for the attention item next
+  std::optional<FoldedNorm> folded_norm;  // for the linears next
   for (size_t index = 0; index < items.size(); ++index) {
     const BatchItem& item = items[index];
     first_dispatch.push_back(batch.dispatches());
@@ -270,6 +284,8 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
     auto y = device_side(item.output, false);
     if (!y) return y.status();
     const auto elements = static_cast<uint32_t>(item.output.elements());
+    // A folded norm's readers come right after it; past them its input may be gone.
+    if (folded_norm && (node.op != Op::linear || !same_view(inputs[0], folded_norm->output))) folded_norm.reset();
     switch (node.op) {
       case Op::linear: {
         const Tensor &x = inputs[0], &weight = inputs[1], &bias = inputs[2];
@@ -292,7 +308,37 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         args.n = static_cast<uint32_t>(weight.dim(0));
         args.activation = *gpu_activation(node.params.activation);
         args.y = y.value();
+        if (folded_norm && same_view(x, folded_norm->output)) {
+          args.x = folded_norm->x;
+          args.norm_before = gpu::LinearArgs::NormBefore{.weight = folded_norm->weight, .eps = folded_norm->eps,
+                                                         .normed = std::exchange(folded_norm->normed, nullptr)};
+        }
+        // A decoded token's o-proj or down, the residual add after it and the norm of the
+        // sum, read by the products after it: the GEMV adds the residual, those products
+        // normalise the sum themselves, and the add and the norm record nothing.
+        const size_t norm_index = index + 2;
+        const bool fold_add = norm_index < items.size() && adds_after(item, items[index + 1]) &&
+                              norms_the_sum(items[index + 1], items[norm_index]) &&
+                              normed_by_readers(items, norm_index);
+        if (fold_add) {
+          const BatchItem& add = items[index + 1];
+          auto residual = input(add.inputs[same_view(add.inputs[0], item.output) ? 1 : 0]);
+          if (!residual) return residual.status();
+          auto sum = device_side(add.output, false);
+          if (!sum) return sum.status();
+          args.residual_after = gpu::LinearArgs::ResidualAfter{.residual = residual.value(), .sum = sum.value()};
+        }
         EMBER_RETURN_IF_ERROR(from_gpu(device_->linear().record(batch, args)));
+        if (fold_add) {
+          recording.made_here.insert(items[++index].output.buffer().get());
+          first_dispatch.push_back(batch.dispatches());
+          ++index;
+          first_dispatch.push_back(batch.dispatches());
+          auto folded = fold_norm(recording, items[index]);
+          if (!folded) return folded.status();
+          folded_norm = folded.value();
+          recording.made_here.insert(items[index].output.buffer().get());
+        }
         break;
       }
       case Op::add:
@@ -334,6 +380,13 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         break;
       }
       case Op::rms_norm: {
+        if (normed_by_readers(items, index)) {
+          // The products after it normalise their x themselves; it records nothing.
+          auto folded = fold_norm(recording, item);
+          if (!folded) return folded.status();
+          folded_norm = folded.value();
+          break;
+        }
         auto x = input(inputs[0]);
         if (!x) return x.status();
         auto weight = input(inputs[1]);
@@ -418,17 +471,51 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   return {};
 }
 
-namespace {
-
-// Whether two tensors are the same bytes: one node's output read as the other's input.
-bool same_view(const Tensor& a, const Tensor& b) {
-  return a.buffer() == b.buffer() && a.byte_offset() == b.byte_offset() && a.elements() == b.elements();
-}
-
-}  // namespace
-
 bool VulkanBackend::norms_the_sum(const BatchItem& add, const BatchItem& next) {
   return next.node->op == Op::rms_norm && same_view(next.inputs[0], add.output);
+}
+
+bool VulkanBackend::adds_after(const BatchItem& linear, const BatchItem& add) {
+  if (!one_row_linear(linear) || add.node->op != Op::add) return false;
+  const bool first = same_view(add.inputs[0], linear.output);
+  if (!first && !same_view(add.inputs[1], linear.output)) return false;
+  // Each of the GEMV's workgroups stores its columns of the sum while others still read
+  // the product's inputs.
+  const Buffer* sum = add.output.buffer().get();
+  for (const Tensor& read : linear.inputs)
+    if (read.defined() && read.buffer().get() == sum) return false;
+  return add.inputs[first ? 1 : 0].elements() == linear.output.elements() &&
+         add.output.elements() == linear.output.elements();
+}
+
+bool VulkanBackend::normed_by_readers(std::span<const BatchItem> items, size_t norm_index) {
+  const BatchItem& norm = items[norm_index];
+  if (norm.node->op != Op::rms_norm || norm.inputs[0].elements() % 4 != 0) return false;
+  // The readers read the norm's input until the last of them has run, and the first
+  // stores the norm's output: none of them may write either, nor may that output share
+  // the input's buffer.
+  const Buffer* input = norm.inputs[0].buffer().get();
+  if (norm.output.buffer().get() == input) return false;
+  size_t readers = 0;
+  for (size_t i = norm_index + 1; i < items.size(); ++i, ++readers) {
+    const BatchItem& reader = items[i];
+    if (reader.node->op != Op::linear || !same_view(reader.inputs[0], norm.output)) break;
+    if (!one_row_linear(reader) || !weight_type(reader.inputs[1].dtype()) || reader.output.buffer().get() == input ||
+        reader.output.buffer() == norm.output.buffer())
+      return false;
+  }
+  return readers > 0;
+}
+
+Result<VulkanBackend::FoldedNorm> VulkanBackend::fold_norm(Recording& recording, const BatchItem& norm) {
+  auto x = recorded_input(recording, norm.inputs[0]);
+  if (!x) return x.status();
+  auto weight = recorded_input(recording, norm.inputs[1]);
+  if (!weight) return weight.status();
+  auto normed = device_side(norm.output, false);
+  if (!normed) return normed.status();
+  return FoldedNorm{.output = norm.output, .x = x.value(), .weight = weight.value(), .eps = norm.node->params.eps,
+                    .normed = normed.value()};
 }
 
 Result<std::optional<gpu::RoundedX>> VulkanBackend::rounding_for(gpu::CommandBatch& batch, const BatchItem* reader,
