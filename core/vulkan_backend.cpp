@@ -275,7 +275,7 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   const auto input = [&](const Tensor& tensor) { return recorded_input(recording, tensor); };
   std::vector<size_t> first_dispatch;  // of each item, then the end
   std::optional<FoldedRope> folded_rope;  // for the attention item next
-  std::optional<FoldedNorm> folded_norm;  // for the linears next
+  std::optional<FoldedX> folded_x;  // for the linears next
   for (size_t index = 0; index < items.size(); ++index) {
     const BatchItem& item = items[index];
     first_dispatch.push_back(batch.dispatches());
@@ -284,8 +284,8 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
     auto y = device_side(item.output, false);
     if (!y) return y.status();
     const auto elements = static_cast<uint32_t>(item.output.elements());
-    // A folded norm's readers come right after it; past them its input may be gone.
-    if (folded_norm && (node.op != Op::linear || !same_view(inputs[0], folded_norm->output))) folded_norm.reset();
+    // A folded norm's or swiglu's readers come right after it; past them its inputs may be gone.
+    if (folded_x && (node.op != Op::linear || !same_view(inputs[0], folded_x->output))) folded_x.reset();
     switch (node.op) {
       case Op::linear: {
         const Tensor &x = inputs[0], &weight = inputs[1], &bias = inputs[2];
@@ -308,10 +308,14 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         args.n = static_cast<uint32_t>(weight.dim(0));
         args.activation = *gpu_activation(node.params.activation);
         args.y = y.value();
-        if (folded_norm && same_view(x, folded_norm->output)) {
-          args.x = folded_norm->x;
-          args.norm_before = gpu::LinearArgs::NormBefore{.weight = folded_norm->weight, .eps = folded_norm->eps,
-                                                         .normed = std::exchange(folded_norm->normed, nullptr)};
+        if (folded_x) {
+          args.x = folded_x->x;
+          gpu::DeviceBuffer* const made = std::exchange(folded_x->made, nullptr);  // the first reader stores it
+          if (folded_x->swiglu)
+            args.swiglu_before = gpu::LinearArgs::SwigluBefore{.up = folded_x->partner, .product = made};
+          else
+            args.norm_before = gpu::LinearArgs::NormBefore{.weight = folded_x->partner, .eps = folded_x->eps,
+                                                           .normed = made};
         }
         // A decoded token's o-proj or down, the residual add after it and the norm of the
         // sum, read by the products after it: the GEMV adds the residual, those products
@@ -319,7 +323,7 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         const size_t norm_index = index + 2;
         const bool fold_add = norm_index < items.size() && adds_after(item, items[index + 1]) &&
                               norms_the_sum(items[index + 1], items[norm_index]) &&
-                              normed_by_readers(items, norm_index);
+                              made_by_readers(items, norm_index);
         if (fold_add) {
           const BatchItem& add = items[index + 1];
           auto residual = input(add.inputs[same_view(add.inputs[0], item.output) ? 1 : 0]);
@@ -334,15 +338,22 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
           first_dispatch.push_back(batch.dispatches());
           ++index;
           first_dispatch.push_back(batch.dispatches());
-          auto folded = fold_norm(recording, items[index]);
+          auto folded = fold_x(recording, items[index]);
           if (!folded) return folded.status();
-          folded_norm = folded.value();
+          folded_x = folded.value();
           recording.made_here.insert(items[index].output.buffer().get());
         }
         break;
       }
       case Op::add:
       case Op::swiglu: {
+        if (node.op == Op::swiglu && made_by_readers(items, index)) {
+          // The products after it make silu(gate) · up themselves; it records nothing.
+          auto folded = fold_x(recording, item);
+          if (!folded) return folded.status();
+          folded_x = folded.value();
+          break;
+        }
         auto a = input(inputs[0]);
         if (!a) return a.status();
         auto b = input(inputs[1]);
@@ -380,11 +391,11 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         break;
       }
       case Op::rms_norm: {
-        if (normed_by_readers(items, index)) {
+        if (made_by_readers(items, index)) {
           // The products after it normalise their x themselves; it records nothing.
-          auto folded = fold_norm(recording, item);
+          auto folded = fold_x(recording, item);
           if (!folded) return folded.status();
-          folded_norm = folded.value();
+          folded_x = folded.value();
           break;
         }
         auto x = input(inputs[0]);
@@ -488,34 +499,42 @@ bool VulkanBackend::adds_after(const BatchItem& linear, const BatchItem& add) {
          add.output.elements() == linear.output.elements();
 }
 
-bool VulkanBackend::normed_by_readers(std::span<const BatchItem> items, size_t norm_index) {
-  const BatchItem& norm = items[norm_index];
-  if (norm.node->op != Op::rms_norm || norm.inputs[0].elements() % 4 != 0) return false;
-  // The readers read the norm's input until the last of them has run, and the first
-  // stores the norm's output: none of them may write either, nor may that output share
-  // the input's buffer.
-  const Buffer* input = norm.inputs[0].buffer().get();
-  if (norm.output.buffer().get() == input) return false;
+bool VulkanBackend::made_by_readers(std::span<const BatchItem> items, size_t index) {
+  const BatchItem& maker = items[index];
+  const bool swiglu = maker.node->op == Op::swiglu;
+  if ((!swiglu && maker.node->op != Op::rms_norm) || maker.output.elements() % 4 != 0) return false;
+  // The readers read the maker's inputs until the last of them has run, and the first
+  // stores the maker's output: none of them may write those inputs or that output, nor
+  // may that output share an input's buffer.
+  const Buffer* const first_input = maker.inputs[0].buffer().get();
+  const Buffer* const second_input = swiglu ? maker.inputs[1].buffer().get() : nullptr;
+  if (swiglu && maker.inputs[1].elements() != maker.output.elements()) return false;
+  const auto reads = [&](const Tensor& tensor) {
+    const Buffer* buffer = tensor.buffer().get();
+    return buffer == first_input || buffer == second_input;
+  };
+  if (reads(maker.output)) return false;
   size_t readers = 0;
-  for (size_t i = norm_index + 1; i < items.size(); ++i, ++readers) {
+  for (size_t i = index + 1; i < items.size(); ++i, ++readers) {
     const BatchItem& reader = items[i];
-    if (reader.node->op != Op::linear || !same_view(reader.inputs[0], norm.output)) break;
-    if (!one_row_linear(reader) || !weight_type(reader.inputs[1].dtype()) || reader.output.buffer().get() == input ||
-        reader.output.buffer() == norm.output.buffer())
+    if (reader.node->op != Op::linear || !same_view(reader.inputs[0], maker.output)) break;
+    if (!one_row_linear(reader) || !weight_type(reader.inputs[1].dtype()) || reads(reader.output) ||
+        reader.output.buffer() == maker.output.buffer())
       return false;
   }
   return readers > 0;
 }
 
-Result<VulkanBackend::FoldedNorm> VulkanBackend::fold_norm(Recording& recording, const BatchItem& norm) {
-  auto x = recorded_input(recording, norm.inputs[0]);
+Result<VulkanBackend::FoldedX> VulkanBackend::fold_x(Recording& recording, const BatchItem& maker) {
+  auto x = recorded_input(recording, maker.inputs[0]);
   if (!x) return x.status();
-  auto weight = recorded_input(recording, norm.inputs[1]);
-  if (!weight) return weight.status();
-  auto normed = device_side(norm.output, false);
-  if (!normed) return normed.status();
-  return FoldedNorm{.output = norm.output, .x = x.value(), .weight = weight.value(), .eps = norm.node->params.eps,
-                    .normed = normed.value()};
+  auto partner = recorded_input(recording, maker.inputs[1]);
+  if (!partner) return partner.status();
+  auto made = device_side(maker.output, false);
+  if (!made) return made.status();
+  const bool swiglu = maker.node->op == Op::swiglu;
+  return FoldedX{.output = maker.output, .swiglu = swiglu, .x = x.value(), .partner = partner.value(),
+                 .eps = swiglu ? 0.0f : maker.node->params.eps, .made = made.value()};
 }
 
 Result<std::optional<gpu::RoundedX>> VulkanBackend::rounding_for(gpu::CommandBatch& batch, const BatchItem* reader,

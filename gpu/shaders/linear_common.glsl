@@ -38,22 +38,26 @@ layout(push_constant) uniform Shape {
   uint has_bias;
   uint first_column;  // the GEMV covers n in dispatches of at most maxComputeWorkGroupCount columns
   uint row_bytes;     // bytes of one weight row
-  float eps;          // NORM_X's epsilon
-  uint store_normed;  // NORM_X: this dispatch's first workgroup of each row stores x normalised
+  float eps;          // X_BEFORE 1: the norm's epsilon
+  uint store_x;       // X_BEFORE: this dispatch's first workgroup of each row stores the x it made
 } shape;
 
 #ifdef GEMV_FUSIONS
 // What a decoded token's GEMVs take over from the dispatches around them, so that those
 // need none of their own (gpu/linear.h, LinearArgs::norm_before and residual_after):
-// NORM_X 1: x arrives before its RMS norm, whose weights are at binding 4; each workgroup
-// normalises the whole row itself, and with store_normed stores it at binding 5.
+// X_BEFORE 1: x arrives before its RMS norm, whose weights are at binding 4; each
+// workgroup normalises the whole row itself. X_BEFORE 2: x arrives as the gate of a
+// swiglu, silu(gate) · up, with up's rows at binding 4. Either way with store_x the x it
+// made goes to binding 5.
 // ADD_RESIDUAL 1: y plus the residual at binding 6 goes to binding 7 as well.
-layout(constant_id = 4) const uint NORM_X = 0;
+layout(constant_id = 4) const uint X_BEFORE = 0;
 layout(constant_id = 5) const uint ADD_RESIDUAL = 0;
-// x's rows as they arrive, before the norm.
+const uint kNormBefore = 1u;
+const uint kSwigluBefore = 2u;
+// x's rows as they arrive, before the norm or the swiglu.
 layout(std430, binding = 0) readonly buffer RawRows4 { vec4 x_raw4[]; };
-layout(std430, binding = 4) readonly buffer NormWeights { vec4 norm_weights4[]; };
-layout(std430, binding = 5) writeonly buffer NormedRows { float normed[]; };
+layout(std430, binding = 4) readonly buffer XPartner { vec4 x_partner4[]; };
+layout(std430, binding = 5) writeonly buffer MadeRows { float made_x[]; };
 layout(std430, binding = 6) readonly buffer Residual { float residual[]; };
 layout(std430, binding = 7) writeonly buffer ResidualSum { float residual_sum[]; };
 #endif
@@ -170,7 +174,7 @@ void store_fused_output(uint r, uint column, float sum, float held_residual) {
   if (ADD_RESIDUAL != 0u) residual_sum[r * shape.n + column] = held_residual + value;
 }
 
-// NORM_X: 1 / rms of x's row r, summed across the workgroup (every invocation calls it;
+// X_BEFORE 1: 1 / rms of x's row r, summed across the workgroup (every invocation calls it;
 // the includer defines kReduceThreads, its workgroup size, and includes
 // workgroup_reduce.glsl first).
 float inverse_rms_of_row(uint r) {
@@ -182,12 +186,20 @@ float inverse_rms_of_row(uint r) {
   return 1.0 / sqrt(workgroup_sum(squares) / float(shape.k) + shape.eps);
 }
 
-// NORM_X: x[r][i .. i+3] normalised as rms_norm.comp normalises it (x · 1/rms · weight),
-// stored at binding 5 too by the first workgroup of a store_normed dispatch.
-vec4 normed4(uint r, uint i, float inverse_rms) {
-  const vec4 values = x_raw4[(r * shape.k + i) / 4u] * inverse_rms * norm_weights4[i / 4u];
-  if (shape.store_normed != 0u && gl_WorkGroupID.x == 0u)
-    [[unroll]] for (uint e = 0u; e < 4u; ++e) normed[r * shape.k + i + e] = values[e];
+// x[r][i .. i+3] as X_BEFORE makes it: normalised as rms_norm.comp normalises it
+// (x · 1/rms · weight), or silu(gate) · up as elementwise.comp's swiglu; stored at binding
+// 5 too by the first workgroup of a store_x dispatch.
+vec4 x_before4(uint r, uint i, float inverse_rms) {
+  const uint at = (r * shape.k + i) / 4u;
+  vec4 values;
+  if (X_BEFORE == kNormBefore) {
+    values = x_raw4[at] * inverse_rms * x_partner4[i / 4u];
+  } else {
+    const vec4 gate = x_raw4[at];
+    values = gate / (1.0 + exp(clamp(-gate, -87.3, 88.3))) * x_partner4[at];
+  }
+  if (shape.store_x != 0u && gl_WorkGroupID.x == 0u)
+    [[unroll]] for (uint e = 0u; e < 4u; ++e) made_x[r * shape.k + i + e] = values[e];
   return values;
 }
 #endif

@@ -6,7 +6,7 @@
 // output columns, input row). The threads split the dot product over k in groups of 4
 // weights, each reading its 4 values of x once for all the workgroup's columns, and add
 // their partial sums through subgroup operations. (linear_gemv_blocks.comp takes q8_0/q4_0.)
-// With NORM_X each reads its 4 values before their norm and normalises them itself.
+// With X_BEFORE each makes its 4 values of x itself, from the norm's or the swiglu's inputs.
 #define GEMV_FUSIONS
 const uint kReduceThreads = 64u;
 #include "workgroup_reduce.glsl"
@@ -26,13 +26,13 @@ void main() {
   const uint t = gl_LocalInvocationID.x;
   const uint x_row = r * shape.k;
   const float held_residual = t < COLUMNS ? residual_for(r, first_column + t) : 0.0;
-  const float inverse_rms = NORM_X != 0u ? inverse_rms_of_row(r) : 1.0;
+  const float inverse_rms = X_BEFORE == kNormBefore ? inverse_rms_of_row(r) : 1.0;
   precise float sums[kMaxColumns];
   [[unroll]] for (uint c = 0u; c < kMaxColumns; ++c) sums[c] = 0.0;
   for (uint i = 4u * t; i < shape.k; i += 4u * 64u) {
     vec4 x_values = vec4(0.0);
-    if (NORM_X != 0u) {
-      x_values = normed4(r, i, inverse_rms);  // k is then a multiple of 4
+    if (X_BEFORE != 0u) {
+      x_values = x_before4(r, i, inverse_rms);  // k is then a multiple of 4
     } else {
       [[unroll]] for (uint e = 0u; e < 4u; ++e)
         if (i + e < shape.k) x_values[e] = x[x_row + i + e];

@@ -20,9 +20,9 @@
 // total stays inside an int, so (sum + 32768) >> 16 recovers the dot product exactly.
 // (Four threads per block, each a quarter of it, measured slower on the H200.)
 //
-// With NORM_X x arrives as f32 before its RMS norm: each workgroup sums the row's squares,
-// then each thread normalises its blocks and rounds them in registers as
-// quantize_rows_q8.comp would, so the norm needs no dispatch of its own.
+// With X_BEFORE x arrives as f32 before an RMS norm (each workgroup first sums the row's
+// squares) or as a swiglu's gate: each thread makes its blocks of x and rounds them in
+// registers as quantize_rows_q8.comp would, so neither needs a dispatch of its own.
 #define QUANTIZED_X
 #define GEMV_FUSIONS
 const uint kReduceThreads = 64u;
@@ -53,7 +53,7 @@ void main() {
   const uint blocks = shape.k / 32u;
   const uint x_blocks = shape.rows * blocks;
   const float held_residual = t < COLUMNS ? residual_for(r, first_column + t) : 0.0;
-  const float inverse_rms = NORM_X != 0u ? inverse_rms_of_row(r) : 1.0;
+  const float inverse_rms = X_BEFORE == kNormBefore ? inverse_rms_of_row(r) : 1.0;
   precise float sums[kMaxColumns];
   [[unroll]] for (uint c = 0u; c < kMaxColumns; ++c) sums[c] = 0.0;
   for (uint block = t; block < blocks; block += 64u) {
@@ -63,10 +63,10 @@ void main() {
     ivec4 x_pairs[4];
     float x_scale;
     int x_sum = 0;
-    if (NORM_X != 0u) {
+    if (X_BEFORE != 0u) {
       float values[32];
       [[unroll]] for (uint v = 0u; v < 8u; ++v) {
-        const vec4 four = normed4(r, 32u * block + 4u * v, inverse_rms);
+        const vec4 four = x_before4(r, 32u * block + 4u * v, inverse_rms);
         [[unroll]] for (uint e = 0u; e < 4u; ++e) values[4u * v + e] = four[e];
       }
       const RoundedBlock rounded = round_block(values);

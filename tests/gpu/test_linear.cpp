@@ -725,6 +725,7 @@ TEST(GpuLinearGemv, EveryColumnCountGivesTheReference) {
   EXPECT_EQ(gemv_columns(WeightType::q4_0, 4096), 1u);
   EXPECT_GT(gemv_columns(WeightType::q4_0, 4097), 1u);
   EXPECT_EQ(gemv_columns(WeightType::f16, 4096), 1u);
+  EXPECT_GT(gemv_columns(WeightType::q4_0, 2048, true), 1u) << "a GEMV that makes its own x shares it";
   check_linear(gpu, rng, WeightType::q4_0, LinearPath::automatic, Activation::none, {1, 64, 4102}, true);
   check_linear(gpu, rng, WeightType::f16, LinearPath::automatic, Activation::none, {1, 40, 4102}, false);
 }
@@ -743,27 +744,42 @@ std::vector<float> reference_norm(const std::vector<float>& x, const std::vector
   return normed;
 }
 
-// A GEMV that takes x before its RMS norm normalises each row itself: its products are
-// those of the normalised x (rounded to q8_0 against block weights), and the dispatch
-// asked to store the normalised rows stores them. The device sums the squares in another
-// order than the reference, so its inverse rms may differ in the last bit and move a
-// value across a q8_0 rounding boundary: each output allows one code step of one block
-// (its scale times the largest weight it meets), beyond the usual tolerance. An index
-// wrong by one value, a block's codes or scale misplaced, or the norm's weight left out
-// fails by far more.
-void check_norm_before(Gpu& gpu, testing::SeededRng& rng, WeightType type, BlockLayout layout, Shape shape,
-                       uint32_t columns, bool store_normed) {
-  SCOPED_TRACE("rows " + std::to_string(shape.rows) + " k " + std::to_string(shape.k) + " n " +
-               std::to_string(shape.n) + " columns " + std::to_string(columns) +
-               (layout == BlockLayout::split ? " split" : "") + (store_normed ? " storing the norm" : ""));
+// silu(gate) · up, in float from a double silu.
+std::vector<float> reference_swiglu(const std::vector<float>& gate, const std::vector<float>& up) {
+  std::vector<float> product(gate.size());
+  for (size_t i = 0; i < gate.size(); ++i)
+    product[i] = static_cast<float>(gate[i] / (1.0 + std::exp(-double{gate[i]}))) * up[i];
+  return product;
+}
+
+// What a GEMV makes its x from (gpu::LinearArgs): a norm's input, or a swiglu's gate.
+enum class Before { norm, swiglu };
+
+// A GEMV that takes x before its RMS norm normalises each row itself, and one that takes a
+// swiglu's gate makes silu(gate) · up itself: its products are those of that x (rounded
+// to q8_0 against block weights), and the dispatch asked to store the x it made stores
+// it. The device sums the squares in another order than the reference, and takes exp
+// from its own library, so its x may differ in the last bit and move a value across a
+// q8_0 rounding boundary: each output allows one code step of one block (its scale times
+// the largest weight it meets), beyond the usual tolerance. An index wrong by one value,
+// a block's codes or scale misplaced, or the norm's weight or up left out fails by far
+// more.
+void check_x_before(Gpu& gpu, testing::SeededRng& rng, Before before, WeightType type, BlockLayout layout,
+                    Shape shape, uint32_t columns, bool store_x) {
+  SCOPED_TRACE(std::string(before == Before::norm ? "norm" : "swiglu") + " rows " + std::to_string(shape.rows) +
+               " k " + std::to_string(shape.k) + " n " + std::to_string(shape.n) + " columns " +
+               std::to_string(columns) + (layout == BlockLayout::split ? " split" : "") +
+               (store_x ? " storing x" : ""));
   constexpr float kEps = 1e-5f;
   const std::vector<float> x = rng.uniform(size_t{shape.rows} * shape.k, -3.0f, 3.0f);
-  const std::vector<float> norm_weight = rng.uniform(shape.k, 0.5f, 1.5f);
+  const std::vector<float> partner =
+      before == Before::norm ? rng.uniform(shape.k, 0.5f, 1.5f) : rng.uniform(size_t{shape.rows} * shape.k, -2.0f, 2.0f);
   const std::vector<float> bias = rng.uniform(shape.n);
   const std::vector<uint8_t> w_bytes = random_weights(rng, type, shape.k, shape.n);
   std::vector<float> w(size_t{shape.n} * shape.k);
   quant::dequantize_row(ember_type(type), w_bytes.data(), w.data(), int64_t{shape.n} * shape.k);
-  const std::vector<float> normed = reference_norm(x, norm_weight, shape.rows, shape.k, kEps);
+  const std::vector<float> normed = before == Before::norm ? reference_norm(x, partner, shape.rows, shape.k, kEps)
+                                                           : reference_swiglu(x, partner);
   std::vector<float> x_taken = normed;
   if (is_block(type)) {
     std::vector<uint8_t> x_blocks(row_bytes(DType::q8_0, int64_t{shape.rows} * shape.k));
@@ -775,17 +791,20 @@ void check_norm_before(Gpu& gpu, testing::SeededRng& rng, WeightType type, Block
     split_blocks(type, reinterpret_cast<const std::byte*>(w_bytes.data()), w_bytes.size() / block_bytes(type),
                  reinterpret_cast<std::byte*>(stored.data()));
   DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x);
-  DeviceBuffer norm_buffer = mapped_buffer(gpu.allocator, norm_weight);
+  DeviceBuffer partner_buffer = mapped_buffer(gpu.allocator, partner);
   DeviceBuffer w_buffer = mapped_buffer(gpu.allocator, stored);
   DeviceBuffer bias_buffer = mapped_buffer(gpu.allocator, bias);
   DeviceBuffer y_buffer = mapped_buffer(gpu.allocator, testing::poisoned(size_t{shape.rows} * shape.n));
   DeviceBuffer normed_buffer = mapped_buffer(gpu.allocator, testing::poisoned(x.size()));
-  const Status status = gpu.linear->run(
-      {.x = &x_buffer, .rows = shape.rows, .k = shape.k, .weights = &w_buffer, .weight_type = type,
-       .weight_layout = layout, .n = shape.n, .bias = &bias_buffer, .activation = Activation::silu, .y = &y_buffer,
-       .path = LinearPath::gemv, .gemv_columns = columns,
-       .norm_before = LinearArgs::NormBefore{.weight = &norm_buffer, .eps = kEps,
-                                             .normed = store_normed ? &normed_buffer : nullptr}});
+  LinearArgs args{.x = &x_buffer, .rows = shape.rows, .k = shape.k, .weights = &w_buffer, .weight_type = type,
+                  .weight_layout = layout, .n = shape.n, .bias = &bias_buffer, .activation = Activation::silu,
+                  .y = &y_buffer, .path = LinearPath::gemv, .gemv_columns = columns};
+  DeviceBuffer* const made = store_x ? &normed_buffer : nullptr;
+  if (before == Before::norm)
+    args.norm_before = LinearArgs::NormBefore{.weight = &partner_buffer, .eps = kEps, .normed = made};
+  else
+    args.swiglu_before = LinearArgs::SwigluBefore{.up = &partner_buffer, .product = made};
+  const Status status = gpu.linear->run(args);
   ASSERT_TRUE(status) << status.message();
   const std::vector<float> y = read_mapped<float>(y_buffer, size_t{shape.rows} * shape.n);
   int failures = 0;
@@ -816,18 +835,19 @@ void check_norm_before(Gpu& gpu, testing::SeededRng& rng, WeightType type, Block
   EXPECT_EQ(failures, 0);
   const std::vector<float> stored_norm = read_mapped<float>(normed_buffer, x.size());
   for (size_t i = 0; i < x.size(); ++i) {
-    if (!store_normed) {
-      ASSERT_TRUE(std::isnan(stored_norm[i])) << "stored the norm at " << i << " unasked";
+    if (!store_x) {
+      ASSERT_TRUE(std::isnan(stored_norm[i])) << "stored x at " << i << " unasked";
       continue;
     }
-    ASSERT_NEAR(stored_norm[i], normed[i], 1e-6 * std::fabs(normed[i]) + 1e-7) << "normed x at " << i;
+    ASSERT_NEAR(stored_norm[i], normed[i], 1e-6 * std::fabs(normed[i]) + 1e-7) << "the x made at " << i;
   }
 }
 
-TEST(GpuLinearFusions, ANormBeforeTheGemvIsTheNormThenTheProduct) {
+TEST(GpuLinearFusions, ANormOrASwigluBeforeTheGemvIsThatThenTheProduct) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Gpu gpu(context);
   testing::SeededRng rng;
+  for (const Before before : {Before::norm, Before::swiglu})
   for (const WeightType type : {WeightType::f32, WeightType::f16, WeightType::q8_0, WeightType::q4_0}) {
     SCOPED_TRACE("weight type " + std::to_string(static_cast<int>(type)));
     const bool blocks = is_block(type);
@@ -837,8 +857,8 @@ TEST(GpuLinearFusions, ANormBeforeTheGemvIsTheNormThenTheProduct) {
       // last stride (131 blocks, 1060 values over 64 threads of 4).
       for (const uint32_t k : {blocks ? 96u : 36u, blocks ? 32u * 131u : 1060u})
         for (const uint32_t columns : {1u, 3u, kMaxGemvColumns}) {
-          check_norm_before(gpu, rng, type, layout, {1, k, 70}, columns, true);
-          check_norm_before(gpu, rng, type, layout, {2, k, 5}, columns, columns != 3);
+          check_x_before(gpu, rng, before, type, layout, {1, k, 70}, columns, true);
+          check_x_before(gpu, rng, before, type, layout, {2, k, 5}, columns, columns != 3);
         }
     }
   }
@@ -914,7 +934,16 @@ TEST(GpuLinearFusions, RefusesWhatItCannotRunAndOrdersWhatItStores) {
   args.path = LinearPath::gemm;
   args.norm_before = LinearArgs::NormBefore{.weight = &ones_buffer, .eps = 1e-6f};
   Status status = gpu.linear->run(args);
-  EXPECT_NE(status.message().find("only the GEMV path takes a norm before"), std::string::npos) << status.message();
+  EXPECT_NE(status.message().find("only the GEMV path takes a norm or a swiglu before"), std::string::npos)
+      << status.message();
+  args.path = LinearPath::gemv;
+  args.swiglu_before = LinearArgs::SwigluBefore{.up = &x_buffer};
+  status = gpu.linear->run(args);
+  EXPECT_NE(status.message().find("a norm and a swiglu before one product"), std::string::npos) << status.message();
+  args = plain;
+  args.swiglu_before = LinearArgs::SwigluBefore{.up = &short_buffer};
+  status = gpu.linear->run(args);
+  EXPECT_NE(status.message().find("up buffer holds 128 bytes, 256 needed"), std::string::npos) << status.message();
   args = plain;
   args.norm_before = LinearArgs::NormBefore{.weight = &short_buffer, .eps = 1e-6f};
   status = gpu.linear->run(args);
