@@ -45,14 +45,9 @@ struct CoopmatTile {
   uint32_t rows = 0, columns = 0, stages = 0;
 };
 
-// What the GEMV makes its x from itself (gpu::LinearArgs): nothing, x before an RMS norm
-// (a decoded token's q, k, v, gate, up and logits), or a swiglu's gate (its down); the
-// plain batched case rounds each x in a pass of its own first.
-enum class XBefore { none, norm, swiglu };
-
 void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows, uint32_t k, uint32_t n,
                     gpu::LinearPath path, uint32_t gemv_columns, uint32_t batched, CoopmatTile tile,
-                    gpu::BlockLayout layout, XBefore before) {
+                    gpu::BlockLayout layout) {
   Gpu* const opened = shared_gpu_or_skip(state);
   if (opened == nullptr) return;
   Gpu& gpu = *opened;
@@ -67,9 +62,6 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
   }
   auto x_buffer = device_copy_of(gpu, x.data(), x.size() * sizeof(float));
   auto other_x_buffer = device_copy_of(gpu, x.data(), x.size() * sizeof(float));
-  // The norm's weights [k], or up [rows, k].
-  const std::vector<float> partner = random_values(before == XBefore::swiglu ? x.size() : k, 5);
-  auto partner_buffer = device_copy_of(gpu, partner.data(), partner.size() * sizeof(float));
   auto y_buffer = gpu::DeviceBuffer::create(gpu.device->allocator(), uint64_t{rows} * n * sizeof(float), gpu::MemoryUse::device);
   // Successive runs take successive copies of the weights, together far larger than the
   // GPU's L2 cache (50 MiB on an H100/H200), so each run reads its weights from device
@@ -90,7 +82,6 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
   };
   if (!x_buffer) return failed("x", x_buffer.status());
   if (!other_x_buffer) return failed("the second x", other_x_buffer.status());
-  if (!partner_buffer) return failed("the norm's weights or up", partner_buffer.status());
   if (!y_buffer) return failed("y", y_buffer.status());
   if (!w_status.ok())
     return failed(("weight copy " + std::to_string(w_buffers.size() + 1) + " of " + std::to_string(copies)).c_str(),
@@ -99,9 +90,6 @@ void BM_FusedLinear(benchmark::State& state, gpu::WeightType type, uint32_t rows
                        .weight_type = type, .weight_layout = layout, .n = n, .y = &y_buffer.value(), .path = path,
                        .gemv_columns = gemv_columns, .tile_rows = tile.rows, .tile_columns = tile.columns,
                        .stages = tile.stages};
-  if (before == XBefore::norm)
-    args.norm_before = gpu::LinearArgs::NormBefore{.weight = &partner_buffer.value(), .eps = 1e-5f};
-  if (before == XBefore::swiglu) args.swiglu_before = gpu::LinearArgs::SwigluBefore{.up = &partner_buffer.value()};
   // The first run creates the pipeline; it is not timed.
   if (const gpu::Status first = gpu.device->linear().run(args); !first.ok()) {
     state.SkipWithError(first.message().c_str());
@@ -301,8 +289,7 @@ constexpr Case kCases[] = {
 };
 
 // A decoded token's q4_0 GEMVs at M's shapes (q and o, k and v, gate and up, down,
-// logits), 8 to a batch, in each layout at 1 and 2 columns per workgroup; and split,
-// making x themselves, at 1 to 8 columns (down from a swiglu, the rest from a norm).
+// logits), 8 to a batch, in each layout at 1 and 2 columns per workgroup.
 struct MShape {
   const char* name;
   uint32_t k, n;
@@ -320,7 +307,7 @@ int main(int argc, char** argv) {
   for (const Case& c : kCases) {
     auto* registered = benchmark::RegisterBenchmark(("BM_FusedLinear/" + std::string(c.name)).c_str(), BM_FusedLinear,
                                                     c.type, c.rows, c.k, c.n, c.path, c.gemv_columns, c.batched, c.tile,
-                                                    c.layout, XBefore::none);
+                                                    c.layout);
     registered->UseManualTime()->Unit(benchmark::kMicrosecond);
     // A fixed count for the one-row cases: with manual time, a minimum time would take a
     // million host round trips for the microsecond ones.
@@ -333,24 +320,11 @@ int main(int argc, char** argv) {
                                  (layout == kSplit ? "/split" : "") + "/columns:" + std::to_string(columns) +
                                  "/batched:8";
         benchmark::RegisterBenchmark(name.c_str(), BM_FusedLinear, ember::gpu::WeightType::q4_0, 1u, shape.k, shape.n,
-                                     kGemv, columns, 8u, CoopmatTile{}, layout, XBefore::none)
+                                     kGemv, columns, 8u, CoopmatTile{}, layout)
             ->UseManualTime()
             ->Unit(benchmark::kMicrosecond)
             ->Iterations(kIterations);
       }
-  for (const MShape& shape : kMShapes) {
-    const bool down = std::string(shape.name).starts_with("down");
-    for (const uint32_t columns : {1u, 2u, 4u, 8u}) {
-      const std::string name = std::string("BM_FusedLinear/gemv_m/") + shape.name +
-                               (down ? "/split/swiglu_before/columns:" : "/split/norm_before/columns:") +
-                               std::to_string(columns) + "/batched:8";
-      benchmark::RegisterBenchmark(name.c_str(), BM_FusedLinear, ember::gpu::WeightType::q4_0, 1u, shape.k, shape.n,
-                                   kGemv, columns, 8u, CoopmatTile{}, kSplit, down ? XBefore::swiglu : XBefore::norm)
-          ->UseManualTime()
-          ->Unit(benchmark::kMicrosecond)
-          ->Iterations(kIterations);
-    }
-  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

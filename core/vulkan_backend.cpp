@@ -34,19 +34,6 @@ std::optional<gpu::Activation> gpu_activation(Activation act) {
   return std::nullopt;
 }
 
-// Whether two tensors are the same bytes: one node's output read as the other's input.
-bool same_view(const Tensor& a, const Tensor& b) {
-  return a.buffer() == b.buffer() && a.byte_offset() == b.byte_offset() && a.elements() == b.elements();
-}
-
-// A linear of one input row: the GEMV path, which alone takes a norm before it or a
-// residual add after it (gpu::LinearArgs).
-bool one_row_linear(const BatchItem& item) {
-  if (item.node->op != Op::linear) return false;
-  const Tensor &x = item.inputs[0], &weight = item.inputs[1];
-  return weight.rank() == 2 && x.elements() == weight.dim(1);
-}
-
 // The item recorded after items[index], if any.
 const BatchItem* item_after(std::span<const BatchItem> items, size_t index) {
   return index + 1 < items.size() ? &items[index + 1] : nullptr;
@@ -275,7 +262,6 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   const auto input = [&](const Tensor& tensor) { return recorded_input(recording, tensor); };
   std::vector<size_t> first_dispatch;  // of each item, then the end
   std::optional<FoldedRope> folded_rope;  // for the attention item next
-  std::optional<FoldedX> folded_x;  // for the linears next
   for (size_t index = 0; index < items.size(); ++index) {
     const BatchItem& item = items[index];
     first_dispatch.push_back(batch.dispatches());
@@ -284,8 +270,6 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
     auto y = device_side(item.output, false);
     if (!y) return y.status();
     const auto elements = static_cast<uint32_t>(item.output.elements());
-    // A folded norm's or swiglu's readers come right after it; past them its inputs may be gone.
-    if (folded_x && (node.op != Op::linear || !same_view(inputs[0], folded_x->output))) folded_x.reset();
     switch (node.op) {
       case Op::linear: {
         const Tensor &x = inputs[0], &weight = inputs[1], &bias = inputs[2];
@@ -308,52 +292,11 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         args.n = static_cast<uint32_t>(weight.dim(0));
         args.activation = *gpu_activation(node.params.activation);
         args.y = y.value();
-        if (folded_x) {
-          args.x = folded_x->x;
-          gpu::DeviceBuffer* const made = std::exchange(folded_x->made, nullptr);  // the first reader stores it
-          if (folded_x->swiglu)
-            args.swiglu_before = gpu::LinearArgs::SwigluBefore{.up = folded_x->partner, .product = made};
-          else
-            args.norm_before = gpu::LinearArgs::NormBefore{.weight = folded_x->partner, .eps = folded_x->eps,
-                                                           .normed = made};
-        }
-        // A decoded token's o-proj or down, the residual add after it and the norm of the
-        // sum, read by the products after it: the GEMV adds the residual, those products
-        // normalise the sum themselves, and the add and the norm record nothing.
-        const size_t norm_index = index + 2;
-        const bool fold_add = norm_index < items.size() && adds_after(item, items[index + 1]) &&
-                              norms_the_sum(items[index + 1], items[norm_index]) &&
-                              made_by_readers(items, norm_index);
-        if (fold_add) {
-          const BatchItem& add = items[index + 1];
-          auto residual = input(add.inputs[same_view(add.inputs[0], item.output) ? 1 : 0]);
-          if (!residual) return residual.status();
-          auto sum = device_side(add.output, false);
-          if (!sum) return sum.status();
-          args.residual_after = gpu::LinearArgs::ResidualAfter{.residual = residual.value(), .sum = sum.value()};
-        }
         EMBER_RETURN_IF_ERROR(from_gpu(device_->linear().record(batch, args)));
-        if (fold_add) {
-          recording.made_here.insert(items[++index].output.buffer().get());
-          first_dispatch.push_back(batch.dispatches());
-          ++index;
-          first_dispatch.push_back(batch.dispatches());
-          auto folded = fold_x(recording, items[index]);
-          if (!folded) return folded.status();
-          folded_x = folded.value();
-          recording.made_here.insert(items[index].output.buffer().get());
-        }
         break;
       }
       case Op::add:
       case Op::swiglu: {
-        if (node.op == Op::swiglu && made_by_readers(items, index)) {
-          // The products after it make silu(gate) · up themselves; it records nothing.
-          auto folded = fold_x(recording, item);
-          if (!folded) return folded.status();
-          folded_x = folded.value();
-          break;
-        }
         auto a = input(inputs[0]);
         if (!a) return a.status();
         auto b = input(inputs[1]);
@@ -391,13 +334,6 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
         break;
       }
       case Op::rms_norm: {
-        if (made_by_readers(items, index)) {
-          // The products after it normalise their x themselves; it records nothing.
-          auto folded = fold_x(recording, item);
-          if (!folded) return folded.status();
-          folded_x = folded.value();
-          break;
-        }
         auto x = input(inputs[0]);
         if (!x) return x.status();
         auto weight = input(inputs[1]);
@@ -482,59 +418,17 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
   return {};
 }
 
+namespace {
+
+// Whether two tensors are the same bytes: one node's output read as the other's input.
+bool same_view(const Tensor& a, const Tensor& b) {
+  return a.buffer() == b.buffer() && a.byte_offset() == b.byte_offset() && a.elements() == b.elements();
+}
+
+}  // namespace
+
 bool VulkanBackend::norms_the_sum(const BatchItem& add, const BatchItem& next) {
   return next.node->op == Op::rms_norm && same_view(next.inputs[0], add.output);
-}
-
-bool VulkanBackend::adds_after(const BatchItem& linear, const BatchItem& add) {
-  if (!one_row_linear(linear) || add.node->op != Op::add) return false;
-  const bool first = same_view(add.inputs[0], linear.output);
-  if (!first && !same_view(add.inputs[1], linear.output)) return false;
-  // Each of the GEMV's workgroups stores its columns of the sum while others still read
-  // the product's inputs.
-  const Buffer* sum = add.output.buffer().get();
-  for (const Tensor& read : linear.inputs)
-    if (read.defined() && read.buffer().get() == sum) return false;
-  return add.inputs[first ? 1 : 0].elements() == linear.output.elements() &&
-         add.output.elements() == linear.output.elements();
-}
-
-bool VulkanBackend::made_by_readers(std::span<const BatchItem> items, size_t index) {
-  const BatchItem& maker = items[index];
-  const bool swiglu = maker.node->op == Op::swiglu;
-  if ((!swiglu && maker.node->op != Op::rms_norm) || maker.output.elements() % 4 != 0) return false;
-  // The readers read the maker's inputs until the last of them has run, and the first
-  // stores the maker's output: none of them may write those inputs or that output, nor
-  // may that output share an input's buffer.
-  const Buffer* const first_input = maker.inputs[0].buffer().get();
-  const Buffer* const second_input = swiglu ? maker.inputs[1].buffer().get() : nullptr;
-  if (swiglu && maker.inputs[1].elements() != maker.output.elements()) return false;
-  const auto reads = [&](const Tensor& tensor) {
-    const Buffer* buffer = tensor.buffer().get();
-    return buffer == first_input || buffer == second_input;
-  };
-  if (reads(maker.output)) return false;
-  size_t readers = 0;
-  for (size_t i = index + 1; i < items.size(); ++i, ++readers) {
-    const BatchItem& reader = items[i];
-    if (reader.node->op != Op::linear || !same_view(reader.inputs[0], maker.output)) break;
-    if (!one_row_linear(reader) || !weight_type(reader.inputs[1].dtype()) || reads(reader.output) ||
-        reader.output.buffer() == maker.output.buffer())
-      return false;
-  }
-  return readers > 0;
-}
-
-Result<VulkanBackend::FoldedX> VulkanBackend::fold_x(Recording& recording, const BatchItem& maker) {
-  auto x = recorded_input(recording, maker.inputs[0]);
-  if (!x) return x.status();
-  auto partner = recorded_input(recording, maker.inputs[1]);
-  if (!partner) return partner.status();
-  auto made = device_side(maker.output, false);
-  if (!made) return made.status();
-  const bool swiglu = maker.node->op == Op::swiglu;
-  return FoldedX{.output = maker.output, .swiglu = swiglu, .x = x.value(), .partner = partner.value(),
-                 .eps = swiglu ? 0.0f : maker.node->params.eps, .made = made.value()};
 }
 
 Result<std::optional<gpu::RoundedX>> VulkanBackend::rounding_for(gpu::CommandBatch& batch, const BatchItem* reader,

@@ -117,27 +117,6 @@ class VulkanBackend final : public Backend {
   Status run_nodes(std::span<const BatchItem> items);
   // `next` is an rms_norm of `add`'s whole output: run_nodes records the two as one dispatch.
   static bool norms_the_sum(const BatchItem& add, const BatchItem& next);
-  // `add` adds a tensor of the same size to the output of `linear`, a one-row product:
-  // the GEMV can add it as it stores y (gpu::LinearArgs::residual_after).
-  static bool adds_after(const BatchItem& linear, const BatchItem& add);
-  // The items after items[index], an rms_norm or a swiglu, are one-row linears over its
-  // output (at least one), which can make their x themselves (gpu::LinearArgs::
-  // norm_before, swiglu_before) and leave that node no dispatch of its own: a decoded
-  // token's q, k and v, its gate and up, its logits after a norm; its down after the
-  // swiglu. Each such dispatch, with its wait, cost about as much as a GEMV of a megabyte
-  // on the H100 (docs/PERFORMANCE.md, "Seventeenth session").
-  static bool made_by_readers(std::span<const BatchItem> items, size_t index);
-  // A norm or swiglu that the linears after it apply themselves: its inputs' device
-  // copies (the norm's x and weights; gate and up), and where the first of them stores
-  // its output (then null).
-  struct FoldedX {
-    Tensor output;
-    bool swiglu = false;
-    gpu::DeviceBuffer* x = nullptr;
-    const gpu::DeviceBuffer* partner = nullptr;
-    float eps = 0;
-    gpu::DeviceBuffer* made = nullptr;
-  };
   // cached_attention with f32 or f16 caches, head size even and at most 256, and scores
   // scratch (segments too short to run tiled) of at most kMaxAttentionScratchFloats.
   bool attention_fits(const Node& node, std::span<const Tensor> inputs) const;
@@ -203,7 +182,6 @@ class VulkanBackend final : public Backend {
   // outputs as its q and keys and turns them itself (gpu::DeviceAttention::turns_inside).
   bool turns_in_attention(const BatchItem& q_rope, const BatchItem& k_rope, const BatchItem& attention) const;
   Result<FoldedRope> fold_ropes(Recording& recording, const BatchItem& q_rope, const BatchItem& k_rope);
-  Result<FoldedX> fold_x(Recording& recording, const BatchItem& maker);
   // `reader`: the item recorded after this one (rounding_for). With `folded`, the ropes
   // before it that it turns itself.
   Status record_attention(gpu::CommandBatch& batch, Recording& recording, const Node& node,

@@ -51,33 +51,11 @@ constexpr uint32_t kCoopmatManyWideTiles = 512;
 // two calls), two faster at 5632 (11.4 against 12.3) and 32000 (23.3 against 28.3); on
 // an H200, 5632 -> 2048 in the file's layout: 22.8 against 27.3 (docs/PERFORMANCE.md).
 constexpr uint32_t kManyGemvColumns = 4096;
-// A block GEMV that makes its own x (LinearArgs::norm_before, swiglu_before) reads 8 bytes
-// of f32 inputs per value of x, not the 2.25 of a rounding, and rounds it in every
-// workgroup: more columns per workgroup share that.
-constexpr uint32_t kMadeXGemvColumns = 4;
 
 // linear_common.glsl's push constant block.
 struct LinearPushConstants {
   uint32_t rows, k, n, has_bias, first_column, row_bytes;
-  float eps;
-  uint32_t store_x;
 };
-
-// The GEMV shaders' X_BEFORE specialization constant.
-enum class XBefore : uint32_t { none, rms_norm, swiglu };
-
-XBefore x_before(const LinearArgs& args) {
-  return args.norm_before ? XBefore::rms_norm : args.swiglu_before ? XBefore::swiglu : XBefore::none;
-}
-
-// What a GEMV that makes its own x reads beside it (the norm's weights, swiglu's up), and
-// where it stores that x, if it does.
-const DeviceBuffer* x_partner(const LinearArgs& args) {
-  return args.norm_before ? args.norm_before->weight : args.swiglu_before ? args.swiglu_before->up : nullptr;
-}
-DeviceBuffer* made_x(const LinearArgs& args) {
-  return args.norm_before ? args.norm_before->normed : args.swiglu_before ? args.swiglu_before->product : nullptr;
-}
 
 const char* type_name(WeightType type) {
   switch (type) {
@@ -124,26 +102,6 @@ Status check(const LinearArgs& args) {
   if (args.gemv_columns > kMaxGemvColumns)
     return invalid("a GEMV workgroup takes 1 to " + std::to_string(kMaxGemvColumns) + " columns, not " +
                    std::to_string(args.gemv_columns));
-  if (const auto& norm = args.norm_before) {
-    if (norm->weight == nullptr) return invalid("the norm before the product needs its weights");
-    if (args.k % 4 != 0) return invalid("the norm before the product needs k a multiple of 4, not " + std::to_string(args.k));
-    if (norm->weight->bytes() < uint64_t{args.k} * 4) return too_small("norm weight", *norm->weight, uint64_t{args.k} * 4);
-    if (norm->normed != nullptr && norm->normed->bytes() < x_elements * 4)
-      return too_small("normed x", *norm->normed, x_elements * 4);
-  }
-  if (const auto& swiglu = args.swiglu_before) {
-    if (args.norm_before) return invalid("a norm and a swiglu before one product");
-    if (swiglu->up == nullptr) return invalid("the swiglu before the product needs up");
-    if (args.k % 4 != 0) return invalid("the swiglu before the product needs k a multiple of 4, not " + std::to_string(args.k));
-    if (swiglu->up->bytes() < x_elements * 4) return too_small("up", *swiglu->up, x_elements * 4);
-    if (swiglu->product != nullptr && swiglu->product->bytes() < x_elements * 4)
-      return too_small("swiglu product", *swiglu->product, x_elements * 4);
-  }
-  if (const auto& after = args.residual_after) {
-    if (after->residual == nullptr || after->sum == nullptr) return invalid("the residual add needs the residual and a sum");
-    if (after->residual->bytes() < y_elements * 4) return too_small("residual", *after->residual, y_elements * 4);
-    if (after->sum->bytes() < y_elements * 4) return too_small("residual sum", *after->sum, y_elements * 4);
-  }
   return {};
 }
 
@@ -159,8 +117,7 @@ uint64_t weight_row_bytes(WeightType type, uint64_t k) {
   return 0;
 }
 
-uint32_t gemv_columns(WeightType type, uint32_t n, bool makes_x) {
-  if (makes_x && is_block(type)) return kMadeXGemvColumns;
+uint32_t gemv_columns(WeightType type, uint32_t n) {
   return is_block(type) && n > kManyGemvColumns ? 2 : 1;
 }
 
@@ -267,8 +224,6 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   if (args.path == LinearPath::cooperative_matrix && !cooperative_shortcoming.empty())
     return Status{ErrorKind::unavailable, "GPU linear: " + cooperative_shortcoming};
   const bool block_weights = is_block(args.weight_type);
-  if ((args.norm_before || args.swiglu_before || args.residual_after) && !gemv)
-    return invalid("only the GEMV path takes a norm or a swiglu before the product, or a residual add after it");
   const bool cooperative =
       args.path == LinearPath::cooperative_matrix ||
       (args.path == LinearPath::automatic && !gemv && cooperative_shortcoming.empty() &&
@@ -284,7 +239,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
     return invalid("stages " + std::to_string(args.stages) + ": only the cooperative-matrix GEMM takes them, 1 or 2");
   // Block weights reach the GEMV and the tiled GEMM as x rounded to q8_0 blocks; the
   // cooperative-matrix GEMM reads x rounded to f16. A pass before the product rounds it.
-  const bool round_x = (block_weights || cooperative) && x_before(args) == XBefore::none;
+  const bool round_x = block_weights || cooperative;
   if (!gemv && !cooperative && caps.max_workgroup_invocations < kGemmInvocations)
     return Status{ErrorKind::unavailable, "GPU linear: the tiled GEMM needs workgroups of " +
                                               std::to_string(kGemmInvocations) + " invocations; " + caps.name +
@@ -331,15 +286,12 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
                           : cooperative ? ShaderId::linear_gemm_coopmat
                           : block_weights ? ShaderId::linear_gemm
                                           : ShaderId::linear_gemm_float;
-  const uint32_t columns = !gemv                     ? 1
-                           : args.gemv_columns != 0 ? args.gemv_columns
-                                                    : gemv_columns(args.weight_type, args.n, x_before(args) != XBefore::none);
+  const uint32_t columns = !gemv ? 1 : args.gemv_columns != 0 ? args.gemv_columns : gemv_columns(args.weight_type, args.n);
   // Constant 2 is the GEMV's columns per workgroup, the cooperative-matrix GEMM's tile
   // rows; 4 and 5 its tile columns and stages.
   std::vector<uint32_t> constants{static_cast<uint32_t>(args.weight_type), static_cast<uint32_t>(args.activation),
                                   cooperative ? tile_rows : columns, static_cast<uint32_t>(args.weight_layout)};
   if (cooperative) constants.insert(constants.end(), {tile_columns, stages});
-  if (gemv) constants.insert(constants.end(), {static_cast<uint32_t>(x_before(args)), args.residual_after ? 1u : 0u});
   auto pipeline = pipelines_.get(shader, constants);
   if (!pipeline) return pipeline.status();
   const Pipeline* quantize_pipeline = nullptr;
@@ -364,14 +316,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   // Without a bias the shader never reads binding 2, but it must still name a buffer.
   const DeviceBuffer* bias = args.bias != nullptr ? args.bias : args.weights;
   const DeviceBuffer* x = round_x ? &quantized_x_ : args.x;
-  // The GEMV's fusions read and write four more; buffers a call does not use stand in.
-  auto set = !gemv ? batch.descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y})
-                   : batch.descriptor_set(*pipeline.value(),
-                                          {x, args.weights, bias, args.y,
-                                           x_partner(args) != nullptr ? x_partner(args) : args.weights,
-                                           made_x(args) != nullptr ? made_x(args) : args.y,
-                                           args.residual_after ? args.residual_after->residual : args.weights,
-                                           args.residual_after ? args.residual_after->sum : args.y});
+  auto set = batch.descriptor_set(*pipeline.value(), {x, args.weights, bias, args.y});
   if (!set) return set.status();
   VkDescriptorSet quantize_set = VK_NULL_HANDLE;
   if (quantize_pipeline != nullptr) {
@@ -380,15 +325,8 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
     quantize_set = made.value();
   }
 
-  const bool stores_x = made_x(args) != nullptr;
-  const LinearPushConstants push{args.rows,
-                                 args.k,
-                                 args.n,
-                                 args.bias != nullptr ? 1u : 0u,
-                                 0,
-                                 static_cast<uint32_t>(weight_row_bytes(args.weight_type, args.k)),
-                                 args.norm_before ? args.norm_before->eps : 0.0f,
-                                 stores_x ? 1u : 0u};
+  const LinearPushConstants push{args.rows, args.k, args.n, args.bias != nullptr ? 1u : 0u, 0,
+                                 static_cast<uint32_t>(weight_row_bytes(args.weight_type, args.k))};
   const auto dispatch = [&](const Pipeline* of, VkDescriptorSet with, const void* constants, uint32_t bytes,
                             std::array<uint32_t, 3> groups, bool barrier_before) {
     Dispatch recorded{.pipeline = of, .set = with, .push_words = bytes / 4, .groups = groups,
@@ -409,19 +347,11 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   // Held until the product is recorded: another thread's batch must not change the
   // siblings between this check and their update below.
   const std::lock_guard siblings_lock(siblings_mutex_);
-  const DeviceBuffer* partner = x_partner(args);
-  const DeviceBuffer* residual = args.residual_after ? args.residual_after->residual : nullptr;
-  std::vector<const DeviceBuffer*> outputs{args.y};
-  if (stores_x) outputs.push_back(made_x(args));
-  if (args.residual_after) outputs.push_back(args.residual_after->sum);
-  const bool writes_an_input = std::any_of(outputs.begin(), outputs.end(), [&](const DeviceBuffer* out) {
-    return out == args.x || out == args.weights || out == args.bias || out == partner;
-  });
-  const bool joins_siblings =
-      siblings_.batch == batch.serial() && siblings_.dispatches == batch.dispatches() && siblings_.x == args.x &&
-      !writes_an_input && !reads_a_sibling_output(args.x) && !reads_a_sibling_output(args.weights) &&
-      !reads_a_sibling_output(args.bias) && !reads_a_sibling_output(partner) && !reads_a_sibling_output(residual) &&
-      std::none_of(outputs.begin(), outputs.end(), reads_a_sibling_output);
+  const bool joins_siblings = siblings_.batch == batch.serial() &&
+                              siblings_.dispatches == batch.dispatches() && siblings_.x == args.x &&
+                              args.y != args.x && !reads_a_sibling_output(args.x) &&
+                              !reads_a_sibling_output(args.weights) && !reads_a_sibling_output(args.bias) &&
+                              !reads_a_sibling_output(args.y);
   const bool first_barrier = !joins_siblings;
   if (gemv) {
     // One workgroup per `columns` output columns: n may exceed the device's dispatch width.
@@ -429,7 +359,6 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
     for (uint64_t first = 0; first < args.n; first += columns_per_dispatch) {
       LinearPushConstants part = push;
       part.first_column = static_cast<uint32_t>(first);
-      if (first != 0) part.store_x = 0;  // the first dispatch's first workgroup stores it
       const uint64_t groups = (std::min<uint64_t>(args.n - first, columns_per_dispatch) + columns - 1) / columns;
       dispatch(pipeline.value(), set.value(), &part, sizeof part, {static_cast<uint32_t>(groups), groups_y, 1},
                first == 0 && first_barrier);
@@ -443,7 +372,7 @@ Status FusedLinear::record(CommandBatch& batch, const LinearArgs& args) {
   }
   if (!joins_siblings) siblings_ = {.batch = batch.serial(), .x = args.x, .outputs = {}};
   siblings_.dispatches = batch.dispatches();
-  siblings_.outputs.insert(siblings_.outputs.end(), outputs.begin(), outputs.end());
+  siblings_.outputs.push_back(args.y);
   return {};
 }
 

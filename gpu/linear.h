@@ -66,38 +66,6 @@ struct LinearArgs {
   // Slices of x and W it keeps in shared memory (1, or 2 to load one while it multiplies
   // the other, where the device's shared memory holds them); 0 takes 2 where it can.
   uint32_t stages = 0;
-
-  // What the GEMV path alone takes over from the dispatches around a decoded token's
-  // product, so that they need none of their own (each a dispatch and a wait on the
-  // device: docs/PERFORMANCE.md, "Twenty-third session").
-  //
-  // x arrives before an RMS norm over each row of k: the product is that of
-  // x / rms(x) · weight (f32 weight [k]), each workgroup normalising the row itself (and
-  // rounding it to q8_0 in registers against block weights, as a rounding pass would).
-  // With `normed`, this call also stores the normalised rows there [rows, k].
-  struct NormBefore {
-    const DeviceBuffer* weight = nullptr;
-    float eps = 0;
-    DeviceBuffer* normed = nullptr;
-  };
-  std::optional<NormBefore> norm_before{};
-  // x arrives as the gate of a swiglu: the product is that of silu(x) · up (up [rows, k]),
-  // each workgroup making its x from both itself (rounding it to q8_0 in registers against
-  // block weights). With `product`, this call also stores silu(x) · up there [rows, k].
-  // Not with norm_before.
-  struct SwigluBefore {
-    const DeviceBuffer* up = nullptr;
-    DeviceBuffer* product = nullptr;
-  };
-  std::optional<SwigluBefore> swiglu_before{};
-  // y also goes out plus `residual` [rows, n] into `sum` [rows, n]: a residual add after
-  // the product. The sum is formed as residual + y; a thread reads each residual value
-  // before it writes that value's sum, so `sum` may be `residual` itself.
-  struct ResidualAfter {
-    const DeviceBuffer* residual = nullptr;
-    DeviceBuffer* sum = nullptr;
-  };
-  std::optional<ResidualAfter> residual_after{};
 };
 
 constexpr uint32_t kMaxGemvColumns = 8;  // the GEMV shaders' kMaxColumns
@@ -118,9 +86,8 @@ Status check_rounding(const char* op, const std::optional<RoundedX>& rounded, ui
 // The GEMV's columns per workgroup for n outputs of `type` (measured on the H200,
 // docs/PERFORMANCE.md): several for block weights and large n, so that a workgroup reads
 // and decodes its x blocks once for all of them; one for float weights, whose GEMV then
-// keeps more loads in flight. One that makes its own x (`makes_x`: norm_before,
-// swiglu_before) takes several for block weights whatever n.
-uint32_t gemv_columns(WeightType type, uint32_t n, bool makes_x = false);
+// keeps more loads in flight.
+uint32_t gemv_columns(WeightType type, uint32_t n);
 
 // The cooperative-matrix GEMM's rows per 128-column tile for `rows` x n outputs: 128
 // where that makes about a workgroup per multiprocessor of a large GPU, otherwise fewer.

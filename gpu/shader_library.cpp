@@ -52,14 +52,13 @@ constexpr uint32_t kCoopmatProbe[] = {
 #include "coopmat_probe.spv.inc"
 };
 
-// linear_common.glsl's push constants: rows, k, n, has_bias, first_column, row_bytes,
-// eps, store_normed.
-constexpr uint32_t kLinearPushBytes = 8 * sizeof(uint32_t);
+// linear_common.glsl's push constants: rows, k, n, has_bias, first_column, row_bytes.
+constexpr uint32_t kLinearPushBytes = 6 * sizeof(uint32_t);
 
 const ShaderInfo kShaders[] = {
-    {"linear_gemv", kLinearGemv, 8, kLinearPushBytes},  // + the GEMV fusions' 4
+    {"linear_gemv", kLinearGemv, 4, kLinearPushBytes},
     {"linear_gemm", kLinearGemm, 4, kLinearPushBytes},
-    {"linear_gemv_blocks", kLinearGemvBlocks, 8, kLinearPushBytes},
+    {"linear_gemv_blocks", kLinearGemvBlocks, 4, kLinearPushBytes},
     {"quantize_rows_q8", kQuantizeRowsQ8, 2, 2 * sizeof(uint32_t)},  // rows, k
     {"linear_gemm_float", kLinearGemmFloat, 4, kLinearPushBytes},
     {"linear_gemm_coopmat", kLinearGemmCoopmat, 4, kLinearPushBytes},

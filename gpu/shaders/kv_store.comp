@@ -1,6 +1,5 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-#extension GL_EXT_control_flow_attributes : require
 // Stores a segment's new keys and values (f32 rows) into their KV caches at its
 // positions, as the CPU stores them: f32 as they are, or f16 rounded to nearest, ties to
 // even (the CPU's F16C conversion; f16_pair_word in q8_rounding.glsl). CACHE_TYPE 0 is

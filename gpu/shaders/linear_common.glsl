@@ -38,29 +38,7 @@ layout(push_constant) uniform Shape {
   uint has_bias;
   uint first_column;  // the GEMV covers n in dispatches of at most maxComputeWorkGroupCount columns
   uint row_bytes;     // bytes of one weight row
-  float eps;          // X_BEFORE 1: the norm's epsilon
-  uint store_x;       // X_BEFORE: this dispatch's first workgroup of each row stores the x it made
 } shape;
-
-#ifdef GEMV_FUSIONS
-// What a decoded token's GEMVs take over from the dispatches around them, so that those
-// need none of their own (gpu/linear.h, LinearArgs::norm_before and residual_after):
-// X_BEFORE 1: x arrives before its RMS norm, whose weights are at binding 4; each
-// workgroup normalises the whole row itself. X_BEFORE 2: x arrives as the gate of a
-// swiglu, silu(gate) · up, with up's rows at binding 4. Either way with store_x the x it
-// made goes to binding 5.
-// ADD_RESIDUAL 1: y plus the residual at binding 6 goes to binding 7 as well.
-layout(constant_id = 4) const uint X_BEFORE = 0;
-layout(constant_id = 5) const uint ADD_RESIDUAL = 0;
-const uint kNormBefore = 1u;
-const uint kSwigluBefore = 2u;
-// x's rows as they arrive, before the norm or the swiglu.
-layout(std430, binding = 0) readonly buffer RawRows4 { vec4 x_raw4[]; };
-layout(std430, binding = 4) readonly buffer XPartner { vec4 x_partner4[]; };
-layout(std430, binding = 5) writeonly buffer MadeRows { float made_x[]; };
-layout(std430, binding = 6) readonly buffer Residual { float residual[]; };
-layout(std430, binding = 7) writeonly buffer ResidualSum { float residual_sum[]; };
-#endif
 
 // Float weights i .. i+3 of weight row `column` (i a multiple of 4); past k they read 0.
 vec4 weights4(uint column, uint i) {
@@ -159,47 +137,3 @@ void store_output(uint r, uint column, float sum) {
   if (shape.has_bias != 0u) sum += bias[column];
   y[r * shape.n + column] = activate(sum);
 }
-
-#ifdef GEMV_FUSIONS
-// The residual a GEMV invocation will add to output `column` of row r (ADD_RESIDUAL),
-// loaded before the product so that its latency hides behind it.
-float residual_for(uint r, uint column) {
-  return ADD_RESIDUAL != 0u && column < shape.n ? residual[r * shape.n + column] : 0.0;
-}
-
-void store_fused_output(uint r, uint column, float sum, float held_residual) {
-  if (shape.has_bias != 0u) sum += bias[column];
-  const float value = activate(sum);
-  y[r * shape.n + column] = value;
-  if (ADD_RESIDUAL != 0u) residual_sum[r * shape.n + column] = held_residual + value;
-}
-
-// X_BEFORE 1: 1 / rms of x's row r, summed across the workgroup (every invocation calls it;
-// the includer defines kReduceThreads, its workgroup size, and includes
-// workgroup_reduce.glsl first).
-float inverse_rms_of_row(uint r) {
-  float squares = 0.0;
-  for (uint i = gl_LocalInvocationID.x; i < shape.k / 4u; i += kReduceThreads) {
-    const vec4 v = x_raw4[r * (shape.k / 4u) + i];
-    squares += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-  }
-  return 1.0 / sqrt(workgroup_sum(squares) / float(shape.k) + shape.eps);
-}
-
-// x[r][i .. i+3] as X_BEFORE makes it: normalised as rms_norm.comp normalises it
-// (x · 1/rms · weight), or silu(gate) · up as elementwise.comp's swiglu; stored at binding
-// 5 too by the first workgroup of a store_x dispatch.
-vec4 x_before4(uint r, uint i, float inverse_rms) {
-  const uint at = (r * shape.k + i) / 4u;
-  vec4 values;
-  if (X_BEFORE == kNormBefore) {
-    values = x_raw4[at] * inverse_rms * x_partner4[i / 4u];
-  } else {
-    const vec4 gate = x_raw4[at];
-    values = gate / (1.0 + exp(clamp(-gate, -87.3, 88.3))) * x_partner4[at];
-  }
-  if (shape.store_x != 0u && gl_WorkGroupID.x == 0u)
-    [[unroll]] for (uint e = 0u; e < 4u; ++e) made_x[r * shape.k + i + e] = values[e];
-  return values;
-}
-#endif

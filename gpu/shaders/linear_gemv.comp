@@ -6,10 +6,6 @@
 // output columns, input row). The threads split the dot product over k in groups of 4
 // weights, each reading its 4 values of x once for all the workgroup's columns, and add
 // their partial sums through subgroup operations. (linear_gemv_blocks.comp takes q8_0/q4_0.)
-// With X_BEFORE each makes its 4 values of x itself, from the norm's or the swiglu's inputs.
-#define GEMV_FUSIONS
-const uint kReduceThreads = 64u;
-#include "workgroup_reduce.glsl"
 #include "linear_common.glsl"
 
 layout(constant_id = 2) const uint COLUMNS = 1;  // output columns per workgroup, 1 to kMaxColumns
@@ -25,18 +21,12 @@ void main() {
   const uint r = gl_WorkGroupID.y;
   const uint t = gl_LocalInvocationID.x;
   const uint x_row = r * shape.k;
-  const float held_residual = t < COLUMNS ? residual_for(r, first_column + t) : 0.0;
-  const float inverse_rms = X_BEFORE == kNormBefore ? inverse_rms_of_row(r) : 1.0;
   precise float sums[kMaxColumns];
   [[unroll]] for (uint c = 0u; c < kMaxColumns; ++c) sums[c] = 0.0;
   for (uint i = 4u * t; i < shape.k; i += 4u * 64u) {
     vec4 x_values = vec4(0.0);
-    if (X_BEFORE != 0u) {
-      x_values = x_before4(r, i, inverse_rms);  // k is then a multiple of 4
-    } else {
-      [[unroll]] for (uint e = 0u; e < 4u; ++e)
-        if (i + e < shape.k) x_values[e] = x[x_row + i + e];
-    }
+    [[unroll]] for (uint e = 0u; e < 4u; ++e)
+      if (i + e < shape.k) x_values[e] = x[x_row + i + e];
     [[unroll]] for (uint c = 0u; c < COLUMNS; ++c) {
       if (first_column + c >= shape.n) break;
       const vec4 weights = weights4(first_column + c, i);
@@ -54,5 +44,5 @@ void main() {
   if (t >= COLUMNS || first_column + t >= shape.n) return;
   float total = subgroup_sums[t * 64u];
   for (uint s = 1u; s < gl_NumSubgroups; ++s) total += subgroup_sums[t * 64u + s];
-  store_fused_output(r, first_column + t, total, held_residual);
+  store_output(r, first_column + t, total);
 }

@@ -19,15 +19,7 @@
 // term below. Over the 8 products of a half block |stray| <= 8 * 15 * 127 < 32768 and the
 // total stays inside an int, so (sum + 32768) >> 16 recovers the dot product exactly.
 // (Four threads per block, each a quarter of it, measured slower on the H200.)
-//
-// With X_BEFORE x arrives as f32 before an RMS norm (each workgroup first sums the row's
-// squares) or as a swiglu's gate: each thread makes its blocks of x and rounds them in
-// registers as quantize_rows_q8.comp would, so neither needs a dispatch of its own.
 #define QUANTIZED_X
-#define GEMV_FUSIONS
-const uint kReduceThreads = 64u;
-#include "workgroup_reduce.glsl"
-#include "q8_rounding.glsl"
 #include "linear_common.glsl"
 
 layout(constant_id = 2) const uint COLUMNS = 1;  // output columns per workgroup, 1 to kMaxColumns
@@ -52,8 +44,6 @@ void main() {
   const uint t = gl_LocalInvocationID.x;
   const uint blocks = shape.k / 32u;
   const uint x_blocks = shape.rows * blocks;
-  const float held_residual = t < COLUMNS ? residual_for(r, first_column + t) : 0.0;
-  const float inverse_rms = X_BEFORE == kNormBefore ? inverse_rms_of_row(r) : 1.0;
   precise float sums[kMaxColumns];
   [[unroll]] for (uint c = 0u; c < kMaxColumns; ++c) sums[c] = 0.0;
   for (uint block = t; block < blocks; block += 64u) {
@@ -63,24 +53,7 @@ void main() {
     ivec4 x_pairs[4];
     float x_scale;
     int x_sum = 0;
-    if (X_BEFORE != 0u) {
-      float values[32];
-      [[unroll]] for (uint v = 0u; v < 8u; ++v) {
-        const vec4 four = x_before4(r, 32u * block + 4u * v, inverse_rms);
-        [[unroll]] for (uint e = 0u; e < 4u; ++e) values[4u * v + e] = four[e];
-      }
-      const RoundedBlock rounded = round_block(values);
-      x_scale = rounded.scale;
-      x_sum = rounded.sum;
-      [[unroll]] for (uint j = 0u; j < 8u; ++j)
-        x_codes[j] = code_word(rounded.codes[4u * j], rounded.codes[4u * j + 1u], rounded.codes[4u * j + 2u],
-                               rounded.codes[4u * j + 3u]);
-      [[unroll]] for (uint j = 0u; j < 4u; ++j)
-        [[unroll]] for (uint w = 0u; w < 4u; ++w) {
-          const uint a = pair_first_code(4u * j + w);
-          x_pairs[j][w] = int(pair_word(rounded.codes[a], rounded.codes[a + 2u]));
-        }
-    } else if (WEIGHT_TYPE == kQ8_0) {
+    if (WEIGHT_TYPE == kQ8_0) {
       [[unroll]] for (uint p = 0u; p < 2u; ++p) {
         const uvec4 four = xq4[p * x_blocks + x_block];
         [[unroll]] for (uint j = 0u; j < 4u; ++j) x_codes[4u * p + j] = four[j];
@@ -123,5 +96,5 @@ void main() {
   if (t >= COLUMNS || first_column + t >= shape.n) return;
   float total = subgroup_sums[t * 64u];
   for (uint s = 1u; s < gl_NumSubgroups; ++s) total += subgroup_sums[t * 64u + s];
-  store_fused_output(r, first_column + t, total, held_residual);
+  store_output(r, first_column + t, total);
 }

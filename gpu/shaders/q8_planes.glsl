@@ -24,6 +24,22 @@ uint rounded_sum_index(uint x_layout, uint block, uint blocks) {
   return x_layout == kRecords ? 10u * block + 9u : (x_layout == kQ8Planes ? 9u : 17u) * blocks + block;
 }
 
+// Pair word 4j + w holds two codes as the integer x_b + 65536 x_a, in the order the GEMV
+// pairs them with a weight word's nibbles (linear_gemv_blocks.comp): w = 0 pairs with the
+// low nibbles of weight bytes 4j and 4j+2 (weights 4j, 4j+2), w = 1 with those of bytes
+// 4j+1 and 4j+3, w = 2 and 3 with the high nibbles (weights 4j+16 ..). This is a, the
+// place in its block of the lower-numbered code, which goes in the high half.
+uint pair_first_code(uint word) {
+  const uint j = word / 4u, w = word & 3u;
+  return 4u * j + (w & 1u) + (w >= 2u ? 16u : 0u);
+}
+uint pair_word(int first, int second) { return uint(second + 65536 * first); }
+
+// Code word w of a block: codes 4w .. 4w+3, lowest byte first.
+uint code_word(int c0, int c1, int c2, int c3) {
+  return uint(c0 & 0xff) | (uint(c1 & 0xff) << 8) | (uint(c2 & 0xff) << 16) | (uint(c3 & 0xff) << 24);
+}
+
 // Rounds one block's 32 values in this invocation, as round_values_together rounds them
 // across 32 (the same scale, codes and sum), and stores it in `x_layout`. Which of the two
 // a producer takes was measured on the H100 (docs/PERFORMANCE.md, "Eleventh session"):
@@ -31,19 +47,28 @@ uint rounded_sum_index(uint x_layout, uint block, uint blocks) {
 // invocation than in chunks of 256 with a dozen barriers each; swiglu, an invocation per
 // value, faster together (one block per invocation left 176 for a 5632-wide row).
 void store_rounded_block(uint x_layout, uint block, uint blocks, float values[32]) {
-  const RoundedBlock rounded = round_block(values);
+  float magnitude = 0.0;
+  [[unroll]] for (uint e = 0u; e < 32u; ++e) magnitude = max(magnitude, abs(values[e]));
+  const float scale = x_scale_of(magnitude);
+  const float inverse = x_inverse_scale(scale);
+  int codes[32];
+  int sum = 0;
+  [[unroll]] for (uint e = 0u; e < 32u; ++e) {
+    codes[e] = int(round_half_away(values[e] * inverse));
+    sum += codes[e];
+  }
   if (x_layout == kQ4PairPlanes) {
     [[unroll]] for (uint word = 0u; word < 16u; ++word) {
       const uint a = pair_first_code(word);
-      xq[rounded_word_index(x_layout, block, blocks, word)] = pair_word(rounded.codes[a], rounded.codes[a + 2u]);
+      xq[rounded_word_index(x_layout, block, blocks, word)] = pair_word(codes[a], codes[a + 2u]);
     }
   } else {
     [[unroll]] for (uint w = 0u; w < 8u; ++w)
       xq[rounded_word_index(x_layout, block, blocks, w)] =
-          code_word(rounded.codes[4u * w], rounded.codes[4u * w + 1u], rounded.codes[4u * w + 2u], rounded.codes[4u * w + 3u]);
+          code_word(codes[4u * w], codes[4u * w + 1u], codes[4u * w + 2u], codes[4u * w + 3u]);
   }
-  xq[rounded_scale_index(x_layout, block, blocks)] = floatBitsToUint(rounded.scale);
-  xq[rounded_sum_index(x_layout, block, blocks)] = uint(rounded.sum);
+  xq[rounded_scale_index(x_layout, block, blocks)] = floatBitsToUint(f16_round(scale));
+  xq[rounded_sum_index(x_layout, block, blocks)] = uint(sum);
 }
 
 #ifdef ROUNDING_INVOCATIONS

@@ -1,6 +1,5 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-#extension GL_EXT_control_flow_attributes : require
 // Rounds x to f16 once per call, the first step of the cooperative-matrix GEMM
 // (linear_gemm_coopmat.comp), which multiplies f16 values: the GEMM's column tiles then
 // each read half the bytes, and none converts them again. The rounding is the CPU's and
