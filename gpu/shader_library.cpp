@@ -51,6 +51,9 @@ constexpr uint32_t kRoundRowsF16[] = {
 constexpr uint32_t kCoopmatProbe[] = {
 #include "coopmat_probe.spv.inc"
 };
+constexpr uint32_t kGridBarrierProbe[] = {
+#include "grid_barrier_probe.spv.inc"
+};
 
 // linear_common.glsl's push constants: rows, k, n, has_bias, first_column, row_bytes.
 constexpr uint32_t kLinearPushBytes = 6 * sizeof(uint32_t);
@@ -71,6 +74,7 @@ const ShaderInfo kShaders[] = {
     {"embedding", kEmbedding, 3, 4 * sizeof(uint32_t)},   // rows, cols, row_bytes, table_rows
     {"round_rows_f16", kRoundRowsF16, 2, 2 * sizeof(uint32_t)},  // rows, k
     {"coopmat_probe", kCoopmatProbe, 1, sizeof(uint32_t)},       // iterations
+    {"grid_barrier_probe", kGridBarrierProbe, 2, 2 * sizeof(uint32_t)},  // phases, base
 };
 
 }  // namespace
