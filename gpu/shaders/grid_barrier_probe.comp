@@ -4,14 +4,15 @@
 // `phases` phases; in each, its first invocation stores the count this phase waits for,
 // base + (phase + 1) x workgroups, in the workgroup's slot, then every workgroup meets the
 // others at one atomic counter in global memory: it adds 1 and waits until the count
-// reaches that. Then it reads the next workgroup's slot, which must hold at least that
+// reaches that, reading it by an atomic add of 0 or, with poll_by_load, by a plain
+// load (waiters then do not queue behind each other's writes). Then it reads the next workgroup's slot, which must hold at least that
 // count, and counts a miss where it does not: the barrier must also make the stores
 // before it visible. The workgroups wait for each other, so all of them must run
 // side by side; Vulkan does not promise that, and the caller keeps their number to what
 // one wave of the device holds.
 layout(local_size_x = 64) in;
 
-layout(std430, binding = 0) coherent buffer Counter {
+layout(std430, binding = 0) coherent volatile buffer Counter {
   uint arrived;
   uint misses;
 } counter;
@@ -20,6 +21,7 @@ layout(std430, binding = 1) coherent buffer Slots { uint slots[]; };
 layout(push_constant) uniform Shape {
   uint phases;
   uint base;  // the counter's value before this dispatch
+  uint poll_by_load;
 } shape;
 
 void main() {
@@ -32,7 +34,12 @@ void main() {
       atomicExchange(slots[group], shape.base + target);
       memoryBarrierBuffer();
       atomicAdd(counter.arrived, 1u);
-      while (atomicAdd(counter.arrived, 0u) - shape.base < target) {
+      if (shape.poll_by_load != 0u) {
+        while (counter.arrived - shape.base < target) {
+        }
+      } else {
+        while (atomicAdd(counter.arrived, 0u) - shape.base < target) {
+        }
       }
       memoryBarrierBuffer();
       if (atomicAdd(slots[(group + 1u) % groups], 0u) - shape.base < target) atomicAdd(counter.misses, 1u);

@@ -1,7 +1,7 @@
 // The grid barrier probe (gpu/grid_barrier_probe.h) does what bench-gpu times: every
 // workgroup passes every phase's barrier once (the counter ends at base + workgroups x
 // phases), and each finds the next workgroup's store of that phase behind the barrier (no
-// misses). A dispatch with no phases leaves the counter as it was. Lavapipe does not run a
+// misses), whether the waiters poll the counter by atomic adds or by loads. A dispatch with no phases leaves the counter as it was. Lavapipe does not run a
 // dispatch's workgroups side by side (with 64 workgroups the count ended short and 63
 // missed), so there it runs one workgroup; a GPU runs 64, far fewer than it holds at once.
 #include <gtest/gtest.h>
@@ -16,7 +16,9 @@
 namespace ember::gpu {
 namespace {
 
-TEST(GridBarrierProbe, EveryWorkgroupPassesEveryPhaseAndSeesTheOthersStores) {
+class GridBarrierProbeTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(GridBarrierProbeTest, EveryWorkgroupPassesEveryPhaseAndSeesTheOthersStores) {
   EMBER_GPU_CONTEXT_OR_SKIP(context);
   Allocator allocator(context);
   PipelineCache pipelines(context);
@@ -30,7 +32,7 @@ TEST(GridBarrierProbe, EveryWorkgroupPassesEveryPhaseAndSeesTheOthersStores) {
   const uint32_t base = 0xffffffffu - workgroups * phases / 2;
   const DeviceBuffer counter = testing::mapped_buffer(allocator, std::vector<uint32_t>{base, 0});
   const DeviceBuffer slots = testing::mapped_buffer(allocator, std::vector<uint32_t>(workgroups, base));
-  GridBarrierProbe probe{.workgroups = workgroups, .phases = phases, .counter_base = base};
+  GridBarrierProbe probe{.workgroups = workgroups, .phases = phases, .counter_base = base, .poll_by_load = GetParam()};
   CommandBatch batch(context, *sets.value());
   ASSERT_TRUE(record_grid_barrier_probe(batch, pipelines, counter, slots, probe));
   probe.counter_base = probe.counter_after();
@@ -49,6 +51,9 @@ TEST(GridBarrierProbe, EveryWorkgroupPassesEveryPhaseAndSeesTheOthersStores) {
   EXPECT_EQ(refused.kind(), ErrorKind::invalid_argument);
   EXPECT_NE(refused.message().find("workgroups exceed the device's grid"), std::string::npos) << refused.message();
 }
+
+INSTANTIATE_TEST_SUITE_P(Polling, GridBarrierProbeTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) { return info.param ? "load" : "atomic_add"; });
 
 }  // namespace
 }  // namespace ember::gpu
