@@ -54,6 +54,9 @@ constexpr uint32_t kCoopmatProbe[] = {
 constexpr uint32_t kGridBarrierProbe[] = {
 #include "grid_barrier_probe.spv.inc"
 };
+constexpr uint32_t kGemvChainProbe[] = {
+#include "gemv_chain_probe.spv.inc"
+};
 
 // linear_common.glsl's push constants: rows, k, n, has_bias, first_column, row_bytes.
 constexpr uint32_t kLinearPushBytes = 6 * sizeof(uint32_t);
@@ -75,6 +78,7 @@ const ShaderInfo kShaders[] = {
     {"round_rows_f16", kRoundRowsF16, 2, 2 * sizeof(uint32_t)},  // rows, k
     {"coopmat_probe", kCoopmatProbe, 1, sizeof(uint32_t)},       // iterations
     {"grid_barrier_probe", kGridBarrierProbe, 2, 3 * sizeof(uint32_t)},  // phases, base, poll_by_load
+    {"gemv_chain_probe", kGemvChainProbe, 3, 4 * sizeof(uint32_t)},      // n, first_phase, phases, base
 };
 
 }  // namespace
