@@ -1,7 +1,7 @@
 // What running dependent products inside one dispatch would gain a decoded token
 // (gpu/gemv_chain_probe.h): a chain of f16 GEMVs, v[p + 1] = W[p] · v[p], 128 MiB of
 // weights in all (more than an H100's L2, as a token's weights are), as one dispatch whose
-// workgroups meet at a grid barrier between phases, or as one dispatch per phase behind a
+// workgroups meet at a grid barrier (grid_barrier.glsl) between phases, or as one dispatch per phase behind a
 // pipeline barrier. Device time per phase. The grid form runs about one or two workgroups
 // of 256 invocations per multiprocessor of an H100 (all must run at once); the
 // per-phase form also runs one row per subgroup, as many workgroups as that takes.

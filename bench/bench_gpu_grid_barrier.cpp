@@ -1,7 +1,6 @@
 // What a phase boundary costs a decoded token's device work, two ways
 // (gpu/grid_barrier_probe.h): a barrier across one dispatch's workgroups (an atomic
-// counter they wait on and poll by atomic adds of 0, BM_GridBarrier, or by loads,
-// BM_GridBarrierLoadPolling, per phase), and a near-empty dispatch behind a
+// counter they wait on, BM_GridBarrier, per phase), and a near-empty dispatch behind a
 // pipeline barrier (BM_DependentDispatch, per dispatch), as a token's ~75 dependent
 // dispatches each wait now. Device time per phase or dispatch, 64 to a batch; the
 // workgroup counts are about one to eight workgroups per multiprocessor of an H100.
@@ -20,11 +19,11 @@ namespace {
 
 constexpr uint32_t kPhases = 64;
 
-void BM_GridBarrierProbe(benchmark::State& state, uint32_t workgroups, bool one_dispatch, bool poll_by_load) {
+void BM_GridBarrierProbe(benchmark::State& state, uint32_t workgroups, bool one_dispatch) {
   Gpu* const opened = shared_gpu_or_skip(state);
   if (opened == nullptr) return;
   Gpu& gpu = *opened;
-  gpu::GridBarrierProbe probe{.workgroups = workgroups, .poll_by_load = poll_by_load};
+  gpu::GridBarrierProbe probe{.workgroups = workgroups};
   const std::vector<uint32_t> zeros(workgroups, 0);
   auto counter = device_copy_of(gpu, zeros.data(), gpu::GridBarrierProbe::kCounterBytes);
   auto slots = device_copy_of(gpu, zeros.data(), probe.slot_bytes());
@@ -52,9 +51,8 @@ void BM_GridBarrierProbe(benchmark::State& state, uint32_t workgroups, bool one_
 const bool kRegistered = [] {
   for (const uint32_t workgroups : {132u, 264u, 528u, 1056u}) {
     const std::string suffix = "/workgroups:" + std::to_string(workgroups);
-    register_microsecond_case("BM_GridBarrier" + suffix, BM_GridBarrierProbe, workgroups, true, false);
-    register_microsecond_case("BM_GridBarrierLoadPolling" + suffix, BM_GridBarrierProbe, workgroups, true, true);
-    register_microsecond_case("BM_DependentDispatch" + suffix, BM_GridBarrierProbe, workgroups, false, false);
+    register_microsecond_case("BM_GridBarrier" + suffix, BM_GridBarrierProbe, workgroups, true);
+    register_microsecond_case("BM_DependentDispatch" + suffix, BM_GridBarrierProbe, workgroups, false);
   }
   return true;
 }();

@@ -20,8 +20,8 @@ Status record_grid_barrier_probe(CommandBatch& batch, PipelineCache& pipelines, 
   if (!pipeline) return pipeline.status();
   auto set = batch.descriptor_set(*pipeline.value(), {&counter, &slots});
   if (!set) return set.status();
-  batch.add({.pipeline = pipeline.value(), .set = set.value(), .push = {probe.phases, probe.counter_base, probe.poll_by_load ? 1u : 0u},
-             .push_words = 3, .groups = {probe.workgroups, 1, 1}});
+  batch.add({.pipeline = pipeline.value(), .set = set.value(), .push = {probe.phases, probe.counter_base},
+             .push_words = 2, .groups = {probe.workgroups, 1, 1}});
   return {};
 }
 

@@ -23,8 +23,6 @@ struct GridBarrierProbe {
   uint32_t phases = 0;      // 0: a dispatch that does nothing
   // The arrivals counted before this dispatch: each adds workgroups x phases (mod 2^32).
   uint32_t counter_base = 0;
-  // How a waiting workgroup reads the counter: an atomic add of 0, or a plain load.
-  bool poll_by_load = false;
 
   uint64_t slot_bytes() const { return uint64_t{workgroups} * sizeof(uint32_t); }
   uint32_t counter_after() const { return counter_base + workgroups * phases; }

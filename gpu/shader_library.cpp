@@ -77,8 +77,8 @@ const ShaderInfo kShaders[] = {
     {"embedding", kEmbedding, 3, 4 * sizeof(uint32_t)},   // rows, cols, row_bytes, table_rows
     {"round_rows_f16", kRoundRowsF16, 2, 2 * sizeof(uint32_t)},  // rows, k
     {"coopmat_probe", kCoopmatProbe, 1, sizeof(uint32_t)},       // iterations
-    {"grid_barrier_probe", kGridBarrierProbe, 2, 3 * sizeof(uint32_t)},  // phases, base, poll_by_load
-    {"gemv_chain_probe", kGemvChainProbe, 3, 4 * sizeof(uint32_t)},      // n, first_phase, phases, base
+    {"grid_barrier_probe", kGridBarrierProbe, 2, 2 * sizeof(uint32_t)},  // phases, base
+    {"gemv_chain_probe", kGemvChainProbe, 3, 4 * sizeof(uint32_t)},    // n, first_phase, phases, base
 };
 
 }  // namespace

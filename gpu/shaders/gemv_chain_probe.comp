@@ -33,7 +33,7 @@ void main() {
   for (uint i = 0u; i < shape.phases; ++i) {
     const uint phase = shape.first_phase + i;
     // The barrier's own first barrier() also keeps x4 from changing under the last phase's rows.
-    if (i > 0u) grid_barrier(shape.base, i * gl_NumWorkGroups.x, true);
+    if (i > 0u) grid_barrier(shape.base, i * gl_NumWorkGroups.x);
     for (uint e = gl_LocalInvocationIndex; e < n / 4u; e += gl_WorkGroupSize.x) {
       const uint at = phase * n + 4u * e;
       x4[e] = vec4(v[at], v[at + 1u], v[at + 2u], v[at + 3u]);

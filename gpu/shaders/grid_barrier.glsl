@@ -6,19 +6,16 @@
 //
 // `base` is grid_arrivals before the dispatch and `target` the arrivals this barrier
 // waits for, counted past base so that the 32-bit counter may wrap. Waiters read the
-// counter by an atomic add of 0 or, with `poll_by_load`, by a plain load, which measured
-// faster on an H100 (waiters then do not queue behind each other's atomics).
-void grid_barrier(uint base, uint target, bool poll_by_load) {
+// counter by atomic adds of 0: on an H100, waiters that polled it by plain loads missed
+// other workgroups' stores from before the barrier, and plain loads confirmed by one
+// atomic add cost as much as atomic adds alone (docs/PERFORMANCE.md, "Twenty-fourth
+// session").
+void grid_barrier(uint base, uint target) {
   memoryBarrierBuffer();
   barrier();
   if (gl_LocalInvocationIndex == 0u) {
     atomicAdd(grid_arrivals, 1u);
-    if (poll_by_load) {
-      while (grid_arrivals - base < target) {
-      }
-    } else {
-      while (atomicAdd(grid_arrivals, 0u) - base < target) {
-      }
+    while (atomicAdd(grid_arrivals, 0u) - base < target) {
     }
     memoryBarrierBuffer();
   }

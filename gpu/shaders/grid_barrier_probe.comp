@@ -18,7 +18,6 @@ layout(std430, binding = 1) coherent buffer Slots { uint slots[]; };
 layout(push_constant) uniform Shape {
   uint phases;
   uint base;  // the counter's value before this dispatch
-  uint poll_by_load;
 } shape;
 
 #include "grid_barrier.glsl"
@@ -29,7 +28,7 @@ void main() {
   for (uint phase = 0u; phase < shape.phases; ++phase) {
     const uint target = (phase + 1u) * groups;
     if (gl_LocalInvocationIndex == 0u) atomicExchange(slots[group], shape.base + target);
-    grid_barrier(shape.base, target, shape.poll_by_load != 0u);
+    grid_barrier(shape.base, target);
     if (gl_LocalInvocationIndex == 0u && atomicAdd(slots[(group + 1u) % groups], 0u) - shape.base < target)
       atomicAdd(misses, 1u);
   }
