@@ -1,13 +1,13 @@
 // What running dependent products inside one dispatch would gain a decoded token
 // (gpu/gemv_chain_probe.h): a chain of f16 GEMVs, v[p + 1] = W[p] · v[p], 128 MiB of
-// weights in all (more than an H100's L2, as a token's weights are), as one dispatch whose
-// workgroups meet at a grid barrier (grid_barrier.glsl) between phases, or as one dispatch per phase behind a
-// pipeline barrier. Device time per phase. The grid form runs about one or two workgroups
-// of 256 invocations per multiprocessor of an H100 (all must run at once); the
-// per-phase form also runs one row per subgroup, as many workgroups as that takes.
+// weights in all (more than an H100's L2, as a token's weights are), as one dispatch
+// whose workgroups meet at a grid barrier (grid_barrier.glsl) between phases, or as one
+// dispatch per phase behind a pipeline barrier. Device time per phase. The grid form
+// runs about one or two workgroups of 256 invocations per multiprocessor of an H100 (all
+// must run at once); the per-phase form also runs one row per subgroup, as many
+// workgroups as that takes.
 #include <benchmark/benchmark.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -31,12 +31,11 @@ void BM_GemvChain(benchmark::State& state, uint32_t n, uint32_t workgroups, bool
                             .workgroups = workgroups,
                             .one_dispatch = one_dispatch};
   // Weights of about 1 / sqrt(n) keep the vectors' size along the chain.
-  const std::vector<float> w = random_values(probe.weight_bytes() / 2, 1);
-  std::vector<uint16_t> halves(w.size());
-  std::vector<float> scaled(w.size());
+  std::vector<float> w = random_values(probe.weight_bytes() / 2, 1);
   const float scale = 1.7f / std::sqrt(static_cast<float>(n));
-  std::transform(w.begin(), w.end(), scaled.begin(), [&](float value) { return value * scale; });
-  quant::f32_to_f16_row(scaled.data(), halves.data(), static_cast<int64_t>(halves.size()));
+  for (float& value : w) value *= scale;
+  std::vector<uint16_t> halves(w.size());
+  quant::f32_to_f16_row(w.data(), halves.data(), static_cast<int64_t>(halves.size()));
   const std::vector<float> v = random_values(probe.vector_bytes() / 4, 2);
   const uint32_t zero = 0;
   auto counter = device_copy_of(gpu, &zero, gpu::GemvChainProbe::kCounterBytes);

@@ -18,11 +18,10 @@ namespace ember::gpu {
 
 struct GemvChainProbe {
   static constexpr uint32_t kMostN = 4096;  // x is staged in shared memory
-  static constexpr uint32_t kInvocations = 256;
   static constexpr uint64_t kCounterBytes = 4;
   uint32_t n = 0;           // each W is n x n, n a multiple of 8
   uint32_t phases = 0;      // products in the chain
-  uint32_t workgroups = 0;  // per dispatch; one dispatch: all must run at once
+  uint32_t workgroups = 0;  // of 256 invocations, per dispatch; one dispatch: all must run at once
   bool one_dispatch = false;
   // One dispatch: the counter's value before it; the dispatch adds (phases - 1) x workgroups.
   uint32_t counter_base = 0;
