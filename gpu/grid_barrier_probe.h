@@ -5,7 +5,7 @@
 // one dispatch; bench-gpu times a phase of it against a near-empty dispatch behind a
 // barrier (the same shader with no phases), so the cost of a phase boundary either way
 // is measured, not assumed. Lavapipe does not run a dispatch's workgroups side by side
-// (tests/gpu/test_grid_barrier_probe.cpp): there the probe's barrier figures mean nothing.
+// (tests/gpu/test_grid_barrier.cpp): there the probe's barrier figures mean nothing.
 #pragma once
 
 #include <cstdint>
