@@ -21,6 +21,20 @@ std::string node_label(const Node& node, NodeId id) {
                            : fmt::format("node {} ({} '{}')", id, op_name(node.op), node.name);
 }
 
+// The batch being gathered, handed to its backend as it grows: `gather_one` walks the
+// graph to the next node that joins (appending it to `items`) or finds the batch complete.
+template <typename GatherOne>
+class GatheringFeed final : public BatchFeed {
+ public:
+  GatheringFeed(const std::vector<BatchItem>& items, GatherOne& gather_one) : items_(items), gather_one_(gather_one) {}
+  std::span<const BatchItem> items() const override { return items_; }
+  bool gather() override { return gather_one_(); }
+
+ private:
+  const std::vector<BatchItem>& items_;
+  GatherOne& gather_one_;
+};
+
 }  // namespace
 
 Executor::BackendList::const_iterator Executor::next_backend(BackendList::const_iterator from, const Node& node,
@@ -111,39 +125,53 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
 
     // The nodes after it that would go to the same backend join it, up to what it takes:
     // those that no backend before it takes, and that it takes knowing which inputs the
-    // batch itself makes.
+    // batch itself makes. They are gathered as the backend asks for them, so a device may
+    // start on the first nodes while the host walks the graph for the rest.
+    made_by_batch[id] = true;
+    items.clear();
+    items.push_back({&node, batch.back().inputs, values[id], is_output[id]});
     NodeId next = id + 1;
     const size_t max_batch = (*chosen)->max_batch();
-    made_by_batch[id] = true;
-    for (; next < static_cast<NodeId>(graph.size()) && batch.size() < max_batch; ++next) {
-      const Node& candidate = graph.node(next);
-      if (candidate.op == Op::constant) values[next] = candidate.value;
-      if (candidate.op == Op::input || candidate.op == Op::constant) continue;
-      if (reshaped_in_place(next)) {
-        made_by_batch[next] = made_by_batch[candidate.inputs[0]];
-        continue;
+    bool complete = false;
+    Status gathering;  // an output the pool could not give
+    const auto gather_one = [&]() {
+      for (; !complete && next < static_cast<NodeId>(graph.size()) && batch.size() < max_batch; ++next) {
+        const Node& candidate = graph.node(next);
+        if (candidate.op == Op::constant) values[next] = candidate.value;
+        if (candidate.op == Op::input || candidate.op == Op::constant) continue;
+        if (reshaped_in_place(next)) {
+          made_by_batch[next] = made_by_batch[candidate.inputs[0]];
+          continue;
+        }
+        std::vector<Tensor> candidate_inputs = inputs_of(candidate);
+        if (std::any_of(backends_.cbegin(), chosen, [&](const auto& b) { return b->supports(candidate, candidate_inputs); }))
+          break;
+        for (size_t i = 0; i < candidate.inputs.size(); ++i)
+          from_batch[i] = candidate.inputs[i] != kInvalidNode && made_by_batch[candidate.inputs[i]];
+        if (!(*chosen)->joins_batch(candidate, candidate_inputs,
+                                    std::span<const bool>(from_batch.get(), candidate.inputs.size())))
+          break;
+        auto candidate_output = output_for(next);
+        if (!candidate_output) {
+          gathering = candidate_output.status();
+          break;
+        }
+        made_by_batch[next] = true;
+        values[next] = std::move(candidate_output.value());
+        batch.push_back({next, std::move(candidate_inputs)});
+        items.push_back({&candidate, batch.back().inputs, values[next], is_output[next]});
+        ++next;
+        return true;
       }
-      std::vector<Tensor> candidate_inputs = inputs_of(candidate);
-      if (std::any_of(backends_.cbegin(), chosen, [&](const auto& b) { return b->supports(candidate, candidate_inputs); }))
-        break;
-      for (size_t i = 0; i < candidate.inputs.size(); ++i)
-        from_batch[i] = candidate.inputs[i] != kInvalidNode && made_by_batch[candidate.inputs[i]];
-      if (!(*chosen)->joins_batch(candidate, candidate_inputs, std::span<const bool>(from_batch.get(), candidate.inputs.size())))
-        break;
-      made_by_batch[next] = true;
-      auto candidate_output = output_for(next);
-      if (!candidate_output) return candidate_output.status();
-      values[next] = std::move(candidate_output.value());
-      batch.push_back({next, std::move(candidate_inputs)});
-    }
+      complete = true;
+      return false;
+    };
+    GatheringFeed feed(items, gather_one);
 
-    items.clear();
-    for (const Pending& pending : batch)
-      items.push_back({&graph.node(pending.id), pending.inputs, values[pending.id], is_output[pending.id]});
-    std::fill(made_by_batch.get() + id, made_by_batch.get() + next, false);
     const auto start = std::chrono::steady_clock::now();
-    Status status = items.size() == 1 ? (*chosen)->run(node, items[0].inputs, items[0].output)
-                                      : (*chosen)->run_batch(items);
+    Status status = (*chosen)->run_fed_batch(feed);
+    std::fill(made_by_batch.get() + id, made_by_batch.get() + next, false);
+    if (!gathering.ok()) return gathering;
     if (status.code() == ErrorCode::unsupported) {
       // A device fault hands the nodes on (ember/backend.h), one by one; the CPU, last,
       // always takes them.

@@ -217,12 +217,32 @@ Status VulkanBackend::run(const Node& node, std::span<const Tensor> inputs, cons
   return run_batch(std::span(&item, 1));
 }
 
+namespace {
+
+// A batch gathered whole before it is handed over.
+class GatheredFeed final : public BatchFeed {
+ public:
+  explicit GatheredFeed(std::span<const BatchItem> items) : items_(items) {}
+  std::span<const BatchItem> items() const override { return items_; }
+  bool gather() override { return false; }
+
+ private:
+  std::span<const BatchItem> items_;
+};
+
+}  // namespace
+
 Status VulkanBackend::run_batch(std::span<const BatchItem> items) {
-  Status status = run_nodes(items);
+  GatheredFeed feed(items);
+  return run_fed_batch(feed);
+}
+
+Status VulkanBackend::run_fed_batch(BatchFeed& feed) {
+  Status status = run_nodes(feed);
   if (status.code() == ErrorCode::out_of_memory && !device_->context().device_lost()) {
     spare_buffers_.clear();
     device_->allocator().trim();
-    status = run_nodes(items);
+    status = run_nodes(feed);
   }
   if (status.ok()) return status;
   const auto fault = fault_of(status);
@@ -255,14 +275,16 @@ void VulkanBackend::warn_once(Fault fault, const Status& status) {
   }
 }
 
-Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
+Status VulkanBackend::run_nodes(BatchFeed& feed) {
   const auto start = std::chrono::steady_clock::now();
   gpu::CommandBatch batch(device_->context(), device_->descriptor_sets());
   Recording recording(spare_buffers_);
   const auto input = [&](const Tensor& tensor) { return recorded_input(recording, tensor); };
   std::vector<size_t> first_dispatch;  // of each item, then the end
   std::optional<FoldedRope> folded_rope;  // for the attention item next
-  for (size_t index = 0; index < items.size(); ++index) {
+  // Records items[index], and the items after it that its dispatch covers too (index
+  // then moves past them).
+  const auto record_item = [&](std::span<const BatchItem> items, size_t& index) -> Status {
     const BatchItem& item = items[index];
     first_dispatch.push_back(batch.dispatches());
     const Node& node = *item.node;
@@ -374,21 +396,45 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
       default: return internal_error(fmt::format("the Vulkan backend has no kernel for {}", op_name(node.op)));
     }
     recording.made_here.insert(item.output.buffer().get());
-  }
-  first_dispatch.push_back(batch.dispatches());
-  last_batch_dispatches_ = batch.dispatches();
+    return {};
+  };
   // Graph outputs come back to the host in the same submission.
   std::vector<std::pair<Buffer*, const gpu::DeviceBuffer*>> read_back;
-  for (const BatchItem& item : items) {
-    if (!item.graph_output) continue;
-    Buffer& buffer = *item.output.buffer();
-    auto device = device_side(item.output, false);
-    if (!device) return device.status();
-    auto host_copy = host_visible(recording, buffer.bytes(), "a read-back buffer");
-    if (!host_copy) return host_copy.status();
-    batch.copy_to_host(*device.value(), *host_copy.value(), buffer.bytes());
-    read_back.emplace_back(&buffer, host_copy.value());
-  }
+  const auto copy_outputs_back = [&]() -> Status {
+    for (const BatchItem& item : feed.items()) {
+      if (!item.graph_output) continue;
+      Buffer& buffer = *item.output.buffer();
+      auto device = device_side(item.output, false);
+      if (!device) return device.status();
+      auto host_copy = host_visible(recording, buffer.bytes(), "a read-back buffer");
+      if (!host_copy) return host_copy.status();
+      batch.copy_to_host(*device.value(), *host_copy.value(), buffer.bytes());
+      read_back.emplace_back(&buffer, host_copy.value());
+    }
+    return {};
+  };
+  // The batch is recorded as the executor gathers it, and the recording goes to the device
+  // in pieces (gpu::CommandBatch::run), so the device starts on the first nodes while the
+  // host is still walking the graph. An item is recorded once the items it may fuse with
+  // are gathered: a q and k rope pair and the attention after them.
+  constexpr size_t kItemsLookedAt = 3;
+  size_t next_item = 0;
+  bool outputs_copied = false;
+  Status recorded;
+  const auto record_more = [&]() {
+    if (!recorded.ok()) return false;
+    while (feed.items().size() < next_item + kItemsLookedAt && feed.gather()) {
+    }
+    const std::span<const BatchItem> items = feed.items();
+    if (next_item < items.size()) {
+      recorded = record_item(items, next_item);
+      ++next_item;
+      return recorded.ok();
+    }
+    if (!outputs_copied) recorded = copy_outputs_back();
+    outputs_copied = true;
+    return false;
+  };
   const std::chrono::nanoseconds before_recording = std::chrono::steady_clock::now() - start;
   last_device_time_ = std::chrono::nanoseconds(0);
   last_item_device_times_.clear();
@@ -396,23 +442,32 @@ Status VulkanBackend::run_nodes(std::span<const BatchItem> items) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(seconds));
   };
   if (device_->context().capabilities().timestamp_valid_bits == 0) {
-    EMBER_RETURN_IF_ERROR(from_gpu(batch.run()));
+    const Status ran = from_gpu(batch.run(record_more));
+    EMBER_RETURN_IF_ERROR(recorded);
+    EMBER_RETURN_IF_ERROR(ran);
   } else if (time_each_node_) {
+    // Timing each dispatch needs their count before the recording starts.
+    while (record_more()) {
+    }
+    EMBER_RETURN_IF_ERROR(recorded);
+    first_dispatch.push_back(batch.dispatches());
     auto each = batch.run_timed_each();
     if (!each) return from_gpu(each.status());
-    for (size_t i = 0; i < items.size(); ++i) {
+    for (size_t i = 0; i + 1 < first_dispatch.size(); ++i) {
       double seconds = 0;
       for (size_t d = first_dispatch[i]; d < first_dispatch[i + 1]; ++d) seconds += each.value()[d];
       last_item_device_times_.push_back(as_nanoseconds(seconds));
       last_device_time_ += last_item_device_times_.back();
     }
   } else {
-    auto busy = batch.run_timed();
+    auto busy = batch.run_timed(record_more);
+    EMBER_RETURN_IF_ERROR(recorded);
     if (!busy) return from_gpu(busy.status());
     last_device_time_ = as_nanoseconds(busy.value());
   }
+  last_batch_dispatches_ = batch.dispatches();
   last_preparation_time_ = before_recording + batch.recording_before_submission();
-  for (const BatchItem& item : items) item.output.buffer()->mark_device_written();
+  for (const BatchItem& item : feed.items()) item.output.buffer()->mark_device_written();
   for (const auto& [buffer, host_copy] : read_back) buffer->take_device_write(host_copy->mapped());
   for (Buffer* cache : recording.written_caches) cache->mark_device_written();
   return {};

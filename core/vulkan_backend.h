@@ -14,8 +14,10 @@
 // stays on the device (Buffer residency `device`) until a CPU node reads it.
 //
 // Batches: the executor hands over runs of consecutive nodes this backend takes (up to
-// kMaxBatch), which become one command buffer and one submission and wait; a node's input
-// made by an earlier node of the batch is read on the device without a round trip.
+// kMaxBatch), which become one recording, submitted in pieces as it is recorded, and one
+// wait; a node's input made by an earlier node of the batch is read on the device without
+// a round trip. The nodes are recorded as the executor gathers them (BatchFeed), so the
+// device runs a token's first nodes while the host walks the graph for the rest.
 //
 // Faults: a node or batch that hits one returns ErrorCode::unsupported, so the executor
 // reruns it (each node of the batch) on the CPU with the same inputs, and each kind is
@@ -69,6 +71,8 @@ class VulkanBackend final : public Backend {
   // Consecutive linear nodes are recorded into one command buffer and submitted once.
   size_t max_batch() const override { return kMaxBatch; }
   Status run_batch(std::span<const BatchItem> items) override;
+  // Records the nodes as the executor gathers them, and submits the recording in pieces.
+  Status run_fed_batch(BatchFeed& feed) override;
   // From the device's timestamps around each submission (zero where it has none).
   std::chrono::nanoseconds last_device_time() const override { return last_device_time_; }
   // With set_time_each_node(true), from a timestamp after every dispatch.
@@ -112,9 +116,9 @@ class VulkanBackend final : public Backend {
   static std::span<const size_t> activation_inputs(Op op);
   // The tensor's only current copy is on this device.
   bool on_this_device(const Tensor& tensor) const;
-  // Records the items into one gpu::CommandBatch and runs it; outputs are marked
-  // device-written only once all of them have run.
-  Status run_nodes(std::span<const BatchItem> items);
+  // Records the feed's items into one gpu::CommandBatch as they are gathered, and runs it;
+  // outputs are marked device-written only once all of them have run.
+  Status run_nodes(BatchFeed& feed);
   // `next` is an rms_norm of `add`'s whole output: run_nodes records the two as one dispatch.
   static bool norms_the_sum(const BatchItem& add, const BatchItem& next);
   // cached_attention with f32 or f16 caches, head size even and at most 256, and scores

@@ -46,7 +46,7 @@ void CommandBatch::hold(std::mutex& mutex) {
   held_.emplace_back(mutex);
 }
 
-void CommandBatch::record(Context::Pieces& pieces, const Context::StepMarker* after_dispatch) {
+void CommandBatch::record(Context::Pieces& pieces, const Context::StepMarker* after_dispatch, const AddMore& add_more) {
   const auto start = std::chrono::steady_clock::now();
   const VulkanFunctions& vk = context_.vk();
   // Only the first barrier orders the dispatches after copies and host writes from
@@ -54,7 +54,10 @@ void CommandBatch::record(Context::Pieces& pieces, const Context::StepMarker* af
   // shaders alone. The narrower barrier measured 3.4 against 4.3 us per tiny dispatch on
   // the H200, and decoding M in q4_0 18% faster (docs/PERFORMANCE.md, "Fifth session").
   bool first_barrier = true;
-  for (uint32_t index = 0; index < dispatches_.size(); ++index) {
+  for (uint32_t index = 0;; ++index) {
+    while (index == dispatches_.size() && add_more && add_more()) {
+    }
+    if (index == dispatches_.size()) break;
     const Dispatch& dispatch = dispatches_[index];
     // The H200 took 1.6 us of the host's time to record a dispatch and at least 2.3 us of
     // its own to run one (bench-gpu BM_BatchHostCost), so after the first piece the host
@@ -111,14 +114,14 @@ uint32_t CommandBatch::pieces_for(uint32_t dispatches) {
   return std::min(pieces, Context::kMostPieces);
 }
 
-Status CommandBatch::run() {
-  if (dispatches_.empty()) return {};
-  return context_.run_pieces_and_wait([&](Context::Pieces& pieces) { record(pieces); });
+Status CommandBatch::run(const AddMore& add_more) {
+  if (dispatches_.empty() && !add_more) return {};
+  return context_.run_pieces_and_wait([&](Context::Pieces& pieces) { record(pieces, nullptr, add_more); });
 }
 
-Result<double> CommandBatch::run_timed() {
-  if (dispatches_.empty()) return 0.0;
-  return context_.run_pieces_and_time([&](Context::Pieces& pieces) { record(pieces); });
+Result<double> CommandBatch::run_timed(const AddMore& add_more) {
+  if (dispatches_.empty() && !add_more) return 0.0;
+  return context_.run_pieces_and_time([&](Context::Pieces& pieces) { record(pieces, nullptr, add_more); });
 }
 
 Result<std::vector<double>> CommandBatch::run_timed_each() {

@@ -12,6 +12,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <mutex>
 #include <vector>
@@ -78,16 +79,21 @@ class CommandBatch {
   static bool starts_piece(uint32_t index);
   // The submissions a batch of `dispatches` makes (Context::kMostPieces at most).
   static uint32_t pieces_for(uint32_t dispatches);
-  Status run();
+  // `add_more`, where given, adds dispatches during the recording: it is called whenever
+  // the recording has caught up with those added so far, until it returns false. So the
+  // host prepares later dispatches while the device runs the pieces already submitted.
+  using AddMore = std::function<bool()>;
+  Status run(const AddMore& add_more = {});
   // run(), returning the seconds the device spent on the dispatches.
-  Result<double> run_timed();
+  Result<double> run_timed(const AddMore& add_more = {});
   // run(), returning the seconds of each dispatch in order (from the end of the one
   // before, barrier included; see Context::run_and_time_steps).
   Result<std::vector<double>> run_timed_each();
 
  private:
   // `after_dispatch`, where given, is called with each dispatch's index once it is recorded.
-  void record(Context::Pieces& pieces, const Context::StepMarker* after_dispatch = nullptr);
+  void record(Context::Pieces& pieces, const Context::StepMarker* after_dispatch = nullptr,
+              const AddMore& add_more = {});
 
   Context& context_;
   DescriptorSets& sets_;

@@ -32,6 +32,17 @@ struct BatchItem {
   bool graph_output = false;
 };
 
+// A batch handed to a backend while the executor is still gathering it: a device backend
+// can start the device on the first nodes while the host walks the graph for the rest.
+class BatchFeed {
+ public:
+  virtual ~BatchFeed() = default;
+  // The items gathered so far, in order; valid until the next gather().
+  virtual std::span<const BatchItem> items() const = 0;
+  // Gathers one more item (true), or finds the batch complete (false, from then on).
+  virtual bool gather() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -55,6 +66,15 @@ class Backend {
   virtual Status run_batch(std::span<const BatchItem> items) {
     for (const BatchItem& item : items) EMBER_RETURN_IF_ERROR(run(*item.node, item.inputs, item.output));
     return {};
+  }
+  // run_batch() over a batch still being gathered. The items it runs are feed.items() once
+  // it returns: a backend may stop gathering early (on a fault), and the executor then
+  // gathers the rest into later batches. This default gathers them all first.
+  virtual Status run_fed_batch(BatchFeed& feed) {
+    while (feed.gather()) {
+    }
+    const std::span<const BatchItem> items = feed.items();
+    return items.size() == 1 ? run(*items[0].node, items[0].inputs, items[0].output) : run_batch(items);
   }
   // How long the device itself was busy with the last successful run or run_batch, where
   // the backend can tell (a GPU's timestamps); zero otherwise. The rest of a call's wall

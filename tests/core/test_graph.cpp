@@ -269,6 +269,74 @@ TEST(Executor, ConsecutiveNodesOfABatchingBackendRunAsOneBatch) {
   }
 }
 
+// A backend that runs each node of a batch as soon as the executor has gathered it, and
+// remembers how many items the batch held as it ran each. Told to, it gives its first
+// batch back (ErrorCode::unsupported) after `give_back_after` items, as a device that
+// faults part way through recording does.
+class GatheringScaleBackend : public Backend {
+ public:
+  size_t give_back_after = 0;
+  std::vector<std::vector<size_t>> gathered_when_run;  // per batch
+
+  std::string_view name() const override { return "gatherer"; }
+  bool supports(const Node& node, std::span<const Tensor>) const override { return node.op == Op::scale; }
+  Status run(const Node&, std::span<const Tensor>, const Tensor&) override {
+    return internal_error("the executor hands every batch over as a feed");
+  }
+  size_t max_batch() const override { return 8; }
+  Status run_fed_batch(BatchFeed& feed) override {
+    std::vector<size_t>& sizes = gathered_when_run.emplace_back();
+    for (size_t ran = 0;; ++ran) {
+      if (ran == feed.items().size() && !feed.gather()) return {};
+      const BatchItem& item = feed.items()[ran];
+      sizes.push_back(feed.items().size());
+      for (int64_t i = 0; i < item.output.elements(); ++i)
+        item.output.set_flat(i, item.inputs[0].get_flat(i) * item.node->params.factor);
+      if (gathered_when_run.size() == 1 && ran + 1 == give_back_after) return unsupported("the test backend gives up");
+    }
+  }
+};
+
+// The executor hands a batch over while it walks the graph for the batch's later nodes:
+// the backend runs each node before the next is gathered. A backend that gives its batch
+// back part way has its gathered nodes rerun on the CPU, and the walk goes on from there.
+TEST(Executor, ABatchIsHandedOverWhileItIsGathered) {
+  ember::testing::SeededRng rng;
+  const Tensor x = random_tensor(rng, {2, 7});
+  Graph g;
+  const NodeId input = g.input("x", {2, 7});
+  NodeId chain = input;
+  for (float factor : {2.0f, 3.0f, 5.0f, 7.0f, 11.0f}) chain = g.scale(chain, factor);
+  const NodeId sum = g.add(chain, input);  // the CPU's
+  g.mark_output(g.scale(sum, 13.0f));
+  ASSERT_TRUE(g.ok()) << g.status().message();
+
+  Executor cpu;
+  auto expected = cpu.run(g, std::span(&x, 1));
+  ASSERT_TRUE(expected) << expected.status().message();
+  for (const size_t give_back_after : {size_t{0}, size_t{2}}) {
+    SCOPED_TRACE(give_back_after ? "the backend gives its first batch back after 2 nodes" : "the backend runs all");
+    auto backend = std::make_shared<GatheringScaleBackend>();
+    backend->give_back_after = give_back_after;
+    Executor executor;
+    executor.prefer_backend(backend);
+    auto actual = executor.run(g, std::span(&x, 1));
+    ASSERT_TRUE(actual) << actual.status().message();
+    const std::vector<std::vector<size_t>> expected_sizes =
+        give_back_after ? std::vector<std::vector<size_t>>{{1, 2}, {1, 2, 3}, {1}}
+                        : std::vector<std::vector<size_t>>{{1, 2, 3, 4, 5}, {1}};
+    EXPECT_EQ(backend->gathered_when_run, expected_sizes);
+    for (int64_t i = 0; i < x.elements(); ++i)
+      EXPECT_FLOAT_EQ((*actual)[0].get_flat(i), (*expected)[0].get_flat(i)) << "element " << i;
+    std::vector<std::string_view> ran_on;
+    for (const NodeTiming& timing : executor.last_timings()) ran_on.push_back(timing.backend);
+    const std::vector<std::string_view> first_two =
+        give_back_after ? std::vector<std::string_view>{"cpu", "cpu"} : std::vector<std::string_view>{"gatherer", "gatherer"};
+    EXPECT_EQ(ran_on, (std::vector<std::string_view>{first_two[0], first_two[1], "gatherer", "gatherer", "gatherer",
+                                                     "cpu", "gatherer"}));
+  }
+}
+
 // A reshape inside a graph is a view of its input's bytes that no backend runs, so a
 // batch goes on through it; a reshape that is a graph output gets a buffer of its own.
 TEST(Executor, InnerReshapesAreViewsAndOutputReshapesCopies) {

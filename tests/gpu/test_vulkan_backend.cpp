@@ -306,6 +306,71 @@ TEST_F(VulkanRoutingTest, CheapOpsFollowTheirInputOntoTheDevice) {
     EXPECT_LT(relative_error((*actual)[i], (*expected)[i]), testing::kCpuTolerance) << "output " << i;
 }
 
+// The Vulkan backend under another name, which notes the device's submissions so far each
+// time the executor asks whether a node joins the batch (as it walks the graph for it).
+class WatchedVulkanBackend final : public Backend {
+ public:
+  WatchedVulkanBackend(std::shared_ptr<VulkanDevice> device, VulkanRouting routing)
+      : device_(device), inner_(std::make_shared<VulkanBackend>(std::move(device), std::move(routing))) {}
+  mutable std::vector<uint64_t> submissions_when_asked;
+
+  std::string_view name() const override { return inner_->name(); }
+  bool supports(const Node& node, std::span<const Tensor> inputs) const override {
+    return inner_->supports(node, inputs);
+  }
+  bool joins_batch(const Node& node, std::span<const Tensor> inputs, std::span<const bool> from_batch) const override {
+    submissions_when_asked.push_back(device_->context().submissions());
+    return inner_->joins_batch(node, inputs, from_batch);
+  }
+  Status run(const Node& node, std::span<const Tensor> inputs, const Tensor& output) override {
+    return inner_->run(node, inputs, output);
+  }
+  size_t max_batch() const override { return inner_->max_batch(); }
+  Status run_batch(std::span<const BatchItem> items) override { return inner_->run_batch(items); }
+  Status run_fed_batch(BatchFeed& feed) override { return inner_->run_fed_batch(feed); }
+
+ private:
+  std::shared_ptr<VulkanDevice> device_;
+  std::shared_ptr<VulkanBackend> inner_;
+};
+
+// A batch is recorded as the executor gathers it, and goes to the device in pieces: the
+// first piece is submitted before the executor has walked to the batch's last nodes, so
+// a device starts on a token while the host still walks the graph. The output still
+// matches the CPU's.
+TEST_F(VulkanRoutingTest, TheDeviceStartsOnABatchWhileTheExecutorStillGathersIt) {
+  testing::SeededRng rng;
+  constexpr int64_t kWidth = 64, kLinears = 24;  // a dispatch each: three times the first piece
+  const Tensor x = testing::f32_tensor(Shape{1, kWidth}, rng.uniform(kWidth));
+  Graph graph;
+  NodeId chain = graph.input("x", Shape{1, kWidth});
+  for (int64_t i = 0; i < kLinears; ++i)
+    chain = graph.linear(
+        chain, graph.constant("w" + std::to_string(i), testing::weight_tensor(DType::f32, kWidth, kWidth, rng)),
+        kInvalidNode);
+  graph.mark_output(chain);
+  ASSERT_TRUE(graph.ok()) << graph.status().message();
+
+  Executor cpu;
+  auto expected = cpu.run(graph, std::span(&x, 1));
+  ASSERT_TRUE(expected) << expected.status().message();
+  auto watched = std::make_shared<WatchedVulkanBackend>(device_, VulkanRouting{});
+  Executor gpu;
+  gpu.prefer_backend(watched);
+  ASSERT_TRUE(gpu.run(graph, std::span(&x, 1)));  // uploads x and the weights, which stay
+  watched->submissions_when_asked.clear();
+  const uint64_t before = device_->context().submissions();
+  auto actual = gpu.run(graph, std::span(&x, 1));
+  ASSERT_TRUE(actual) << actual.status().message();
+  EXPECT_EQ(nodes_run_by(gpu, "vulkan"), static_cast<size_t>(kLinears));
+  const std::vector<uint64_t>& asked = watched->submissions_when_asked;
+  ASSERT_EQ(asked.size(), static_cast<size_t>(kLinears - 1));  // every linear after the first
+  EXPECT_EQ(asked.front(), before);
+  EXPECT_GT(asked.back(), before) << "nothing went to the device before the walk ended";
+  EXPECT_GT(device_->context().submissions(), asked.back()) << "the last piece went before the walk ended";
+  EXPECT_LT(relative_error((*actual)[0], (*expected)[0]), testing::kCpuTolerance);
+}
+
 // A residual add and the norm of its sum, back to back on the device, are one dispatch:
 // timed node by node, the norm's node has no device time of its own. Both results still
 // match the CPU's.
