@@ -42,9 +42,32 @@ Executor::BackendList::const_iterator Executor::next_backend(BackendList::const_
   return std::find_if(from, backends_.cend(), [&](const auto& backend) { return backend->supports(node, inputs); });
 }
 
-Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Tensor> inputs) {
+Result<const Plan*> Executor::plan_for(const Graph& graph) {
+  const auto planned = [&] {
+    if (!plan_ || planned_nodes_.size() != graph.size() || planned_outputs_ != graph.outputs()) return false;
+    for (size_t i = 0; i < graph.size(); ++i) {
+      const Node& node = graph.nodes()[i];
+      const PlannedNode& was = planned_nodes_[i];
+      if (node.op != was.op || node.dtype != was.dtype || !(node.shape == was.shape) || node.inputs != was.inputs)
+        return false;
+    }
+    return true;
+  };
+  if (graph.ok() && planned()) return &*plan_;
+  plan_.reset();
   auto plan = plan_memory(graph);
   if (!plan) return plan.status();
+  planned_nodes_.clear();
+  for (const Node& node : graph.nodes()) planned_nodes_.push_back({node.op, node.inputs, node.shape, node.dtype});
+  planned_outputs_ = graph.outputs();
+  plan_ = std::move(plan.value());
+  return &*plan_;
+}
+
+Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Tensor> inputs) {
+  auto planned = plan_for(graph);
+  if (!planned) return planned.status();
+  const Plan& plan = *planned.value();
   if (inputs.size() != graph.inputs().size())
     return invalid_argument(fmt::format("graph takes {} inputs; {} given", graph.inputs().size(), inputs.size()));
 
@@ -95,7 +118,7 @@ Result<std::vector<Tensor>> Executor::run(const Graph& graph, std::span<const Te
     return true;
   };
   const auto release_after = [&](NodeId ran) {
-    for (NodeId released : plan->release_after[ran]) values[released] = Tensor();
+    for (NodeId released : plan.release_after[ran]) values[released] = Tensor();
   };
   const auto output_for = [&](NodeId id) -> Result<Tensor> {
     const Node& node = graph.node(id);

@@ -337,6 +337,34 @@ TEST(Executor, ABatchIsHandedOverWhileItIsGathered) {
   }
 }
 
+// An executor keeps the memory plan of the graph it ran last for the next run of the same
+// graph; a graph of the same ops and shapes whose nodes read other inputs gets a plan of
+// its own. With the first graph's plan the second would release n1 after n2, hand its
+// buffer to n3, and add n3 to itself.
+TEST(Executor, AGraphWhoseNodesReadOtherInputsGetsAPlanOfItsOwn) {
+  ember::testing::SeededRng rng;
+  const Tensor x = random_tensor(rng, {4, 9});
+  const auto chain = [](bool second_reads_x) {
+    Graph g;
+    const NodeId input = g.input("x", {4, 9});
+    const NodeId n1 = g.scale(input, 2.0f);
+    const NodeId n2 = g.scale(second_reads_x ? input : n1, 3.0f);
+    const NodeId n3 = g.scale(n2, 5.0f);
+    g.mark_output(g.add(n3, second_reads_x ? n1 : n3));
+    return g;
+  };
+  const Graph chained = chain(false), forked = chain(true);
+  ASSERT_TRUE(chained.ok() && forked.ok());
+  Executor executor;
+  for (const Graph* graph : {&chained, &chained, &forked, &forked, &chained}) {
+    const float factor = graph == &chained ? 60.0f : 17.0f;
+    auto out = executor.run(*graph, std::span(&x, 1));
+    ASSERT_TRUE(out) << out.status().message();
+    for (int64_t i = 0; i < x.elements(); ++i)
+      EXPECT_FLOAT_EQ((*out)[0].get_flat(i), factor * x.get_flat(i)) << "element " << i;
+  }
+}
+
 // A reshape inside a graph is a view of its input's bytes that no backend runs, so a
 // batch goes on through it; a reshape that is a graph output gets a buffer of its own.
 TEST(Executor, InnerReshapesAreViewsAndOutputReshapesCopies) {
