@@ -82,6 +82,9 @@ class CommandBatch {
   // `add_more`, where given, adds dispatches during the recording: it is called whenever
   // the recording has caught up with those added so far, until it returns false. So the
   // host prepares later dispatches while the device runs the pieces already submitted.
+  // It runs under the context's lock on its piece buffers (Context::run_pieces_and_wait),
+  // so what it locks (a kernel's mutex, through hold()) must not be held by a thread
+  // waiting to run a batch on the same context.
   using AddMore = std::function<bool()>;
   Status run(const AddMore& add_more = {});
   // run(), returning the seconds the device spent on the dispatches.
