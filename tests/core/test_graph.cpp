@@ -210,6 +210,13 @@ TEST(Executor, EmbeddingIdOutOfRangeIsAnError) {
   EXPECT_NE(out.status().message().find("embedding"), std::string::npos);
 }
 
+// The backend that ran each node of the executor's last run, in order.
+std::vector<std::string_view> backends_that_ran(const Executor& executor) {
+  std::vector<std::string_view> names;
+  for (const NodeTiming& timing : executor.last_timings()) names.push_back(timing.backend);
+  return names;
+}
+
 // A device-like backend for the executor's batching: it takes `scale` nodes, at most
 // three at a time, and remembers the batches it was given; when told to fail it hands
 // every batch back (ErrorCode::unsupported), as a faulting GPU does.
@@ -262,10 +269,9 @@ TEST(Executor, ConsecutiveNodesOfABatchingBackendRunAsOneBatch) {
     for (size_t o = 0; o < 2; ++o)
       for (int64_t i = 0; i < x.elements(); ++i)
         EXPECT_FLOAT_EQ((*actual)[o].get_flat(i), (*expected)[o].get_flat(i)) << "output " << o << " element " << i;
-    std::vector<std::string_view> ran_on;
-    for (const NodeTiming& timing : executor.last_timings()) ran_on.push_back(timing.backend);
     const std::string_view batcher = fail ? "cpu" : "batcher";
-    EXPECT_EQ(ran_on, (std::vector<std::string_view>{batcher, batcher, batcher, batcher, "cpu", batcher}));
+    EXPECT_EQ(backends_that_ran(executor),
+              (std::vector<std::string_view>{batcher, batcher, batcher, batcher, "cpu", batcher}));
   }
 }
 
@@ -328,12 +334,9 @@ TEST(Executor, ABatchIsHandedOverWhileItIsGathered) {
     EXPECT_EQ(backend->gathered_when_run, expected_sizes);
     for (int64_t i = 0; i < x.elements(); ++i)
       EXPECT_FLOAT_EQ((*actual)[0].get_flat(i), (*expected)[0].get_flat(i)) << "element " << i;
-    std::vector<std::string_view> ran_on;
-    for (const NodeTiming& timing : executor.last_timings()) ran_on.push_back(timing.backend);
-    const std::vector<std::string_view> first_two =
-        give_back_after ? std::vector<std::string_view>{"cpu", "cpu"} : std::vector<std::string_view>{"gatherer", "gatherer"};
-    EXPECT_EQ(ran_on, (std::vector<std::string_view>{first_two[0], first_two[1], "gatherer", "gatherer", "gatherer",
-                                                     "cpu", "gatherer"}));
+    const std::string_view first_two = give_back_after ? "cpu" : "gatherer";
+    EXPECT_EQ(backends_that_ran(executor), (std::vector<std::string_view>{first_two, first_two, "gatherer", "gatherer",
+                                                                          "gatherer", "cpu", "gatherer"}));
   }
 }
 
