@@ -210,11 +210,21 @@ TEST(Executor, EmbeddingIdOutOfRangeIsAnError) {
   EXPECT_NE(out.status().message().find("embedding"), std::string::npos);
 }
 
-// The backend that ran each node of the executor's last run, in order.
-std::vector<std::string_view> backends_that_ran(const Executor& executor) {
-  std::vector<std::string_view> names;
-  for (const NodeTiming& timing : executor.last_timings()) names.push_back(timing.backend);
-  return names;
+// A run of `g` on `x` by an executor that asks `backend` before the CPU: the outputs, and
+// the backend that ran each node, in order (empty where the run failed).
+struct PreferredRun {
+  std::vector<Tensor> outputs;
+  std::vector<std::string_view> ran_on;
+};
+PreferredRun run_preferring(std::shared_ptr<Backend> backend, const Graph& g, const Tensor& x) {
+  Executor executor;
+  executor.prefer_backend(std::move(backend));
+  auto outputs = executor.run(g, std::span(&x, 1));
+  EXPECT_TRUE(outputs) << outputs.status().message();
+  if (!outputs) return {};
+  PreferredRun run{std::move(outputs.value()), {}};
+  for (const NodeTiming& timing : executor.last_timings()) run.ran_on.push_back(timing.backend);
+  return run;
 }
 
 // A device-like backend for the executor's batching: it takes `scale` nodes, at most
@@ -261,17 +271,14 @@ TEST(Executor, ConsecutiveNodesOfABatchingBackendRunAsOneBatch) {
     SCOPED_TRACE(fail ? "the backend fails every batch" : "the backend runs");
     auto backend = std::make_shared<BatchingScaleBackend>();
     backend->fail = fail;
-    Executor executor;
-    executor.prefer_backend(backend);
-    auto actual = executor.run(g, std::span(&x, 1));
-    ASSERT_TRUE(actual) << actual.status().message();
+    const PreferredRun actual = run_preferring(backend, g, x);
+    ASSERT_EQ(actual.outputs.size(), 2u);
     EXPECT_EQ(backend->batch_sizes, (std::vector<size_t>{3, 1, 1}));
     for (size_t o = 0; o < 2; ++o)
       for (int64_t i = 0; i < x.elements(); ++i)
-        EXPECT_FLOAT_EQ((*actual)[o].get_flat(i), (*expected)[o].get_flat(i)) << "output " << o << " element " << i;
+        EXPECT_FLOAT_EQ(actual.outputs[o].get_flat(i), (*expected)[o].get_flat(i)) << "output " << o << " element " << i;
     const std::string_view batcher = fail ? "cpu" : "batcher";
-    EXPECT_EQ(backends_that_ran(executor),
-              (std::vector<std::string_view>{batcher, batcher, batcher, batcher, "cpu", batcher}));
+    EXPECT_EQ(actual.ran_on, (std::vector<std::string_view>{batcher, batcher, batcher, batcher, "cpu", batcher}));
   }
 }
 
@@ -324,19 +331,17 @@ TEST(Executor, ABatchIsHandedOverWhileItIsGathered) {
     SCOPED_TRACE(give_back_after ? "the backend gives its first batch back after 2 nodes" : "the backend runs all");
     auto backend = std::make_shared<GatheringScaleBackend>();
     backend->give_back_after = give_back_after;
-    Executor executor;
-    executor.prefer_backend(backend);
-    auto actual = executor.run(g, std::span(&x, 1));
-    ASSERT_TRUE(actual) << actual.status().message();
+    const PreferredRun actual = run_preferring(backend, g, x);
+    ASSERT_EQ(actual.outputs.size(), 1u);
     const std::vector<std::vector<size_t>> expected_sizes =
         give_back_after ? std::vector<std::vector<size_t>>{{1, 2}, {1, 2, 3}, {1}}
                         : std::vector<std::vector<size_t>>{{1, 2, 3, 4, 5}, {1}};
     EXPECT_EQ(backend->gathered_when_run, expected_sizes);
     for (int64_t i = 0; i < x.elements(); ++i)
-      EXPECT_FLOAT_EQ((*actual)[0].get_flat(i), (*expected)[0].get_flat(i)) << "element " << i;
+      EXPECT_FLOAT_EQ(actual.outputs[0].get_flat(i), (*expected)[0].get_flat(i)) << "element " << i;
     const std::string_view first_two = give_back_after ? "cpu" : "gatherer";
-    EXPECT_EQ(backends_that_ran(executor), (std::vector<std::string_view>{first_two, first_two, "gatherer", "gatherer",
-                                                                          "gatherer", "cpu", "gatherer"}));
+    EXPECT_EQ(actual.ran_on, (std::vector<std::string_view>{first_two, first_two, "gatherer", "gatherer", "gatherer",
+                                                            "cpu", "gatherer"}));
   }
 }
 
