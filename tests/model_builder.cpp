@@ -316,7 +316,8 @@ HfModel write_random_hf_model(const std::filesystem::path& folder, const HfModel
   HfModel model{folder, {}};
   for (const auto& [name, shape] : hf_tensor_shapes(spec)) {
     Tensor tensor = Tensor::empty(shape, spec.dtype).value();
-    const std::vector<float> values = rng.uniform(static_cast<size_t>(shape.elements()));
+    const float range = shape.rank() == 2 ? spec.matrix_range : 1.0f;
+    const std::vector<float> values = rng.uniform(static_cast<size_t>(shape.elements()), -range, range);
     for (int64_t i = 0; i < tensor.elements(); ++i) tensor.set_flat(i, values[static_cast<size_t>(i)]);
     model.tensors.push_back({name, tensor});
   }

@@ -78,6 +78,10 @@ struct HfModelSpec {
   ConfigLayout layout = ConfigLayout::transformers4;
   bool gpt2_transformer_prefix = true;  // "transformer.h.0…" as GPT2LMHeadModel saves, else "h.0…"
   bool include_buffers = false;         // also write non-weights: rotary inv_freq, GPT-2 attention masks
+  // Matrices uniform in [-matrix_range, matrix_range], every other tensor in [-1, 1]. 1 makes
+  // activations grow layer by layer; about 1 / sqrt(hidden_size) keeps them near 1, as in
+  // trained models, so that a rounding step of difference is not amplified as it passes.
+  float matrix_range = 1.0f;
 };
 
 std::string config_json(const HfModelSpec& spec);
@@ -99,8 +103,8 @@ struct HfModel {
   const Tensor& tensor(std::string_view name) const;  // fails the test when absent
 };
 
-// Writes config.json, tokenizer.json and random weights (uniform in [-1, 1], rounded to
-// spec.dtype) into `folder`, created if needed.
+// Writes config.json, tokenizer.json and random weights (uniform, spec.matrix_range,
+// rounded to spec.dtype) into `folder`, created if needed.
 HfModel write_random_hf_model(const std::filesystem::path& folder, const HfModelSpec& spec, SeededRng& rng);
 
 }  // namespace ember::testing
