@@ -33,13 +33,13 @@ Result<ModelWeights> load_gpt2_weights(const ModelConfig& c, const WeightLoader&
     Tensor qkv, qkv_bias;
     EMBER_LOAD(qkv, weights.matrix(prefix + "attn_qkv.weight", Shape{3 * hidden, hidden}));
     EMBER_LOAD(qkv_bias, weights.f32_vector(prefix + "attn_qkv.bias", 3 * hidden));
-    // Row ranges of the fused matrix are views: no copy, and each projection is a linear
-    // node the executor can route on its own.
+    // Each projection is the fused matrix's rows in a buffer of its own (no copy): a linear
+    // node the executor routes on its own, whose weights both backends take whole.
     const std::pair<Tensor*, Tensor*> projections[] = {{&layer.wq, &layer.bq}, {&layer.wk, &layer.bk},
                                                        {&layer.wv, &layer.bv}};
     for (int64_t part = 0; part < 3; ++part) {
-      EMBER_LOAD(*projections[part].first, qkv.slice(0, part * hidden, hidden));
-      EMBER_LOAD(*projections[part].second, qkv_bias.slice(0, part * hidden, hidden));
+      EMBER_LOAD(*projections[part].first, rows_in_own_buffer(qkv, part * hidden, hidden));
+      EMBER_LOAD(*projections[part].second, rows_in_own_buffer(qkv_bias, part * hidden, hidden));
     }
     EMBER_LOAD(layer.wo, weights.matrix(prefix + "attn_output.weight", Shape{hidden, hidden}));
     EMBER_LOAD(layer.bo, weights.f32_vector(prefix + "attn_output.bias", hidden));

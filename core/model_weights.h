@@ -88,6 +88,13 @@ class WeightLoader {
   std::map<std::string, const SourceTensor*, std::less<>> by_name_;
 };
 
+// Rows [first, first + count) of `matrix` (or elements, of a vector) as a tensor over a
+// buffer of its own on the same bytes, not a view into the whole: kernels that take
+// whole buffers (the Vulkan shaders bind them from their first byte; the CPU interleaves
+// a weight's rows per buffer) then treat the part as a matrix the file held apart.
+// GPT-2's fused attn_qkv is split this way.
+Result<Tensor> rows_in_own_buffer(const Tensor& matrix, int64_t first, int64_t count);
+
 // In a loader returning Result: assigns the loaded tensor to `slot`, or returns its error.
 #define EMBER_LOAD(slot, expression)     \
   do {                                   \

@@ -41,6 +41,22 @@ bool read_in_place(DType type) {
 
 }  // namespace
 
+Result<Tensor> rows_in_own_buffer(const Tensor& matrix, int64_t first, int64_t count) {
+  auto part = matrix.slice(0, first, count);
+  if (!part) return part.status();
+  const std::shared_ptr<Buffer>& whole = matrix.buffer();
+  if (!matrix.is_contiguous() || whole == nullptr)
+    return invalid_argument(fmt::format("rows of {}: not a dense tensor", matrix.describe()));
+  auto bytes = whole->host_read();
+  if (!bytes) return bytes.status();
+  // The part's buffer holds the whole one alive, and with it the file mapping or memory.
+  std::byte* data = const_cast<std::byte*>(bytes.value()) + part->byte_offset();
+  const size_t size = part->payload_bytes();
+  std::shared_ptr<Buffer> own = whole->file_pages() ? Buffer::wrap_file_pages(data, size, whole)
+                                                    : Buffer::wrap(data, size, whole, whole->writable());
+  return Tensor::view(std::move(own), part->shape(), part->dtype());
+}
+
 WeightLoader::WeightLoader(const ModelSource& source, std::filesystem::path path) : path_(std::move(path)) {
   for (const SourceTensor& tensor : source.tensors) by_name_.emplace(tensor.name, &tensor);
 }

@@ -5,11 +5,9 @@
 // lie further apart than that. The float cases hold the device's own ops (norms, rope,
 // attention and its cache, swiglu, GELU, embeddings) to 1e-3; the block cases hold its
 // block products and the routing of weight types it lacks to a bound that allows for a
-// rounding step of x (kBlockTolerance). Llama-family models in weight types the device's
-// linears take (f32, q8_0, q4_0) must run every linear node there. The rest run some
-// products on the CPU: other weight types, and GPT-2, whose k and v projections are row
-// views of the fused attn_qkv matrix past its first byte, which the shaders cannot bind
-// (they bind whole buffers).
+// rounding step of x (kBlockTolerance). Models in weight types the device's linears take
+// (f32, q8_0, q4_0) must run every linear node there, GPT-2's three projections out of
+// its fused attn_qkv matrix among them; the other types run some products on the CPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -65,7 +63,7 @@ void PrintTo(const OffloadCase& c, std::ostream* out) { *out << c.name; }
 std::vector<OffloadCase> offload_cases() {
   std::vector<OffloadCase> cases;
   for (const testing::FamilyCase& family : testing::family_cases())
-    cases.push_back({family.name, family.spec, std::nullopt, family.spec.architecture != Architecture::gpt2});
+    cases.push_back({family.name, family.spec, std::nullopt});
   const HfModelSpec llama = testing::make_spec(Architecture::llama, 67, 256, 4, 2, 320);
   const struct {
     QuantizeTarget target;
@@ -76,7 +74,7 @@ std::vector<OffloadCase> offload_cases() {
     cases.push_back({"llama_" + std::string(quantize_target_name(type.target)), llama, type.target, type.on_device});
   HfModelSpec gpt2 = testing::make_spec(Architecture::gpt2, 71, 64, 2, 2, 256);
   gpt2.context_length = 32;
-  cases.push_back({"gpt2_q8_0", gpt2, QuantizeTarget::q8_0, false});
+  cases.push_back({"gpt2_q8_0", gpt2, QuantizeTarget::q8_0});
   // Both sides round x to q8_0 before a block product, from sums that may differ in their
   // last bit: now and then one value rounds to the neighbouring step. Weights of a trained
   // model's scale keep that step from growing layer by layer into the logits.
