@@ -106,7 +106,7 @@ std::span<const size_t> VulkanBackend::activation_inputs(Op op) {
   static constexpr size_t kFirstThree[] = {0, 1, 2};
   switch (op) {
     case Op::add: case Op::swiglu: return std::span(kFirstThree, 2);
-    case Op::reshape: case Op::rms_norm: case Op::rope: return std::span(kFirstThree, 1);
+    case Op::reshape: case Op::rms_norm: case Op::layer_norm: case Op::rope: return std::span(kFirstThree, 1);
     case Op::cached_attention: return kFirstThree;
     default: return {};
   }
@@ -128,6 +128,13 @@ bool VulkanBackend::row_op_fits(const Node& node, std::span<const Tensor> inputs
       if (inputs.size() != 2 || !dense(inputs[0]) || !dense(inputs[1]) || inputs[0].shape() != node.shape) return false;
       const int64_t cols = node.shape[node.shape.rank() - 1];
       return inputs[1].rank() == 1 && inputs[1].dim(0) == cols;
+    }
+    case Op::layer_norm: {
+      if (inputs.size() != 3 || !dense(inputs[0]) || !dense(inputs[1]) || !dense(inputs[2]) ||
+          inputs[0].shape() != node.shape)
+        return false;
+      const int64_t cols = node.shape[node.shape.rank() - 1];
+      return inputs[1].rank() == 1 && inputs[1].dim(0) == cols && inputs[2].rank() == 1 && inputs[2].dim(0) == cols;
     }
     case Op::rope: {
       if (inputs.empty() || !dense(inputs[0]) || inputs[0].shape() != node.shape || node.shape.rank() != 3) return false;
@@ -366,6 +373,18 @@ Status VulkanBackend::run_nodes(BatchFeed& feed) {
         EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_rms_norm(batch, *x.value(), *weight.value(), *y.value(),
                                                                           elements / cols, cols, node.params.eps,
                                                                           std::nullopt, rounded.value())));
+        break;
+      }
+      case Op::layer_norm: {
+        auto x = input(inputs[0]);
+        if (!x) return x.status();
+        auto weight = input(inputs[1]);
+        if (!weight) return weight.status();
+        auto bias = input(inputs[2]);
+        if (!bias) return bias.status();
+        const auto cols = static_cast<uint32_t>(node.shape[node.shape.rank() - 1]);
+        EMBER_RETURN_IF_ERROR(from_gpu(device_->row_ops().record_layer_norm(
+            batch, *x.value(), *weight.value(), *bias.value(), *y.value(), elements / cols, cols, node.params.eps)));
         break;
       }
       case Op::rope: {

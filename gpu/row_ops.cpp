@@ -68,6 +68,25 @@ Status RowOps::record_rms_norm(CommandBatch& batch, const DeviceBuffer& x, const
   return {};
 }
 
+Status RowOps::record_layer_norm(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& weight,
+                                 const DeviceBuffer& bias, const DeviceBuffer& y, uint32_t rows, uint32_t cols,
+                                 float eps) {
+  const uint64_t bytes = uint64_t{rows} * cols * 4;
+  if (x.bytes() < bytes) return too_small("layer_norm", "x", x, bytes);
+  if (weight.bytes() < uint64_t{cols} * 4) return too_small("layer_norm", "weight", weight, uint64_t{cols} * 4);
+  if (bias.bytes() < uint64_t{cols} * 4) return too_small("layer_norm", "bias", bias, uint64_t{cols} * 4);
+  if (y.bytes() < bytes) return too_small("layer_norm", "y", y, bytes);
+  auto groups = flat_grid(batch.context(), rows);
+  if (!groups) return groups.status();
+  auto pipeline = pipelines_.get(ShaderId::layer_norm, {});
+  if (!pipeline) return pipeline.status();
+  auto set = batch.descriptor_set(*pipeline.value(), {&x, &weight, &bias, &y});
+  if (!set) return set.status();
+  batch.add({.pipeline = pipeline.value(), .set = set.value(), .push = {rows, cols, std::bit_cast<uint32_t>(eps)},
+             .push_words = 3, .groups = groups.value()});
+  return {};
+}
+
 Status RowOps::record_rope(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& angles,
                            const DeviceBuffer& y, uint32_t tokens, uint32_t heads, uint32_t head_dim, uint32_t pairs,
                            bool neox, std::optional<SecondRope> second) {

@@ -1,6 +1,6 @@
 // The small kernels around the linear layers, so that a whole transformer layer can stay
-// on the device: elementwise add, swiglu and copy over flat f32 ranges, RMSNorm over the
-// last axis, rotary embedding with host-computed angles, and the row gather that reads a
+// on the device: elementwise add, swiglu and copy over flat f32 ranges, RMSNorm and
+// LayerNorm over the last axis, rotary embedding with host-computed angles, and the row gather that reads a
 // token's embedding (or picks the rows whose logits are wanted). Each records into a
 // CommandBatch (gpu/command_batch.h); none keeps state between calls.
 #pragma once
@@ -38,6 +38,9 @@ class RowOps {
   Status record_rms_norm(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& weight, const DeviceBuffer& y,
                          uint32_t rows, uint32_t cols, float eps, std::optional<ResidualAdd> residual = std::nullopt,
                          std::optional<RoundedX> rounded = std::nullopt);
+  // y = (x - mean) / sqrt(var + eps) * weight + bias per row of `cols` (GPT-2's LayerNorm).
+  Status record_layer_norm(CommandBatch& batch, const DeviceBuffer& x, const DeviceBuffer& weight,
+                           const DeviceBuffer& bias, const DeviceBuffer& y, uint32_t rows, uint32_t cols, float eps);
   // y = x [tokens, heads, head_dim] turned by `angles`, (cos, sin) f32 pairs [tokens][pairs].
   // With `second`, its x [tokens, second.heads, head_dim] too, by the same angles, in the
   // same dispatch.

@@ -30,6 +30,9 @@ constexpr uint32_t kElementwise[] = {
 constexpr uint32_t kRmsNorm[] = {
 #include "rms_norm.spv.inc"
 };
+constexpr uint32_t kLayerNorm[] = {
+#include "layer_norm.spv.inc"
+};
 constexpr uint32_t kRope[] = {
 #include "rope.spv.inc"
 };
@@ -70,6 +73,7 @@ const ShaderInfo kShaders[] = {
     {"linear_gemm_coopmat", kLinearGemmCoopmat, 4, kLinearPushBytes},
     {"elementwise", kElementwise, 4, sizeof(uint32_t)},   // count
     {"rms_norm", kRmsNorm, 6, 3 * sizeof(uint32_t)},      // rows, cols, eps
+    {"layer_norm", kLayerNorm, 4, 3 * sizeof(uint32_t)},  // rows, cols, eps
     {"rope", kRope, 5, 5 * sizeof(uint32_t)},             // tokens, heads, head_dim, pairs, second_heads
     {"kv_store", kKvStore, 4, 3 * sizeof(uint32_t)},      // source_first, target_first, count
     {"attention", kAttention, 11, 9 * sizeof(uint32_t)},  // first_row .. pairs

@@ -8,7 +8,7 @@
 namespace ember::gpu {
 
 enum class ShaderId : uint32_t { linear_gemv, linear_gemm, linear_gemv_blocks, quantize_rows_q8, linear_gemm_float,
-                                  linear_gemm_coopmat, elementwise, rms_norm, rope,
+                                  linear_gemm_coopmat, elementwise, rms_norm, layer_norm, rope,
                                   kv_store, attention, attention_tiled, embedding, round_rows_f16, coopmat_probe,
                                   grid_barrier_probe, gemv_chain_probe };
 

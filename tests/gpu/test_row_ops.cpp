@@ -2,9 +2,10 @@
 // that are not multiples of the 256-wide workgroups, outputs poisoned with NaN and a
 // guard past their end. add and copy are exact; swiglu differs from the CPU only in exp
 // (1e-6 relative); rms_norm in the order of its sum of squares (f32 pairwise against f64,
-// 1e-5 relative); rope takes the CPU's own angle table, so it differs only where the
-// device fuses a multiply-add (1e-6 of the values); the embedding gather gives the CPU's
-// values exactly.
+// 1e-5 relative), layer_norm likewise and in its mean, subtracted in f32 (1e-4 where
+// values of 100 ± 3 make it); rope takes the CPU's own angle table, so it differs only
+// where the device fuses a multiply-add (1e-6 of the values); the embedding gather gives
+// the CPU's values exactly.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -167,6 +168,33 @@ TEST(GpuRowOps, RmsNormMatchesTheCpu) {
       cpu::rms_norm(expected_sum.data(), weight.data(), expected.data(), rows, cols, 1e-5f);
       expect_close(normed, expected, 1e-5, 1e-7);
     }
+}
+
+// Rows whose mean lies far from zero next to their spread (the centring must not cancel),
+// and rows of one value (variance 0: y is the bias).
+TEST(GpuRowOps, LayerNormMatchesTheCpu) {
+  EMBER_GPU_CONTEXT_OR_SKIP(context);
+  Gpu gpu(context);
+  testing::SeededRng rng;
+  for (const float offset : {0.0f, 100.0f})
+    for (const uint32_t rows : {1u, 3u, 17u})
+      for (const uint32_t cols : {1u, 255u, 4097u}) {
+        SCOPED_TRACE("offset " + std::to_string(offset) + " rows " + std::to_string(rows) + " cols " +
+                     std::to_string(cols));
+        std::vector<float> x = rng.uniform(size_t{rows} * cols, -3.0f, 3.0f);
+        for (float& value : x) value += offset;
+        const std::vector<float> weight = rng.uniform(cols), bias = rng.uniform(cols);
+        const DeviceBuffer x_buffer = mapped_buffer(gpu.allocator, x),
+                           weight_buffer = mapped_buffer(gpu.allocator, weight);
+        const DeviceBuffer bias_buffer = mapped_buffer(gpu.allocator, bias);
+        const DeviceBuffer y = mapped_buffer(gpu.allocator, testing::poisoned(x.size() + kGuard));
+        run_batch(gpu, [&](CommandBatch& batch) {
+          return gpu.ops.record_layer_norm(batch, x_buffer, weight_buffer, bias_buffer, y, rows, cols, 1e-5f);
+        });
+        std::vector<float> expected(x.size());
+        cpu::layer_norm(x.data(), weight.data(), bias.data(), expected.data(), rows, cols, 1e-5f);
+        expect_close(y, expected, 1e-5, offset == 0.0f ? 1e-6 : 1e-4);
+      }
 }
 
 TEST(GpuRowOps, RopeMatchesTheCpuInBothStyles) {

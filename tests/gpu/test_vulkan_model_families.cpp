@@ -112,6 +112,14 @@ float largest_magnitude(const Tensor& tensor) {
   return largest;
 }
 
+// The ops of the last pass's nodes that did not run on the device.
+std::vector<std::string> ops_off_device(const Model& model) {
+  std::vector<std::string> off;
+  for (const NodeTiming& timing : model.last_timings())
+    if (timing.backend != "vulkan") off.emplace_back(op_name(timing.op));
+  return off;
+}
+
 // How many of the last pass's linear nodes ran on the device, and how many there were.
 std::pair<size_t, size_t> linears_on_device(const Model& model) {
   size_t on_device = 0, linears = 0;
@@ -162,6 +170,8 @@ TEST_P(VulkanModelFamilies, EveryLayerOffloadedMatchesTheCpu) {
     EXPECT_GT(linears, 0u) << "step " << step;
     if (param.linears_on_device) {
       EXPECT_EQ(on_device, linears) << "step " << step;
+      // A decoded token is then one batch, from its embedding to its logits.
+      if (step > 0) EXPECT_EQ(ops_off_device(gpu.value()), std::vector<std::string>{}) << "step " << step;
     }
 
     // Both decode the CPU's choice, so that a near tie cannot send them apart.
