@@ -50,6 +50,8 @@ Result<Tensor> rows_in_own_buffer(const Tensor& matrix, int64_t first, int64_t c
   auto bytes = whole->host_read();
   if (!bytes) return bytes.status();
   // The part's buffer holds the whole one alive, and with it the file mapping or memory.
+  // It is as writable as the whole: the CPU makes its rearranged copies of read-only
+  // weights only, so weights converted into memory are not held twice.
   std::byte* data = const_cast<std::byte*>(bytes.value()) + part->byte_offset();
   const size_t size = part->payload_bytes();
   std::shared_ptr<Buffer> own = whole->file_pages() ? Buffer::wrap_file_pages(data, size, whole)

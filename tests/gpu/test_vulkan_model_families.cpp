@@ -34,11 +34,11 @@ constexpr size_t kPromptTokens = 7;
 // Float weights: the two sides differ by f32 rounding alone (at most 1.9e-4 in 70 runs
 // of each case, fresh seeds, on lavapipe).
 constexpr double kFloatTolerance = 1e-3;
-// Block weights: both sides round x to q8_0 before a product, but x comes from sums that
-// may differ in their last bit (the device's norm sums in f32, the CPU's in f64), so now
-// and then one value rounds to the neighbouring step. In 70 runs of each case that moved
-// the logits by up to 1.3e-2 of their largest magnitude, about one run in ten; a wrong
-// product or a wrong cache row moves them by far more.
+// Block weights: both sides round x to q8_0 before a product, but x comes from sums taken
+// in other orders (the norms, the attention, the products' blocks) that may differ in
+// their last bit, so now and then one value rounds to the neighbouring step. In 70 runs
+// of each case that moved the logits by up to 1.3e-2 of their largest magnitude, about
+// one run in ten; a wrong product or a wrong cache row moves them by far more.
 constexpr double kBlockTolerance = 5e-2;
 
 struct OffloadCase {
@@ -75,9 +75,8 @@ std::vector<OffloadCase> offload_cases() {
   HfModelSpec gpt2 = testing::make_spec(Architecture::gpt2, 71, 64, 2, 2, 256);
   gpt2.context_length = 32;
   cases.push_back({"gpt2_q8_0", gpt2, QuantizeTarget::q8_0});
-  // Both sides round x to q8_0 before a block product, from sums that may differ in their
-  // last bit: now and then one value rounds to the neighbouring step. Weights of a trained
-  // model's scale keep that step from growing layer by layer into the logits.
+  // Matrices of a trained model's scale: drawn in ±1, activations grow from layer to layer
+  // and a rounding step of x reached 4.1e-2 of the logits.
   for (OffloadCase& c : cases) c.spec.matrix_range = 1.0f / std::sqrt(static_cast<float>(c.spec.hidden_size));
   return cases;
 }
